@@ -1,0 +1,84 @@
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::Tensor;
+use burn::tensor::activation::gelu;
+use burn::tensor::backend::Backend;
+use memory_keys::{ProductKeys, ProductKeysConfig};
+use memory_values::{ValueTable, ValueTableConfig};
+
+use crate::memory::{bag, flatten_input};
+use crate::{MemoryBackend, MemoryError, MemoryOutput};
+
+/// Configuration of a PEER layer (paper §9): product-key retrieval over `n_keys²` experts,
+/// each a pair of vectors `u_i, v_i ∈ R^dim`.
+#[derive(Config, Debug)]
+pub struct PeerConfig {
+    /// Model dimension; also the width of both tables.
+    pub dim: usize,
+    /// Retrieval heads.
+    pub heads: usize,
+    /// Query/key dimension per head (both halves); even.
+    pub k_dim: usize,
+    /// Experts selected per head and token.
+    pub knn: usize,
+    /// Sub-keys per half; `n_keys²` experts.
+    pub n_keys: usize,
+    /// RMS-normalise query halves and sub-keys.
+    #[config(default = false)]
+    pub qk_norm: bool,
+}
+
+impl PeerConfig {
+    /// The product-key part of this configuration.
+    pub fn keys(&self) -> ProductKeysConfig {
+        ProductKeysConfig::new(self.dim, self.heads, self.k_dim, self.knn, self.n_keys)
+            .with_qk_norm(self.qk_norm)
+    }
+
+    /// Checks every rule; the error names the field and the rule.
+    pub fn validate(&self) -> Result<(), MemoryError> {
+        Ok(self.keys().validate()?)
+    }
+
+    /// Initialises keys and both expert tables (`Normal(0, dim^-½)`).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Peer<B>, MemoryError> {
+        self.validate()?;
+        let table = ValueTableConfig::new(self.n_keys * self.n_keys, self.dim);
+        Ok(Peer {
+            keys: self.keys().init(device)?,
+            values_u: table.init(device)?,
+            values_v: table.init(device)?,
+            dim: self.dim,
+        })
+    }
+}
+
+/// PEER: `out[t] = Σ_i softmax(s)_i · gelu(⟨x_t, u_i⟩) · v_i` over the retrieved experts.
+#[derive(Module, Debug)]
+pub struct Peer<B: Backend> {
+    /// Query network and sub-keys.
+    pub keys: ProductKeys<B>,
+    /// Down vectors `u`, `[n_keys², dim]`.
+    pub values_u: ValueTable<B>,
+    /// Up vectors `v`, `[n_keys², dim]`.
+    pub values_v: ValueTable<B>,
+    dim: usize,
+}
+
+impl<B: MemoryBackend> Peer<B> {
+    /// Applies the layer to `x [..., dim]`.
+    pub fn forward<const D: usize>(
+        &self,
+        x: Tensor<B, D>,
+    ) -> Result<MemoryOutput<B, D>, MemoryError> {
+        let (x2, shape) = flatten_input(x, self.dim)?;
+        let retrieval = self.keys.forward(x2.clone());
+        let (indices, weights) = bag(&retrieval, self.keys.heads());
+        let activations = gelu(self.values_u.dot(indices.clone(), x2)?);
+        let output = self.values_v.lookup(indices, weights * activations)?;
+        Ok(MemoryOutput {
+            output: output.reshape(shape),
+            retrieval,
+        })
+    }
+}

@@ -1,0 +1,34 @@
+use thiserror::Error;
+
+/// Errors of the value crate: invalid configurations and invalid lookups.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ValueError {
+    /// A configuration field breaks a rule.
+    #[error("invalid value table config: {field} = {value}: {rule}")]
+    InvalidConfig {
+        /// The offending field.
+        field: &'static str,
+        /// Its value, as written.
+        value: String,
+        /// The rule it breaks.
+        rule: &'static str,
+    },
+    /// A lookup index does not address a row of the table.
+    #[error("value index {index} is outside the table of {rows} rows")]
+    IndexOutOfRange {
+        /// The first offending index found.
+        index: i64,
+        /// Rows in the table.
+        rows: usize,
+    },
+    /// Tensors given to a lookup do not have compatible shapes.
+    #[error("{what}: expected shape {expected:?}, got {actual:?}")]
+    ShapeMismatch {
+        /// Which tensor.
+        what: &'static str,
+        /// The shape the lookup needs.
+        expected: Vec<usize>,
+        /// The shape it got.
+        actual: Vec<usize>,
+    },
+}

@@ -1,0 +1,251 @@
+use burn::config::Config;
+use burn::module::{Initializer, Module, Param};
+use burn::tensor::backend::Backend;
+use burn::tensor::{ElementConversion, Int, Tensor, TensorPrimitive};
+
+use crate::{ValueBackend, ValueError};
+
+/// Configuration of a [`ValueTable`]: `rows × dim` values, or a column slice of them.
+#[derive(Config, Debug)]
+pub struct ValueTableConfig {
+    /// Number of rows `N` (`n_keys²` behind product keys).
+    pub rows: usize,
+    /// Width of the whole logical table (`v_dim`).
+    pub dim: usize,
+    /// First column held by this table, when it is a shard of a wider logical table.
+    #[config(default = 0)]
+    pub column_offset: usize,
+    /// Columns held by this table; `None` holds every column from `column_offset` on.
+    #[config(default = "None")]
+    pub column_width: Option<usize>,
+}
+
+/// The columns `offset..offset + width` of a logical table `total` columns wide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColumnSlice {
+    /// First column.
+    pub offset: usize,
+    /// Number of columns.
+    pub width: usize,
+    /// Width of the logical table.
+    pub total: usize,
+}
+
+impl ColumnSlice {
+    /// Whether this slice is the whole table.
+    pub fn is_whole(&self) -> bool {
+        self.width == self.total
+    }
+}
+
+impl ValueTableConfig {
+    /// The column slice this config describes, after checking it.
+    pub fn columns(&self) -> Result<ColumnSlice, ValueError> {
+        let invalid = |field, value: usize, rule| ValueError::InvalidConfig {
+            field,
+            value: value.to_string(),
+            rule,
+        };
+        if self.rows == 0 {
+            return Err(invalid("rows", self.rows, "must be at least 1"));
+        }
+        if self.dim == 0 {
+            return Err(invalid("dim", self.dim, "must be at least 1"));
+        }
+        if self.column_offset >= self.dim {
+            return Err(invalid(
+                "column_offset",
+                self.column_offset,
+                "must be less than dim",
+            ));
+        }
+        let width = self.column_width.unwrap_or(self.dim - self.column_offset);
+        if width == 0 || self.column_offset + width > self.dim {
+            return Err(invalid(
+                "column_width",
+                width,
+                "must be at least 1 and end within dim",
+            ));
+        }
+        Ok(ColumnSlice {
+            offset: self.column_offset,
+            width,
+            total: self.dim,
+        })
+    }
+
+    /// Initialises the table with `Normal(0, dim^-½)` values (`dim` of the logical table).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<ValueTable<B>, ValueError> {
+        let columns = self.columns()?;
+        let std = (self.dim as f64).powf(-0.5);
+        let weight =
+            Initializer::Normal { mean: 0.0, std }.init([self.rows, columns.width], device);
+        Ok(ValueTable {
+            weight,
+            column_offset: columns.offset,
+            total_dim: columns.total,
+        })
+    }
+}
+
+/// A trainable table of value rows, possibly a column shard of a wider logical table.
+///
+/// Memory layers read it through [`ValueTable::lookup`]; several layers may share one table
+/// (the paper's shared value pool): the table is then owned by the caller and passed to each
+/// layer, and its gradient is the sum of every layer's contribution.
+#[derive(Module, Debug)]
+pub struct ValueTable<B: Backend> {
+    /// The values held here, `[rows, width]`.
+    pub weight: Param<Tensor<B, 2>>,
+    column_offset: usize,
+    total_dim: usize,
+}
+
+impl<B: Backend> ValueTable<B> {
+    /// Wraps existing values `[rows, width]` as the columns `column_offset..` of a logical
+    /// table `total_dim` wide.
+    pub fn from_tensor(
+        values: Tensor<B, 2>,
+        column_offset: usize,
+        total_dim: usize,
+    ) -> Result<Self, ValueError> {
+        let [rows, width] = values.dims();
+        ValueTableConfig::new(rows, total_dim)
+            .with_column_offset(column_offset)
+            .with_column_width(Some(width))
+            .columns()?;
+        Ok(Self {
+            weight: Param::from_tensor(values),
+            column_offset,
+            total_dim,
+        })
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.weight.dims()[0]
+    }
+
+    /// The columns of the logical table held here.
+    pub fn columns(&self) -> ColumnSlice {
+        ColumnSlice {
+            offset: self.column_offset,
+            width: self.weight.dims()[1],
+            total: self.total_dim,
+        }
+    }
+}
+
+impl<B: ValueBackend> ValueTable<B> {
+    /// Weighted lookup `out[t] = Σ_j weights[t,j] · V[indices[t,j]]` over this table's columns.
+    ///
+    /// `indices` and `weights` are `[T, K]`; the output is `[T, width]`. Differentiable in the
+    /// values and the weights. An index outside `0..rows` is an error.
+    pub fn lookup(
+        &self,
+        indices: Tensor<B, 2, Int>,
+        weights: Tensor<B, 2>,
+    ) -> Result<Tensor<B, 2>, ValueError> {
+        let [t, k] = indices.dims();
+        expect_shape("lookup weights", &weights.dims(), [t, k])?;
+        let width = self.columns().width;
+        if t * k == 0 {
+            return Ok(Tensor::zeros([t, width], &weights.device()));
+        }
+        self.check_range(&indices)?;
+        Ok(float(B::bag_sum(
+            self.weight.val().into_primitive().tensor(),
+            indices.into_primitive(),
+            weights.into_primitive().tensor(),
+        )))
+    }
+
+    /// Dot products `out[t,j] = ⟨V[indices[t,j]], x[t]⟩` with this table's rows (PEER's keys).
+    ///
+    /// `indices` is `[T, K]`, `x` is `[T, width]`; the output is `[T, K]`. Differentiable in
+    /// the values and `x`. An index outside `0..rows` is an error.
+    pub fn dot(
+        &self,
+        indices: Tensor<B, 2, Int>,
+        x: Tensor<B, 2>,
+    ) -> Result<Tensor<B, 2>, ValueError> {
+        let [t, k] = indices.dims();
+        expect_shape("dot input", &x.dims(), [t, self.columns().width])?;
+        if t * k == 0 {
+            return Ok(Tensor::zeros([t, k], &x.device()));
+        }
+        self.check_range(&indices)?;
+        Ok(float(B::bag_dot(
+            self.weight.val().into_primitive().tensor(),
+            indices.into_primitive(),
+            x.into_primitive().tensor(),
+        )))
+    }
+
+    /// Rejects any index outside `0..rows` (reads back the extremes: one small sync).
+    fn check_range(&self, indices: &Tensor<B, 2, Int>) -> Result<(), ValueError> {
+        let rows = self.rows();
+        let min = indices.clone().min().into_scalar().elem::<i64>();
+        if min < 0 {
+            return Err(ValueError::IndexOutOfRange { index: min, rows });
+        }
+        let max = indices.clone().max().into_scalar().elem::<i64>();
+        if max >= rows as i64 {
+            return Err(ValueError::IndexOutOfRange { index: max, rows });
+        }
+        Ok(())
+    }
+}
+
+fn expect_shape<const D: usize>(
+    what: &'static str,
+    actual: &[usize; D],
+    expected: [usize; D],
+) -> Result<(), ValueError> {
+    if *actual == expected {
+        Ok(())
+    } else {
+        Err(ValueError::ShapeMismatch {
+            what,
+            expected: expected.to_vec(),
+            actual: actual.to_vec(),
+        })
+    }
+}
+
+fn float<B: Backend>(primitive: B::FloatTensorPrimitive) -> Tensor<B, 2> {
+    Tensor::from_primitive(TensorPrimitive::Float(primitive))
+}
+
+/// Where a memory layer reads its values from: a whole [`ValueTable`] today, a column-sharded
+/// table spread over devices tomorrow. Layers are written against this trait only.
+pub trait ValueStore<B: Backend> {
+    /// Number of rows.
+    fn rows(&self) -> usize;
+    /// Width of a lookup's output.
+    fn width(&self) -> usize;
+    /// Weighted lookup: `indices`, `weights` `[T, K]` → `[T, width]`.
+    fn lookup(
+        &self,
+        indices: Tensor<B, 2, Int>,
+        weights: Tensor<B, 2>,
+    ) -> Result<Tensor<B, 2>, ValueError>;
+}
+
+impl<B: ValueBackend> ValueStore<B> for ValueTable<B> {
+    fn rows(&self) -> usize {
+        ValueTable::rows(self)
+    }
+
+    fn width(&self) -> usize {
+        self.columns().width
+    }
+
+    fn lookup(
+        &self,
+        indices: Tensor<B, 2, Int>,
+        weights: Tensor<B, 2>,
+    ) -> Result<Tensor<B, 2>, ValueError> {
+        ValueTable::lookup(self, indices, weights)
+    }
+}

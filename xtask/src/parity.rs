@@ -1,0 +1,67 @@
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use burn::backend::{Autodiff, Flex};
+use memory_layer::parity::{F32_TOLERANCE, check_fixture};
+
+/// Arguments of `cargo xtask parity`.
+#[derive(clap::Args)]
+pub struct ParityArgs {
+    /// Fixture files (safetensors, design.md "Parity fixtures").
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Largest accepted normwise relative error.
+    #[arg(long, default_value_t = F32_TOLERANCE)]
+    tolerance: f64,
+}
+
+/// Loads each fixture into the layer, runs forward and backward on the CPU, prints the error of
+/// every tensor, and fails if any is past the tolerance.
+pub fn run(args: ParityArgs) -> anyhow::Result<()> {
+    let device = Default::default();
+    let mut failed = Vec::new();
+    for path in &args.files {
+        let report = check_fixture::<Autodiff<Flex>>(path, &device, args.tolerance)
+            .with_context(|| format!("checking {}", path.display()))?;
+        println!("{}  {}", path.display(), describe(&report.config));
+        for check in &report.checks {
+            let verdict = if check.passed { "ok" } else { "FAIL" };
+            println!(
+                "  {:<36} max abs {:>10.3e}  rel {:>10.3e}  {verdict}",
+                check.name, check.max_abs, check.relative
+            );
+        }
+        match &report.retrieval {
+            Ok(()) => println!("  {:<36} equal up to ties  ok", "indices"),
+            Err(mismatch) => println!("  {:<36} {mismatch}  FAIL", "indices"),
+        }
+        if !report.passed() {
+            failed.push(path.display().to_string());
+        }
+    }
+    let total = args.files.len();
+    println!("{} passed, {} failed", total - failed.len(), failed.len());
+    if !failed.is_empty() {
+        bail!(
+            "parity failed (tolerance {:e}) for: {}",
+            args.tolerance,
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn describe(config: &memory_layer::import::ReferenceConfig) -> String {
+    format!(
+        "dim {} heads {} knn {} n_keys {} k_dim {} v_dim {}{}{}{}",
+        config.dim,
+        config.heads,
+        config.knn,
+        config.n_keys,
+        config.k_dim,
+        config.v_dim,
+        if config.swilu { " swilu" } else { "" },
+        if config.gated { " gated" } else { "" },
+        if config.peer { " peer" } else { "" },
+    )
+}

@@ -1,0 +1,206 @@
+//! Product-key retrieval against the brute-force search over all `n_keys²` keys.
+
+use burn::backend::Flex;
+use burn::tensor::{Distribution, Tensor, TensorData};
+use memory_keys::reference::{BruteForce, TopK, compare_topk};
+use memory_keys::{KeysError, ProductKeysConfig, retrieve};
+use proptest::prelude::*;
+
+type B = Flex;
+
+/// Checks `retrieve` on the given queries and sub-keys against the brute force.
+fn check(
+    queries: Tensor<B, 3>,
+    sub_keys: Tensor<B, 4>,
+    knn: usize,
+    tol: f64,
+) -> Result<(), String> {
+    let brute = BruteForce::new(queries.clone(), sub_keys.clone());
+    let retrieval = retrieve(queries, sub_keys, knn);
+    let actual = TopK::from_retrieval(&retrieval);
+    let expected = brute.topk(knn);
+    compare_topk(&actual, &expected, |row, i| Some(brute.score(row, i)), tol)
+        .map_err(|m| m.to_string())
+}
+
+fn random(shape: Vec<usize>, seed: u64, integers: bool) -> TensorData {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let n: usize = shape.iter().product();
+    let values: Vec<f32> = (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let u = (state >> 40) as f32 / (1u64 << 24) as f32; // [0, 1)
+            if integers {
+                (u * 7.0).floor() - 3.0
+            } else {
+                u * 2.0 - 1.0
+            }
+        })
+        .collect();
+    TensorData::new(values, shape)
+}
+
+fn case() -> impl Strategy<Value = (usize, usize, usize, usize, usize, u64)> {
+    (
+        1usize..64,
+        1usize..=4,
+        1usize..=16,
+        1usize..=3,
+        any::<u64>(),
+    )
+        .prop_flat_map(|(n_keys, heads, half, tokens, seed)| {
+            (
+                Just(n_keys),
+                1..=n_keys,
+                Just(heads),
+                Just(2 * half),
+                Just(tokens),
+                Just(seed),
+            )
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Continuous random inputs: equal to brute force up to f32 rounding (and ties within it).
+    #[test]
+    fn product_keys_equal_brute_force((n_keys, knn, heads, k_dim, tokens, seed) in case()) {
+        let device = Default::default();
+        let queries = Tensor::<B, 3>::from_data(random(vec![tokens, heads, k_dim], seed, false), &device);
+        let keys = Tensor::<B, 4>::from_data(random(vec![heads, 2, n_keys, k_dim / 2], !seed, false), &device);
+        prop_assert_eq!(check(queries, keys, knn, 1e-5), Ok(()));
+    }
+
+    /// Small integer inputs: sums are exact and ties are frequent; scores must match exactly.
+    #[test]
+    fn product_keys_equal_brute_force_with_ties((n_keys, knn, heads, k_dim, tokens, seed) in case()) {
+        let device = Default::default();
+        let queries = Tensor::<B, 3>::from_data(random(vec![tokens, heads, k_dim], seed, true), &device);
+        let keys = Tensor::<B, 4>::from_data(random(vec![heads, 2, n_keys, k_dim / 2], !seed, true), &device);
+        prop_assert_eq!(check(queries, keys, knn, 0.0), Ok(()));
+    }
+}
+
+#[test]
+fn module_retrieval_equals_brute_force_with_and_without_qk_norm() {
+    let device = Default::default();
+    for qk_norm in [false, true] {
+        let keys = ProductKeysConfig::new(24, 3, 10, 6, 13)
+            .with_qk_norm(qk_norm)
+            .init::<B>(&device)
+            .unwrap();
+        let x = Tensor::<B, 2>::random([7, 24], Distribution::Normal(0.0, 1.0), &device);
+        let retrieval = keys.forward(x.clone());
+        assert_eq!(retrieval.scores.dims(), [7 * 3, 6]);
+        let brute = BruteForce::new(keys.queries(x), keys.sub_keys());
+        let actual = TopK::from_retrieval(&retrieval);
+        compare_topk(
+            &actual,
+            &brute.topk(6),
+            |r, i| Some(brute.score(r, i)),
+            1e-5,
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn qk_norm_normalises_queries_and_keys() {
+    let device = Default::default();
+    let keys = ProductKeysConfig::new(8, 2, 6, 2, 4)
+        .with_qk_norm(true)
+        .init::<B>(&device)
+        .unwrap();
+    let x = Tensor::<B, 2>::random([3, 8], Distribution::Normal(0.0, 5.0), &device);
+    let mean_square = |t: Tensor<B, 2>| t.square().mean_dim(1).into_data().to_vec::<f32>().unwrap();
+    let queries = keys.queries(x).reshape([3 * 2 * 2, 3]);
+    let sub_keys = keys.sub_keys().reshape([2 * 2 * 4, 3]);
+    for ms in mean_square(queries)
+        .into_iter()
+        .chain(mean_square(sub_keys))
+    {
+        assert!((ms - 1.0).abs() < 1e-3, "mean square {ms}");
+    }
+}
+
+#[test]
+fn empty_batch_gives_empty_retrieval() {
+    let device = Default::default();
+    let keys = ProductKeysConfig::new(8, 2, 4, 3, 5)
+        .init::<B>(&device)
+        .unwrap();
+    let retrieval = keys.forward(Tensor::<B, 2>::zeros([0, 8], &device));
+    assert_eq!(retrieval.scores.dims(), [0, 3]);
+    assert_eq!(retrieval.indices.dims(), [0, 3]);
+}
+
+#[test]
+fn knn_equal_to_n_keys_and_knn_one() {
+    let device = Default::default();
+    for (n_keys, knn) in [(5, 5), (9, 1), (1, 1)] {
+        let q = Tensor::<B, 3>::from_data(random(vec![4, 2, 6], 3, false), &device);
+        let k = Tensor::<B, 4>::from_data(random(vec![2, 2, n_keys, 3], 4, false), &device);
+        check(q, k, knn, 1e-5).unwrap();
+    }
+}
+
+#[test]
+fn init_follows_the_paper() {
+    let device = Default::default();
+    let keys = ProductKeysConfig::new(64, 4, 32, 8, 64)
+        .init::<B>(&device)
+        .unwrap();
+    assert_eq!(keys.keys.dims(), [2 * 4 * 64, 16]);
+    let bound = 1.0 / 32f32.sqrt();
+    let values = keys.keys.val().into_data().to_vec::<f32>().unwrap();
+    assert!(values.iter().all(|v| v.abs() <= bound));
+    assert!(
+        values.iter().any(|v| v.abs() > 0.9 * bound),
+        "spread over the whole range"
+    );
+    let bias = keys.query_proj.bias.as_ref().unwrap().val();
+    assert_eq!(bias.abs().sum().into_scalar(), 0.0);
+    let xavier = (6.0f32 / (64.0 + 128.0)).sqrt();
+    let weight = keys
+        .query_proj
+        .weight
+        .val()
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
+    assert!(weight.iter().all(|w| w.abs() <= xavier));
+}
+
+#[test]
+fn every_invalid_config_is_named() {
+    let cases = [
+        (ProductKeysConfig::new(0, 1, 4, 1, 4), "dim"),
+        (ProductKeysConfig::new(8, 0, 4, 1, 4), "heads"),
+        (ProductKeysConfig::new(8, 1, 5, 1, 4), "k_dim"),
+        (ProductKeysConfig::new(8, 1, 0, 1, 4), "k_dim"),
+        (ProductKeysConfig::new(8, 1, 4, 1, 0), "n_keys"),
+        (ProductKeysConfig::new(8, 1, 4, 1, 50_000), "n_keys"),
+        (ProductKeysConfig::new(8, 1, 4, 0, 4), "knn"),
+        (ProductKeysConfig::new(8, 1, 4, 5, 4), "knn"),
+    ];
+    for (config, field) in cases {
+        match config.validate() {
+            Err(KeysError::InvalidConfig { field: f, .. }) => assert_eq!(f, field, "{config:?}"),
+            other => panic!("{config:?} gave {other:?}"),
+        }
+        assert!(config.init::<B>(&Default::default()).is_err());
+    }
+    let message = ProductKeysConfig::new(8, 1, 5, 1, 4)
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("k_dim = 5") && message.contains("even"),
+        "{message}"
+    );
+}

@@ -260,7 +260,8 @@ impl ReferenceFile {
                 name: name.into(),
             })?;
         if view.dtype() != dtype {
-            return Err(self.type_error(name, format!("{dtype:?}"), format!("{:?}", view.dtype())));
+            let actual = format!("{:?} {:?}", view.dtype(), view.shape());
+            return Err(self.type_error(name, format!("{dtype:?}"), actual));
         }
         let shape = view.shape().to_vec();
         let data = match dtype {

@@ -52,6 +52,24 @@ impl MemoryLayerConfig {
         Self::memory(dim, n_keys).with_swilu(true)
     }
 
+    /// Sets the number of heads.
+    pub fn with_heads(mut self, heads: usize) -> Self {
+        self.heads = heads;
+        self
+    }
+
+    /// Sets the key dimension per head.
+    pub fn with_k_dim(mut self, k_dim: usize) -> Self {
+        self.k_dim = k_dim;
+        self
+    }
+
+    /// Sets the values selected per head.
+    pub fn with_knn(mut self, knn: usize) -> Self {
+        self.knn = knn;
+        self
+    }
+
     /// The value dimension.
     pub fn v_dim(&self) -> usize {
         self.v_dim.unwrap_or(self.dim)

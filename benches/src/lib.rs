@@ -1,1 +1,33 @@
-//! x
+//! Criterion benchmarks of the memory-layer kernels (`cargo bench -p memory-benches`).
+//!
+//! Inputs are built here so that every bench file measures the same cases; the case names
+//! follow the `cargo xtask bench` contract where one exists.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Distribution, Int, Tensor};
+
+/// Uniform random value indices `[bags, per_bag]` in `0..rows`.
+pub fn random_indices<B: Backend>(
+    rows: usize,
+    bags: usize,
+    per_bag: usize,
+    device: &B::Device,
+) -> Tensor<B, 2, Int> {
+    Tensor::<B, 2>::random(
+        [bags, per_bag],
+        Distribution::Uniform(0.0, rows as f64),
+        device,
+    )
+    .int()
+    .clamp(0, rows as i64 - 1)
+}
+
+/// Softmax weights `[bags, per_bag]`.
+pub fn softmax_weights<B: Backend>(
+    bags: usize,
+    per_bag: usize,
+    device: &B::Device,
+) -> Tensor<B, 2> {
+    let scores = Tensor::random([bags, per_bag], Distribution::Normal(0.0, 1.0), device);
+    burn::tensor::activation::softmax(scores, 1)
+}

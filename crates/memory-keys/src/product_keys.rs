@@ -44,7 +44,7 @@ impl ProductKeysConfig {
                 "must be at least 1",
             ));
         }
-        if self.k_dim < 2 || self.k_dim % 2 != 0 {
+        if self.k_dim < 2 || !self.k_dim.is_multiple_of(2) {
             return Err(KeysError::invalid(
                 "k_dim",
                 self.k_dim,

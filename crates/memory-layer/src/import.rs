@@ -107,9 +107,9 @@ pub enum ImportError {
 #[derive(Debug)]
 pub enum ReferenceLayer<B: Backend> {
     /// Memory or Memory+, with its own value table.
-    Memory(Memory<B>),
+    Memory(Box<Memory<B>>),
     /// PEER.
-    Peer(Peer<B>),
+    Peer(Box<Peer<B>>),
 }
 
 /// A parameter in the reference layout, for comparing or exporting gradients.
@@ -348,7 +348,7 @@ impl ReferenceFile {
             peer.values_u = self.table("values_u.weight", size, c.dim, device)?;
             peer.values_v = self.table("values_v.weight", size, c.dim, device)?;
             self.load_keys(&mut peer.keys, device)?;
-            ReferenceLayer::Peer(peer)
+            ReferenceLayer::Peer(Box::new(peer))
         } else {
             let config = MemoryLayerConfig::new(c.dim, c.heads, c.k_dim, c.knn, c.n_keys)
                 .with_v_dim(Some(c.v_dim))
@@ -368,7 +368,7 @@ impl ReferenceFile {
                 layer.gating = Some(self.linear("gating", c.dim, 1, device)?);
             }
             let values = self.table("values.weight", size, c.v_dim, device)?;
-            ReferenceLayer::Memory(Memory { layer, values })
+            ReferenceLayer::Memory(Box::new(Memory { layer, values }))
         };
         self.check_no_extra_tensors(&layer)?;
         Ok(layer)

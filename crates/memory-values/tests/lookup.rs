@@ -95,10 +95,10 @@ impl Case {
 
     fn expected_scatter(&self, weights: &[f32], x: &[f32]) -> Vec<f32> {
         let mut out = vec![0.0; self.rows * self.dim];
-        for p in 0..self.t * self.k {
-            let (t, r) = (p / self.k, self.indices[p] as usize);
+        for (p, (&index, &w)) in self.indices.iter().zip(weights).enumerate() {
+            let (t, r) = (p / self.k, index as usize);
             for c in 0..self.dim {
-                out[r * self.dim + c] += weights[p] * x[t * self.dim + c];
+                out[r * self.dim + c] += w * x[t * self.dim + c];
             }
         }
         out

@@ -1,8 +1,9 @@
 //! `cargo xtask <command>`: the project's commands.
 //!
 //! - `parity FILE...`: checks the memory layers against reference fixtures
-//!   (docs/parity-fixtures.md).
+//!   (docs/parity-fixtures.md); `--backend flex|wgpu|cuda`.
 
+mod backend;
 mod parity;
 
 use clap::{Parser, Subcommand};

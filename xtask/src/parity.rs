@@ -1,8 +1,11 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use burn::backend::{Autodiff, Flex};
-use memory_layer::parity::{F32_TOLERANCE, check_fixture};
+use burn::tensor::backend::AutodiffBackend;
+use memory_layer::MemoryBackend;
+use memory_layer::parity::{F32_TOLERANCE, ParityReport, check_fixture};
+
+use crate::backend::{BackendKind, Job, dispatch};
 
 /// Arguments of `cargo xtask parity`.
 #[derive(clap::Args)]
@@ -13,16 +16,40 @@ pub struct ParityArgs {
     /// Largest accepted normwise relative error.
     #[arg(long, default_value_t = F32_TOLERANCE)]
     tolerance: f64,
+    /// Backend to run the layers on.
+    #[arg(long, value_enum, default_value = "flex")]
+    backend: BackendKind,
 }
 
-/// Loads each fixture into the layer, runs forward and backward on the CPU, prints the error of
-/// every tensor, and fails if any is past the tolerance.
+/// Checks every fixture on one backend.
+struct CheckAll<'a>(&'a ParityArgs);
+
+impl Job for CheckAll<'_> {
+    type Output = Vec<ParityReport>;
+
+    fn run<B: AutodiffBackend + MemoryBackend>(
+        self,
+        device: B::Device,
+    ) -> anyhow::Result<Self::Output> {
+        let args = self.0;
+        args.files
+            .iter()
+            .map(|path| {
+                check_fixture::<B>(path, &device, args.tolerance)
+                    .with_context(|| format!("checking {}", path.display()))
+            })
+            .collect()
+    }
+}
+
+/// Loads each fixture into the layer, runs forward and backward (on the CPU unless
+/// `--backend` says otherwise), prints the error of every tensor, and fails if any is past the
+/// tolerance.
 pub fn run(args: ParityArgs) -> anyhow::Result<()> {
-    let device = Default::default();
+    let reports = dispatch(args.backend, CheckAll(&args))?;
     let mut failed = Vec::new();
-    for path in &args.files {
-        let report = check_fixture::<Autodiff<Flex>>(path, &device, args.tolerance)
-            .with_context(|| format!("checking {}", path.display()))?;
+    for report in &reports {
+        let path = &report.path;
         println!("{}  {}", path.display(), describe(&report.config));
         for check in &report.checks {
             let verdict = if check.passed { "ok" } else { "FAIL" };

@@ -1,7 +1,6 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::Tensor;
-use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use memory_keys::{ProductKeys, ProductKeysConfig};
 use memory_values::{ValueTable, ValueTableConfig};
@@ -74,11 +73,24 @@ impl<B: MemoryBackend> Peer<B> {
         let (x2, shape) = flatten_input(x, self.dim)?;
         let retrieval = self.keys.forward(x2.clone());
         let (indices, weights) = bag(&retrieval, self.keys.heads());
-        let activations = gelu(self.values_u.dot(indices.clone(), x2)?);
+        let activations = exact_gelu(self.values_u.dot(indices.clone(), x2)?);
         let output = self.values_v.lookup(indices, weights * activations)?;
         Ok(MemoryOutput {
             output: output.reshape(shape),
             retrieval,
         })
     }
+}
+
+/// `gelu(x) = x · Φ(x)` with the exact normal CDF, written out so that its gradient is exact
+/// on every backend: Burn 0.21's default `gelu_backward` (used by wgpu and CUDA) differentiates
+/// the tanh approximation instead, which is off by up to ~1e-3 relative.
+fn exact_gelu<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
+    let cdf = x
+        .clone()
+        .div_scalar(std::f64::consts::SQRT_2)
+        .erf()
+        .add_scalar(1.0)
+        .mul_scalar(0.5);
+    x * cdf
 }

@@ -1,0 +1,81 @@
+//! `--backend flex|wgpu|cuda`: runs a job on the chosen Burn backend (with autodiff).
+
+use burn::backend::Autodiff;
+use burn::tensor::backend::AutodiffBackend;
+use memory_layer::MemoryBackend;
+
+/// A backend to run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// The CPU (Burn Flex).
+    Flex,
+    /// wgpu (Vulkan, Metal, DX12; lavapipe on machines without a GPU). Needs `--features wgpu`.
+    Wgpu,
+    /// CUDA. Needs `--features cuda` and an NVIDIA driver.
+    Cuda,
+}
+
+/// Work that runs on any autodiff backend with the memory-layer extensions.
+pub trait Job {
+    /// What the job returns.
+    type Output;
+    /// Runs on backend `B`.
+    fn run<B: AutodiffBackend + MemoryBackend>(
+        self,
+        device: B::Device,
+    ) -> anyhow::Result<Self::Output>;
+}
+
+/// Runs `job` on `kind`; a backend not compiled in, or CUDA without a driver, is an error.
+pub fn dispatch<J: Job>(kind: BackendKind, job: J) -> anyhow::Result<J::Output> {
+    match kind {
+        BackendKind::Flex => job.run::<Autodiff<burn::backend::Flex>>(Default::default()),
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => job.run::<Autodiff<burn::backend::Wgpu>>(Default::default()),
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => {
+            probe_cuda_driver()?;
+            job.run::<Autodiff<burn::backend::Cuda>>(Default::default())
+        }
+        #[allow(unreachable_patterns)]
+        other => {
+            let name = format!("{other:?}").to_lowercase();
+            anyhow::bail!(
+                "this xtask was built without the {name} backend: \
+                 cargo run --release -p xtask --features {name} -- ..."
+            )
+        }
+    }
+}
+
+/// Fails clearly when no CUDA driver library can be found (Burn would panic on a background
+/// thread at the first tensor operation instead).
+#[cfg(feature = "cuda")]
+fn probe_cuda_driver() -> anyhow::Result<()> {
+    let mut dirs: Vec<std::path::PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
+        .map(|paths| std::env::split_paths(&paths).collect())
+        .unwrap_or_default();
+    dirs.extend(
+        [
+            "/usr/lib/x86_64-linux-gnu",
+            "/usr/lib64",
+            "/usr/lib",
+            "/usr/local/cuda/lib64",
+            "/usr/local/cuda/compat",
+            "/usr/lib/wsl/lib",
+            "/lib/x86_64-linux-gnu",
+        ]
+        .map(Into::into),
+    );
+    if dirs
+        .iter()
+        .any(|d| d.join("libcuda.so.1").exists() || d.join("libcuda.so").exists())
+    {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "no CUDA driver found (libcuda.so.1 in LD_LIBRARY_PATH or the system library folders); \
+             use --backend flex or wgpu on this machine"
+        )
+    }
+}

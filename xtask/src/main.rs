@@ -2,9 +2,11 @@
 //!
 //! - `parity FILE...`: checks the memory layers against reference fixtures
 //!   (docs/parity-fixtures.md); `--backend flex|wgpu|cuda`.
+//! - `zoo [--json FILE]`: parameters and FLOPs of every preset and model.
 
 mod backend;
 mod parity;
+mod zoo;
 
 use clap::{Parser, Subcommand};
 
@@ -19,10 +21,13 @@ struct Cli {
 enum Command {
     /// Check the layers against reference fixtures (safetensors files).
     Parity(parity::ParityArgs),
+    /// Print total and active parameters and FLOPs per token of every preset and model.
+    Zoo(zoo::ZooArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Parity(args) => parity::run(args),
+        Command::Zoo(args) => zoo::run(args),
     }
 }

@@ -1,0 +1,176 @@
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, Linear, RmsNorm, RmsNormConfig, RotaryEncoding, RotaryEncodingConfig};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor};
+use memory_layer::{MemoryBackend, MemoryOutput, ValuePool};
+
+use crate::attention::{Attention, KvCache};
+use crate::ffn::{Ffn, SwiGlu};
+use crate::init::{linear, trunc_normal};
+use crate::moe::Moe;
+use crate::{ModelKind, TransformerConfig, ZooError};
+
+/// One pre-norm block: `h += attention(norm(h)); h += ffn(norm(h))`.
+#[derive(Module, Debug)]
+pub struct Block<B: Backend> {
+    /// Norm before attention.
+    pub attn_norm: RmsNorm<B>,
+    /// Self-attention.
+    pub attention: Attention<B>,
+    /// Norm before the FFN slot.
+    pub ffn_norm: RmsNorm<B>,
+    /// The FFN slot.
+    pub ffn: Ffn<B>,
+}
+
+/// A decoder-only language model.
+#[derive(Module, Debug)]
+pub struct Transformer<B: Backend> {
+    /// Token embeddings `[vocab, dim]`.
+    pub embedding: Embedding<B>,
+    /// The blocks.
+    pub blocks: Vec<Block<B>>,
+    /// Final norm.
+    pub norm: RmsNorm<B>,
+    /// Output head `dim → vocab` (untied).
+    pub output: Linear<B>,
+    /// The value pool shared by every memory layer (Memory, Memory+).
+    pub pool: Option<ValuePool<B>>,
+    rope: RotaryEncoding<B>,
+    max_seq_len: usize,
+}
+
+/// Logits and what the model reports with them.
+#[derive(Debug, Clone)]
+pub struct ModelOutput<B: Backend> {
+    /// `[B, T, vocab]`.
+    pub logits: Tensor<B, 3>,
+    /// Sum of auxiliary losses (MoE load balancing), if any.
+    pub aux_loss: Option<Tensor<B, 1>>,
+    /// Output and retrieval of every product-key layer, with its block index.
+    pub memory: Vec<(usize, MemoryOutput<B, 3>)>,
+}
+
+impl TransformerConfig {
+    /// Builds the model (spec §8 initialisation: truncated normal `std = dim^-½` for the
+    /// transformer, the memory layers' own rules for theirs).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Transformer<B>, ZooError> {
+        self.validate()?;
+        let d = self.dim;
+        let std = (d as f64).powf(-0.5);
+        let norm = || {
+            RmsNormConfig::new(d)
+                .with_epsilon(self.norm_eps)
+                .init(device)
+        };
+        let pk_layers = self.product_key_layers();
+        let pool = match self.kind {
+            ModelKind::Memory | ModelKind::MemoryPlus => {
+                Some(self.memory_layer().init_values(device)?)
+            }
+            _ => None,
+        };
+        let mut blocks = Vec::with_capacity(self.layers);
+        for layer in 0..self.layers {
+            let ffn = match self.kind {
+                ModelKind::Moe => Ffn::Moe(Moe::new(d, self.ffn_hidden, &self.moe, device)),
+                ModelKind::Peer if pk_layers.contains(&layer) => {
+                    Ffn::Peer(self.peer_layer().init(device)?)
+                }
+                ModelKind::Memory | ModelKind::MemoryPlus if pk_layers.contains(&layer) => {
+                    Ffn::Memory(self.memory_layer().init(device)?)
+                }
+                _ => Ffn::Dense(SwiGlu::new(d, self.ffn_hidden, device)),
+            };
+            blocks.push(Block {
+                attn_norm: norm(),
+                attention: Attention::new(d, self.heads, self.kv_heads, device),
+                ffn_norm: norm(),
+                ffn,
+            });
+        }
+        let embedding = Embedding {
+            weight: Param::from_tensor(trunc_normal([self.vocab_size, d], std, device)),
+        };
+        let rope = RotaryEncodingConfig::new(self.max_seq_len, self.head_dim())
+            .with_theta(self.rope_theta as f32)
+            .init(device);
+        Ok(Transformer {
+            embedding,
+            blocks,
+            norm: norm(),
+            output: linear(d, self.vocab_size, std, device),
+            pool,
+            rope,
+            max_seq_len: self.max_seq_len,
+        })
+    }
+}
+
+impl<B: MemoryBackend> Transformer<B> {
+    /// Logits for `tokens [B, T]` (every id below the vocabulary size).
+    pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Result<ModelOutput<B>, ZooError> {
+        self.run(tokens, None)
+    }
+
+    /// Logits for `tokens [B, T]` continuing the positions in `caches` (one per block; empty
+    /// caches start a sequence), which are extended.
+    pub fn forward_cached(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        caches: &mut [KvCache<B>],
+    ) -> Result<ModelOutput<B>, ZooError> {
+        self.run(tokens, Some(caches))
+    }
+
+    /// Fresh caches for [`Transformer::forward_cached`].
+    pub fn new_caches(&self) -> Vec<KvCache<B>> {
+        vec![KvCache::default(); self.blocks.len()]
+    }
+
+    fn run(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        mut caches: Option<&mut [KvCache<B>]>,
+    ) -> Result<ModelOutput<B>, ZooError> {
+        let [_, t] = tokens.dims();
+        let start = caches
+            .as_ref()
+            .and_then(|c| c.first())
+            .map_or(0, |c| c.len());
+        if start + t > self.max_seq_len {
+            return Err(ZooError::SequenceTooLong {
+                len: start + t,
+                max: self.max_seq_len,
+            });
+        }
+        let mut h = self.embedding.forward(tokens);
+        let mut aux_loss: Option<Tensor<B, 1>> = None;
+        let mut memory = Vec::new();
+        for (i, block) in self.blocks.iter().enumerate() {
+            let cache = caches.as_deref_mut().map(|c| &mut c[i]);
+            h = h.clone()
+                + block
+                    .attention
+                    .forward(block.attn_norm.forward(h), &self.rope, cache);
+            let out = block
+                .ffn
+                .forward(block.ffn_norm.forward(h.clone()), self.pool.as_ref())?;
+            h = h + out.output;
+            if let Some(aux) = out.aux_loss {
+                aux_loss = Some(match aux_loss {
+                    Some(total) => total + aux,
+                    None => aux,
+                });
+            }
+            if let Some(out) = out.memory {
+                memory.push((i, out));
+            }
+        }
+        Ok(ModelOutput {
+            logits: self.output.forward(self.norm.forward(h)),
+            aux_loss,
+            memory,
+        })
+    }
+}

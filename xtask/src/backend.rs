@@ -20,10 +20,10 @@ pub trait Job {
     /// What the job returns.
     type Output;
     /// Runs on backend `B`.
-    fn run<B: AutodiffBackend + MemoryBackend>(
-        self,
-        device: B::Device,
-    ) -> anyhow::Result<Self::Output>;
+    fn run<B>(self, device: B::Device) -> anyhow::Result<Self::Output>
+    where
+        B: AutodiffBackend + MemoryBackend,
+        B::InnerBackend: MemoryBackend;
 }
 
 /// Runs `job` on `kind`; a backend not compiled in, or CUDA without a driver, is an error.

@@ -2,10 +2,12 @@
 //!
 //! - `parity FILE...`: checks the memory layers against reference fixtures
 //!   (docs/parity-fixtures.md); `--backend flex|wgpu|cuda`.
+//! - `train [...]`: trains a model and evaluates it (docs/training.md).
 //! - `zoo [--json FILE]`: parameters and FLOPs of every preset and model.
 
 mod backend;
 mod parity;
+mod train;
 mod zoo;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +23,8 @@ struct Cli {
 enum Command {
     /// Check the layers against reference fixtures (safetensors files).
     Parity(parity::ParityArgs),
+    /// Train a model (defaults: Memory+, small, embedded data, CPU).
+    Train(Box<train::TrainArgs>),
     /// Print total and active parameters and FLOPs per token of every preset and model.
     Zoo(zoo::ZooArgs),
 }
@@ -29,5 +33,6 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Parity(args) => parity::run(args),
         Command::Zoo(args) => zoo::run(args),
+        Command::Train(args) => train::run(*args),
     }
 }

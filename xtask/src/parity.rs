@@ -27,10 +27,11 @@ struct CheckAll<'a>(&'a ParityArgs);
 impl Job for CheckAll<'_> {
     type Output = Vec<ParityReport>;
 
-    fn run<B: AutodiffBackend + MemoryBackend>(
-        self,
-        device: B::Device,
-    ) -> anyhow::Result<Self::Output> {
+    fn run<B>(self, device: B::Device) -> anyhow::Result<Self::Output>
+    where
+        B: AutodiffBackend + MemoryBackend,
+        B::InnerBackend: MemoryBackend,
+    {
         let args = self.0;
         args.files
             .iter()

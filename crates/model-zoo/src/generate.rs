@@ -1,7 +1,7 @@
 use burn::tensor::{Int, Tensor, TensorData};
 use memory_layer::MemoryBackend;
 
-use crate::{Transformer, ZooError};
+use crate::{SplitMix64, Transformer, ZooError};
 
 /// How the next token is chosen.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -20,20 +20,20 @@ pub enum Sampler {
     },
 }
 
-/// Continues `prompt` by up to `max_tokens` tokens with a KV cache, stopping after `stop`
-/// (returned) when given. Returns the new tokens only.
+/// Continues `prompt` by up to `max_tokens` tokens with a KV cache, stopping as soon as
+/// `stop(generated)` is true (e.g. the decoded text holds a newline). Returns the new tokens.
 pub fn generate<B: MemoryBackend>(
     model: &Transformer<B>,
     prompt: &[u32],
     max_tokens: usize,
     sampler: Sampler,
-    stop: Option<u32>,
+    mut stop: impl FnMut(&[u32]) -> bool,
 ) -> Result<Vec<u32>, ZooError> {
     let device = model.embedding.weight.device();
     let mut caches = model.new_caches();
     let mut rng = match sampler {
-        Sampler::Sample { seed, .. } => SplitMix64(seed),
-        Sampler::Greedy => SplitMix64(0),
+        Sampler::Sample { seed, .. } => SplitMix64::new(seed),
+        Sampler::Greedy => SplitMix64::new(0),
     };
     let mut next_input: Vec<u32> = prompt.to_vec();
     let mut generated = Vec::new();
@@ -52,7 +52,7 @@ pub fn generate<B: MemoryBackend>(
             .expect("converted to f64");
         let token = choose(&last, sampler, &mut rng);
         generated.push(token);
-        if Some(token) == stop {
+        if stop(&generated) {
             break;
         }
         next_input = vec![token];
@@ -101,18 +101,4 @@ fn choose(logits: &[f64], sampler: Sampler, rng: &mut SplitMix64) -> u32 {
         u -= p;
     }
     nucleus.last().map_or(0, |p| p.0 as u32)
-}
-
-/// A small, seedable random stream (SplitMix64) so that sampling is reproducible.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
 }

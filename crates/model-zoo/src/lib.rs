@@ -29,6 +29,7 @@ mod generate;
 mod init;
 mod moe;
 mod presets;
+mod rng;
 mod transformer;
 
 pub use accounting::{Accounting, account};
@@ -41,4 +42,5 @@ pub use ffn::{Ffn, SwiGlu};
 pub use generate::{Sampler, generate};
 pub use moe::{Assignment, Moe};
 pub use presets::{Size, preset};
+pub use rng::SplitMix64;
 pub use transformer::{Block, ModelOutput, Transformer};

@@ -96,11 +96,11 @@ fn generation_is_greedy_or_seeded() {
     let model = tiny(ModelKind::MemoryPlus)
         .init::<B>(&Default::default())
         .unwrap();
-    let greedy = generate(&model, &[1, 2, 3], 6, Sampler::Greedy, None).unwrap();
+    let greedy = generate(&model, &[1, 2, 3], 6, Sampler::Greedy, |_| false).unwrap();
     assert_eq!(greedy.len(), 6);
     assert_eq!(
         greedy,
-        generate(&model, &[1, 2, 3], 6, Sampler::Greedy, None).unwrap()
+        generate(&model, &[1, 2, 3], 6, Sampler::Greedy, |_| false).unwrap()
     );
     let sample = |seed| {
         let s = Sampler::Sample {
@@ -108,11 +108,14 @@ fn generation_is_greedy_or_seeded() {
             top_p: 0.9,
             seed,
         };
-        generate(&model, &[1, 2, 3], 8, s, None).unwrap()
+        generate(&model, &[1, 2, 3], 8, s, |_| false).unwrap()
     };
     assert_eq!(sample(4), sample(4));
     let stop = greedy[2];
-    let stopped = generate(&model, &[1, 2, 3], 6, Sampler::Greedy, Some(stop)).unwrap();
+    let stopped = generate(&model, &[1, 2, 3], 6, Sampler::Greedy, |g| {
+        g.last() == Some(&stop)
+    })
+    .unwrap();
     assert_eq!(stopped.last(), Some(&stop));
     assert!(stopped.len() <= 3);
 }

@@ -1,0 +1,244 @@
+use std::path::{Path, PathBuf};
+
+use model_zoo::{ModelKind, Size, TransformerConfig, preset};
+use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+use crate::data::{FactsConfig, TokenizerKind};
+
+/// Everything a run needs; written to `config.toml` in the run directory, and accepted back
+/// with `--config`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// The model (vocabulary size resolved from the tokenizer).
+    pub model: TransformerConfig,
+    /// Training data.
+    pub data: DataConfig,
+    /// Optimisation.
+    pub optim: OptimConfig,
+    /// Seeds, output and logging.
+    pub run: RunConfig,
+}
+
+/// Training data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataConfig {
+    /// Text files, folders of .txt files, or .jsonl files with a "text" field. Empty: the
+    /// embedded Shakespeare plays.
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+    /// Held-out QA set for evaluation (.jsonl). Default: the generated facts' held-out set.
+    #[serde(default)]
+    pub qa: Option<PathBuf>,
+    /// The generated knowledge corpus mixed into training (`None`: none).
+    #[serde(default)]
+    pub facts: Option<FactsConfig>,
+    /// Tokenizer.
+    pub tokenizer: TokenizerKind,
+    /// Fraction of sequences kept for validation.
+    pub val_fraction: f64,
+}
+
+/// Learning-rate decay after warmup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Decay {
+    /// Cosine from 1 to `min_lr_ratio`.
+    Cosine,
+    /// Linear from 1 to `min_lr_ratio`.
+    Linear,
+}
+
+/// Optimisation: AdamW with the value table as its own parameter group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OptimConfig {
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Sequences per micro-batch.
+    pub batch_size: usize,
+    /// Tokens per sequence.
+    pub seq_len: usize,
+    /// Micro-batches per step (gradient accumulation).
+    pub grad_accum: usize,
+    /// Peak learning rate of all parameters but the values.
+    pub lr: f64,
+    /// Peak learning rate of the value table(s); the same schedule multiplier applies.
+    pub value_lr: f64,
+    /// Linear warmup steps.
+    pub warmup_steps: usize,
+    /// Decay after warmup.
+    pub decay: Decay,
+    /// Final learning rate as a fraction of the peak.
+    pub min_lr_ratio: f64,
+    /// AdamW β1.
+    pub beta1: f64,
+    /// AdamW β2.
+    pub beta2: f64,
+    /// AdamW ε.
+    pub eps: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// Global gradient-norm clip of all parameters but the values (0: off).
+    pub grad_clip: f64,
+    /// Global gradient-norm clip of the values, separately (0: off).
+    pub value_grad_clip: f64,
+}
+
+/// Seeds, output and logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// Seed of the model initialisation, data order and generated facts.
+    pub seed: u64,
+    /// Run directory.
+    pub out: PathBuf,
+    /// Steps between checkpoints (the last step is always saved).
+    pub checkpoint_every: usize,
+    /// Steps between metrics lines.
+    pub log_every: usize,
+    /// Steps between validation losses in metrics.jsonl (0: only at the end).
+    pub eval_every: usize,
+    /// Validation batches per evaluation (0: all).
+    pub eval_batches: usize,
+    /// QA questions scored at the end (0: all).
+    pub qa_limit: usize,
+}
+
+impl TrainConfig {
+    /// The defaults for `model` at `size`: small steps for a CPU, the paper's optimizer
+    /// settings, the embedded data and generated facts.
+    pub fn new(kind: ModelKind, size: Size) -> Self {
+        let model = preset(kind, size, None);
+        let (steps, batch_size, seq_len, lr) = match size {
+            Size::Tiny => (200, 8, 64, 3e-3),
+            Size::Small => (400, 8, 128, 2e-3),
+            _ => (100_000, 8, 4096, 1e-4),
+        };
+        let seq_len = seq_len.min(model.max_seq_len);
+        let tokenizer = if size == Size::Tiny {
+            TokenizerKind::Byte
+        } else {
+            TokenizerKind::Bpe
+        };
+        Self {
+            model,
+            data: DataConfig {
+                paths: Vec::new(),
+                qa: None,
+                facts: Some(FactsConfig::default()),
+                tokenizer,
+                val_fraction: 0.02,
+            },
+            optim: OptimConfig {
+                steps,
+                batch_size,
+                seq_len,
+                grad_accum: 1,
+                lr,
+                value_lr: 1e-3,
+                warmup_steps: (steps / 20).max(1),
+                decay: Decay::Cosine,
+                min_lr_ratio: 0.1,
+                beta1: 0.9,
+                beta2: 0.95,
+                eps: 1e-8,
+                weight_decay: 0.1,
+                grad_clip: 1.0,
+                value_grad_clip: 1.0,
+            },
+            run: RunConfig {
+                seed: 0,
+                out: PathBuf::from("runs").join(format!("{kind}-{size}")),
+                checkpoint_every: 100,
+                log_every: 10,
+                eval_every: 100,
+                eval_batches: 16,
+                qa_limit: 300,
+            },
+        }
+    }
+
+    /// Reads a `config.toml` (as a run writes it).
+    pub fn load(path: &Path) -> Result<Self, TrainError> {
+        let text = crate::data::read_utf8(path)?;
+        toml::from_str(&text)
+            .map_err(|e| TrainError::data(path, None, format!("invalid config: {e}")))
+    }
+
+    /// Writes the config as TOML.
+    pub fn save(&self, path: &Path) -> Result<(), TrainError> {
+        let text = toml::to_string_pretty(self).expect("configs serialise");
+        crate::checkpoint::write_atomic(path, text.as_bytes())
+    }
+
+    /// Checks every rule; the error names the field and the rule.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let o = &self.optim;
+        let positive = [
+            ("optim.steps", o.steps),
+            ("optim.batch_size", o.batch_size),
+            ("optim.seq_len", o.seq_len),
+            ("optim.grad_accum", o.grad_accum),
+            ("run.checkpoint_every", self.run.checkpoint_every),
+            ("run.log_every", self.run.log_every),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return Err(TrainError::config(field, value, "must be at least 1"));
+            }
+        }
+        if o.seq_len > self.model.max_seq_len {
+            return Err(TrainError::config(
+                "optim.seq_len",
+                o.seq_len,
+                "must not exceed model.max_seq_len",
+            ));
+        }
+        for (field, value) in [("optim.lr", o.lr), ("optim.value_lr", o.value_lr)] {
+            if !value.is_finite() || value <= 0.0 {
+                return Err(TrainError::config(field, value, "must be positive"));
+            }
+        }
+        if !(0.0..=1.0).contains(&o.min_lr_ratio) {
+            return Err(TrainError::config(
+                "optim.min_lr_ratio",
+                o.min_lr_ratio,
+                "must be in [0, 1]",
+            ));
+        }
+        for (field, value) in [("optim.beta1", o.beta1), ("optim.beta2", o.beta2)] {
+            if !(0.0..1.0).contains(&value) {
+                return Err(TrainError::config(field, value, "must be in [0, 1)"));
+            }
+        }
+        for (field, value) in [
+            ("optim.eps", o.eps),
+            ("optim.weight_decay", o.weight_decay),
+            ("optim.grad_clip", o.grad_clip),
+            ("optim.value_grad_clip", o.value_grad_clip),
+        ] {
+            if !value.is_finite() || value < 0.0 {
+                return Err(TrainError::config(
+                    field,
+                    value,
+                    "must be finite and not negative",
+                ));
+            }
+        }
+        Ok(self.model.validate()?)
+    }
+
+    /// Learning-rate multiplier at `step`: linear warmup, then decay to `min_lr_ratio`.
+    pub fn lr_multiplier(&self, step: usize) -> f64 {
+        let o = &self.optim;
+        if step < o.warmup_steps {
+            return (step + 1) as f64 / o.warmup_steps as f64;
+        }
+        let span = (o.steps.saturating_sub(o.warmup_steps)).max(1) as f64;
+        let progress = ((step - o.warmup_steps) as f64 / span).min(1.0);
+        let shape = match o.decay {
+            Decay::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
+            Decay::Linear => 1.0 - progress,
+        };
+        o.min_lr_ratio + (1.0 - o.min_lr_ratio) * shape
+    }
+}

@@ -1,0 +1,135 @@
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::models::TrainerWrapper;
+use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+
+use crate::TrainError;
+
+/// Which tokenizer a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenizerKind {
+    /// One token per byte (vocabulary 256).
+    Byte,
+    /// Byte-level BPE trained on the run's training text.
+    Bpe,
+}
+
+/// A tokenizer: bytes, or byte-level BPE (Hugging Face `tokenizers`).
+#[derive(Debug, Clone)]
+pub enum Tokenizer {
+    /// One token per byte.
+    Byte,
+    /// Byte-level BPE.
+    Bpe(Box<tokenizers::Tokenizer>),
+}
+
+/// File of the tokenizer in a run directory.
+const FILE: &str = "tokenizer.json";
+
+impl Tokenizer {
+    /// Trains a byte-level BPE with `vocab_size` tokens on `texts` (deterministic).
+    pub fn train_bpe<'a>(
+        texts: impl Iterator<Item = &'a str> + Send,
+        vocab_size: usize,
+    ) -> Result<Self, TrainError> {
+        if vocab_size < 257 {
+            return Err(TrainError::config(
+                "vocab_size",
+                vocab_size,
+                "must exceed 256 for BPE",
+            ));
+        }
+        let mut trainer: TrainerWrapper = BpeTrainerBuilder::new()
+            .vocab_size(vocab_size)
+            .min_frequency(2)
+            .show_progress(false)
+            .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+            .build()
+            .into();
+        let mut tokenizer = tokenizers::Tokenizer::new(BPE::default());
+        tokenizer.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+        tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
+        tokenizer
+            .train(&mut trainer, texts)
+            .map_err(|e| TrainError::Tokenizer(format!("BPE training failed: {e}")))?;
+        Ok(Self::Bpe(Box::new(tokenizer)))
+    }
+
+    /// Vocabulary size.
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Self::Byte => 256,
+            Self::Bpe(t) => t.get_vocab_size(true),
+        }
+    }
+
+    /// Token ids of `text`.
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        match self {
+            Self::Byte => text.bytes().map(u32::from).collect(),
+            Self::Bpe(t) => t
+                .encode(text, false)
+                .map(|e| e.get_ids().to_vec())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Text of token ids (invalid UTF-8 is replaced).
+    pub fn decode(&self, ids: &[u32]) -> String {
+        match self {
+            Self::Byte => {
+                let bytes: Vec<u8> = ids.iter().map(|&i| i.min(255) as u8).collect();
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+            Self::Bpe(t) => t.decode(ids, false).unwrap_or_default(),
+        }
+    }
+
+    /// Saves into run directory `dir` (`tokenizer.json`, or nothing for bytes).
+    pub fn save(&self, dir: &Path) -> Result<(), TrainError> {
+        let path = dir.join(FILE);
+        match self {
+            Self::Byte => Ok(()),
+            Self::Bpe(t) => t
+                .save(&path, false)
+                .map_err(|e| TrainError::data(&path, None, format!("cannot save tokenizer: {e}"))),
+        }
+    }
+
+    /// Loads the tokenizer a run directory holds.
+    pub fn load(kind: TokenizerKind, dir: &Path) -> Result<Self, TrainError> {
+        let path = dir.join(FILE);
+        match kind {
+            TokenizerKind::Byte => Ok(Self::Byte),
+            TokenizerKind::Bpe => tokenizers::Tokenizer::from_file(&path)
+                .map(|t| Self::Bpe(Box::new(t)))
+                .map_err(|e| TrainError::data(&path, None, format!("cannot load tokenizer: {e}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_and_bpe_round_trip() {
+        let text = "Question: Where was Alma Abbott born?\nAnswer: Lisbon\nTo be, or not to be.";
+        assert_eq!(Tokenizer::Byte.decode(&Tokenizer::Byte.encode(text)), text);
+        let corpus = vec![text; 50].join("\n");
+        let bpe = Tokenizer::train_bpe([corpus.as_str()].into_iter(), 300).unwrap();
+        assert!(bpe.vocab_size() <= 300 && bpe.vocab_size() > 256);
+        let ids = bpe.encode(text);
+        assert!(ids.len() < text.len(), "merges shorten the text");
+        assert_eq!(bpe.decode(&ids), text);
+        let dir = std::env::temp_dir().join(format!("trainer-tok-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        bpe.save(&dir).unwrap();
+        let loaded = Tokenizer::load(TokenizerKind::Bpe, &dir).unwrap();
+        assert_eq!(loaded.encode(text), ids);
+    }
+}

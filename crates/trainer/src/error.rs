@@ -1,0 +1,78 @@
+use std::path::PathBuf;
+
+use model_zoo::ZooError;
+use thiserror::Error;
+
+/// Errors of training and evaluation.
+#[derive(Debug, Error)]
+pub enum TrainError {
+    /// Bad input data; names the file and, where it applies, the line.
+    #[error("{path}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Data {
+        /// The file (or `embedded:NAME`).
+        path: PathBuf,
+        /// 1-based line, where it applies.
+        line: Option<usize>,
+        /// What is wrong.
+        message: String,
+    },
+    /// A configuration value breaks a rule.
+    #[error("invalid training config: {field} = {value}: {rule}")]
+    Config {
+        /// The offending field.
+        field: &'static str,
+        /// Its value, as written.
+        value: String,
+        /// The rule it breaks.
+        rule: &'static str,
+    },
+    /// The tokenizer could not be trained or used.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A checkpoint or run directory is unusable.
+    #[error("{path}: {message}")]
+    Checkpoint {
+        /// The checkpoint folder.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The model failed.
+    #[error(transparent)]
+    Model(#[from] ZooError),
+}
+
+impl TrainError {
+    pub(crate) fn data(
+        path: impl Into<PathBuf>,
+        line: Option<usize>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::Data {
+            path: path.into(),
+            line,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn config(field: &'static str, value: impl ToString, rule: &'static str) -> Self {
+        Self::Config {
+            field,
+            value: value.to_string(),
+            rule,
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { path, source }
+    }
+}

@@ -1,0 +1,46 @@
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Int, Tensor, TensorData};
+use memory_layer::MemoryBackend;
+use model_zoo::{ModelOutput, Transformer};
+
+use crate::TrainError;
+
+/// Token ids `[batch, len]` on the device.
+pub(crate) fn token_tensor<B: MemoryBackend>(
+    tokens: &[u32],
+    batch: usize,
+    device: &B::Device,
+) -> Tensor<B, 2, Int> {
+    let len = tokens.len() / batch;
+    let ids: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
+    Tensor::from_data(TensorData::new(ids, [batch, len]), device)
+}
+
+/// Mean next-token NLL of `batch` sequences of `seq_len + 1` tokens (inputs, then targets
+/// shifted by one), and the model's output.
+pub(crate) fn lm_loss<B: MemoryBackend>(
+    model: &Transformer<B>,
+    tokens: &[u32],
+    batch: usize,
+    device: &B::Device,
+) -> Result<(Tensor<B, 1>, ModelOutput<B>), TrainError> {
+    let all = token_tensor::<B>(tokens, batch, device);
+    let [_, window] = all.dims();
+    let inputs = all.clone().slice_dim(1, 0..window - 1);
+    let targets = all.slice_dim(1, 1..window);
+    let out = model.forward(inputs)?;
+    let loss = nll(out.logits.clone(), targets).mean();
+    Ok((loss, out))
+}
+
+/// Per-token NLL `[B, T]` of `targets` under `logits [B, T, V]`.
+pub(crate) fn nll<B: MemoryBackend>(
+    logits: Tensor<B, 3>,
+    targets: Tensor<B, 2, Int>,
+) -> Tensor<B, 2> {
+    let [b, t, _] = logits.dims();
+    log_softmax(logits, 2)
+        .gather(2, targets.unsqueeze_dim(2))
+        .reshape([b, t])
+        .neg()
+}

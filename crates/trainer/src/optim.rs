@@ -1,0 +1,89 @@
+//! Optimizer groups: AdamW for everything but the value tables, and a second AdamW with its own
+//! learning rate and gradient clipping for the value tables (spec §8).
+
+use burn::module::{AutodiffModule, Module, ModuleVisitor, Param, ParamId};
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{ElementConversion, Tensor};
+use model_zoo::{Ffn, Transformer};
+
+use crate::config::OptimConfig;
+
+/// The AdamW of the paper's recipe: β (0.9, 0.95), ε 1e-8, weight decay 0.1 by default.
+pub fn adamw(config: &OptimConfig) -> AdamWConfig {
+    AdamWConfig::new()
+        .with_beta_1(config.beta1 as f32)
+        .with_beta_2(config.beta2 as f32)
+        .with_epsilon(config.eps as f32)
+        .with_weight_decay(config.weight_decay as f32)
+}
+
+/// Ids of every parameter in `module`.
+fn param_ids<B: AutodiffBackend, M: Module<B>>(module: &M) -> Vec<ParamId> {
+    struct Ids(Vec<ParamId>);
+    impl<B: burn::tensor::backend::Backend> ModuleVisitor<B> for Ids {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            self.0.push(param.id);
+        }
+    }
+    let mut ids = Ids(Vec::new());
+    module.visit(&mut ids);
+    ids.0
+}
+
+/// The value-table group: the shared pool and PEER's expert tables.
+pub fn value_param_ids<B: AutodiffBackend>(model: &Transformer<B>) -> Vec<ParamId> {
+    let mut ids = model
+        .pool
+        .as_ref()
+        .map(param_ids::<B, _>)
+        .unwrap_or_default();
+    for block in &model.blocks {
+        if let Ffn::Peer(peer) = &block.ffn {
+            ids.extend(param_ids::<B, _>(&peer.values_u));
+            ids.extend(param_ids::<B, _>(&peer.values_v));
+        }
+    }
+    ids
+}
+
+/// Scales `grads` (those of `module`'s parameters) so that their global L2 norm is at most
+/// `max_norm` (0: no clipping); returns the norm before clipping.
+pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    grads: &mut GradientsParams,
+    max_norm: f64,
+) -> f64 {
+    struct Norm<'a> {
+        grads: &'a GradientsParams,
+        sum: f64,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Norm<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
+                self.sum += g.square().sum().into_scalar().elem::<f64>();
+            }
+        }
+    }
+    struct Scale<'a> {
+        grads: &'a mut GradientsParams,
+        factor: f64,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
+                self.grads.register(param.id, g.mul_scalar(self.factor));
+            }
+        }
+    }
+    let mut norm = Norm { grads, sum: 0.0 };
+    module.visit(&mut norm);
+    let norm = norm.sum.sqrt();
+    if max_norm > 0.0 && norm > max_norm {
+        module.visit(&mut Scale {
+            grads,
+            factor: max_norm / (norm + 1e-6),
+        });
+    }
+    norm
+}

@@ -1,0 +1,373 @@
+//! The training loop.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::{AutodiffModule, Module};
+use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
+use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::ElementConversion;
+use burn::tensor::backend::AutodiffBackend;
+use indicatif::{ProgressBar, ProgressStyle};
+use memory_layer::{MemoryBackend, UsageStats};
+use model_zoo::Transformer;
+use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+use crate::checkpoint::{TrainState, find_checkpoint, load_state, save_checkpoint, write_atomic};
+use crate::config::TrainConfig;
+use crate::data::{
+    Batches, Facts, QaPair, Tokenizer, TokenizerKind, embedded_shakespeare, load_documents, load_qa,
+};
+use crate::eval::{EvalReport, qa_scores, validate};
+use crate::loss::lm_loss;
+use crate::metrics::{MetricsLine, MetricsLog, loss_svg, read_metrics};
+use crate::optim::{adamw, clip_global_norm, value_param_ids};
+
+type Rec = BinFileRecorder<FullPrecisionSettings>;
+
+/// How to run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrainOptions {
+    /// Continue the run in `config.run.out` from its checkpoint, with its `config.toml`.
+    pub resume: bool,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainSummary {
+    /// The run's configuration (vocabulary resolved).
+    pub config: TrainConfig,
+    /// Steps done.
+    pub steps: usize,
+    /// Loss of the last step.
+    pub final_loss: f64,
+    /// Training tokens consumed.
+    pub tokens: u64,
+    /// Training seconds (excluding evaluation).
+    pub train_seconds: f64,
+    /// Final evaluation.
+    pub eval: EvalReport,
+}
+
+/// The data of a run: tokenizer, batches and held-out QA.
+pub struct RunData {
+    /// The tokenizer (trained on the training text, or loaded from the run).
+    pub tokenizer: Tokenizer,
+    /// Training and validation sequences.
+    pub batches: Batches,
+    /// QA pairs for evaluation.
+    pub qa: Vec<QaPair>,
+}
+
+/// Builds the run's data; trains and saves the tokenizer unless the run directory has one
+/// (`reuse_tokenizer`). Sets `config.model.vocab_size` from the tokenizer.
+pub fn prepare_data(
+    config: &mut TrainConfig,
+    out: &Path,
+    reuse_tokenizer: bool,
+) -> Result<RunData, TrainError> {
+    let data = &config.data;
+    let mut documents = if data.paths.is_empty() {
+        vec![embedded_shakespeare()]
+    } else {
+        load_documents(&data.paths)?
+    };
+    let facts = data.facts.as_ref().map(Facts::generate);
+    if let Some(facts) = &facts {
+        documents.extend(facts.training.iter().cloned());
+    }
+    let tokenizer = if reuse_tokenizer {
+        Tokenizer::load(data.tokenizer, out)?
+    } else {
+        let tokenizer = match data.tokenizer {
+            TokenizerKind::Byte => Tokenizer::Byte,
+            TokenizerKind::Bpe => Tokenizer::train_bpe(
+                documents.iter().map(|d| d.text.as_str()),
+                config.model.vocab_size,
+            )?,
+        };
+        tokenizer.save(out)?;
+        tokenizer
+    };
+    config.model.vocab_size = tokenizer.vocab_size();
+    let separator = tokenizer.encode("\n\n");
+    let mut tokens = Vec::new();
+    for document in &documents {
+        tokens.extend(tokenizer.encode(&document.text));
+        tokens.extend_from_slice(&separator);
+    }
+    let batches = Batches::new(
+        &tokens,
+        config.optim.seq_len,
+        data.val_fraction,
+        config.run.seed,
+    )?;
+    let qa = match (&data.qa, &facts) {
+        (Some(path), _) => load_qa(path)?,
+        (None, Some(facts)) => facts.heldout_qa.clone(),
+        (None, None) => Vec::new(),
+    };
+    Ok(RunData {
+        tokenizer,
+        batches,
+        qa,
+    })
+}
+
+fn checkpoint_error(path: &Path, e: impl std::fmt::Display) -> TrainError {
+    TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// Loads the model saved in checkpoint folder `dir` into `model`.
+pub fn load_model<B: AutodiffBackend>(
+    model: Transformer<B>,
+    dir: &Path,
+    device: &B::Device,
+) -> Result<Transformer<B>, TrainError> {
+    model
+        .load_file(dir.join("model"), &Rec::default(), device)
+        .map_err(|e| checkpoint_error(dir, e))
+}
+
+/// Trains `config.model` on `config.data`, writing the run directory `config.run.out`
+/// (config.toml, tokenizer, metrics.jsonl, checkpoint/, eval.json, loss.svg).
+pub fn train<B>(
+    mut config: TrainConfig,
+    device: &B::Device,
+    options: TrainOptions,
+) -> Result<TrainSummary, TrainError>
+where
+    B: AutodiffBackend + MemoryBackend,
+    B::InnerBackend: MemoryBackend,
+{
+    let out = config.run.out.clone();
+    let config_path = out.join("config.toml");
+    let checkpoint = if options.resume {
+        config = TrainConfig::load(&config_path)?;
+        let dir = find_checkpoint(&out)
+            .ok_or_else(|| checkpoint_error(&out, "no checkpoint to resume from"))?;
+        Some(dir)
+    } else {
+        None
+    };
+    config.validate()?;
+    std::fs::create_dir_all(&out).map_err(TrainError::io(&out))?;
+    let data = prepare_data(&mut config, &out, options.resume)?;
+    config.validate()?;
+    if !options.resume {
+        config.save(&config_path)?;
+    }
+
+    B::seed(device, config.run.seed);
+    let mut model = config.model.init::<B>(device)?;
+    let recorder = Rec::default();
+    let adamw = adamw(&config.optim);
+    let mut optim = adamw.init::<B, Transformer<B>>();
+    let mut value_optim = adamw.init::<B, Transformer<B>>();
+    let mut state = TrainState {
+        step: 0,
+        batches_seen: 0,
+        tokens_seen: 0,
+        seed: config.run.seed,
+        elapsed_s: 0.0,
+    };
+    if let Some(dir) = &checkpoint {
+        state = load_state(dir)?;
+        model = load_model(model, dir, device)?;
+        let load = |name: &str| dir.join(name);
+        optim = optim.load_record(
+            recorder
+                .load(load("optim"), device)
+                .map_err(|e| checkpoint_error(dir, e))?,
+        );
+        value_optim = value_optim.load_record(
+            recorder
+                .load(load("value_optim"), device)
+                .map_err(|e| checkpoint_error(dir, e))?,
+        );
+    }
+    let value_ids = value_param_ids(&model);
+    let memory_size = config.model.product_keys.n_keys.pow(2);
+    let mut log = MetricsLog::open(&out, state.step)?;
+    let o = config.optim.clone();
+    let bar = progress_bar(options.progress, o.steps, state.step);
+
+    let mut last_loss = f64::NAN;
+    let mut window = (Instant::now(), state.tokens_seen);
+    let started = Instant::now() - std::time::Duration::from_secs_f64(state.elapsed_s);
+    while state.step < o.steps {
+        let step = state.step;
+        let log_now = (step + 1).is_multiple_of(config.run.log_every) || step + 1 == o.steps;
+        let mut main = GradientsAccumulator::<Transformer<B>>::new();
+        let mut values = GradientsAccumulator::<Transformer<B>>::new();
+        let mut loss_sum = 0.0;
+        let mut usage = None;
+        for micro in 0..o.grad_accum {
+            let tokens = data.batches.train_batch(state.batches_seen, o.batch_size);
+            let (loss, output) = lm_loss(&model, &tokens, o.batch_size, device)?;
+            let objective = match output.aux_loss.clone() {
+                Some(aux) => loss.clone() + aux,
+                None => loss.clone(),
+            };
+            let mut grads = objective.div_scalar(o.grad_accum as f64).backward();
+            loss_sum += loss.into_scalar().elem::<f64>();
+            values.accumulate(
+                &model,
+                GradientsParams::from_params(&mut grads, &model, &value_ids),
+            );
+            main.accumulate(&model, GradientsParams::from_grads(grads, &model));
+            if let (true, Some((_, memory))) =
+                (log_now && micro + 1 == o.grad_accum, output.memory.first())
+            {
+                let mut stats = UsageStats::new(memory_size);
+                if stats.record(memory).is_ok() {
+                    usage = Some(stats.summary());
+                }
+            }
+            state.batches_seen += 1;
+        }
+        let (mut main, mut values) = (main.grads(), values.grads());
+        let grad_norm = clip_global_norm(&model, &mut main, o.grad_clip);
+        let value_grad_norm = clip_global_norm(&model, &mut values, o.value_grad_clip);
+        let multiplier = config.lr_multiplier(step);
+        model = optim.step(o.lr * multiplier, model, main);
+        if !value_ids.is_empty() {
+            model = value_optim.step(o.value_lr * multiplier, model, values);
+        }
+        last_loss = loss_sum / o.grad_accum as f64;
+        state.step += 1;
+        state.tokens_seen += (o.batch_size * o.seq_len * o.grad_accum) as u64;
+        state.elapsed_s = started.elapsed().as_secs_f64();
+
+        if log_now {
+            let eval_now = state.step == o.steps
+                || (config.run.eval_every > 0 && state.step.is_multiple_of(config.run.eval_every));
+            let val_loss = if eval_now {
+                let (loss, _) = validate(
+                    &model.valid(),
+                    &data.batches,
+                    o.batch_size,
+                    config.run.eval_batches,
+                    memory_size,
+                    device,
+                )?;
+                Some(loss)
+            } else {
+                None
+            };
+            let seconds = window.0.elapsed().as_secs_f64().max(1e-9);
+            let line = MetricsLine {
+                step: state.step,
+                tokens: state.tokens_seen,
+                loss: last_loss,
+                lr: o.lr * multiplier,
+                value_lr: o.value_lr * multiplier,
+                grad_norm,
+                value_grad_norm,
+                tokens_per_s: (state.tokens_seen - window.1) as f64 / seconds,
+                val_loss,
+                used_pct: usage.map(|u| u.used_pct),
+                kl_uniform: usage.map(|u| u.kl_uniform),
+            };
+            log.append(&line)?;
+            bar.set_message(format!(
+                "loss {last_loss:.3} | {:.0} tok/s",
+                line.tokens_per_s
+            ));
+            window = (Instant::now(), state.tokens_seen);
+        }
+        bar.set_position(state.step as u64);
+        if state.step.is_multiple_of(config.run.checkpoint_every) || state.step == o.steps {
+            save_checkpoint(&out, &state, |dir| {
+                model
+                    .clone()
+                    .save_file(dir.join("model"), &recorder)
+                    .map_err(|e| checkpoint_error(dir, e))?;
+                recorder
+                    .record(optim.to_record(), dir.join("optim"))
+                    .map_err(|e| checkpoint_error(dir, e))?;
+                recorder
+                    .record(value_optim.to_record(), dir.join("value_optim"))
+                    .map_err(|e| checkpoint_error(dir, e))
+            })?;
+        }
+    }
+    bar.finish_and_clear();
+
+    let eval = evaluate(&model.valid(), &config, &data, device)?;
+    write_atomic(
+        &out.join("eval.json"),
+        serde_json::to_string_pretty(&eval)
+            .expect("serialises")
+            .as_bytes(),
+    )?;
+    let lines = read_metrics(&out.join("metrics.jsonl"))?;
+    write_atomic(&out.join("loss.svg"), loss_svg(&lines).as_bytes())?;
+    Ok(TrainSummary {
+        steps: state.step,
+        final_loss: lines.last().map_or(last_loss, |l| l.loss),
+        tokens: state.tokens_seen,
+        train_seconds: state.elapsed_s,
+        eval,
+        config,
+    })
+}
+
+/// The final evaluation of a run: validation loss over every validation batch (or
+/// `eval_batches`), memory usage, and QA.
+pub fn evaluate<B: MemoryBackend>(
+    model: &Transformer<B>,
+    config: &TrainConfig,
+    data: &RunData,
+    device: &B::Device,
+) -> Result<EvalReport, TrainError> {
+    let memory_size = config.model.product_keys.n_keys.pow(2);
+    let batch = config.optim.batch_size;
+    let (val_loss, memory_layers) = validate(
+        model,
+        &data.batches,
+        batch,
+        config.run.eval_batches.saturating_mul(4),
+        memory_size,
+        device,
+    )?;
+    let qa = qa_scores(
+        model,
+        &data.tokenizer,
+        &data.qa,
+        config.run.qa_limit,
+        device,
+    )?;
+    Ok(EvalReport {
+        val_loss,
+        val_ppl: val_loss.exp(),
+        qa_exact_match: qa.exact_match,
+        qa_f1: qa.f1,
+        qa_answer_nll: qa.answer_nll,
+        qa_count: qa.count,
+        memory_layers,
+    })
+}
+
+fn progress_bar(show: bool, steps: usize, done: usize) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(steps as u64).with_position(done as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps | {msg} | ETA {eta}")
+            .expect("valid template"),
+    );
+    bar
+}
+
+/// The run directory's checkpoint folder, or an error.
+pub fn run_checkpoint(run: &Path) -> Result<PathBuf, TrainError> {
+    find_checkpoint(run).ok_or_else(|| checkpoint_error(run, "no checkpoint in this run directory"))
+}

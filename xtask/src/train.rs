@@ -1,0 +1,246 @@
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use burn::tensor::backend::AutodiffBackend;
+use memory_layer::MemoryBackend;
+use model_zoo::{ModelKind, Size, preset};
+use trainer::data::TokenizerKind;
+use trainer::{TrainConfig, TrainOptions, TrainSummary, train};
+
+use crate::backend::{BackendKind, Job, dispatch};
+
+/// Arguments of `cargo xtask train` (design.md, "Command line").
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Model: dense, moe, peer, memory, memory-plus.
+    #[arg(long)]
+    model: Option<ModelKind>,
+    /// Size: tiny, small, 134m, 373m, 720m, 1.3b, 8b.
+    #[arg(long)]
+    size: Option<Size>,
+    /// Training text: files, folders of .txt files, .jsonl with a "text" field (repeatable).
+    /// Default: the embedded Shakespeare plays and the generated knowledge corpus.
+    #[arg(long = "data")]
+    data: Vec<PathBuf>,
+    /// Held-out QA set (.jsonl with "question" and "answer") for the final evaluation.
+    #[arg(long)]
+    qa: Option<PathBuf>,
+    /// Optimizer steps.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Sequences per micro-batch.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Tokens per sequence.
+    #[arg(long)]
+    seq_len: Option<usize>,
+    /// Micro-batches per step.
+    #[arg(long)]
+    grad_accum: Option<usize>,
+    /// Sub-keys per half of product-key layers (n_keys² values).
+    #[arg(long)]
+    n_keys: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Peak learning rate of the value tables.
+    #[arg(long)]
+    value_lr: Option<f64>,
+    /// Tokenizer: byte or bpe.
+    #[arg(long, value_parser = parse_tokenizer)]
+    tokenizer: Option<TokenizerKind>,
+    /// Leave out the generated knowledge corpus.
+    #[arg(long)]
+    no_facts: bool,
+    /// Data-parallel devices (only 1 today).
+    #[arg(long, default_value_t = 1)]
+    devices: usize,
+    /// Memory-parallel shards (only 1 today).
+    #[arg(long, default_value_t = 1)]
+    memory_parallel: usize,
+    /// Backend.
+    #[arg(long, value_enum, default_value = "flex")]
+    backend: BackendKind,
+    /// Seed of initialisation and data order.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Start from this config.toml (as a run writes it); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Run directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Steps between checkpoints.
+    #[arg(long)]
+    checkpoint_every: Option<usize>,
+    /// Continue the run in --out from its last checkpoint (its config.toml is used).
+    #[arg(long)]
+    resume: bool,
+}
+
+fn parse_tokenizer(name: &str) -> Result<TokenizerKind, String> {
+    match name {
+        "byte" => Ok(TokenizerKind::Byte),
+        "bpe" => Ok(TokenizerKind::Bpe),
+        other => Err(format!("unknown tokenizer `{other}`; expected byte or bpe")),
+    }
+}
+
+impl TrainArgs {
+    /// The configuration the flags describe.
+    fn config(&self) -> anyhow::Result<TrainConfig> {
+        let mut config = match &self.config {
+            Some(path) => TrainConfig::load(path)?,
+            None => TrainConfig::new(
+                self.model.unwrap_or(ModelKind::MemoryPlus),
+                self.size.unwrap_or(Size::Small),
+            ),
+        };
+        if self.config.is_some() && (self.model.is_some() || self.size.is_some()) {
+            let kind = self.model.unwrap_or(config.model.kind);
+            let size = self.size.unwrap_or(Size::Small);
+            config.model = preset(kind, size, None);
+        }
+        if let Some(n_keys) = self.n_keys {
+            let pk = &mut config.model.product_keys;
+            pk.n_keys = n_keys;
+            pk.knn = pk.knn.min(n_keys);
+        }
+        if !self.data.is_empty() {
+            config.data.paths = self.data.clone();
+        }
+        set(&mut config.data.qa, self.qa.clone().map(Some));
+        set(&mut config.data.tokenizer, self.tokenizer);
+        if self.no_facts {
+            config.data.facts = None;
+        }
+        let o = &mut config.optim;
+        if let Some(steps) = self.steps {
+            o.steps = steps;
+            o.warmup_steps = o.warmup_steps.min(steps);
+        }
+        set(&mut o.batch_size, self.batch_size);
+        set(&mut o.seq_len, self.seq_len);
+        set(&mut o.grad_accum, self.grad_accum);
+        set(&mut o.lr, self.lr);
+        set(&mut o.value_lr, self.value_lr);
+        set(&mut config.run.seed, self.seed);
+        set(&mut config.run.out, self.out.clone());
+        set(&mut config.run.checkpoint_every, self.checkpoint_every);
+        Ok(config)
+    }
+}
+
+fn set<T>(field: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *field = value;
+    }
+}
+
+struct Train(TrainConfig, TrainOptions);
+
+impl Job for Train {
+    type Output = TrainSummary;
+
+    fn run<B>(self, device: B::Device) -> anyhow::Result<TrainSummary>
+    where
+        B: AutodiffBackend + MemoryBackend,
+        B::InnerBackend: MemoryBackend,
+    {
+        Ok(train::<B>(self.0, &device, self.1)?)
+    }
+}
+
+/// Trains, then prints a summary table.
+pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    if args.devices != 1 || args.memory_parallel != 1 {
+        bail!(
+            "--devices {} --memory-parallel {}: multi-device and memory-parallel training are \
+             not implemented yet; use --devices 1 --memory-parallel 1",
+            args.devices,
+            args.memory_parallel
+        );
+    }
+    let mut config = args.config()?;
+    if args.resume {
+        let out = args
+            .out
+            .clone()
+            .context("--resume needs --out DIR (the run to continue)")?;
+        config.run.out = out;
+    }
+    let out = config.run.out.clone();
+    println!(
+        "training {} ({}) for {} steps on {:?}; run directory {}",
+        config.model.kind,
+        if args.resume {
+            "resumed".to_string()
+        } else {
+            format!("seed {}", config.run.seed)
+        },
+        config.optim.steps,
+        args.backend,
+        out.display()
+    );
+    let options = TrainOptions {
+        resume: args.resume,
+        progress: true,
+    };
+    let summary = dispatch(args.backend, Train(config, options))?;
+    print_summary(&summary);
+    Ok(())
+}
+
+/// The end-of-run table.
+pub fn print_summary(s: &TrainSummary) {
+    let e = &s.eval;
+    let c = &s.config;
+    let rows = [
+        (
+            "model",
+            format!(
+                "{} (dim {}, {} blocks)",
+                c.model.kind, c.model.dim, c.model.layers
+            ),
+        ),
+        ("steps", s.steps.to_string()),
+        ("tokens", s.tokens.to_string()),
+        (
+            "train time",
+            format!(
+                "{:.0} s ({:.0} tokens/s)",
+                s.train_seconds,
+                s.tokens as f64 / s.train_seconds.max(1e-9)
+            ),
+        ),
+        ("final train loss", format!("{:.4}", s.final_loss)),
+        (
+            "val loss / ppl",
+            format!("{:.4} / {:.2}", e.val_loss, e.val_ppl),
+        ),
+        (
+            "QA exact match",
+            format!("{:.2}% of {}", e.qa_exact_match, e.qa_count),
+        ),
+        ("QA F1", format!("{:.2}%", e.qa_f1)),
+        ("QA answer NLL", format!("{:.4}", e.qa_answer_nll)),
+    ];
+    println!("\n{:-<60}", "");
+    for (name, value) in rows {
+        println!("{name:<20} {value}");
+    }
+    for layer in &e.memory_layers {
+        println!(
+            "{:<20} used {:.1}%  KL(uniform) {:.3}  top-1 score {:.3}",
+            format!("memory @ block {}", layer.layer),
+            layer.used_pct,
+            layer.kl_uniform,
+            layer.top1_score
+        );
+    }
+    println!("{:-<60}", "");
+    println!(
+        "wrote {}/{{config.toml, metrics.jsonl, eval.json, loss.svg, checkpoint/}}",
+        c.run.out.display()
+    );
+}

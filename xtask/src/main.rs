@@ -3,9 +3,11 @@
 //! - `parity FILE...`: checks the memory layers against reference fixtures
 //!   (docs/parity-fixtures.md); `--backend flex|wgpu|cuda`.
 //! - `train [...]`: trains a model and evaluates it (docs/training.md).
+//! - `eval --checkpoint DIR`, `generate --checkpoint DIR --prompt TEXT`.
 //! - `zoo [--json FILE]`: parameters and FLOPs of every preset and model.
 
 mod backend;
+mod eval;
 mod parity;
 mod train;
 mod zoo;
@@ -25,6 +27,10 @@ enum Command {
     Parity(parity::ParityArgs),
     /// Train a model (defaults: Memory+, small, embedded data, CPU).
     Train(Box<train::TrainArgs>),
+    /// Evaluate a trained run: validation loss, QA, memory usage.
+    Eval(eval::EvalArgs),
+    /// Continue a prompt with a trained run (greedy, temperature, top-p; KV cache).
+    Generate(eval::GenerateArgs),
     /// Print total and active parameters and FLOPs per token of every preset and model.
     Zoo(zoo::ZooArgs),
 }
@@ -34,5 +40,7 @@ fn main() -> anyhow::Result<()> {
         Command::Parity(args) => parity::run(args),
         Command::Zoo(args) => zoo::run(args),
         Command::Train(args) => train::run(*args),
+        Command::Eval(args) => eval::run(args),
+        Command::Generate(args) => eval::generate_text(args),
     }
 }

@@ -97,7 +97,7 @@ pub struct RunConfig {
     pub log_every: usize,
     /// Steps between validation losses in metrics.jsonl (0: only at the end).
     pub eval_every: usize,
-    /// Validation batches per evaluation (0: all).
+    /// Validation batches per evaluation during training (0: all; the final one uses all).
     pub eval_batches: usize,
     /// QA questions scored at the end (0: all).
     pub qa_limit: usize,
@@ -110,7 +110,7 @@ impl TrainConfig {
         let model = preset(kind, size, None);
         let (steps, batch_size, seq_len, lr) = match size {
             Size::Tiny => (200, 8, 64, 3e-3),
-            Size::Small => (400, 8, 128, 2e-3),
+            Size::Small => (240, 8, 128, 2e-3),
             _ => (100_000, 8, 4096, 1e-4),
         };
         let seq_len = seq_len.min(model.max_seq_len);
@@ -148,11 +148,11 @@ impl TrainConfig {
             run: RunConfig {
                 seed: 0,
                 out: PathBuf::from("runs").join(format!("{kind}-{size}")),
-                checkpoint_every: 100,
+                checkpoint_every: 50,
                 log_every: 10,
-                eval_every: 100,
+                eval_every: 50,
                 eval_batches: 16,
-                qa_limit: 300,
+                qa_limit: if size == Size::Tiny { 60 } else { 300 },
             },
         }
     }

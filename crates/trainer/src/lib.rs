@@ -23,5 +23,6 @@ pub use config::{DataConfig, Decay, OptimConfig, RunConfig, TrainConfig};
 pub use error::TrainError;
 pub use optim::{adamw, clip_global_norm, value_param_ids};
 pub use run::{
-    RunData, TrainOptions, TrainSummary, evaluate, load_model, prepare_data, run_checkpoint, train,
+    OpenRun, RunData, TrainOptions, TrainSummary, evaluate, load_model, open_run, prepare_data,
+    train,
 };

@@ -125,7 +125,7 @@ fn checkpoint_error(path: &Path, e: impl std::fmt::Display) -> TrainError {
 }
 
 /// Loads the model saved in checkpoint folder `dir` into `model`.
-pub fn load_model<B: AutodiffBackend>(
+pub fn load_model<B: burn::tensor::backend::Backend>(
     model: Transformer<B>,
     dir: &Path,
     device: &B::Device,
@@ -319,8 +319,8 @@ where
     })
 }
 
-/// The final evaluation of a run: validation loss over every validation batch (or
-/// `eval_batches`), memory usage, and QA.
+/// The final evaluation of a run: validation loss and memory usage over every validation
+/// sequence, and the first `qa_limit` QA pairs.
 pub fn evaluate<B: MemoryBackend>(
     model: &Transformer<B>,
     config: &TrainConfig,
@@ -329,14 +329,7 @@ pub fn evaluate<B: MemoryBackend>(
 ) -> Result<EvalReport, TrainError> {
     let memory_size = config.model.product_keys.n_keys.pow(2);
     let batch = config.optim.batch_size;
-    let (val_loss, memory_layers) = validate(
-        model,
-        &data.batches,
-        batch,
-        config.run.eval_batches.saturating_mul(4),
-        memory_size,
-        device,
-    )?;
+    let (val_loss, memory_layers) = validate(model, &data.batches, batch, 0, memory_size, device)?;
     let qa = qa_scores(
         model,
         &data.tokenizer,
@@ -367,7 +360,37 @@ fn progress_bar(show: bool, steps: usize, done: usize) -> ProgressBar {
     bar
 }
 
-/// The run directory's checkpoint folder, or an error.
-pub fn run_checkpoint(run: &Path) -> Result<PathBuf, TrainError> {
-    find_checkpoint(run).ok_or_else(|| checkpoint_error(run, "no checkpoint in this run directory"))
+/// A trained run opened for evaluation or generation.
+pub struct OpenRun<B: MemoryBackend> {
+    /// The run directory.
+    pub dir: PathBuf,
+    /// Its configuration.
+    pub config: TrainConfig,
+    /// Its tokenizer.
+    pub tokenizer: Tokenizer,
+    /// The model of its last checkpoint.
+    pub model: Transformer<B>,
+}
+
+/// Opens a run directory, or a checkpoint folder inside one.
+pub fn open_run<B: MemoryBackend>(
+    path: &Path,
+    device: &B::Device,
+) -> Result<OpenRun<B>, TrainError> {
+    let dir = if path.join("state.json").exists() {
+        path.parent().unwrap_or(path).to_path_buf()
+    } else {
+        path.to_path_buf()
+    };
+    let config = TrainConfig::load(&dir.join("config.toml"))?;
+    let tokenizer = Tokenizer::load(config.data.tokenizer, &dir)?;
+    let checkpoint = find_checkpoint(&dir)
+        .ok_or_else(|| checkpoint_error(&dir, "no checkpoint in this run directory"))?;
+    let model = load_model(config.model.init::<B>(device)?, &checkpoint, device)?;
+    Ok(OpenRun {
+        dir,
+        config,
+        tokenizer,
+        model,
+    })
 }

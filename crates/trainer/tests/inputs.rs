@@ -1,0 +1,179 @@
+//! Every bad input is an error naming the file, the line or the field.
+
+use std::path::{Path, PathBuf};
+
+use model_zoo::{ModelKind, Size};
+use trainer::data::{load_documents, load_qa};
+use trainer::{TrainConfig, TrainError};
+
+fn dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("trainer-inputs-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(path: &Path, bytes: &[u8]) -> PathBuf {
+    std::fs::write(path, bytes).unwrap();
+    path.to_path_buf()
+}
+
+/// The error of loading `paths`, as (message, line).
+fn data_error(result: Result<impl std::fmt::Debug, TrainError>) -> (String, Option<usize>) {
+    match result {
+        Err(e @ TrainError::Data { line, .. }) => (e.to_string(), line),
+        other => panic!("expected a data error, got {other:?}"),
+    }
+}
+
+#[test]
+fn text_inputs() {
+    let d = dir("text");
+    let (msg, _) = data_error(load_documents(&[d.join("missing.txt")]));
+    assert!(
+        msg.contains("missing.txt") && msg.contains("no such file"),
+        "{msg}"
+    );
+
+    let bad = write(&d.join("latin1.txt"), b"line one\nline two\ncaf\xe9\n");
+    let (msg, line) = data_error(load_documents(&[bad]));
+    assert_eq!(line, Some(3));
+    assert!(
+        msg.contains("latin1.txt:3") && msg.contains("not UTF-8"),
+        "{msg}"
+    );
+
+    let empty = write(&d.join("empty.txt"), b"  \n\n");
+    assert!(data_error(load_documents(&[empty])).0.contains("empty"));
+
+    let folder = d.join("folder");
+    std::fs::create_dir_all(folder.join("sub")).unwrap();
+    assert!(
+        data_error(load_documents(std::slice::from_ref(&folder)))
+            .0
+            .contains("no .txt file")
+    );
+    write(&folder.join("sub/b.txt"), b"second");
+    write(&folder.join("a.txt"), b"first");
+    write(&folder.join("notes.md"), b"ignored: not .txt");
+    let docs = load_documents(&[folder]).unwrap();
+    assert_eq!(
+        docs.iter().map(|d| d.text.as_str()).collect::<Vec<_>>(),
+        ["first", "second"]
+    );
+}
+
+#[test]
+fn jsonl_inputs() {
+    let d = dir("jsonl");
+    let ok = write(
+        &d.join("ok.jsonl"),
+        b"{\"text\": \"one\"}\n{\"text\": \"two\"}\n",
+    );
+    assert_eq!(load_documents(&[ok]).unwrap().len(), 2);
+    let cases: [(&str, &[u8], usize, &str); 4] = [
+        (
+            "badjson.jsonl",
+            b"{\"text\": \"one\"}\n{text: two}\n",
+            2,
+            "invalid JSON",
+        ),
+        (
+            "nofield.jsonl",
+            b"{\"text\": \"one\"}\n{\"body\": \"two\"}\n",
+            2,
+            "no \"text\" field",
+        ),
+        ("notstring.jsonl", b"{\"text\": 3}\n", 1, "not a string"),
+        (
+            "blank.jsonl",
+            b"{\"text\": \"a\"}\n\n{\"text\": \"b\"}\n",
+            2,
+            "blank line",
+        ),
+    ];
+    for (name, bytes, expected_line, what) in cases {
+        let path = write(&d.join(name), bytes);
+        let (msg, line) = data_error(load_documents(&[path]));
+        assert_eq!(line, Some(expected_line), "{msg}");
+        assert!(msg.contains(name) && msg.contains(what), "{msg}");
+    }
+}
+
+#[test]
+fn qa_inputs() {
+    let d = dir("qa");
+    let ok = write(
+        &d.join("qa.jsonl"),
+        b"{\"question\": \"Who?\", \"answer\": \"Me\"}\n",
+    );
+    assert_eq!(load_qa(&ok).unwrap()[0].answer, "Me");
+    let no_answer = write(
+        &d.join("noanswer.jsonl"),
+        b"{\"question\": \"Who?\", \"answer\": \"Me\"}\n{\"question\": \"Why?\"}\n",
+    );
+    let (msg, line) = data_error(load_qa(&no_answer));
+    assert_eq!(line, Some(2));
+    assert!(msg.contains("no \"answer\" field"), "{msg}");
+    let empty_question = write(
+        &d.join("emptyq.jsonl"),
+        b"{\"question\": \"\", \"answer\": \"x\"}\n",
+    );
+    assert!(
+        data_error(load_qa(&empty_question))
+            .0
+            .contains("\"question\" is empty")
+    );
+    assert!(
+        data_error(load_qa(&d.join("nothere.jsonl")))
+            .0
+            .contains("no such file")
+    );
+}
+
+#[test]
+fn config_rules() {
+    let field = |edit: fn(&mut TrainConfig)| {
+        let mut c = TrainConfig::new(ModelKind::MemoryPlus, Size::Tiny);
+        edit(&mut c);
+        match c.validate() {
+            Err(TrainError::Config { field, .. }) => field,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(field(|c| c.optim.steps = 0), "optim.steps");
+    assert_eq!(field(|c| c.optim.seq_len = 10_000), "optim.seq_len");
+    assert_eq!(field(|c| c.optim.lr = 0.0), "optim.lr");
+    assert_eq!(field(|c| c.optim.value_lr = f64::NAN), "optim.value_lr");
+    assert_eq!(field(|c| c.optim.beta2 = 1.0), "optim.beta2");
+    assert_eq!(field(|c| c.optim.min_lr_ratio = 2.0), "optim.min_lr_ratio");
+    assert_eq!(field(|c| c.optim.grad_clip = -1.0), "optim.grad_clip");
+    let mut c = TrainConfig::new(ModelKind::MemoryPlus, Size::Tiny);
+    c.model.product_keys.knn = 99;
+    assert!(c.validate().unwrap_err().to_string().contains("knn = 99"));
+
+    let d = dir("config");
+    let broken = write(&d.join("config.toml"), b"[model]\ndim = \"wide\"\n");
+    assert!(
+        data_error(TrainConfig::load(&broken))
+            .0
+            .contains("invalid config")
+    );
+    let c = TrainConfig::new(ModelKind::Moe, Size::Small);
+    c.save(&d.join("roundtrip.toml")).unwrap();
+    assert_eq!(TrainConfig::load(&d.join("roundtrip.toml")).unwrap(), c);
+}
+
+#[test]
+fn schedule_warms_up_then_decays_to_the_floor() {
+    let mut c = TrainConfig::new(ModelKind::Dense, Size::Tiny);
+    c.optim.steps = 100;
+    c.optim.warmup_steps = 10;
+    c.optim.min_lr_ratio = 0.1;
+    assert!((c.lr_multiplier(0) - 0.1).abs() < 1e-12);
+    assert!((c.lr_multiplier(9) - 1.0).abs() < 1e-12);
+    assert!((c.lr_multiplier(10) - 1.0).abs() < 1e-12);
+    assert!((c.lr_multiplier(99) - 0.1).abs() < 1e-3);
+    c.optim.decay = trainer::Decay::Linear;
+    assert!((c.lr_multiplier(55) - 0.55).abs() < 1e-12);
+}

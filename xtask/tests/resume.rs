@@ -1,0 +1,145 @@
+//! A run killed with SIGKILL after a checkpoint and resumed with `--resume` ends at the same
+//! step with the same loss as an uninterrupted run (design.md, "Files a run writes").
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn xtask() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+}
+
+fn train(out: &Path) -> Command {
+    let mut cmd = xtask();
+    cmd.args([
+        "train",
+        "--model",
+        "memory-plus",
+        "--size",
+        "tiny",
+        "--steps",
+        "40",
+        "--seed",
+        "3",
+    ])
+    .args(["--checkpoint-every", "10", "--out"])
+    .arg(out)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    cmd
+}
+
+fn losses(out: &Path) -> Vec<(u64, String)> {
+    let text = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["step"].as_u64().unwrap(), v["loss"].to_string())
+        })
+        .collect()
+}
+
+fn checkpoint_step(out: &Path) -> u64 {
+    std::fs::read_to_string(out.join("checkpoint/state.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["step"].as_u64())
+        .unwrap_or(0)
+}
+
+fn fresh(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("xtask-resume-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn sigkill_then_resume_matches_an_uninterrupted_run() {
+    let whole = fresh("whole");
+    assert!(train(&whole).status().unwrap().success());
+
+    let cut = fresh("cut");
+    let mut child = train(&cut).spawn().unwrap();
+    let start = Instant::now();
+    while checkpoint_step(&cut) < 20 {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "no checkpoint at step 20"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let killed_at = checkpoint_step(&cut);
+    assert!(
+        killed_at < 40,
+        "killed before the end (checkpoint at {killed_at})"
+    );
+
+    let status = xtask()
+        .args(["train", "--resume", "--out"])
+        .arg(&cut)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(checkpoint_step(&cut), 40);
+    let (a, b) = (losses(&whole), losses(&cut));
+    assert_eq!(a.last().unwrap().0, 40);
+    assert_eq!(a, b, "every logged loss is identical");
+
+    for file in [
+        "config.toml",
+        "metrics.jsonl",
+        "eval.json",
+        "loss.svg",
+        "tokenizer.json",
+    ] {
+        if file != "tokenizer.json" {
+            assert!(cut.join(file).exists(), "{file} written");
+        }
+    }
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cut.join("eval.json")).unwrap()).unwrap();
+    for field in [
+        "val_loss",
+        "val_ppl",
+        "qa_exact_match",
+        "qa_f1",
+        "qa_answer_nll",
+        "qa_count",
+    ] {
+        assert!(eval[field].is_number(), "eval.json has {field}");
+    }
+    let layers = eval["memory_layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3, "three Memory+ layers");
+    for field in ["used_pct", "kl_uniform", "top1_score"] {
+        assert!(layers[0][field].is_number(), "memory layer has {field}");
+    }
+}
+
+#[test]
+fn bad_command_lines_are_clear_errors() {
+    let out = xtask().args(["train", "--devices", "2"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
+    let out = xtask()
+        .args(["train", "--model", "transformer"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("memory-plus"));
+    let out = xtask()
+        .args(["train", "--data", "/nonexistent.txt", "--size", "tiny"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.txt"));
+    let missing = fresh("missing");
+    let out = xtask()
+        .args(["train", "--resume", "--out"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("config.toml"));
+}

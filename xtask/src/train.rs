@@ -5,7 +5,7 @@ use burn::tensor::backend::AutodiffBackend;
 use memory_layer::MemoryBackend;
 use model_zoo::{ModelKind, Size, preset};
 use trainer::data::TokenizerKind;
-use trainer::{TrainConfig, TrainOptions, TrainSummary, train};
+use trainer::{Precision, TrainConfig, TrainOptions, TrainSummary, train};
 
 use crate::backend::{BackendKind, Job, dispatch};
 
@@ -49,6 +49,9 @@ pub struct TrainArgs {
     /// Tokenizer: byte or bpe.
     #[arg(long, value_parser = parse_tokenizer)]
     tokenizer: Option<TokenizerKind>,
+    /// Floating-point type: f32 or bf16 (where the backend computes in bf16).
+    #[arg(long, value_parser = parse_precision)]
+    precision: Option<Precision>,
     /// Leave out the generated knowledge corpus.
     #[arg(long)]
     no_facts: bool,
@@ -76,6 +79,14 @@ pub struct TrainArgs {
     /// Continue the run in --out from its last checkpoint (its config.toml is used).
     #[arg(long)]
     resume: bool,
+}
+
+fn parse_precision(name: &str) -> Result<Precision, String> {
+    match name {
+        "f32" => Ok(Precision::F32),
+        "bf16" => Ok(Precision::Bf16),
+        other => Err(format!("unknown precision `{other}`; expected f32 or bf16")),
+    }
 }
 
 fn parse_tokenizer(name: &str) -> Result<TokenizerKind, String> {
@@ -127,6 +138,7 @@ impl TrainArgs {
         set(&mut config.run.seed, self.seed);
         set(&mut config.run.out, self.out.clone());
         set(&mut config.run.checkpoint_every, self.checkpoint_every);
+        set(&mut config.run.precision, self.precision);
         Ok(config)
     }
 }

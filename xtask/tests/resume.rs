@@ -143,3 +143,32 @@ fn bad_command_lines_are_clear_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("config.toml"));
 }
+
+#[test]
+fn bf16_training_runs_and_learns() {
+    let out = fresh("bf16");
+    let status = xtask()
+        .args([
+            "train",
+            "--size",
+            "tiny",
+            "--steps",
+            "30",
+            "--precision",
+            "bf16",
+            "--out",
+        ])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(config.contains("precision = \"bf16\""));
+    let losses: Vec<f64> = losses(&out)
+        .iter()
+        .map(|(_, l)| l.parse().unwrap())
+        .collect();
+    assert!(losses.iter().all(|l| l.is_finite()));
+    assert!(losses.last().unwrap() < &losses[0], "{losses:?}");
+}

@@ -84,6 +84,17 @@ pub struct OptimConfig {
     pub value_grad_clip: f64,
 }
 
+/// Floating-point type of parameters, activations and optimizer state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precision {
+    /// f32 everywhere.
+    #[default]
+    F32,
+    /// bf16 everywhere (as the reference keeps its values), where the backend computes in it.
+    Bf16,
+}
+
 /// Seeds, output and logging.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
@@ -101,6 +112,9 @@ pub struct RunConfig {
     pub eval_batches: usize,
     /// QA questions scored at the end (0: all).
     pub qa_limit: usize,
+    /// Floating-point type.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl TrainConfig {
@@ -153,6 +167,7 @@ impl TrainConfig {
                 eval_every: 50,
                 eval_batches: 16,
                 qa_limit: if size == Size::Tiny { 60 } else { 300 },
+                precision: Precision::F32,
             },
         }
     }

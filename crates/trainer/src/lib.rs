@@ -19,7 +19,7 @@ mod optim;
 mod run;
 
 pub use checkpoint::{TrainState, find_checkpoint, load_state};
-pub use config::{DataConfig, Decay, OptimConfig, RunConfig, TrainConfig};
+pub use config::{DataConfig, Decay, OptimConfig, Precision, RunConfig, TrainConfig};
 pub use error::TrainError;
 pub use optim::{adamw, clip_global_norm, value_param_ids};
 pub use run::{

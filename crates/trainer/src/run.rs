@@ -7,7 +7,8 @@ use burn::module::{AutodiffModule, Module};
 use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::ElementConversion;
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, DTypeUsage, set_default_float_dtype};
+use burn::tensor::{DType, FloatDType};
 use indicatif::{ProgressBar, ProgressStyle};
 use memory_layer::{MemoryBackend, UsageStats};
 use model_zoo::Transformer;
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 use crate::checkpoint::{TrainState, find_checkpoint, load_state, save_checkpoint, write_atomic};
-use crate::config::TrainConfig;
+use crate::config::{Precision, TrainConfig};
 use crate::data::{
     Batches, Facts, QaPair, Tokenizer, TokenizerKind, embedded_shakespeare, load_documents, load_qa,
 };
@@ -164,6 +165,7 @@ where
         config.save(&config_path)?;
     }
 
+    set_precision::<B>(config.run.precision, device)?;
     B::seed(device, config.run.seed);
     let mut model = config.model.init::<B>(device)?;
     let recorder = Rec::default();
@@ -345,6 +347,23 @@ pub fn evaluate<B: MemoryBackend>(
         qa_answer_nll: qa.answer_nll,
         qa_count: qa.count,
         memory_layers,
+    })
+}
+
+/// Makes `precision` the device's default float type; must run before any tensor exists.
+fn set_precision<B: burn::tensor::backend::Backend>(
+    precision: Precision,
+    device: &B::Device,
+) -> Result<(), TrainError> {
+    if precision == Precision::F32 {
+        return Ok(());
+    }
+    let unsupported = |rule| TrainError::config("run.precision", "bf16", rule);
+    if !B::dtype_usage(device, DType::BF16).contains(DTypeUsage::Arithmetic) {
+        return Err(unsupported("this backend does not compute in bf16"));
+    }
+    set_default_float_dtype::<B>(device, FloatDType::BF16).map_err(|_| {
+        unsupported("must be chosen before any tensor is made on the device (a new process)")
     })
 }
 

@@ -18,21 +18,26 @@ pub trait RetrievalBackend: Backend {
     ) -> (IntTensor<Self>, IntTensor<Self>) {
         let s1 = Tensor::<Self, 2>::from_primitive(TensorPrimitive::Float(s1));
         let s2 = Tensor::<Self, 2>::from_primitive(TensorPrimitive::Float(s2));
-        let [g, _] = s1.dims();
-        let (v1, i1) = s1.topk_with_indices(knn, 1);
-        let (v2, i2) = s2.topk_with_indices(knn, 1);
-        let candidates = (v1.unsqueeze_dim::<3>(2) + v2.unsqueeze_dim(1)).reshape([g, knn * knn]);
-        let (_, best) = candidates.topk_with_indices(knn, 1);
-        let a: Tensor<Self, 2, Int> = best.clone().div_scalar(knn as i64);
-        let b = best.remainder_scalar(knn as i64);
-        (
-            i1.gather(1, a).into_primitive(),
-            i2.gather(1, b).into_primitive(),
-        )
+        let (i1, i2) = default_product_topk(s1, s2, knn);
+        (i1.into_primitive(), i2.into_primitive())
     }
 }
 
-impl RetrievalBackend for burn::backend::Flex {}
+/// The plain-tensor-op selection: per-half `topk`, then `topk` of the `knn²` candidate sums.
+pub(crate) fn default_product_topk<B: Backend>(
+    s1: Tensor<B, 2>,
+    s2: Tensor<B, 2>,
+    knn: usize,
+) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>) {
+    let [g, _] = s1.dims();
+    let (v1, i1) = s1.topk_with_indices(knn, 1);
+    let (v2, i2) = s2.topk_with_indices(knn, 1);
+    let candidates = (v1.unsqueeze_dim::<3>(2) + v2.unsqueeze_dim(1)).reshape([g, knn * knn]);
+    let (_, best) = candidates.topk_with_indices(knn, 1);
+    let a: Tensor<B, 2, Int> = best.clone().div_scalar(knn as i64);
+    let b = best.remainder_scalar(knn as i64);
+    (i1.gather(1, a), i2.gather(1, b))
+}
 
 #[cfg(feature = "wgpu")]
 impl RetrievalBackend for burn::backend::Wgpu {}

@@ -21,6 +21,7 @@
 
 mod backend;
 mod error;
+mod flex;
 mod product_keys;
 pub mod reference;
 

@@ -54,8 +54,6 @@ fn int<B: Backend>(tensor: IntTensor<B>) -> Tensor<B, 2, burn::tensor::Int> {
     Tensor::from_primitive(tensor)
 }
 
-impl ValueBackend for burn::backend::Flex {}
-
 #[cfg(feature = "wgpu")]
 impl ValueBackend for burn::backend::Wgpu {}
 

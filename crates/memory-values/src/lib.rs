@@ -22,6 +22,7 @@
 mod autodiff;
 mod backend;
 mod error;
+mod flex;
 pub mod reference;
 mod table;
 

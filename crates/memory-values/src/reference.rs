@@ -1,6 +1,6 @@
 //! Plain-tensor-op implementations of the lookup primitives.
 //!
-//! They are the default methods of [`ValueBackend`](crate::ValueBackend) and the reference
+//! Empty batches (`T·K = 0`) give zeros. They are the default methods of [`ValueBackend`](crate::ValueBackend) and the reference
 //! every fast kernel is tested against. They favour clarity over memory: `bag_sum` and
 //! `bag_dot` materialise the gathered rows `[T, K, d]`, and `bag_scatter` a dense `[N, d]`
 //! gradient.
@@ -23,8 +23,11 @@ pub fn bag_sum<B: Backend>(
     indices: Tensor<B, 2, Int>,
     weights: Tensor<B, 2>,
 ) -> Tensor<B, 2> {
-    let [t, _] = indices.dims();
+    let [t, k] = indices.dims();
     let [_, d] = values.dims();
+    if t * k == 0 {
+        return Tensor::zeros([t, d], &values.device());
+    }
     let rows = gather_rows(values, indices);
     (rows * weights.unsqueeze_dim(2)).sum_dim(1).reshape([t, d])
 }
@@ -36,6 +39,9 @@ pub fn bag_dot<B: Backend>(
     x: Tensor<B, 2>,
 ) -> Tensor<B, 2> {
     let [t, k] = indices.dims();
+    if t * k == 0 {
+        return Tensor::zeros([t, k], &values.device());
+    }
     let rows = gather_rows(values, indices);
     (rows * x.unsqueeze_dim(1)).sum_dim(2).reshape([t, k])
 }
@@ -49,6 +55,9 @@ pub fn bag_scatter<B: Backend>(
 ) -> Tensor<B, 2> {
     let [t, k] = indices.dims();
     let [_, d] = x.dims();
+    if t * k == 0 {
+        return Tensor::zeros([rows, d], &x.device());
+    }
     let contributions = (weights.unsqueeze_dim::<3>(2) * x.unsqueeze_dim(1)).reshape([t * k, d]);
     Tensor::zeros([rows, d], &contributions.device()).select_assign(
         0,

@@ -13,6 +13,7 @@ mod config;
 pub mod data;
 mod error;
 pub mod eval;
+mod learner;
 mod loss;
 pub mod metrics;
 mod optim;
@@ -21,8 +22,8 @@ mod run;
 pub use checkpoint::{TrainState, find_checkpoint, load_state};
 pub use config::{DataConfig, Decay, OptimConfig, Precision, RunConfig, TrainConfig};
 pub use error::TrainError;
+pub use learner::{Learner, StepReport, load_model};
 pub use optim::{adamw, clip_global_norm, value_param_ids};
 pub use run::{
-    OpenRun, RunData, TrainOptions, TrainSummary, evaluate, load_model, open_run, prepare_data,
-    train,
+    OpenRun, RunData, TrainOptions, TrainSummary, evaluate, open_run, prepare_data, train,
 };

@@ -3,14 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::module::{AutodiffModule, Module};
-use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
-use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
-use burn::tensor::ElementConversion;
+use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, DTypeUsage, set_default_float_dtype};
 use burn::tensor::{DType, FloatDType};
 use indicatif::{ProgressBar, ProgressStyle};
-use memory_layer::{MemoryBackend, UsageStats};
+use memory_layer::MemoryBackend;
 use model_zoo::Transformer;
 use serde::{Deserialize, Serialize};
 
@@ -21,11 +18,8 @@ use crate::data::{
     Batches, Facts, QaPair, Tokenizer, TokenizerKind, embedded_shakespeare, load_documents, load_qa,
 };
 use crate::eval::{EvalReport, qa_scores, validate};
-use crate::loss::lm_loss;
+use crate::learner::{Learner, checkpoint_error, load_model};
 use crate::metrics::{MetricsLine, MetricsLog, loss_svg, read_metrics};
-use crate::optim::{adamw, clip_global_norm, value_param_ids};
-
-type Rec = BinFileRecorder<FullPrecisionSettings>;
 
 /// How to run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -118,24 +112,6 @@ pub fn prepare_data(
     })
 }
 
-fn checkpoint_error(path: &Path, e: impl std::fmt::Display) -> TrainError {
-    TrainError::Checkpoint {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
-}
-
-/// Loads the model saved in checkpoint folder `dir` into `model`.
-pub fn load_model<B: burn::tensor::backend::Backend>(
-    model: Transformer<B>,
-    dir: &Path,
-    device: &B::Device,
-) -> Result<Transformer<B>, TrainError> {
-    model
-        .load_file(dir.join("model"), &Rec::default(), device)
-        .map_err(|e| checkpoint_error(dir, e))
-}
-
 /// Trains `config.model` on `config.data`, writing the run directory `config.run.out`
 /// (config.toml, tokenizer, metrics.jsonl, checkpoint/, eval.json, loss.svg).
 pub fn train<B>(
@@ -167,11 +143,7 @@ where
 
     set_precision::<B>(config.run.precision, device)?;
     B::seed(device, config.run.seed);
-    let mut model = config.model.init::<B>(device)?;
-    let recorder = Rec::default();
-    let adamw = adamw(&config.optim);
-    let mut optim = adamw.init::<B, Transformer<B>>();
-    let mut value_optim = adamw.init::<B, Transformer<B>>();
+    let mut learner = Learner::new(config.model.init::<B>(device)?, &config.optim);
     let mut state = TrainState {
         step: 0,
         batches_seen: 0,
@@ -181,20 +153,8 @@ where
     };
     if let Some(dir) = &checkpoint {
         state = load_state(dir)?;
-        model = load_model(model, dir, device)?;
-        let load = |name: &str| dir.join(name);
-        optim = optim.load_record(
-            recorder
-                .load(load("optim"), device)
-                .map_err(|e| checkpoint_error(dir, e))?,
-        );
-        value_optim = value_optim.load_record(
-            recorder
-                .load(load("value_optim"), device)
-                .map_err(|e| checkpoint_error(dir, e))?,
-        );
+        learner = learner.load(dir, device)?;
     }
-    let value_ids = value_param_ids(&model);
     let memory_size = config.model.product_keys.n_keys.pow(2);
     let mut log = MetricsLog::open(&out, state.step)?;
     let o = config.optim.clone();
@@ -206,43 +166,21 @@ where
     while state.step < o.steps {
         let step = state.step;
         let log_now = (step + 1).is_multiple_of(config.run.log_every) || step + 1 == o.steps;
-        let mut main = GradientsAccumulator::<Transformer<B>>::new();
-        let mut values = GradientsAccumulator::<Transformer<B>>::new();
-        let mut loss_sum = 0.0;
-        let mut usage = None;
-        for micro in 0..o.grad_accum {
-            let tokens = data.batches.train_batch(state.batches_seen, o.batch_size);
-            let (loss, output) = lm_loss(&model, &tokens, o.batch_size, device)?;
-            let objective = match output.aux_loss.clone() {
-                Some(aux) => loss.clone() + aux,
-                None => loss.clone(),
-            };
-            let mut grads = objective.div_scalar(o.grad_accum as f64).backward();
-            loss_sum += loss.into_scalar().elem::<f64>();
-            values.accumulate(
-                &model,
-                GradientsParams::from_params(&mut grads, &model, &value_ids),
-            );
-            main.accumulate(&model, GradientsParams::from_grads(grads, &model));
-            if let (true, Some((_, memory))) =
-                (log_now && micro + 1 == o.grad_accum, output.memory.first())
-            {
-                let mut stats = UsageStats::new(memory_size);
-                if stats.record(memory).is_ok() {
-                    usage = Some(stats.summary());
-                }
-            }
-            state.batches_seen += 1;
-        }
-        let (mut main, mut values) = (main.grads(), values.grads());
-        let grad_norm = clip_global_norm(&model, &mut main, o.grad_clip);
-        let value_grad_norm = clip_global_norm(&model, &mut values, o.value_grad_clip);
+        let micro_batches: Vec<Vec<u32>> = (0..o.grad_accum)
+            .map(|i| {
+                data.batches
+                    .train_batch(state.batches_seen + i, o.batch_size)
+            })
+            .collect();
         let multiplier = config.lr_multiplier(step);
-        model = optim.step(o.lr * multiplier, model, main);
-        if !value_ids.is_empty() {
-            model = value_optim.step(o.value_lr * multiplier, model, values);
-        }
-        last_loss = loss_sum / o.grad_accum as f64;
+        let report = learner.step(
+            &micro_batches,
+            multiplier,
+            log_now.then_some(memory_size),
+            device,
+        )?;
+        state.batches_seen += o.grad_accum;
+        last_loss = report.loss;
         state.step += 1;
         state.tokens_seen += (o.batch_size * o.seq_len * o.grad_accum) as u64;
         state.elapsed_s = started.elapsed().as_secs_f64();
@@ -252,7 +190,7 @@ where
                 || (config.run.eval_every > 0 && state.step.is_multiple_of(config.run.eval_every));
             let val_loss = if eval_now {
                 let (loss, _) = validate(
-                    &model.valid(),
+                    &learner.model.valid(),
                     &data.batches,
                     o.batch_size,
                     config.run.eval_batches,
@@ -270,12 +208,12 @@ where
                 loss: last_loss,
                 lr: o.lr * multiplier,
                 value_lr: o.value_lr * multiplier,
-                grad_norm,
-                value_grad_norm,
+                grad_norm: report.grad_norm,
+                value_grad_norm: report.value_grad_norm,
                 tokens_per_s: (state.tokens_seen - window.1) as f64 / seconds,
                 val_loss,
-                used_pct: usage.map(|u| u.used_pct),
-                kl_uniform: usage.map(|u| u.kl_uniform),
+                used_pct: report.usage.map(|u| u.used_pct),
+                kl_uniform: report.usage.map(|u| u.kl_uniform),
             };
             log.append(&line)?;
             bar.set_message(format!(
@@ -286,23 +224,12 @@ where
         }
         bar.set_position(state.step as u64);
         if state.step.is_multiple_of(config.run.checkpoint_every) || state.step == o.steps {
-            save_checkpoint(&out, &state, |dir| {
-                model
-                    .clone()
-                    .save_file(dir.join("model"), &recorder)
-                    .map_err(|e| checkpoint_error(dir, e))?;
-                recorder
-                    .record(optim.to_record(), dir.join("optim"))
-                    .map_err(|e| checkpoint_error(dir, e))?;
-                recorder
-                    .record(value_optim.to_record(), dir.join("value_optim"))
-                    .map_err(|e| checkpoint_error(dir, e))
-            })?;
+            save_checkpoint(&out, &state, |dir| learner.save(dir))?;
         }
     }
     bar.finish_and_clear();
 
-    let eval = evaluate(&model.valid(), &config, &data, device)?;
+    let eval = evaluate(&learner.model.valid(), &config, &data, device)?;
     write_atomic(
         &out.join("eval.json"),
         serde_json::to_string_pretty(&eval)

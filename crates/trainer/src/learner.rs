@@ -1,0 +1,168 @@
+//! One optimizer step: the model, its two AdamW groups, and the step itself. The training loop
+//! and the benchmarks share it.
+
+use std::path::Path;
+
+use burn::module::{Module, ParamId};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{AdamW, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::ElementConversion;
+use burn::tensor::backend::AutodiffBackend;
+use memory_layer::{MemoryBackend, UsageStats, UsageSummary};
+use model_zoo::Transformer;
+
+use crate::TrainError;
+use crate::config::OptimConfig;
+use crate::loss::lm_loss;
+use crate::optim::{adamw, clip_global_norm, value_param_ids};
+
+type Rec = BinFileRecorder<FullPrecisionSettings>;
+type Adam<B> = OptimizerAdaptor<AdamW, Transformer<B>, B>;
+
+/// The model and its optimizer groups.
+pub struct Learner<B: AutodiffBackend> {
+    /// The model being trained.
+    pub model: Transformer<B>,
+    optim: Adam<B>,
+    value_optim: Adam<B>,
+    value_ids: Vec<ParamId>,
+    config: OptimConfig,
+}
+
+/// What one step measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepReport {
+    /// Mean loss over the micro-batches.
+    pub loss: f64,
+    /// Global gradient norm of all parameters but the values, before clipping.
+    pub grad_norm: f64,
+    /// Global gradient norm of the values, before clipping.
+    pub value_grad_norm: f64,
+    /// Usage of the first product-key layer on the last micro-batch, when asked for.
+    pub usage: Option<UsageSummary>,
+}
+
+pub(crate) fn checkpoint_error(path: &Path, e: impl std::fmt::Display) -> TrainError {
+    TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+impl<B> Learner<B>
+where
+    B: AutodiffBackend + MemoryBackend,
+{
+    /// Fresh optimizer state for `model`.
+    pub fn new(model: Transformer<B>, config: &OptimConfig) -> Self {
+        let adamw = adamw(config);
+        Self {
+            value_ids: value_param_ids(&model),
+            model,
+            optim: adamw.init(),
+            value_optim: adamw.init(),
+            config: config.clone(),
+        }
+    }
+
+    /// One step over `micro_batches` (each `batch_size` windows of `seq_len + 1` tokens) at
+    /// learning-rate multiplier `multiplier`. With `usage_of = Some(size)`, the first
+    /// product-key layer's usage on the last micro-batch is reported.
+    pub fn step(
+        &mut self,
+        micro_batches: &[Vec<u32>],
+        multiplier: f64,
+        usage_of: Option<usize>,
+        device: &B::Device,
+    ) -> Result<StepReport, TrainError> {
+        let o = &self.config;
+        let count = micro_batches.len().max(1);
+        let mut main = GradientsAccumulator::<Transformer<B>>::new();
+        let mut values = GradientsAccumulator::<Transformer<B>>::new();
+        let (mut loss_sum, mut usage) = (0.0, None);
+        for (i, tokens) in micro_batches.iter().enumerate() {
+            let (loss, output) = lm_loss(&self.model, tokens, o.batch_size, device)?;
+            let objective = match output.aux_loss.clone() {
+                Some(aux) => loss.clone() + aux,
+                None => loss.clone(),
+            };
+            let mut grads = objective.div_scalar(count as f64).backward();
+            loss_sum += loss.into_scalar().elem::<f64>();
+            let value_grads =
+                GradientsParams::from_params(&mut grads, &self.model, &self.value_ids);
+            values.accumulate(&self.model, value_grads);
+            main.accumulate(&self.model, GradientsParams::from_grads(grads, &self.model));
+            if let (Some(size), true, Some((_, memory))) =
+                (usage_of, i + 1 == count, output.memory.first())
+            {
+                let mut stats = UsageStats::new(size);
+                if stats.record(memory).is_ok() {
+                    usage = Some(stats.summary());
+                }
+            }
+        }
+        let (mut main, mut values) = (main.grads(), values.grads());
+        let grad_norm = clip_global_norm(&self.model, &mut main, o.grad_clip);
+        let value_grad_norm = clip_global_norm(&self.model, &mut values, o.value_grad_clip);
+        let model = self.model.clone();
+        let model = self.optim.step(o.lr * multiplier, model, main);
+        self.model = if self.value_ids.is_empty() {
+            model
+        } else {
+            self.value_optim
+                .step(o.value_lr * multiplier, model, values)
+        };
+        Ok(StepReport {
+            loss: loss_sum / count as f64,
+            grad_norm,
+            value_grad_norm,
+            usage,
+        })
+    }
+
+    /// Writes model and optimizer records into folder `dir`.
+    pub fn save(&self, dir: &Path) -> Result<(), TrainError> {
+        let recorder = Rec::default();
+        let fail = |e| checkpoint_error(dir, e);
+        self.model
+            .clone()
+            .save_file(dir.join("model"), &recorder)
+            .map_err(fail)?;
+        recorder
+            .record(self.optim.to_record(), dir.join("optim"))
+            .map_err(fail)?;
+        recorder
+            .record(self.value_optim.to_record(), dir.join("value_optim"))
+            .map_err(fail)
+    }
+
+    /// Loads model and optimizer records from folder `dir`.
+    pub fn load(mut self, dir: &Path, device: &B::Device) -> Result<Self, TrainError> {
+        let recorder = Rec::default();
+        let fail = |e| checkpoint_error(dir, e);
+        self.model = load_model(self.model, dir, device)?;
+        // Parameter ids come with the record: the value group must be found again.
+        self.value_ids = value_param_ids(&self.model);
+        self.optim = self
+            .optim
+            .load_record(recorder.load(dir.join("optim"), device).map_err(fail)?);
+        self.value_optim = self.value_optim.load_record(
+            recorder
+                .load(dir.join("value_optim"), device)
+                .map_err(fail)?,
+        );
+        Ok(self)
+    }
+}
+
+/// Loads the model saved in checkpoint folder `dir` into `model`.
+pub fn load_model<B: burn::tensor::backend::Backend>(
+    model: Transformer<B>,
+    dir: &Path,
+    device: &B::Device,
+) -> Result<Transformer<B>, TrainError> {
+    model
+        .load_file(dir.join("model"), &Rec::default(), device)
+        .map_err(|e| checkpoint_error(dir, e))
+}

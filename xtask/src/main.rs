@@ -4,11 +4,14 @@
 //!   (docs/parity-fixtures.md); `--backend flex|wgpu|cuda`.
 //! - `train [...]`: trains a model and evaluates it (docs/training.md).
 //! - `eval --checkpoint DIR`, `generate --checkpoint DIR --prompt TEXT`.
+//! - `bench [--suite NAME] [--json FILE] [--report]` (docs/performance.md).
 //! - `zoo [--json FILE]`: parameters and FLOPs of every preset and model.
 
 mod backend;
+mod bench;
 mod eval;
 mod parity;
+mod report;
 mod train;
 mod zoo;
 
@@ -31,6 +34,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Continue a prompt with a trained run (greedy, temperature, top-p; KV cache).
     Generate(eval::GenerateArgs),
+    /// Time the benchmark cases (JSON), or write docs/performance.md with --report.
+    Bench(bench::BenchArgs),
     /// Print total and active parameters and FLOPs per token of every preset and model.
     Zoo(zoo::ZooArgs),
 }
@@ -39,6 +44,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Parity(args) => parity::run(args),
         Command::Zoo(args) => zoo::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Train(args) => train::run(*args),
         Command::Eval(args) => eval::run(args),
         Command::Generate(args) => eval::generate_text(args),

@@ -41,6 +41,9 @@ fn output(values: Vec<f32>, shape: [usize; 2]) -> FlexTensor {
 /// Rows per rayon task: enough work to amortise scheduling.
 const ROWS_PER_TASK: usize = 16;
 
+/// How many (token, slot) pairs ahead the lookup prefetches value rows.
+const PREFETCH_DISTANCE: usize = 8;
+
 impl ValueBackend for Flex {
     fn bag_sum(
         values: FloatTensor<Self>,
@@ -64,7 +67,12 @@ impl ValueBackend for Flex {
                 for (r, row) in rows.chunks_mut(d).enumerate() {
                     let token = chunk * ROWS_PER_TASK + r;
                     for j in 0..k {
-                        let (i, weight) = (idx[token * k + j], w[token * k + j]);
+                        let p = token * k + j;
+                        // Rows are random: ask for the row PREFETCH_DISTANCE pairs ahead.
+                        if let Some(&ahead) = idx.get(p + PREFETCH_DISTANCE) {
+                            prefetch_row(&v[ahead * d..(ahead + 1) * d]);
+                        }
+                        let (i, weight) = (idx[p], w[p]);
                         axpy(row, weight, &v[i * d..(i + 1) * d]);
                     }
                 }
@@ -147,6 +155,23 @@ impl ValueBackend for Flex {
             });
         output(out, [rows, d])
     }
+}
+
+/// Hints the CPU to load a row into cache (every 64-byte line of it).
+#[inline]
+fn prefetch_row(row: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in row.chunks(16) {
+        // SAFETY: a prefetch is a hint that never faults or changes memory; the address
+        // comes from a live slice.
+        #[allow(unsafe_code)]
+        unsafe {
+            use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast());
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row;
 }
 
 /// `y += a·x`.

@@ -1,0 +1,360 @@
+//! `cargo xtask bench`: the benchmark cases whose names are a contract (issue "Performance"),
+//! timed on one backend, written as JSON `[{name, config, median_s, throughput, unit}]`;
+//! `--report` turns our results and PyTorch's (tools/bench/torch_bench.py) into
+//! docs/performance.md.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use burn::tensor::activation::softmax;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Distribution, Int, Tensor};
+use memory_layer::{MemoryBackend, MemoryLayerConfig, ProductKeysConfig, ValueTableConfig};
+use model_zoo::{ModelKind, Size, SwiGlu, preset};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use trainer::{Learner, TrainConfig};
+
+use crate::backend::{BackendKind, Job, dispatch};
+
+/// Arguments of `cargo xtask bench`.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Suite: `default` (every contract case, ≤ 10 min on 2 cores), `kernels` (retrieval,
+    /// lookup, triad) or `train` (train steps).
+    #[arg(long, default_value = "default")]
+    suite: String,
+    /// Write the results to this JSON file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Backend.
+    #[arg(long, value_enum, default_value = "flex")]
+    backend: BackendKind,
+    /// Instead of running: write docs/performance.md from `--ours` and `--torch` results.
+    #[arg(long)]
+    report: bool,
+    /// Our results (for --report).
+    #[arg(long, default_value = "target/bench/ours.json")]
+    ours: PathBuf,
+    /// PyTorch's results (for --report).
+    #[arg(long, default_value = "target/bench/torch.json")]
+    torch: PathBuf,
+}
+
+/// One measured case.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchResult {
+    /// Case name (a contract).
+    pub name: String,
+    /// Sizes and settings.
+    pub config: serde_json::Value,
+    /// Median seconds per iteration (`null` when skipped).
+    pub median_s: Option<f64>,
+    /// Work per second in `unit` (`null` when skipped).
+    pub throughput: Option<f64>,
+    /// Unit of the throughput.
+    pub unit: String,
+}
+
+/// Median seconds of `run` (one warm-up, then at least 3 iterations or 2 seconds, at most 20).
+fn time<B: Backend>(device: &B::Device, mut run: impl FnMut()) -> f64 {
+    let mut once = || {
+        let start = Instant::now();
+        run();
+        B::sync(device).expect("device sync");
+        start.elapsed().as_secs_f64()
+    };
+    once();
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    while samples.len() < 3 || (started.elapsed().as_secs_f64() < 2.0 && samples.len() < 20) {
+        samples.push(once());
+    }
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn result(
+    name: &str,
+    config: serde_json::Value,
+    median_s: f64,
+    work: f64,
+    unit: &str,
+) -> BenchResult {
+    eprintln!(
+        "{name:<40} {median_s:>10.4} s  {:>12.2} {unit}",
+        work / median_s
+    );
+    BenchResult {
+        name: name.into(),
+        config,
+        median_s: Some(median_s),
+        throughput: Some(work / median_s),
+        unit: unit.into(),
+    }
+}
+
+fn normal<B: Backend, const D: usize>(shape: [usize; D], device: &B::Device) -> Tensor<B, D> {
+    Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
+}
+
+fn uniform_indices<B: Backend>(
+    rows: usize,
+    shape: [usize; 2],
+    device: &B::Device,
+) -> Tensor<B, 2, Int> {
+    Tensor::<B, 2>::random(shape, Distribution::Uniform(0.0, rows as f64), device)
+        .int()
+        .clamp(0, rows as i64 - 1)
+}
+
+/// STREAM triad `a = b + s·c` over 64M-element f32 arrays (256 MB each), all cores.
+fn stream_triad() -> BenchResult {
+    let n = 64 << 20;
+    let (b, c) = (vec![1.0f32; n], vec![2.0f32; n]);
+    let mut a = vec![0.0f32; n];
+    let run = |a: &mut Vec<f32>| {
+        a.par_chunks_mut(1 << 16)
+            .zip(b.par_chunks(1 << 16).zip(c.par_chunks(1 << 16)))
+            .for_each(|(a, (b, c))| {
+                for ((a, b), c) in a.iter_mut().zip(b).zip(c) {
+                    *a = b + 3.0 * c;
+                }
+            });
+    };
+    run(&mut a);
+    let mut samples: Vec<f64> = (0..7)
+        .map(|_| {
+            let start = Instant::now();
+            run(&mut a);
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    let config = serde_json::json!({"elements": n, "bytes_per_array": 4 * n});
+    result(
+        "stream_triad",
+        config,
+        samples[3],
+        3.0 * 4.0 * n as f64 / 1e9,
+        "GB/s",
+    )
+}
+
+struct Suite(String);
+
+impl Job for &Suite {
+    type Output = Vec<BenchResult>;
+
+    fn run<B>(self, device: B::Device) -> anyhow::Result<Vec<BenchResult>>
+    where
+        B: AutodiffBackend + MemoryBackend,
+        B::InnerBackend: MemoryBackend,
+    {
+        let kernels = matches!(self.0.as_str(), "default" | "kernels");
+        let train = matches!(self.0.as_str(), "default" | "train");
+        anyhow::ensure!(
+            kernels || train,
+            "unknown suite `{}`; expected default, kernels or train",
+            self.0
+        );
+        let mut out = Vec::new();
+        if kernels {
+            out.push(stream_triad());
+            out.extend(kernel_cases::<B>(&device)?);
+        }
+        if train {
+            out.extend(train_cases::<B>(&device)?);
+        }
+        Ok(out)
+    }
+}
+
+fn kernel_cases<B>(device: &B::Device) -> anyhow::Result<Vec<BenchResult>>
+where
+    B: AutodiffBackend + MemoryBackend,
+    B::InnerBackend: MemoryBackend,
+{
+    type I<B> = <B as AutodiffBackend>::InnerBackend;
+    let mut out = Vec::new();
+
+    let (tokens, heads, k_dim, n_keys, knn) = (2048, 4, 256, 512, 32);
+    let keys = ProductKeysConfig::new(512, heads, k_dim, knn, n_keys).init::<I<B>>(device)?;
+    let (queries, sub_keys) = (
+        normal::<I<B>, 3>([tokens, heads, k_dim], device),
+        keys.sub_keys(),
+    );
+    let seconds = time::<I<B>>(device, || {
+        let r = memory_keys::retrieve(queries.clone(), sub_keys.clone(), knn);
+        let _ = (r.scores, r.indices);
+    });
+    let config = serde_json::json!({"queries": [tokens * heads, k_dim], "tokens": tokens, "heads": heads, "n_keys": n_keys, "knn": knn});
+    out.push(result(
+        "pk_retrieval_fwd",
+        config,
+        seconds,
+        (tokens * heads) as f64,
+        "queries/s",
+    ));
+
+    let (rows, dim, bags, per_bag) = (1 << 20, 256, 16384, 32);
+    let bytes = (bags * per_bag * dim * 4) as f64 / 1e9;
+    let config = serde_json::json!({"values": [rows, dim], "bags": bags, "per_bag": per_bag, "weights": "softmax"});
+    {
+        let table = ValueTableConfig::new(rows, dim).init::<I<B>>(device)?;
+        let indices = uniform_indices::<I<B>>(rows, [bags, per_bag], device);
+        let weights = softmax(normal::<I<B>, 2>([bags, per_bag], device), 1);
+        let seconds = time::<I<B>>(device, || {
+            let _ = table
+                .lookup(indices.clone(), weights.clone())
+                .expect("in range");
+        });
+        out.push(result("lookup_fwd", config.clone(), seconds, bytes, "GB/s"));
+    }
+    {
+        let table = ValueTableConfig::new(rows, dim).init::<B>(device)?;
+        let indices = uniform_indices::<B>(rows, [bags, per_bag], device);
+        let weights = softmax(normal::<B, 2>([bags, per_bag], device), 1)
+            .detach()
+            .require_grad();
+        let seconds = time::<B>(device, || {
+            let y = table
+                .lookup(indices.clone(), weights.clone())
+                .expect("in range");
+            let _ = y.sum().backward();
+        });
+        out.push(result("lookup_fwd_bwd", config, seconds, bytes, "GB/s"));
+    }
+
+    let (batch, seq, dim) = (8, 256, 512);
+    let x = normal::<B, 3>([batch, seq, dim], device).require_grad();
+    let layer_config = MemoryLayerConfig::new(dim, 4, 256, 32, 512).with_swilu(true);
+    let memory = layer_config.init_with_values::<B>(device)?;
+    let seconds = time::<B>(device, || {
+        let y = memory.forward(x.clone()).expect("valid input").output;
+        let _ = y.sum().backward();
+    });
+    let config = serde_json::json!({"dim": dim, "heads": 4, "knn": 32, "k_dim": 256, "n_keys": 512, "input": [batch, seq, dim]});
+    out.push(result(
+        "memory_plus_fwd_bwd",
+        config,
+        seconds,
+        (batch * seq) as f64,
+        "tokens/s",
+    ));
+
+    let swiglu = SwiGlu::<B>::new(dim, 2048, device);
+    let seconds = time::<B>(device, || {
+        let _ = swiglu.forward(x.clone()).sum().backward();
+    });
+    let config = serde_json::json!({"dim": dim, "hidden": 2048, "input": [batch, seq, dim]});
+    out.push(result(
+        "swiglu_fwd_bwd",
+        config,
+        seconds,
+        (batch * seq) as f64,
+        "tokens/s",
+    ));
+    Ok(out)
+}
+
+/// Bytes available for new allocations (Linux), if known.
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn train_cases<B>(device: &B::Device) -> anyhow::Result<Vec<BenchResult>>
+where
+    B: AutodiffBackend + MemoryBackend,
+{
+    let mut out = Vec::new();
+    let cases = [
+        ("train_step_dense_small", ModelKind::Dense, None),
+        ("train_step_memory_plus_small", ModelKind::MemoryPlus, None),
+        (
+            "train_step_memory_plus_small_values_16",
+            ModelKind::MemoryPlus,
+            Some(256),
+        ),
+        (
+            "train_step_memory_plus_small_values_20",
+            ModelKind::MemoryPlus,
+            Some(1024),
+        ),
+        (
+            "train_step_memory_plus_small_values_22",
+            ModelKind::MemoryPlus,
+            Some(2048),
+        ),
+    ];
+    for (name, kind, n_keys) in cases {
+        let mut config = TrainConfig::new(kind, Size::Small);
+        config.model = preset(kind, Size::Small, n_keys);
+        let (batch, seq) = (config.optim.batch_size, config.optim.seq_len);
+        let values = config.model.product_keys.n_keys.pow(2) * config.model.dim;
+        let case_config = serde_json::json!({
+            "model": kind.name(), "size": "small", "batch": batch, "seq_len": seq,
+            "values": if kind == ModelKind::Dense { 0 } else { config.model.product_keys.n_keys.pow(2) },
+            "value_optimizer": "dense-adamw",
+        });
+        // Dense AdamW keeps values, gradient, two moments and a temporary: 5 copies.
+        let needed = 5 * 4 * values as u64;
+        if kind != ModelKind::Dense && available_memory().is_some_and(|m| needed > m * 8 / 10) {
+            eprintln!(
+                "{name:<40} skipped: needs ~{:.1} GB with dense value updates",
+                needed as f64 / 1e9
+            );
+            out.push(BenchResult {
+                name: name.into(),
+                config: case_config,
+                median_s: None,
+                throughput: None,
+                unit: "tokens/s".into(),
+            });
+            continue;
+        }
+        let model = config.model.init::<B>(device)?;
+        let mut learner = Learner::new(model, &config.optim);
+        let vocab = config.model.vocab_size as u32;
+        let tokens: Vec<u32> = (0..batch * (seq + 1))
+            .map(|i| (i as u32 * 2654435761) % vocab)
+            .collect();
+        let batches = vec![tokens];
+        let seconds = time::<B>(device, || {
+            learner.step(&batches, 1.0, None, device).expect("step");
+        });
+        out.push(result(
+            name,
+            case_config,
+            seconds,
+            (batch * seq) as f64,
+            "tokens/s",
+        ));
+    }
+    Ok(out)
+}
+
+/// Runs a suite and prints / writes its results.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.report {
+        return crate::report::write(&args.ours, &args.torch, Path::new("docs/performance.md"));
+    }
+    let results = dispatch(args.backend, &Suite(args.suite.clone()))?;
+    let text = serde_json::to_string_pretty(&results)?;
+    match &args.json {
+        Some(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => println!("{text}"),
+    }
+    Ok(())
+}

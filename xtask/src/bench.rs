@@ -40,6 +40,12 @@ pub struct BenchArgs {
     /// PyTorch's results (for --report).
     #[arg(long, default_value = "target/bench/torch.json")]
     torch: PathBuf,
+    /// GPU results to add to the report (for --report).
+    #[arg(long)]
+    gpu: Option<PathBuf>,
+    /// The GPU's memory bandwidth in GB/s, for the lookup's share of it (H200: 4800).
+    #[arg(long, default_value_t = 4800.0)]
+    gpu_bandwidth: f64,
 }
 
 /// One measured case.
@@ -341,7 +347,13 @@ where
 /// Runs a suite and prints / writes its results.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.report {
-        return crate::report::write(&args.ours, &args.torch, Path::new("docs/performance.md"));
+        let gpu = args.gpu.as_deref().map(|path| (path, args.gpu_bandwidth));
+        return crate::report::write(
+            &args.ours,
+            &args.torch,
+            gpu,
+            Path::new("docs/performance.md"),
+        );
     }
     let results = dispatch(args.backend, &Suite(args.suite.clone()))?;
     let text = serde_json::to_string_pretty(&results)?;

@@ -8,9 +8,8 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use burn::backend::Flex;
-use burn::backend::flex::FlexTensor;
 use burn::tensor::ops::{FloatTensor, IntTensor};
-use burn::tensor::{DType, Int, Tensor, TensorData, TensorMetadata, TensorPrimitive};
+use burn::tensor::{DType, Int, Tensor, TensorData, TensorMetadata};
 use rayon::prelude::*;
 
 use crate::RetrievalBackend;
@@ -19,37 +18,39 @@ use crate::RetrievalBackend;
 const ROWS_PER_TASK: usize = 8;
 
 impl RetrievalBackend for Flex {
-    fn product_topk(
-        s1: FloatTensor<Self>,
-        s2: FloatTensor<Self>,
-        knn: usize,
-    ) -> (IntTensor<Self>, IntTensor<Self>) {
-        if s1.dtype() != DType::F32 || s2.dtype() != DType::F32 {
-            return reference_topk(s1, s2, knn);
+    fn product_topk(scores: FloatTensor<Self>, knn: usize) -> (IntTensor<Self>, IntTensor<Self>) {
+        if scores.dtype() != DType::F32 {
+            return crate::backend::default_product_topk::<Flex>(scores, knn);
         }
-        let [g, n] = s1.shape().dims::<2>();
-        let (s1, s2) = (s1.to_contiguous(), s2.to_contiguous());
-        let (a, b) = (
-            s1.as_slice::<f32>().expect("f32"),
-            s2.as_slice::<f32>().expect("f32"),
-        );
-        let mut i1 = vec![0i64; g * knn];
-        let mut i2 = vec![0i64; g * knn];
+        let [heads, _, t, n] = scores.shape().dims::<4>();
+        let scores = scores.to_contiguous();
+        let all = scores.as_slice::<f32>().expect("f32");
+        let mut i1 = vec![0i64; heads * t * knn];
+        let mut i2 = vec![0i64; heads * t * knn];
+        // Output row r = h·T + t reads half s of row (h, s, t) at ((h·2 + s)·T + t)·n.
+        let half = |r: usize, s: usize| {
+            let start = (((r / t) * 2 + s) * t + r % t) * n;
+            &all[start..start + n]
+        };
         i1.par_chunks_mut(knn * ROWS_PER_TASK)
             .zip(i2.par_chunks_mut(knn * ROWS_PER_TASK))
             .enumerate()
             .for_each(|(chunk, (out1, out2))| {
-                let rows = out1.len() / knn.max(1);
-                for r in 0..rows {
+                for r in 0..out1.len() / knn.max(1) {
                     let row = chunk * ROWS_PER_TASK + r;
-                    let (h1, h2) = (&a[row * n..(row + 1) * n], &b[row * n..(row + 1) * n]);
                     let range = r * knn..(r + 1) * knn;
-                    best_pairs(h1, h2, knn, &mut out1[range.clone()], &mut out2[range]);
+                    best_pairs(
+                        half(row, 0),
+                        half(row, 1),
+                        knn,
+                        &mut out1[range.clone()],
+                        &mut out2[range],
+                    );
                 }
             });
         let device = Default::default();
         let int = |ids: Vec<i64>| {
-            Tensor::<Flex, 2, Int>::from_data(TensorData::new(ids, [g, knn]), &device)
+            Tensor::<Flex, 3, Int>::from_data(TensorData::new(ids, [heads, t, knn]), &device)
                 .into_primitive()
         };
         (int(i1), int(i2))
@@ -123,11 +124,4 @@ fn best_pairs(h1: &[f32], h2: &[f32], k: usize, out1: &mut [i64], out2: &mut [i6
             heap.push(pair(best.a + 1, 0));
         }
     }
-}
-
-fn reference_topk(s1: FlexTensor, s2: FlexTensor, knn: usize) -> (FlexTensor, FlexTensor) {
-    let s1 = Tensor::<Flex, 2>::from_primitive(TensorPrimitive::Float(s1));
-    let s2 = Tensor::<Flex, 2>::from_primitive(TensorPrimitive::Float(s2));
-    let (i1, i2) = crate::backend::default_product_topk(s1, s2, knn);
-    (i1.into_primitive(), i2.into_primitive())
 }

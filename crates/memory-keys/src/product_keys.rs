@@ -189,24 +189,27 @@ pub fn retrieve<B: RetrievalBackend>(
     // [heads, 2, T, half] × [heads, 2, half, n_keys] → [heads, 2, T, n_keys]
     let q = queries.reshape([t, heads, 2, half]).permute([1, 2, 0, 3]);
     let scores = q.matmul(sub_keys.swap_dims(2, 3));
-    let half_scores = |s: usize| {
-        scores
-            .clone()
-            .slice_dim(1, s..s + 1)
-            .reshape([heads, t, n_keys])
-            .swap_dims(0, 1)
-            .reshape([t * heads, n_keys])
-    };
-    let (s1, s2) = (half_scores(0), half_scores(1));
-    let (i1, i2) = B::product_topk(
-        s1.clone().into_primitive().tensor(),
-        s2.clone().into_primitive().tensor(),
-        knn,
+    let (i1, i2) = B::product_topk(scores.clone().into_primitive().tensor(), knn);
+    let i1 = Tensor::<B, 3, Int>::from_primitive(i1);
+    let i2 = Tensor::<B, 3, Int>::from_primitive(i2);
+    // Gather both halves' selected scores in place (no copy of the score tensor), add them.
+    let positions = Tensor::cat(
+        vec![
+            i1.clone().unsqueeze_dim::<4>(1),
+            i2.clone().unsqueeze_dim(1),
+        ],
+        1,
     );
-    let i1 = Tensor::<B, 2, Int>::from_primitive(i1);
-    let i2 = Tensor::<B, 2, Int>::from_primitive(i2);
-    let scores = s1.gather(1, i1.clone()) + s2.gather(1, i2.clone());
-    let indices = i1.mul_scalar(n_keys as i64) + i2;
+    let selected = scores
+        .gather(3, positions)
+        .sum_dim(1)
+        .reshape([heads, t, knn]);
+    // [heads, T, knn] → rows t·heads + h.
+    let rows = |x: Tensor<B, 3>| x.swap_dims(0, 1).reshape([t * heads, knn]);
+    let scores = rows(selected);
+    let indices = (i1.mul_scalar(n_keys as i64) + i2)
+        .swap_dims(0, 1)
+        .reshape([t * heads, knn]);
     Retrieval { scores, indices }
 }
 

@@ -116,6 +116,46 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
     for field in ["used_pct", "kl_uniform", "top1_score"] {
         assert!(layers[0][field].is_number(), "memory layer has {field}");
     }
+
+    // The trained run serves `eval` and `generate`.
+    let out = xtask()
+        .args(["eval", "--qa-limit", "4", "--checkpoint"])
+        .arg(&cut)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["val_loss"], eval["val_loss"],
+        "eval reproduces the run's validation loss"
+    );
+    assert_eq!(report["qa_count"], 4);
+    let out = xtask()
+        .args([
+            "generate",
+            "--prompt",
+            "ROMEO.",
+            "--max-tokens",
+            "8",
+            "--checkpoint",
+        ])
+        .arg(cut.join("checkpoint"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("ROMEO.") && text.trim_end().len() > "ROMEO.".len(),
+        "{text}"
+    );
 }
 
 #[test]

@@ -1,7 +1,7 @@
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param};
 use burn::tensor::backend::Backend;
-use burn::tensor::{ElementConversion, Int, Tensor, TensorPrimitive};
+use burn::tensor::{Int, Tensor, TensorPrimitive};
 
 use crate::{ValueBackend, ValueError};
 
@@ -182,18 +182,19 @@ impl<B: ValueBackend> ValueTable<B> {
         )))
     }
 
-    /// Rejects any index outside `0..rows` (reads back the extremes: one small sync).
+    /// Rejects any index outside `0..rows`: both extremes come back in one read (one sync).
     fn check_range(&self, indices: &Tensor<B, 2, Int>) -> Result<(), ValueError> {
         let rows = self.rows();
-        let min = indices.clone().min().into_scalar().elem::<i64>();
-        if min < 0 {
-            return Err(ValueError::IndexOutOfRange { index: min, rows });
+        let extremes = Tensor::cat(vec![indices.clone().min(), indices.clone().max()], 0)
+            .into_data()
+            .convert::<i64>()
+            .into_vec::<i64>()
+            .expect("converted to i64");
+        match extremes[..] {
+            [min, _] if min < 0 => Err(ValueError::IndexOutOfRange { index: min, rows }),
+            [_, max] if max >= rows as i64 => Err(ValueError::IndexOutOfRange { index: max, rows }),
+            _ => Ok(()),
         }
-        let max = indices.clone().max().into_scalar().elem::<i64>();
-        if max >= rows as i64 {
-            return Err(ValueError::IndexOutOfRange { index: max, rows });
-        }
-        Ok(())
     }
 }
 

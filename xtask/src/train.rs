@@ -5,7 +5,7 @@ use burn::tensor::backend::AutodiffBackend;
 use memory_layer::MemoryBackend;
 use model_zoo::{ModelKind, Size, preset};
 use trainer::data::TokenizerKind;
-use trainer::{Precision, TrainConfig, TrainOptions, TrainSummary, train};
+use trainer::{Precision, TrainConfig, TrainOptions, TrainSummary, ValueOptimizer, train};
 
 use crate::backend::{BackendKind, Job, dispatch};
 
@@ -46,6 +46,11 @@ pub struct TrainArgs {
     /// Peak learning rate of the value tables.
     #[arg(long)]
     value_lr: Option<f64>,
+    /// Optimizer of the value tables: sparse-adamw (lazy AdamW on the rows a step touched;
+    /// default), rowwise-adagrad, or dense-adamw (the paper's exact recipe; cost grows with
+    /// the table).
+    #[arg(long)]
+    value_optimizer: Option<ValueOptimizer>,
     /// Tokenizer: byte or bpe.
     #[arg(long, value_parser = parse_tokenizer)]
     tokenizer: Option<TokenizerKind>,
@@ -135,6 +140,7 @@ impl TrainArgs {
         set(&mut o.grad_accum, self.grad_accum);
         set(&mut o.lr, self.lr);
         set(&mut o.value_lr, self.value_lr);
+        set(&mut o.value_optimizer, self.value_optimizer);
         set(&mut config.run.seed, self.seed);
         set(&mut config.run.out, self.out.clone());
         set(&mut config.run.checkpoint_every, self.checkpoint_every);

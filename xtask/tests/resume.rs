@@ -169,6 +169,12 @@ fn bad_command_lines_are_clear_errors() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("memory-plus"));
     let out = xtask()
+        .args(["train", "--value-optimizer", "sgd"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rowwise-adagrad"));
+    let out = xtask()
         .args(["train", "--data", "/nonexistent.txt", "--size", "tiny"])
         .output()
         .unwrap();

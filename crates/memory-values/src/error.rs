@@ -31,4 +31,13 @@ pub enum ValueError {
         /// The shape it got.
         actual: Vec<usize>,
     },
+    /// A row-gradient sink held gradients of another backend than the one asked for.
+    #[error("row gradients were recorded on another backend than {expected}")]
+    SinkBackend {
+        /// The backend asked for.
+        expected: &'static str,
+    },
+    /// A row-wise optimizer step got gradients or state of the wrong shape.
+    #[error("row optimizer: {0}")]
+    RowOptimizer(String),
 }

@@ -5,6 +5,10 @@
 //! - [`ValueBackend`]: the backend extension behind the lookup. Its default methods are the
 //!   plain-tensor-op reference ([`reference`]); fast kernels override them per backend, and the
 //!   `Autodiff` implementation wires their backward, so layers never change.
+//! - [`RowGrads`] / [`RowGradSink`]: the value gradient as the rows a batch touched, delivered
+//!   outside the autodiff graph when a table asks for it ([`ValueTable::set_sparse_grads`]).
+//! - [`RowOptimizer`]: lazy AdamW and row-wise Adagrad on those rows, in place, at a cost
+//!   proportional to the rows touched.
 //!
 //! ```
 //! use burn::backend::Flex;
@@ -23,9 +27,13 @@ mod autodiff;
 mod backend;
 mod error;
 mod flex;
+mod optim;
 pub mod reference;
+mod sparse;
 mod table;
 
 pub use backend::ValueBackend;
 pub use error::ValueError;
+pub use optim::{RowAdagrad, RowAdamW, RowOptimizer, RowOptimizerRecord, RowRule};
+pub use sparse::{RowGradSink, RowGrads};
 pub use table::{ColumnSlice, ValueStore, ValueTable, ValueTableConfig};

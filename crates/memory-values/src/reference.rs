@@ -1,12 +1,14 @@
 //! Plain-tensor-op implementations of the lookup primitives.
 //!
-//! Empty batches (`T·K = 0`) give zeros. They are the default methods of [`ValueBackend`](crate::ValueBackend) and the reference
-//! every fast kernel is tested against. They favour clarity over memory: `bag_sum` and
-//! `bag_dot` materialise the gathered rows `[T, K, d]`, and `bag_scatter` a dense `[N, d]`
-//! gradient.
+//! They are the default methods of [`ValueBackend`](crate::ValueBackend) and the reference every
+//! fast kernel is tested against; empty batches give zeros (or no rows). They favour clarity
+//! over memory: `bag_sum` and `bag_dot` materialise the gathered rows `[T, K, d]`, and the row
+//! updates rewrite whole tables on backends whose `select_assign` copies.
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{IndexingUpdateOp, Int, Tensor};
+use burn::tensor::{Bool, IndexingUpdateOp, Int, Tensor, TensorData};
+
+use crate::{RowAdagrad, RowAdamW};
 
 /// Gathers `values[indices]` as `[T, K, d]`.
 fn gather_rows<B: Backend>(values: Tensor<B, 2>, indices: Tensor<B, 2, Int>) -> Tensor<B, 3> {
@@ -46,23 +48,95 @@ pub fn bag_dot<B: Backend>(
     (rows * x.unsqueeze_dim(1)).sum_dim(2).reshape([t, k])
 }
 
-/// `out[r] = Σ_{(t,j) : indices[t,j] = r} weights[t,j] · x[t]`, a dense `[rows, d]` tensor.
-pub fn bag_scatter<B: Backend>(
-    rows: usize,
+/// The sparse value gradient of a lookup: the distinct rows `ids` (ascending) that `indices`
+/// touch, and `rows[u] = Σ_{(t,j) : indices[t,j] = ids[u]} weights[t,j] · x[t]`, `[U, d]`.
+pub fn bag_rows<B: Backend>(
     indices: Tensor<B, 2, Int>,
     weights: Tensor<B, 2>,
     x: Tensor<B, 2>,
-) -> Tensor<B, 2> {
+) -> (Tensor<B, 1, Int>, Tensor<B, 2>) {
     let [t, k] = indices.dims();
     let [_, d] = x.dims();
-    if t * k == 0 {
-        return Tensor::zeros([rows, d], &x.device());
+    let (m, device) = (t * k, x.device());
+    if m == 0 {
+        return (Tensor::zeros([0], &device), Tensor::zeros([0, d], &device));
     }
-    let contributions = (weights.unsqueeze_dim::<3>(2) * x.unsqueeze_dim(1)).reshape([t * k, d]);
-    Tensor::zeros([rows, d], &contributions.device()).select_assign(
+    let contributions = (weights.unsqueeze_dim::<3>(2) * x.unsqueeze_dim(1)).reshape([m, d]);
+    let (sorted, order) = indices.reshape([m]).sort_with_indices(0);
+    // A row's segment starts where the sorted index changes.
+    let starts = Tensor::cat(
+        vec![
+            Tensor::<B, 1, Bool>::from_bool(TensorData::from([true]), &device),
+            sorted
+                .clone()
+                .slice(1..m)
+                .not_equal(sorted.clone().slice(0..m - 1)),
+        ],
         0,
-        indices.reshape([t * k]),
-        contributions,
+    );
+    let segment = starts.clone().int().cumsum(0) - 1;
+    let ids = sorted.select(0, starts.argwhere().squeeze_dim(1));
+    let rows = Tensor::zeros([ids.dims()[0], d], &device).select_assign(
+        0,
+        segment,
+        contributions.select(0, order),
         IndexingUpdateOp::Add,
+    );
+    (ids, rows)
+}
+
+/// The dense `[n, d]` form of sparse rows: `rows[u]` at row `ids[u]`, zeros elsewhere.
+pub fn scatter_rows<B: Backend>(
+    n: usize,
+    ids: Tensor<B, 1, Int>,
+    rows: Tensor<B, 2>,
+) -> Tensor<B, 2> {
+    let [_, d] = rows.dims();
+    Tensor::zeros([n, d], &rows.device()).select_assign(0, ids, rows, IndexingUpdateOp::Add)
+}
+
+/// One lazy-AdamW step on the rows `ids` (distinct) of `weight` and its moments `m`, `v`
+/// (see [`RowAdamW`](crate::RowAdamW)); returns the updated `[weight, m, v]`.
+pub fn rows_adamw<B: Backend>(
+    [weight, m, v]: [Tensor<B, 2>; 3],
+    ids: Tensor<B, 1, Int>,
+    grads: Tensor<B, 2>,
+    step: &RowAdamW,
+) -> [Tensor<B, 2>; 3] {
+    let rows = |t: &Tensor<B, 2>| t.clone().select(0, ids.clone());
+    let (w0, m0, v0) = (rows(&weight), rows(&m), rows(&v));
+    let m1 = m0.clone().mul_scalar(step.beta1) + grads.clone().mul_scalar(1.0 - step.beta1);
+    let v1 = v0.clone().mul_scalar(step.beta2) + grads.square().mul_scalar(1.0 - step.beta2);
+    let [c1, c2] = step.bias_corrections();
+    let delta = m1.clone().div_scalar(c1) / (v1.clone().div_scalar(c2).sqrt().add_scalar(step.eps));
+    let w1 = w0.clone().mul_scalar(1.0 - step.lr * step.weight_decay) - delta.mul_scalar(step.lr);
+    let apply = |t: Tensor<B, 2>, new: Tensor<B, 2>, old: Tensor<B, 2>| {
+        t.select_assign(0, ids.clone(), new - old, IndexingUpdateOp::Add)
+    };
+    [apply(weight, w1, w0), apply(m, m1, m0), apply(v, v1, v0)]
+}
+
+/// One row-wise Adagrad step on the rows `ids` (distinct) of `weight` and its per-row
+/// accumulator `acc` `[N]` (see [`RowAdagrad`](crate::RowAdagrad)); returns `[weight, acc]`.
+pub fn rows_adagrad<B: Backend>(
+    weight: Tensor<B, 2>,
+    acc: Tensor<B, 1>,
+    ids: Tensor<B, 1, Int>,
+    grads: Tensor<B, 2>,
+    step: &RowAdagrad,
+) -> (Tensor<B, 2>, Tensor<B, 1>) {
+    let added = grads.clone().square().mean_dim(1).squeeze_dim(1);
+    let acc = acc.select_assign(0, ids.clone(), added, IndexingUpdateOp::Add);
+    let scale = acc
+        .clone()
+        .select(0, ids.clone())
+        .sqrt()
+        .add_scalar(step.eps)
+        .recip()
+        .mul_scalar(-step.lr);
+    let delta = grads * scale.unsqueeze_dim(1);
+    (
+        weight.select_assign(0, ids, delta, IndexingUpdateOp::Add),
+        acc,
     )
 }

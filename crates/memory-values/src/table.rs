@@ -3,7 +3,7 @@ use burn::module::{Initializer, Module, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorPrimitive};
 
-use crate::{ValueBackend, ValueError};
+use crate::{RowGradSink, RowGrads, ValueBackend, ValueError};
 
 /// Configuration of a [`ValueTable`]: `rows × dim` values, or a column slice of them.
 #[derive(Config, Debug)]
@@ -84,6 +84,7 @@ impl ValueTableConfig {
             weight,
             column_offset: columns.offset,
             total_dim: columns.total,
+            sparse: None,
         })
     }
 }
@@ -93,12 +94,18 @@ impl ValueTableConfig {
 /// Memory layers read it through [`ValueTable::lookup`]; several layers may share one table
 /// (the paper's shared value pool): the table is then owned by the caller and passed to each
 /// layer, and its gradient is the sum of every layer's contribution.
+///
+/// By default the gradient reaches `weight` through the autodiff graph as a dense tensor, for
+/// Burn's optimizers. With [`set_sparse_grads`](Self::set_sparse_grads) it is delivered as
+/// [`RowGrads`] instead, for the row-wise optimizers ([`RowOptimizer`](crate::RowOptimizer)).
 #[derive(Module, Debug)]
 pub struct ValueTable<B: Backend> {
     /// The values held here, `[rows, width]`.
     pub weight: Param<Tensor<B, 2>>,
-    column_offset: usize,
-    total_dim: usize,
+    pub(crate) column_offset: usize,
+    pub(crate) total_dim: usize,
+    #[module(skip)]
+    pub(crate) sparse: Option<RowGradSink>,
 }
 
 impl<B: Backend> ValueTable<B> {
@@ -118,6 +125,7 @@ impl<B: Backend> ValueTable<B> {
             weight: Param::from_tensor(values),
             column_offset,
             total_dim,
+            sparse: None,
         })
     }
 
@@ -133,6 +141,18 @@ impl<B: Backend> ValueTable<B> {
             width: self.weight.dims()[1],
             total: self.total_dim,
         }
+    }
+
+    /// With `true`, delivers this table's value gradients as sparse rows (drained by
+    /// [`take_row_grads`](Self::take_row_grads)) instead of through the autodiff graph; with
+    /// `false`, as a dense gradient again. Clones made afterwards share the sink.
+    pub fn set_sparse_grads(&mut self, sparse: bool) {
+        self.sparse = sparse.then(RowGradSink::default);
+    }
+
+    /// Whether gradients are delivered as sparse rows.
+    pub fn has_sparse_grads(&self) -> bool {
+        self.sparse.is_some()
     }
 }
 
@@ -153,11 +173,15 @@ impl<B: ValueBackend> ValueTable<B> {
             return Ok(Tensor::zeros([t, width], &weights.device()));
         }
         self.check_range(&indices)?;
-        Ok(float(B::bag_sum(
+        let (values, indices, weights) = (
             self.weight.val().into_primitive().tensor(),
             indices.into_primitive(),
             weights.into_primitive().tensor(),
-        )))
+        );
+        Ok(float(match &self.sparse {
+            Some(sink) => B::bag_sum_sparse(values, indices, weights, sink),
+            None => B::bag_sum(values, indices, weights),
+        }))
     }
 
     /// Dot products `out[t,j] = ⟨V[indices[t,j]], x[t]⟩` with this table's rows (PEER's keys).
@@ -175,11 +199,25 @@ impl<B: ValueBackend> ValueTable<B> {
             return Ok(Tensor::zeros([t, k], &x.device()));
         }
         self.check_range(&indices)?;
-        Ok(float(B::bag_dot(
+        let (values, indices, x) = (
             self.weight.val().into_primitive().tensor(),
             indices.into_primitive(),
             x.into_primitive().tensor(),
-        )))
+        );
+        Ok(float(match &self.sparse {
+            Some(sink) => B::bag_dot_sparse(values, indices, x, sink),
+            None => B::bag_dot(values, indices, x),
+        }))
+    }
+
+    /// The sparse value gradient delivered since the last call (every lookup and dot of every
+    /// layer that read this table, summed per row), or `None` when there is none or the table
+    /// does not use sparse gradients.
+    pub fn take_row_grads(&self) -> Result<Option<RowGrads<B>>, ValueError> {
+        match &self.sparse {
+            Some(sink) => Ok(RowGrads::coalesce(sink.take()?)),
+            None => Ok(None),
+        }
     }
 
     /// Rejects any index outside `0..rows`: both extremes come back in one read (one sync).

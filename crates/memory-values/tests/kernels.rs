@@ -1,9 +1,9 @@
 //! The backend kernels equal the plain-tensor reference on random inputs: duplicates (few
-//! rows), one pair per bag, empty batches.
+//! rows), one pair per bag, empty batches; the in-place row updates equal the tensor-op ones.
 
 use burn::backend::Flex;
 use burn::tensor::{Int, Tensor, TensorData, TensorPrimitive};
-use memory_values::{ValueBackend, reference};
+use memory_values::{RowAdagrad, RowAdamW, ValueBackend, reference};
 use proptest::prelude::*;
 
 type B = Flex;
@@ -46,7 +46,9 @@ fn prim(t: Tensor<B, 2>) -> <B as burn::tensor::backend::BackendTypes>::FloatTen
     t.into_primitive().tensor()
 }
 
-fn back(t: <B as burn::tensor::backend::BackendTypes>::FloatTensorPrimitive) -> Tensor<B, 2> {
+fn back<const D: usize>(
+    t: <B as burn::tensor::backend::BackendTypes>::FloatTensorPrimitive,
+) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(t))
 }
 
@@ -65,7 +67,37 @@ proptest! {
         prop_assert_eq!(close(fast, reference::bag_sum(values.clone(), indices.clone(), weights.clone())), Ok(()));
         let fast = back(B::bag_dot(prim(values.clone()), indices.clone().into_primitive(), prim(x.clone())));
         prop_assert_eq!(close(fast, reference::bag_dot(values.clone(), indices.clone(), x.clone())), Ok(()));
-        let fast = back(B::bag_scatter(rows, indices.clone().into_primitive(), prim(weights.clone()), prim(x.clone())));
-        prop_assert_eq!(close(fast, reference::bag_scatter(rows, indices, weights, x)), Ok(()));
+        let (ids, sums) = B::bag_rows(indices.clone().into_primitive(), prim(weights.clone()), prim(x.clone()));
+        let (ref_ids, ref_sums) = reference::bag_rows(indices, weights, x);
+        prop_assert_eq!(ints(Tensor::from_primitive(ids)), ints(ref_ids));
+        prop_assert_eq!(close(back(sums), ref_sums), Ok(()));
     }
+
+    #[test]
+    fn row_updates_equal_reference(rows in 1usize..40, d in 1usize..20, touched in 0usize..40, steps in 1u64..4, seed in any::<u64>()) {
+        // Distinct ascending ids: every other row, at most `touched` of them.
+        let ids: Vec<i64> = (0..rows as i64).step_by(2).take(touched).collect();
+        let u = ids.len();
+        let ids = || Tensor::<B, 1, Int>::from_data(TensorData::new(ids.clone(), [u]), &Default::default());
+        let table = || float(data(rows * d, seed), [rows, d]);
+        let grads = || float(data(u * d, seed ^ 3), [u, d]);
+        let m = || float(data(rows * d, seed ^ 5), [rows, d]);
+        let v = || float(data(rows * d, seed ^ 6), [rows, d]).abs();
+        let adamw = RowAdamW { lr: 0.01, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1, step: steps };
+        let fast = B::rows_adamw([prim(table()), prim(m()), prim(v())], ids().into_primitive(), prim(grads()), &adamw);
+        let slow = reference::rows_adamw([table(), m(), v()], ids(), grads(), &adamw);
+        for (fast, slow) in fast.into_iter().zip(slow) {
+            prop_assert_eq!(close(back(fast), slow), Ok(()));
+        }
+        let acc = || Tensor::<B, 1>::from_data(TensorData::new(data(rows, seed ^ 8).iter().map(|x| x.abs()).collect::<Vec<_>>(), [rows]), &Default::default());
+        let adagrad = RowAdagrad { lr: 0.05, eps: 1e-8 };
+        let (w, a) = B::rows_adagrad(prim(table()), acc().into_primitive().tensor(), ids().into_primitive(), prim(grads()), &adagrad);
+        let (ref_w, ref_a) = reference::rows_adagrad(table(), acc(), ids(), grads(), &adagrad);
+        prop_assert_eq!(close(back(w), ref_w), Ok(()));
+        prop_assert_eq!(close(back::<1>(a).reshape([1, rows]), ref_a.reshape([1, rows])), Ok(()));
+    }
+}
+
+fn ints(t: Tensor<B, 1, Int>) -> Vec<i64> {
+    t.into_data().convert::<i64>().to_vec::<i64>().unwrap()
 }

@@ -303,3 +303,73 @@ fn init_is_normal_with_std_dim_to_the_minus_half() {
     let mean = values.mean().into_scalar();
     assert!(mean.abs() < 0.005);
 }
+
+/// The dense form of sparse row gradients, after checking the ids are distinct and ascending.
+fn densify(grads: memory_values::RowGrads<A>, rows: usize) -> Tensor<B, 2> {
+    let dim = grads.rows.dims()[1];
+    let ids = grads
+        .ids
+        .into_data()
+        .convert::<i64>()
+        .to_vec::<i64>()
+        .unwrap();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids not ascending: {ids:?}"
+    );
+    let values = grads.rows.into_data().to_vec::<f32>().unwrap();
+    let mut dense = vec![0.0; rows * dim];
+    for (u, &id) in ids.iter().enumerate() {
+        dense[id as usize * dim..(id as usize + 1) * dim]
+            .copy_from_slice(&values[u * dim..(u + 1) * dim]);
+    }
+    Tensor::from_data(TensorData::new(dense, [rows, dim]), &Default::default())
+}
+
+#[test]
+fn sparse_gradients_equal_the_dense_ones_and_leave_the_graph() {
+    let case = Case::new(9, 4, 8, 5, 13);
+    let mut table = case.table::<A>();
+    table.set_sparse_grads(true);
+    let weights = case.float::<A>(&case.weights, case.k).require_grad();
+    let out = table.lookup(case.indices(), weights.clone()).unwrap();
+    let grads = (out * case.float::<A>(&case.x, case.dim)).sum().backward();
+    assert!(
+        table.weight.val().grad(&grads).is_none(),
+        "a dense gradient was registered"
+    );
+    assert_close(weights.grad(&grads).unwrap(), &case.expected_dot(&case.x));
+    let sparse = table.take_row_grads().unwrap().expect("row gradients");
+    assert_close(
+        densify(sparse, case.rows),
+        &case.expected_scatter(&case.weights, &case.x),
+    );
+    assert!(
+        table.take_row_grads().unwrap().is_none(),
+        "the sink was not drained"
+    );
+}
+
+#[test]
+fn sparse_gradients_of_several_reads_are_summed_per_row() {
+    // One table read by a lookup and a dot (as a shared pool or PEER's tables are): the
+    // coalesced rows equal the sum of both dense gradients.
+    let case = Case::new(6, 3, 7, 4, 17);
+    let mut table = case.table::<A>();
+    table.set_sparse_grads(true);
+    let lookup = table
+        .lookup(case.indices(), case.float::<A>(&case.weights, case.k))
+        .unwrap();
+    let dot = table
+        .dot(case.indices(), case.float::<A>(&case.x, case.dim))
+        .unwrap();
+    let loss = (lookup * case.float::<A>(&case.x, case.dim)).sum()
+        + (dot * case.float::<A>(&case.weights, case.k)).sum();
+    loss.backward();
+    let once = case.expected_scatter(&case.weights, &case.x);
+    let twice: Vec<f32> = once.iter().map(|g| 2.0 * g).collect();
+    assert_close(
+        densify(table.take_row_grads().unwrap().unwrap(), case.rows),
+        &twice,
+    );
+}

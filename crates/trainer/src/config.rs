@@ -49,6 +49,58 @@ pub enum Decay {
     Linear,
 }
 
+/// How the value tables (the memory pool, PEER's experts) are optimised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ValueOptimizer {
+    /// Burn's AdamW on a dense gradient: every row's moments decay and every row is decayed at
+    /// every step, exactly the paper's recipe; cost grows with the table.
+    DenseAdamW,
+    /// Lazy AdamW on the rows a step touched (sparse gradients, in-place update); untouched rows
+    /// keep their moments and weight. Cost grows with the rows touched, not the table.
+    #[default]
+    SparseAdamW,
+    /// Row-wise Adagrad (one accumulator per row) on the rows a step touched.
+    RowwiseAdagrad,
+}
+
+impl ValueOptimizer {
+    /// Every choice with its command-line name.
+    pub const ALL: [(&'static str, Self); 3] = [
+        ("dense-adamw", Self::DenseAdamW),
+        ("sparse-adamw", Self::SparseAdamW),
+        ("rowwise-adagrad", Self::RowwiseAdagrad),
+    ];
+}
+
+impl std::fmt::Display for ValueOptimizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = Self::ALL
+            .iter()
+            .find(|(_, v)| v == self)
+            .map_or("?", |(n, _)| n);
+        f.write_str(name)
+    }
+}
+
+impl std::str::FromStr for ValueOptimizer {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .iter()
+            .find(|(n, _)| *n == s)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|(n, _)| *n).collect();
+                format!(
+                    "unknown value optimizer '{s}' (expected one of {})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
 /// Optimisation: AdamW with the value table as its own parameter group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OptimConfig {
@@ -82,6 +134,9 @@ pub struct OptimConfig {
     pub grad_clip: f64,
     /// Global gradient-norm clip of the values, separately (0: off).
     pub value_grad_clip: f64,
+    /// The value tables' optimizer (β, ε and weight decay above apply to both AdamWs).
+    #[serde(default)]
+    pub value_optimizer: ValueOptimizer,
 }
 
 /// Floating-point type of parameters, activations and optimizer state.
@@ -158,6 +213,7 @@ impl TrainConfig {
                 weight_decay: 0.1,
                 grad_clip: 1.0,
                 value_grad_clip: 1.0,
+                value_optimizer: ValueOptimizer::default(),
             },
             run: RunConfig {
                 seed: 0,

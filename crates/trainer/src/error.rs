@@ -48,6 +48,9 @@ pub enum TrainError {
     /// The model failed.
     #[error(transparent)]
     Model(#[from] ZooError),
+    /// A value table or its optimizer failed.
+    #[error(transparent)]
+    Values(#[from] memory_values::ValueError),
 }
 
 impl TrainError {

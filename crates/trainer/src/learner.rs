@@ -1,5 +1,6 @@
-//! One optimizer step: the model, its two AdamW groups, and the step itself. The training loop
-//! and the benchmarks share it.
+//! One optimizer step: the model, its optimizer groups (AdamW for the model, dense AdamW or a
+//! row-wise optimizer per value table), and the step itself. The training loop and the
+//! benchmarks share it.
 
 use std::path::Path;
 
@@ -10,12 +11,16 @@ use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::ElementConversion;
 use burn::tensor::backend::AutodiffBackend;
 use memory_layer::{MemoryBackend, UsageStats, UsageSummary};
+use memory_values::{RowOptimizer, RowOptimizerRecord};
 use model_zoo::Transformer;
 
 use crate::TrainError;
 use crate::config::OptimConfig;
 use crate::loss::lm_loss;
-use crate::optim::{adamw, clip_global_norm, value_param_ids};
+use crate::optim::{
+    adamw, clip_global_norm, clip_row_grads, row_rule, value_param_ids, value_tables,
+    value_tables_mut,
+};
 
 type Rec = BinFileRecorder<FullPrecisionSettings>;
 type Adam<B> = OptimizerAdaptor<AdamW, Transformer<B>, B>;
@@ -25,8 +30,11 @@ pub struct Learner<B: AutodiffBackend> {
     /// The model being trained.
     pub model: Transformer<B>,
     optim: Adam<B>,
+    /// Dense AdamW of the value tables (with `value_optimizer = dense-adamw`).
     value_optim: Adam<B>,
     value_ids: Vec<ParamId>,
+    /// One row-wise optimizer per value table (otherwise), in [`value_tables`] order.
+    row_optims: Vec<RowOptimizer<B>>,
     config: OptimConfig,
 }
 
@@ -54,14 +62,27 @@ impl<B> Learner<B>
 where
     B: AutodiffBackend + MemoryBackend,
 {
-    /// Fresh optimizer state for `model`.
-    pub fn new(model: Transformer<B>, config: &OptimConfig) -> Self {
+    /// Fresh optimizer state for `model`. With a row-wise value optimizer, the value tables
+    /// are switched to sparse gradients.
+    pub fn new(mut model: Transformer<B>, config: &OptimConfig) -> Self {
         let adamw = adamw(config);
+        let rule = row_rule(config);
+        for table in value_tables_mut(&mut model) {
+            table.set_sparse_grads(rule.is_some());
+        }
+        let row_optims = match rule {
+            Some(rule) => value_tables(&model)
+                .into_iter()
+                .map(|table| RowOptimizer::new(rule, table))
+                .collect(),
+            None => Vec::new(),
+        };
         Self {
             value_ids: value_param_ids(&model),
             model,
             optim: adamw.init(),
             value_optim: adamw.init(),
+            row_optims,
             config: config.clone(),
         }
     }
@@ -103,16 +124,33 @@ where
             }
         }
         let (mut main, mut values) = (main.grads(), values.grads());
+        let mut rows = Vec::with_capacity(self.row_optims.len());
+        if !self.row_optims.is_empty() {
+            for table in value_tables(&self.model) {
+                rows.push(table.take_row_grads()?);
+            }
+        }
         let grad_norm = clip_global_norm(&self.model, &mut main, o.grad_clip);
-        let value_grad_norm = clip_global_norm(&self.model, &mut values, o.value_grad_clip);
+        let value_grad_norm = if self.row_optims.is_empty() {
+            clip_global_norm(&self.model, &mut values, o.value_grad_clip)
+        } else {
+            clip_row_grads(&mut rows, o.value_grad_clip)
+        };
         let model = self.model.clone();
         let model = self.optim.step(o.lr * multiplier, model, main);
-        self.model = if self.value_ids.is_empty() {
+        self.model = if self.value_ids.is_empty() || !self.row_optims.is_empty() {
             model
         } else {
             self.value_optim
                 .step(o.value_lr * multiplier, model, values)
         };
+        // The old model is gone: each table's buffers have one owner and update in place.
+        let tables = value_tables_mut(&mut self.model);
+        for ((optim, table), grads) in self.row_optims.iter_mut().zip(tables).zip(rows) {
+            if let Some(grads) = grads {
+                optim.step(o.value_lr * multiplier, table, grads);
+            }
+        }
         Ok(StepReport {
             loss: loss_sum / count as f64,
             grad_norm,
@@ -134,7 +172,13 @@ where
             .map_err(fail)?;
         recorder
             .record(self.value_optim.to_record(), dir.join("value_optim"))
-            .map_err(fail)
+            .map_err(fail)?;
+        let rows: Vec<RowOptimizerRecord<B>> = self
+            .row_optims
+            .iter()
+            .map(RowOptimizer::to_record)
+            .collect();
+        recorder.record(rows, dir.join("value_rows")).map_err(fail)
     }
 
     /// Loads model and optimizer records from folder `dir`.
@@ -152,6 +196,26 @@ where
                 .load(dir.join("value_optim"), device)
                 .map_err(fail)?,
         );
+        let rows: Vec<RowOptimizerRecord<B>> = recorder
+            .load(dir.join("value_rows"), device)
+            .map_err(fail)?;
+        if rows.len() != self.row_optims.len() {
+            return Err(checkpoint_error(
+                dir,
+                format!(
+                    "the checkpoint has {} row-wise value optimizers, this run {} \
+                     (was it saved with another value_optimizer?)",
+                    rows.len(),
+                    self.row_optims.len()
+                ),
+            ));
+        }
+        self.row_optims = self
+            .row_optims
+            .into_iter()
+            .zip(rows)
+            .map(|(optim, record)| optim.load_record(record))
+            .collect::<Result<_, _>>()?;
         Ok(self)
     }
 }

@@ -20,10 +20,15 @@ mod optim;
 mod run;
 
 pub use checkpoint::{TrainState, find_checkpoint, load_state};
-pub use config::{DataConfig, Decay, OptimConfig, Precision, RunConfig, TrainConfig};
+pub use config::{
+    DataConfig, Decay, OptimConfig, Precision, RunConfig, TrainConfig, ValueOptimizer,
+};
 pub use error::TrainError;
 pub use learner::{Learner, StepReport, load_model};
-pub use optim::{adamw, clip_global_norm, value_param_ids};
+pub use optim::{
+    adamw, clip_global_norm, clip_row_grads, row_rule, value_param_ids, value_tables,
+    value_tables_mut,
+};
 pub use run::{
     OpenRun, RunData, TrainOptions, TrainSummary, evaluate, open_run, prepare_data, train,
 };

@@ -1,13 +1,16 @@
-//! Optimizer groups: AdamW for everything but the value tables, and a second AdamW with its own
-//! learning rate and gradient clipping for the value tables (spec §8).
+//! Optimizer groups: AdamW for everything but the value tables, and for the value tables their
+//! own learning rate and gradient clipping (spec §8) with either a second dense AdamW or a
+//! row-wise optimizer on sparse gradients.
 
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param, ParamId};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Tensor};
+use memory_values::{RowGrads, RowRule, ValueBackend, ValueTable};
 use model_zoo::{Ffn, Transformer};
 
-use crate::config::OptimConfig;
+use crate::config::{OptimConfig, ValueOptimizer};
 
 /// The AdamW of the paper's recipe: β (0.9, 0.95), ε 1e-8, weight decay 0.1 by default.
 pub fn adamw(config: &OptimConfig) -> AdamWConfig {
@@ -16,6 +19,62 @@ pub fn adamw(config: &OptimConfig) -> AdamWConfig {
         .with_beta_2(config.beta2 as f32)
         .with_epsilon(config.eps as f32)
         .with_weight_decay(config.weight_decay as f32)
+}
+
+/// The row-wise rule of `config.value_optimizer`, or `None` for dense AdamW.
+pub fn row_rule(config: &OptimConfig) -> Option<RowRule> {
+    match config.value_optimizer {
+        ValueOptimizer::DenseAdamW => None,
+        ValueOptimizer::SparseAdamW => Some(RowRule::AdamW {
+            beta1: config.beta1,
+            beta2: config.beta2,
+            eps: config.eps,
+            weight_decay: config.weight_decay,
+        }),
+        ValueOptimizer::RowwiseAdagrad => Some(RowRule::Adagrad { eps: config.eps }),
+    }
+}
+
+/// The value tables of `model`: the shared pool, then each PEER layer's two expert tables.
+pub fn value_tables<B: Backend>(model: &Transformer<B>) -> Vec<&ValueTable<B>> {
+    let mut tables: Vec<_> = model.pool.iter().collect();
+    for block in &model.blocks {
+        if let Ffn::Peer(peer) = &block.ffn {
+            tables.extend([&peer.values_u, &peer.values_v]);
+        }
+    }
+    tables
+}
+
+/// [`value_tables`], mutably.
+pub fn value_tables_mut<B: Backend>(model: &mut Transformer<B>) -> Vec<&mut ValueTable<B>> {
+    let mut tables: Vec<_> = model.pool.iter_mut().collect();
+    for block in &mut model.blocks {
+        if let Ffn::Peer(peer) = &mut block.ffn {
+            tables.extend([&mut peer.values_u, &mut peer.values_v]);
+        }
+    }
+    tables
+}
+
+/// Scales sparse row gradients so that their global L2 norm is at most `max_norm` (0: no
+/// clipping); returns the norm before clipping.
+pub fn clip_row_grads<B: ValueBackend>(grads: &mut [Option<RowGrads<B>>], max_norm: f64) -> f64 {
+    let squares: Vec<_> = grads.iter().flatten().map(RowGrads::squared_norm).collect();
+    if squares.is_empty() {
+        return 0.0;
+    }
+    let norm = Tensor::cat(squares, 0)
+        .sum()
+        .into_scalar()
+        .elem::<f64>()
+        .sqrt();
+    if max_norm > 0.0 && norm > max_norm {
+        for g in grads.iter_mut().flatten() {
+            g.rows = g.rows.clone().mul_scalar(max_norm / (norm + 1e-6));
+        }
+    }
+    norm
 }
 
 /// Ids of every parameter in `module`.

@@ -1,55 +1,58 @@
-//! Every model variant can memorise one batch: the loss, gradients and both optimizer groups
-//! work together.
+//! Every model variant can memorise one batch through [`Learner::step`], with every value
+//! optimizer where the model has value tables: the loss, gradients (dense and sparse) and the
+//! optimizer groups work together.
 
 use burn::backend::{Autodiff, Flex};
-use burn::optim::{GradientsParams, Optimizer};
-use burn::tensor::activation::log_softmax;
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use model_zoo::{ModelKind, Size, preset};
-use trainer::{TrainConfig, adamw, clip_global_norm, value_param_ids};
+use trainer::{Learner, TrainConfig, ValueOptimizer, value_param_ids};
 
 type B = Autodiff<Flex>;
 
 #[test]
-fn one_batch_is_memorised_by_every_variant() {
+fn one_batch_is_memorised_by_every_variant_and_value_optimizer() {
     let device = Default::default();
     let (batch, len) = (4, 24);
-    let ids: Vec<i64> = (0..(batch * (len + 1)) as i64)
+    let tokens: Vec<u32> = (0..(batch * (len + 1)) as u32)
         .map(|i| (i * 7919 + 13) % 256)
         .collect();
-    let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [batch, len + 1]), &device);
-    let inputs = tokens.clone().slice_dim(1, 0..len);
-    let targets = tokens.slice_dim(1, 1..len + 1);
     for kind in ModelKind::ALL {
-        let config = TrainConfig::new(kind, Size::Tiny);
-        let mut model = preset(kind, Size::Tiny, None).init::<B>(&device).unwrap();
-        let mut optim = adamw(&config.optim).init::<B, _>();
-        let mut value_optim = adamw(&config.optim).init::<B, _>();
-        let value_ids = value_param_ids(&model);
+        let model = preset(kind, Size::Tiny, None).init::<B>(&device).unwrap();
+        let has_values = !value_param_ids(&model).is_empty();
         assert_eq!(
-            value_ids.is_empty(),
-            matches!(kind, ModelKind::Dense | ModelKind::Moe),
+            has_values,
+            !matches!(kind, ModelKind::Dense | ModelKind::Moe),
             "{kind}"
         );
-        let mut losses = Vec::new();
-        for _ in 0..60 {
-            let logits = model.forward(inputs.clone()).unwrap().logits;
-            let loss = log_softmax(logits, 2)
-                .gather(2, targets.clone().unsqueeze_dim(2))
-                .mean()
-                .neg();
-            losses.push(loss.clone().into_scalar().elem::<f64>());
-            let mut grads = loss.backward();
-            let mut values = GradientsParams::from_params(&mut grads, &model, &value_ids);
-            let mut main = GradientsParams::from_grads(grads, &model);
-            clip_global_norm(&model, &mut main, 1.0);
-            clip_global_norm(&model, &mut values, 1.0);
-            model = optim.step(3e-3, model, main);
-            if !value_ids.is_empty() {
-                model = value_optim.step(1e-2, model, values);
-            }
+        let optimizers: &[ValueOptimizer] = if has_values {
+            &[
+                ValueOptimizer::DenseAdamW,
+                ValueOptimizer::SparseAdamW,
+                ValueOptimizer::RowwiseAdagrad,
+            ]
+        } else {
+            &[ValueOptimizer::default()]
+        };
+        for &value_optimizer in optimizers {
+            let mut config = TrainConfig::new(kind, Size::Tiny);
+            let o = &mut config.optim;
+            (o.batch_size, o.seq_len, o.lr, o.value_lr) = (batch, len, 3e-3, 1e-2);
+            o.value_optimizer = value_optimizer;
+            let mut learner = Learner::new(model.clone(), &config.optim);
+            let batches = vec![tokens.clone()];
+            let losses: Vec<f64> = (0..60)
+                .map(|_| learner.step(&batches, 1.0, None, &device).unwrap())
+                .map(|report| {
+                    if has_values {
+                        assert!(report.value_grad_norm > 0.0, "{kind} {value_optimizer}");
+                    }
+                    report.loss
+                })
+                .collect();
+            let (first, last) = (losses[0], *losses.last().unwrap());
+            assert!(
+                last < 0.2 * first,
+                "{kind} with {value_optimizer}: loss {first:.3} → {last:.3}"
+            );
         }
-        let (first, last) = (losses[0], *losses.last().unwrap());
-        assert!(last < 0.2 * first, "{kind}: loss {first:.3} → {last:.3}");
     }
 }

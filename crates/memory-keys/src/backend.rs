@@ -44,12 +44,6 @@ pub(crate) fn default_product_topk<B: Backend>(
     )
 }
 
-#[cfg(feature = "wgpu")]
-impl RetrievalBackend for burn::backend::Wgpu {}
-
-#[cfg(feature = "cuda")]
-impl RetrievalBackend for burn::backend::Cuda {}
-
 /// Selection carries no gradient: run it on the inner backend's kernel.
 impl<B, C> RetrievalBackend for burn::backend::Autodiff<B, C>
 where

@@ -20,6 +20,8 @@
 //! ```
 
 mod backend;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+mod cube;
 mod error;
 mod flex;
 mod product_keys;

@@ -112,9 +112,3 @@ fn float<B: Backend>(tensor: FloatTensor<B>) -> Tensor<B, 2> {
 fn int<B: Backend>(tensor: IntTensor<B>) -> Tensor<B, 2, Int> {
     Tensor::from_primitive(tensor)
 }
-
-#[cfg(feature = "wgpu")]
-impl ValueBackend for burn::backend::Wgpu {}
-
-#[cfg(feature = "cuda")]
-impl ValueBackend for burn::backend::Cuda {}

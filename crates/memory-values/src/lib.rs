@@ -25,6 +25,8 @@
 
 mod autodiff;
 mod backend;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+mod cube;
 mod error;
 mod flex;
 mod optim;

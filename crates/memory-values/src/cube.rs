@@ -1,0 +1,400 @@
+//! CubeCL kernels of the value primitives: one source for CUDA and wgpu (`CubeBackend`).
+//!
+//! One thread per output element; index tensors are read as the backend's int type. The
+//! sparse value gradient sorts (row, position) pairs on the host (Burn 0.21 has no device sort
+//! on CubeCL backends either: its `sort` reads the data back), then sums each row's segment on
+//! the device in position order, so it is deterministic without atomics. Row updates write the
+//! table and optimizer state in place when their buffers have one owner.
+
+use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn::tensor::{DType, Int, Tensor, TensorData, TensorMetadata, TensorPrimitive};
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::tensor::CubeTensor;
+use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
+use cubecl::calculate_cube_count_elemwise;
+use cubecl::prelude::{CubeCount, CubeDim};
+
+use crate::{RowAdagrad, RowAdamW, ValueBackend, reference};
+use kernels::*;
+
+/// The kernels, in CubeCL's dialect of Rust.
+mod kernels {
+    use cubecl::CubeElement;
+    use cubecl::prelude::*;
+
+    /// `out[t, c] = Σ_j w[t, j] · values[idx[t, j], c]`.
+    #[cube(launch)]
+    pub(super) fn bag_sum_kernel<F: Float, I: Int>(
+        values: &Tensor<F>,
+        indices: &Tensor<I>,
+        weights: &Tensor<F>,
+        out: &mut Tensor<F>,
+    ) {
+        let (t_count, d, k) = (out.shape(0), out.shape(1), indices.shape(1));
+        let pos = ABSOLUTE_POS;
+        if pos >= t_count * d {
+            terminate!();
+        }
+        let (t, c) = (pos / d, pos % d);
+        let mut acc = F::new(0.0);
+        for j in 0..k {
+            let p = t * k + j;
+            acc += weights[p] * values[usize::cast_from(indices[p]) * d + c];
+        }
+        out[pos] = acc;
+    }
+
+    /// `out[t, j] = ⟨values[idx[t, j]], x[t]⟩`.
+    #[cube(launch)]
+    pub(super) fn bag_dot_kernel<F: Float, I: Int>(
+        values: &Tensor<F>,
+        indices: &Tensor<I>,
+        x: &Tensor<F>,
+        out: &mut Tensor<F>,
+    ) {
+        let (t_count, k, d) = (out.shape(0), out.shape(1), x.shape(1));
+        let pos = ABSOLUTE_POS;
+        if pos >= t_count * k {
+            terminate!();
+        }
+        let t = pos / k;
+        let row = usize::cast_from(indices[pos]) * d;
+        let mut acc = F::new(0.0);
+        for c in 0..d {
+            acc += values[row + c] * x[t * d + c];
+        }
+        out[pos] = acc;
+    }
+
+    /// `out[u, c] = Σ_{s in starts[u]..starts[u+1]} w[order[s]] · x[order[s] / k, c]`.
+    #[cube(launch)]
+    pub(super) fn segment_sum_kernel<F: Float, I: Int>(
+        order: &Tensor<I>,
+        starts: &Tensor<I>,
+        weights: &Tensor<F>,
+        x: &Tensor<F>,
+        out: &mut Tensor<F>,
+        k: u32,
+    ) {
+        let (u_count, d) = (out.shape(0), out.shape(1));
+        let pos = ABSOLUTE_POS;
+        if pos >= u_count * d {
+            terminate!();
+        }
+        let (u, c) = (pos / d, pos % d);
+        let k = k as usize;
+        let mut acc = F::new(0.0);
+        for s in usize::cast_from(starts[u])..usize::cast_from(starts[u + 1]) {
+            let p = usize::cast_from(order[s]);
+            acc += weights[p] * x[(p / k) * d + c];
+        }
+        out[pos] = acc;
+    }
+
+    /// Lazy AdamW on rows `ids` of `w`, `m`, `v`, in place (Burn's AdamW formula).
+    #[cube(launch)]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn rows_adamw_kernel<F: Float + CubeElement, I: Int>(
+        w: &mut Tensor<F>,
+        m: &mut Tensor<F>,
+        v: &mut Tensor<F>,
+        ids: &Tensor<I>,
+        grads: &Tensor<F>,
+        beta1: F,
+        beta2: F,
+        eps: F,
+        lr: F,
+        decay: F,
+        correction1: F,
+        correction2: F,
+    ) {
+        let (u_count, d) = (grads.shape(0), grads.shape(1));
+        let pos = ABSOLUTE_POS;
+        if pos >= u_count * d {
+            terminate!();
+        }
+        let (u, c) = (pos / d, pos % d);
+        let at = usize::cast_from(ids[u]) * d + c;
+        let g = grads[pos];
+        let m1 = beta1 * m[at] + (F::new(1.0) - beta1) * g;
+        let v1 = beta2 * v[at] + (F::new(1.0) - beta2) * g * g;
+        m[at] = m1;
+        v[at] = v1;
+        w[at] = w[at] * decay - lr * (m1 / correction1) / (F::sqrt(v1 / correction2) + eps);
+    }
+
+    /// Row-wise Adagrad on rows `ids` of `w` and `acc`, in place: one thread per row.
+    #[cube(launch)]
+    pub(super) fn rows_adagrad_kernel<F: Float + CubeElement, I: Int>(
+        w: &mut Tensor<F>,
+        acc: &mut Tensor<F>,
+        ids: &Tensor<I>,
+        grads: &Tensor<F>,
+        lr: F,
+        eps: F,
+    ) {
+        let (u_count, d) = (grads.shape(0), grads.shape(1));
+        let u = ABSOLUTE_POS;
+        if u >= u_count {
+            terminate!();
+        }
+        let row = usize::cast_from(ids[u]);
+        let mut sum = F::new(0.0);
+        for c in 0..d {
+            let g = grads[u * d + c];
+            sum += g * g;
+        }
+        let a = acc[row] + sum / F::cast_from(d);
+        acc[row] = a;
+        let scale = lr / (F::sqrt(a) + eps);
+        for c in 0..d {
+            w[row * d + c] -= scale * grads[u * d + c];
+        }
+    }
+}
+
+type Cube<R, F, I, BT> = CubeBackend<R, F, I, BT>;
+
+/// Launch geometry for `units` threads.
+fn grid<R: CubeRuntime>(tensor: &CubeTensor<R>, units: usize) -> (CubeCount, CubeDim) {
+    let dim = CubeDim::new(&tensor.client, units);
+    (
+        calculate_cube_count_elemwise(&tensor.client, units, dim),
+        dim,
+    )
+}
+
+/// An uninitialised contiguous tensor like `like` with `shape` and `dtype`.
+fn empty<R: CubeRuntime>(like: &CubeTensor<R>, shape: Vec<usize>, dtype: DType) -> CubeTensor<R> {
+    let bytes = shape.iter().product::<usize>() * dtype.size();
+    let buffer = like.client.empty(bytes.max(1));
+    CubeTensor::new_contiguous(
+        like.client.clone(),
+        like.device.clone(),
+        shape.into(),
+        buffer,
+        dtype,
+    )
+}
+
+/// A contiguous tensor this kernel may write: the same buffer when nothing else holds it.
+fn writable<R: CubeRuntime>(tensor: CubeTensor<R>) -> CubeTensor<R> {
+    let tensor = into_contiguous(tensor);
+    if tensor.can_mut() {
+        tensor
+    } else {
+        tensor.copy()
+    }
+}
+
+/// Whether every float tensor is in the backend's float type (else: the reference).
+fn native<R: CubeRuntime, F: FloatElement>(tensors: &[&CubeTensor<R>]) -> bool {
+    tensors.iter().all(|t| t.dtype == F::dtype())
+}
+
+impl<R, F, I, BT> ValueBackend for Cube<R, F, I, BT>
+where
+    R: CubeRuntime,
+    F: FloatElement,
+    I: IntElement,
+    BT: BoolElement,
+{
+    fn bag_sum(
+        values: FloatTensor<Self>,
+        indices: IntTensor<Self>,
+        weights: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let [t, k] = indices.shape().dims::<2>();
+        let d = values.shape().dims::<2>()[1];
+        if t * k == 0 || !native::<R, F>(&[&values, &weights]) {
+            return reference::bag_sum::<Self>(float(values), int(indices), float(weights))
+                .into_primitive()
+                .tensor();
+        }
+        let (values, indices, weights) = (
+            into_contiguous(values),
+            into_contiguous(indices),
+            into_contiguous(weights),
+        );
+        let out = empty(&values, vec![t, d], F::dtype());
+        let (count, dim) = grid(&out, t * d);
+        bag_sum_kernel::launch::<F, I, R>(
+            &out.client,
+            count,
+            dim,
+            values.into_tensor_arg(),
+            indices.into_tensor_arg(),
+            weights.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+        );
+        out
+    }
+
+    fn bag_dot(
+        values: FloatTensor<Self>,
+        indices: IntTensor<Self>,
+        x: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let [t, k] = indices.shape().dims::<2>();
+        if t * k == 0 || !native::<R, F>(&[&values, &x]) {
+            return reference::bag_dot::<Self>(float(values), int(indices), float(x))
+                .into_primitive()
+                .tensor();
+        }
+        let (values, indices, x) = (
+            into_contiguous(values),
+            into_contiguous(indices),
+            into_contiguous(x),
+        );
+        let out = empty(&values, vec![t, k], F::dtype());
+        let (count, dim) = grid(&out, t * k);
+        bag_dot_kernel::launch::<F, I, R>(
+            &out.client,
+            count,
+            dim,
+            values.into_tensor_arg(),
+            indices.into_tensor_arg(),
+            x.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+        );
+        out
+    }
+
+    fn bag_rows(
+        indices: IntTensor<Self>,
+        weights: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+    ) -> (IntTensor<Self>, FloatTensor<Self>) {
+        let [t, k] = indices.shape().dims::<2>();
+        let d = x.shape().dims::<2>()[1];
+        if t * k == 0 || !native::<R, F>(&[&weights, &x]) {
+            let (ids, rows) = reference::bag_rows::<Self>(int(indices), float(weights), float(x));
+            return (ids.into_primitive(), rows.into_primitive().tensor());
+        }
+        let device = x.device.clone();
+        // Host: sort (row, position) pairs; segments of equal rows, positions ascending.
+        let flat = Tensor::<Self, 2, Int>::from_primitive(indices)
+            .into_data()
+            .convert::<i64>()
+            .into_vec::<i64>()
+            .expect("converted to i64");
+        let mut pairs: Vec<(i64, i64)> = flat.into_iter().zip(0..).collect();
+        pairs.sort_unstable();
+        let mut ids = Vec::new();
+        let mut starts = Vec::new();
+        for (s, &(row, _)) in pairs.iter().enumerate() {
+            if ids.last() != Some(&row) {
+                ids.push(row);
+                starts.push(s as i64);
+            }
+        }
+        starts.push(pairs.len() as i64);
+        let order: Vec<i64> = pairs.iter().map(|&(_, p)| p).collect();
+        let upload = |values: Vec<i64>| {
+            let n = values.len();
+            Tensor::<Self, 1, Int>::from_data(TensorData::new(values, [n]), &device)
+                .into_primitive()
+        };
+        let u = ids.len();
+        let (ids, order, starts) = (upload(ids), upload(order), upload(starts));
+        let (weights, x) = (into_contiguous(weights), into_contiguous(x));
+        let out = empty(&x, vec![u, d], F::dtype());
+        let (count, dim) = grid(&out, u * d);
+        segment_sum_kernel::launch::<F, I, R>(
+            &out.client,
+            count,
+            dim,
+            order.into_tensor_arg(),
+            starts.into_tensor_arg(),
+            weights.into_tensor_arg(),
+            x.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            k as u32,
+        );
+        (ids, out)
+    }
+
+    fn rows_adamw(
+        [weight, m, v]: [FloatTensor<Self>; 3],
+        ids: IntTensor<Self>,
+        grads: FloatTensor<Self>,
+        step: &RowAdamW,
+    ) -> [FloatTensor<Self>; 3] {
+        let [u, d] = grads.shape().dims::<2>();
+        if u * d == 0 || !native::<R, F>(&[&weight, &m, &v, &grads]) {
+            return reference::rows_adamw::<Self>(
+                [float(weight), float(m), float(v)],
+                Tensor::from_primitive(ids),
+                float(grads),
+                step,
+            )
+            .map(|t| t.into_primitive().tensor());
+        }
+        let (weight, m, v) = (writable(weight), writable(m), writable(v));
+        let (ids, grads) = (into_contiguous(ids), into_contiguous(grads));
+        let [c1, c2] = step.bias_corrections();
+        let (count, dim) = grid(&grads, u * d);
+        let f = |x: f64| F::from_elem(x);
+        rows_adamw_kernel::launch::<F, I, R>(
+            &grads.client,
+            count,
+            dim,
+            weight.clone().into_tensor_arg(),
+            m.clone().into_tensor_arg(),
+            v.clone().into_tensor_arg(),
+            ids.into_tensor_arg(),
+            grads.clone().into_tensor_arg(),
+            f(step.beta1),
+            f(step.beta2),
+            f(step.eps),
+            f(step.lr),
+            f(1.0 - step.lr * step.weight_decay),
+            f(c1),
+            f(c2),
+        );
+        [weight, m, v]
+    }
+
+    fn rows_adagrad(
+        weight: FloatTensor<Self>,
+        acc: FloatTensor<Self>,
+        ids: IntTensor<Self>,
+        grads: FloatTensor<Self>,
+        step: &RowAdagrad,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let u = grads.shape().dims::<2>()[0];
+        if u == 0 || !native::<R, F>(&[&weight, &acc, &grads]) {
+            let (w, acc) = reference::rows_adagrad::<Self>(
+                float(weight),
+                Tensor::from_primitive(TensorPrimitive::Float(acc)),
+                Tensor::from_primitive(ids),
+                float(grads),
+                step,
+            );
+            return (w.into_primitive().tensor(), acc.into_primitive().tensor());
+        }
+        let (weight, acc) = (writable(weight), writable(acc));
+        let (ids, grads) = (into_contiguous(ids), into_contiguous(grads));
+        let (count, dim) = grid(&grads, u);
+        rows_adagrad_kernel::launch::<F, I, R>(
+            &grads.client,
+            count,
+            dim,
+            weight.clone().into_tensor_arg(),
+            acc.clone().into_tensor_arg(),
+            ids.into_tensor_arg(),
+            grads.clone().into_tensor_arg(),
+            F::from_elem(step.lr),
+            F::from_elem(step.eps),
+        );
+        (weight, acc)
+    }
+}
+
+fn float<B: burn::tensor::backend::Backend>(tensor: FloatTensor<B>) -> Tensor<B, 2> {
+    Tensor::from_primitive(TensorPrimitive::Float(tensor))
+}
+
+fn int<B: burn::tensor::backend::Backend>(tensor: IntTensor<B>) -> Tensor<B, 2, Int> {
+    Tensor::from_primitive(tensor)
+}

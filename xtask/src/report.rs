@@ -115,7 +115,9 @@ pub fn write(
         let rows = load(path)?;
         writeln!(
             md,
-            "\n## GPU\n\nFrom `{}` (`cargo xtask bench --backend cuda`).\n",
+            "\n## GPU\n\nFrom `{}` (`cargo xtask bench --backend cuda`), measured with the \
+             kernels of the commit that wrote it ([performance-notes.md](performance-notes.md) \
+             says which).\n",
             path.display()
         )?;
         writeln!(md, "| case | seconds | throughput |\n|---|---|---|")?;

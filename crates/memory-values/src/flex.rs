@@ -107,6 +107,9 @@ impl ValueBackend for Flex {
                     let token = chunk * ROWS_PER_TASK + r;
                     let xt = &xs[token * d..(token + 1) * d];
                     for (j, slot) in row.iter_mut().enumerate() {
+                        if let Some(&ahead) = idx.get(token * k + j + PREFETCH_DISTANCE) {
+                            prefetch_row(&v[ahead * d..(ahead + 1) * d]);
+                        }
                         let i = idx[token * k + j];
                         *slot = dot(&v[i * d..(i + 1) * d], xt);
                     }
@@ -186,16 +189,27 @@ impl ValueBackend for Flex {
         let (b1, b2, eps) = (step.beta1 as f32, step.beta2 as f32, step.eps as f32);
         let [c1, c2] = step.bias_corrections().map(|c| c as f32);
         let (lr, decay) = (step.lr as f32, (1.0 - step.lr * step.weight_decay) as f32);
-        rows_mut(weight.storage_mut::<f32>(), d, &ids)
-            .into_par_iter()
+        let mut rows: Vec<_> = rows_mut(weight.storage_mut::<f32>(), d, &ids)
+            .into_iter()
             .zip(rows_mut(m.storage_mut::<f32>(), d, &ids))
             .zip(rows_mut(v.storage_mut::<f32>(), d, &ids))
-            .zip(g.par_chunks(d.max(1)))
-            .for_each(|(((w, m), v), g)| {
-                for c in 0..d {
-                    m[c] = b1 * m[c] + (1.0 - b1) * g[c];
-                    v[c] = b2 * v[c] + (1.0 - b2) * g[c] * g[c];
-                    w[c] = w[c] * decay - lr * (m[c] / c1) / ((v[c] / c2).sqrt() + eps);
+            .collect();
+        rows.par_chunks_mut(ROWS_PER_TASK * 4)
+            .zip(g.par_chunks(d.max(1) * ROWS_PER_TASK * 4))
+            .for_each(|(rows, g)| {
+                for (r, g) in g.chunks(d.max(1)).enumerate() {
+                    // Touched rows are scattered over three table-sized buffers.
+                    if let Some(((w, m), v)) = rows.get(r + PREFETCH_DISTANCE / 2) {
+                        prefetch_row(w);
+                        prefetch_row(m);
+                        prefetch_row(v);
+                    }
+                    let ((w, m), v) = &mut rows[r];
+                    for c in 0..d {
+                        m[c] = b1 * m[c] + (1.0 - b1) * g[c];
+                        v[c] = b2 * v[c] + (1.0 - b2) * g[c] * g[c];
+                        w[c] = w[c] * decay - lr * (m[c] / c1) / ((v[c] / c2).sqrt() + eps);
+                    }
                 }
             });
         [weight, m, v]

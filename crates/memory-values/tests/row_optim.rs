@@ -187,3 +187,26 @@ fn state_round_trips_and_a_foreign_state_is_an_error() {
     let smaller = RowOptimizer::new(RULE, &table(rows - 1, dim)).to_record();
     assert!(RowOptimizer::new(RULE, &t).load_record(smaller).is_err());
 }
+
+/// Address of the table's value buffer (on the inner Flex backend).
+fn buffer(table: &ValueTable<A>) -> usize {
+    let inner = table.weight.val().inner().into_primitive().tensor();
+    inner.as_slice::<f32>().unwrap().as_ptr() as usize
+}
+
+#[test]
+fn row_updates_write_the_table_in_place() {
+    // A table-sized copy per step would make the step cost grow with the table.
+    let mut t = table(64, 8);
+    let mut optim = RowOptimizer::new(RULE, &t);
+    backward(&t, &[3, 9], 0);
+    let grads = t.take_row_grads().unwrap().unwrap();
+    optim.step(0.01, &mut t, grads);
+    let before = buffer(&t);
+    for step in 1..3 {
+        backward(&t, &[3, 9, 40], step);
+        let grads = t.take_row_grads().unwrap().unwrap();
+        optim.step(0.01, &mut t, grads);
+        assert_eq!(buffer(&t), before, "step {step} copied the table");
+    }
+}

@@ -6,6 +6,7 @@
 use std::marker::PhantomData;
 
 use burn::backend::Autodiff;
+use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -25,32 +26,45 @@ type State<B> = (
     Option<RowGradSink>,
 );
 
-/// Delivers the value gradient `bag_rows(indices, weights, x)`: to the sink as sparse rows,
-/// or to the graph as a dense `[N, d]` tensor.
-fn value_grad<B: ValueBackend, C: CheckpointStrategy>(
+/// Delivers a value table's gradient, given as sparse rows `(ids, rows)` of the inner backend:
+/// to `sink` when the table asks for sparse gradients, else to the graph as a dense
+/// `[n_rows, d]` tensor for `node`. Public for the backward passes of other ops that read a
+/// table (the sharded lookup of parallel memory).
+pub fn deliver_value_grad<B: ValueBackend, C: CheckpointStrategy>(
     grads: &mut Gradients,
-    node: burn::backend::autodiff::NodeId,
-    rows: usize,
+    node: NodeId,
+    n_rows: usize,
     sink: Option<RowGradSink>,
-    (indices, weights, x): (IntTensor<B>, FloatTensor<B>, FloatTensor<B>),
+    (ids, rows): (IntTensor<B>, FloatTensor<B>),
 ) {
-    let (ids, sparse) = B::bag_rows(indices, weights, x);
     match sink {
         Some(sink) => sink.push(RowGrads::<Autodiff<B, C>> {
             ids: Tensor::from_primitive(ids),
             rows: Tensor::from_primitive(TensorPrimitive::Float(Autodiff::<B, C>::from_inner(
-                sparse,
+                rows,
             ))),
         }),
         None => {
             let dense = reference::scatter_rows::<B>(
-                rows,
+                n_rows,
                 Tensor::from_primitive(ids),
-                Tensor::from_primitive(TensorPrimitive::Float(sparse)),
+                Tensor::from_primitive(TensorPrimitive::Float(rows)),
             );
             grads.register::<B>(node, dense.into_primitive().tensor());
         }
     }
+}
+
+/// The value gradient `bag_rows(indices, weights, x)` of a lookup, delivered.
+fn value_grad<B: ValueBackend, C: CheckpointStrategy>(
+    grads: &mut Gradients,
+    node: NodeId,
+    n_rows: usize,
+    sink: Option<RowGradSink>,
+    (indices, weights, x): (IntTensor<B>, FloatTensor<B>, FloatTensor<B>),
+) {
+    let sparse = B::bag_rows(indices, weights, x);
+    deliver_value_grad::<B, C>(grads, node, n_rows, sink, sparse);
 }
 
 /// Backward of `bag_sum(values, indices, weights)`.

@@ -37,6 +37,9 @@ pub enum ValueError {
         /// The backend asked for.
         expected: &'static str,
     },
+    /// A store built on tables (a sharded table) failed.
+    #[error("value store: {0}")]
+    Store(String),
     /// A row-wise optimizer step got gradients or state of the wrong shape.
     #[error("row optimizer: {0}")]
     RowOptimizer(String),

@@ -23,7 +23,7 @@
 //! assert_eq!(out.dims(), [2, 4]);
 //! ```
 
-mod autodiff;
+pub mod autodiff;
 mod backend;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod cube;

@@ -150,9 +150,9 @@ impl<B: Backend> ValueTable<B> {
         self.sparse = sparse.then(RowGradSink::default);
     }
 
-    /// Whether gradients are delivered as sparse rows.
-    pub fn has_sparse_grads(&self) -> bool {
-        self.sparse.is_some()
+    /// The sink of sparse gradients, when [`set_sparse_grads`](Self::set_sparse_grads) is on.
+    pub fn sparse_sink(&self) -> Option<&RowGradSink> {
+        self.sparse.as_ref()
     }
 }
 
@@ -221,7 +221,8 @@ impl<B: ValueBackend> ValueTable<B> {
     }
 
     /// Rejects any index outside `0..rows`: both extremes come back in one read (one sync).
-    fn check_range(&self, indices: &Tensor<B, 2, Int>) -> Result<(), ValueError> {
+    /// [`lookup`](Self::lookup) and [`dot`](Self::dot) call it; stores built on a table do too.
+    pub fn check_range(&self, indices: &Tensor<B, 2, Int>) -> Result<(), ValueError> {
         let rows = self.rows();
         let extremes = Tensor::cat(vec![indices.clone().min(), indices.clone().max()], 0)
             .into_data()

@@ -1,0 +1,272 @@
+//! Parallel memory on real collectives (burn-collective, one thread per peer on Flex): group
+//! operations on a 2 × 2 mesh, and the sharded lookup against the single-device lookup for
+//! P = 1, 2, 4: outputs, weight gradients on the owners, value gradients scaled by 1/P.
+
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use burn::backend::{Autodiff, Flex};
+use burn::collective::reset_collective;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Int, Tensor, TensorData};
+use memory_parallel::{BurnCollective, Collective, CollectiveConfig, Group, ShardedValues};
+use memory_values::{RowGrads, ValueStore, ValueTable};
+
+type A = Autodiff<Flex>;
+
+/// burn-collective keeps one server per backend type: one test at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn seq(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        })
+        .collect()
+}
+
+/// Runs `peer(rank)` on `world` threads, each registered with burn-collective.
+fn run_peers<T: Send + 'static>(
+    world: usize,
+    peer: impl Fn(Arc<BurnCollective<Flex>>) -> T + Send + Sync + 'static,
+) -> Vec<T> {
+    reset_collective::<Flex>();
+    let peer = Arc::new(peer);
+    let handles: Vec<_> = (0..world)
+        .map(|rank| {
+            let peer = peer.clone();
+            thread::spawn(move || {
+                let config = CollectiveConfig::default().with_num_devices(world);
+                let collective =
+                    BurnCollective::register(rank, &Default::default(), config, world).unwrap();
+                peer(Arc::new(collective))
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+fn host<const D: usize>(t: Tensor<impl burn::tensor::backend::Backend, D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
+}
+
+fn assert_close(actual: &[f32], expected: &[f32], what: &str) {
+    assert_eq!(actual.len(), expected.len(), "{what}: lengths");
+    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+        assert!(
+            (a - e).abs() <= 1e-5 * (1.0 + e.abs()),
+            "{what}, element {i}: {a} vs {e}"
+        );
+    }
+}
+
+#[test]
+fn group_operations_on_a_two_by_two_mesh() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // World ranks 0..4; memory groups {0, 1} and {2, 3}.
+    let results = run_peers(4, |collective| {
+        let rank = collective.rank();
+        let members = if rank < 2 { vec![0, 1] } else { vec![2, 3] };
+        let group = Group::new(collective, members).unwrap();
+        let device = Default::default();
+        let mine =
+            Tensor::<Flex, 2>::from_data(TensorData::new(vec![rank as f32; 6], [2, 3]), &device);
+        let gathered = host(group.all_gather(mine.clone()).unwrap());
+        let big = Tensor::<Flex, 2, Int>::from_data(
+            TensorData::new(vec![(1i64 << 30) + rank as i64, 7], [1, 2]),
+            &device,
+        );
+        let ints = group
+            .all_gather_ints(big)
+            .unwrap()
+            .into_data()
+            .convert::<i64>()
+            .to_vec::<i64>()
+            .unwrap();
+        // Part j carries 10·rank + j.
+        let parts = (0..2)
+            .map(|j| {
+                Tensor::<Flex, 2>::from_data(
+                    TensorData::new(vec![(10 * rank + j) as f32; 3], [1, 3]),
+                    &device,
+                )
+            })
+            .collect();
+        let received: Vec<f32> = group
+            .all_to_all(parts)
+            .unwrap()
+            .into_iter()
+            .flat_map(host)
+            .collect();
+        let rows = Tensor::<Flex, 2>::from_data(
+            TensorData::new(vec![rank as f32, 1.0, rank as f32, 2.0], [2, 2]),
+            &device,
+        );
+        let scattered = host(group.reduce_scatter(rows).unwrap());
+        (rank, gathered, ints, received, scattered)
+    });
+    for (rank, gathered, ints, received, scattered) in results {
+        let (a, b) = if rank < 2 { (0.0, 1.0) } else { (2.0, 3.0) };
+        let expected: Vec<f32> = [vec![a; 6], vec![b; 6]].concat();
+        assert_eq!(gathered, expected, "rank {rank} all_gather");
+        let base = if rank < 2 { 0 } else { 2 };
+        assert_eq!(
+            ints,
+            vec![(1 << 30) + base, 7, (1 << 30) + base + 1, 7],
+            "rank {rank} all_gather_ints"
+        );
+        let q = (rank % 2) as f32;
+        let expected: Vec<f32> = [vec![10.0 * a + q; 3], vec![10.0 * b + q; 3]].concat();
+        assert_eq!(received, expected, "rank {rank} all_to_all");
+        let expected = if rank % 2 == 0 {
+            vec![a + b, 2.0]
+        } else {
+            vec![a + b, 4.0]
+        };
+        assert_eq!(scattered, expected, "rank {rank} reduce_scatter");
+    }
+}
+
+/// One lookup problem over the whole table and all tokens.
+#[derive(Clone)]
+struct Case {
+    rows: usize,
+    dim: usize,
+    tokens: usize,
+    k: usize,
+    values: Vec<f32>,
+    indices: Vec<i64>,
+    weights: Vec<f32>,
+    grad_out: Vec<f32>,
+}
+
+impl Case {
+    fn new() -> Self {
+        let (rows, dim, tokens, k) = (13, 8, 8, 3);
+        let indices = seq(tokens * k, 3)
+            .iter()
+            .map(|v| ((v + 0.5) * rows as f32) as i64 % rows as i64)
+            .collect();
+        Self {
+            rows,
+            dim,
+            tokens,
+            k,
+            values: seq(rows * dim, 1),
+            indices,
+            weights: seq(tokens * k, 5),
+            grad_out: seq(tokens * dim, 7),
+        }
+    }
+
+    fn float<const D: usize>(&self, data: Vec<f32>, shape: [usize; D]) -> Tensor<A, D> {
+        Tensor::from_data(TensorData::new(data, shape), &Default::default())
+    }
+
+    /// Output and weight gradient of tokens `from..to` read from `table`, and all gradients
+    /// of `sum(output ⊙ grad_out)`.
+    fn run(
+        &self,
+        table: &impl ValueStore<A>,
+        from: usize,
+        to: usize,
+    ) -> (Vec<f32>, Vec<f32>, <A as AutodiffBackend>::Gradients) {
+        let (t, k, d) = (to - from, self.k, self.dim);
+        let indices = Tensor::<A, 2, Int>::from_data(
+            TensorData::new(self.indices[from * k..to * k].to_vec(), [t, k]),
+            &Default::default(),
+        );
+        let weights = self
+            .float(self.weights[from * k..to * k].to_vec(), [t, k])
+            .require_grad();
+        let out = table.lookup(indices, weights.clone()).unwrap();
+        let grads = (out.clone() * self.float(self.grad_out[from * d..to * d].to_vec(), [t, d]))
+            .sum()
+            .backward();
+        let weight_grad = host(weights.grad(&grads).unwrap());
+        (host(out), weight_grad, grads)
+    }
+}
+
+/// The dense form of sparse row gradients `[rows, width]`.
+fn densify(grads: RowGrads<A>, rows: usize) -> Vec<f32> {
+    let width = grads.rows.dims()[1];
+    let ids = grads
+        .ids
+        .into_data()
+        .convert::<i64>()
+        .to_vec::<i64>()
+        .unwrap();
+    let values = host(grads.rows);
+    let mut dense = vec![0.0; rows * width];
+    for (u, &id) in ids.iter().enumerate() {
+        let id = id as usize;
+        dense[id * width..(id + 1) * width].copy_from_slice(&values[u * width..(u + 1) * width]);
+    }
+    dense
+}
+
+#[test]
+fn sharded_lookup_equals_the_single_device_lookup() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let case = Case::new();
+    let full = case.float(case.values.clone(), [case.rows, case.dim]);
+    let table = ValueTable::from_tensor(full, 0, case.dim).unwrap();
+    let (out, weight_grad, grads) = case.run(&table, 0, case.tokens);
+    let value_grad = host(table.weight.val().grad(&grads).unwrap());
+
+    for p in [1, 2, 4] {
+        let shared = case.clone();
+        let results = run_peers(p, move |collective| {
+            let case = &shared;
+            let rank = collective.rank();
+            let group = Group::new(collective, (0..p).collect()).unwrap();
+            let width = case.dim / p;
+            let columns = case
+                .float(case.values.clone(), [case.rows, case.dim])
+                .slice([0..case.rows, rank * width..(rank + 1) * width]);
+            let mut shard = ValueTable::from_tensor(columns, rank * width, case.dim).unwrap();
+            // Odd ranks take their value gradient as sparse rows.
+            shard.set_sparse_grads(rank % 2 == 1);
+            let store = ShardedValues::new(shard, group).unwrap();
+            let per = case.tokens / p;
+            let (o, w, grads) = case.run(&store, rank * per, (rank + 1) * per);
+            let v = match store.shard.take_row_grads().unwrap() {
+                Some(rows) => densify(rows, case.rows),
+                None => host(store.shard.weight.val().grad(&grads).unwrap()),
+            };
+            (rank, o, w, v)
+        });
+        let per = case.tokens / p;
+        let width = case.dim / p;
+        for (rank, o, w, v) in results {
+            let rows = rank * per..(rank + 1) * per;
+            assert_close(
+                &o,
+                &out[rows.start * case.dim..rows.end * case.dim],
+                &format!("P={p} rank {rank} output"),
+            );
+            assert_close(
+                &w,
+                &weight_grad[rows.start * case.k..rows.end * case.k],
+                &format!("P={p} rank {rank} weight gradient"),
+            );
+            {
+                let expected: Vec<f32> = (0..case.rows)
+                    .flat_map(|r| {
+                        let row = &value_grad[r * case.dim..(r + 1) * case.dim];
+                        row[rank * width..(rank + 1) * width]
+                            .iter()
+                            .map(|g| g / p as f32)
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                assert_close(&v, &expected, &format!("P={p} rank {rank} value gradient"));
+            }
+        }
+    }
+}

@@ -6,7 +6,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use memory_benches::{random_indices, softmax_weights};
 use memory_keys::ProductKeysConfig;
 use memory_layer::MemoryLayerConfig;
-use memory_values::ValueTableConfig;
+use memory_values::{RowOptimizer, RowRule, ValueTableConfig};
 
 fn retrieval(c: &mut Criterion) {
     let device = Default::default();
@@ -44,16 +44,32 @@ fn lookup(c: &mut Criterion) {
     });
     group.finish();
 
-    let table = ValueTableConfig::new(rows, dim)
+    // The training path: value gradients as sparse rows, then a lazy-AdamW step in place.
+    let mut table = ValueTableConfig::new(rows, dim)
         .init::<Autodiff<Flex>>(&device)
         .unwrap();
+    table.set_sparse_grads(true);
     let indices = random_indices::<Autodiff<Flex>>(rows, bags, per_bag, &device);
     let weights = softmax_weights::<Autodiff<Flex>>(bags, per_bag, &device).require_grad();
     c.bench_function("lookup_fwd_bwd/2^16x256/2048x32", |b| {
         b.iter(|| {
             let out = table.lookup(indices.clone(), weights.clone()).unwrap();
-            out.sum().backward()
+            let _ = out.sum().backward();
+            table.take_row_grads().unwrap()
         })
+    });
+    let rule = RowRule::AdamW {
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weight_decay: 0.1,
+    };
+    let mut optim = RowOptimizer::new(rule, &table);
+    let out = table.lookup(indices.clone(), weights.clone()).unwrap();
+    let _ = out.sum().backward();
+    let grads = table.take_row_grads().unwrap().expect("rows were read");
+    c.bench_function("row_adamw_step/2^16x256/2048x32", |b| {
+        b.iter(|| optim.step(1e-3, &mut table, grads.clone()))
     });
 }
 

@@ -7,14 +7,14 @@
 //! table and optimizer state in place when their buffers have one owner.
 
 use burn::tensor::ops::{FloatTensor, IntTensor};
-use burn::tensor::{DType, Int, Tensor, TensorData, TensorMetadata, TensorPrimitive};
+use burn::tensor::{DType, Int, Tensor, TensorData, TensorMetadata};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use cubecl::calculate_cube_count_elemwise;
 use cubecl::prelude::{CubeCount, CubeDim};
 
-use crate::{RowAdagrad, RowAdamW, ValueBackend, reference};
+use crate::{RowAdagrad, RowAdamW, ValueBackend, fallback};
 use kernels::*;
 
 /// The kernels, in CubeCL's dialect of Rust.
@@ -207,9 +207,7 @@ where
         let [t, k] = indices.shape().dims::<2>();
         let d = values.shape().dims::<2>()[1];
         if t * k == 0 || !native::<R, F>(&[&values, &weights]) {
-            return reference::bag_sum::<Self>(float(values), int(indices), float(weights))
-                .into_primitive()
-                .tensor();
+            return fallback::bag_sum::<Self>(values, indices, weights);
         }
         let (values, indices, weights) = (
             into_contiguous(values),
@@ -237,9 +235,7 @@ where
     ) -> FloatTensor<Self> {
         let [t, k] = indices.shape().dims::<2>();
         if t * k == 0 || !native::<R, F>(&[&values, &x]) {
-            return reference::bag_dot::<Self>(float(values), int(indices), float(x))
-                .into_primitive()
-                .tensor();
+            return fallback::bag_dot::<Self>(values, indices, x);
         }
         let (values, indices, x) = (
             into_contiguous(values),
@@ -268,8 +264,7 @@ where
         let [t, k] = indices.shape().dims::<2>();
         let d = x.shape().dims::<2>()[1];
         if t * k == 0 || !native::<R, F>(&[&weights, &x]) {
-            let (ids, rows) = reference::bag_rows::<Self>(int(indices), float(weights), float(x));
-            return (ids.into_primitive(), rows.into_primitive().tensor());
+            return fallback::bag_rows::<Self>(indices, weights, x);
         }
         let device = x.device.clone();
         // Host: sort (row, position) pairs; segments of equal rows, positions ascending.
@@ -322,13 +317,7 @@ where
     ) -> [FloatTensor<Self>; 3] {
         let [u, d] = grads.shape().dims::<2>();
         if u * d == 0 || !native::<R, F>(&[&weight, &m, &v, &grads]) {
-            return reference::rows_adamw::<Self>(
-                [float(weight), float(m), float(v)],
-                Tensor::from_primitive(ids),
-                float(grads),
-                step,
-            )
-            .map(|t| t.into_primitive().tensor());
+            return fallback::rows_adamw::<Self>([weight, m, v], ids, grads, step);
         }
         let (weight, m, v) = (writable(weight), writable(m), writable(v));
         let (ids, grads) = (into_contiguous(ids), into_contiguous(grads));
@@ -364,14 +353,7 @@ where
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let u = grads.shape().dims::<2>()[0];
         if u == 0 || !native::<R, F>(&[&weight, &acc, &grads]) {
-            let (w, acc) = reference::rows_adagrad::<Self>(
-                float(weight),
-                Tensor::from_primitive(TensorPrimitive::Float(acc)),
-                Tensor::from_primitive(ids),
-                float(grads),
-                step,
-            );
-            return (w.into_primitive().tensor(), acc.into_primitive().tensor());
+            return fallback::rows_adagrad::<Self>(weight, acc, ids, grads, step);
         }
         let (weight, acc) = (writable(weight), writable(acc));
         let (ids, grads) = (into_contiguous(ids), into_contiguous(grads));
@@ -389,12 +371,4 @@ where
         );
         (weight, acc)
     }
-}
-
-fn float<B: burn::tensor::backend::Backend>(tensor: FloatTensor<B>) -> Tensor<B, 2> {
-    Tensor::from_primitive(TensorPrimitive::Float(tensor))
-}
-
-fn int<B: burn::tensor::backend::Backend>(tensor: IntTensor<B>) -> Tensor<B, 2, Int> {
-    Tensor::from_primitive(tensor)
 }

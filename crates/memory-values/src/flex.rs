@@ -9,7 +9,7 @@ use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{DType, TensorData, TensorMetadata};
 use rayon::prelude::*;
 
-use crate::{RowAdagrad, RowAdamW, ValueBackend, reference};
+use crate::{RowAdagrad, RowAdamW, ValueBackend, fallback};
 
 /// Value indices of an int tensor as `usize` (i32 and i64 storage).
 fn indices(tensor: &FlexTensor) -> Vec<usize> {
@@ -52,7 +52,7 @@ impl ValueBackend for Flex {
         weights: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         let (Some(v), Some(w)) = (f32s(&values), f32s(&weights)) else {
-            return reference_sum(values, indices_t, weights);
+            return fallback::bag_sum::<Flex>(values, indices_t, weights);
         };
         let [_, d] = values.shape().dims::<2>();
         let [t, k] = indices_t.shape().dims::<2>();
@@ -88,9 +88,7 @@ impl ValueBackend for Flex {
         x: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         let (Some(v), Some(xs)) = (f32s(&values), f32s(&x)) else {
-            return reference::bag_dot::<Flex>(float(values), int(indices_t), float(x))
-                .into_primitive()
-                .tensor();
+            return fallback::bag_dot::<Flex>(values, indices_t, x);
         };
         let [_, d] = values.shape().dims::<2>();
         let [t, k] = indices_t.shape().dims::<2>();
@@ -124,8 +122,7 @@ impl ValueBackend for Flex {
         x: FloatTensor<Self>,
     ) -> (IntTensor<Self>, FloatTensor<Self>) {
         let (Some(w), Some(xs)) = (f32s(&weights), f32s(&x)) else {
-            let (ids, rows) = reference::bag_rows::<Flex>(int(indices_t), float(weights), float(x));
-            return (ids.into_primitive(), rows.into_primitive().tensor());
+            return fallback::bag_rows::<Flex>(indices_t, weights, x);
         };
         let [_, d] = x.shape().dims::<2>();
         let [_, k] = indices_t.shape().dims::<2>();
@@ -175,13 +172,7 @@ impl ValueBackend for Flex {
             .all(|t| t.dtype() == DType::F32);
         let [_, d] = weight.shape().dims::<2>();
         if !all_f32 || !ascending(&ids) {
-            return reference::rows_adamw::<Flex>(
-                [float(weight), float(m), float(v)],
-                burn::tensor::Tensor::from_primitive(ids_t),
-                float(grads),
-                step,
-            )
-            .map(|t| t.into_primitive().tensor());
+            return fallback::rows_adamw::<Flex>([weight, m, v], ids_t, grads, step);
         }
         let g = f32s(&grads).expect("f32");
         let g = g.as_slice::<f32>().expect("f32");
@@ -228,14 +219,7 @@ impl ValueBackend for Flex {
             .all(|t| t.dtype() == DType::F32);
         let [_, d] = weight.shape().dims::<2>();
         if !all_f32 || !ascending(&ids) {
-            let (w, acc) = reference::rows_adagrad::<Flex>(
-                float(weight),
-                burn::tensor::Tensor::from_primitive(burn::tensor::TensorPrimitive::Float(acc)),
-                burn::tensor::Tensor::from_primitive(ids_t),
-                float(grads),
-                step,
-            );
-            return (w.into_primitive().tensor(), acc.into_primitive().tensor());
+            return fallback::rows_adagrad::<Flex>(weight, acc, ids_t, grads, step);
         }
         let g = f32s(&grads).expect("f32");
         let g = g.as_slice::<f32>().expect("f32");
@@ -332,18 +316,4 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
-}
-
-fn float(t: FlexTensor) -> burn::tensor::Tensor<Flex, 2> {
-    burn::tensor::Tensor::from_primitive(burn::tensor::TensorPrimitive::Float(t))
-}
-
-fn int(t: FlexTensor) -> burn::tensor::Tensor<Flex, 2, burn::tensor::Int> {
-    burn::tensor::Tensor::from_primitive(t)
-}
-
-fn reference_sum(values: FlexTensor, indices: FlexTensor, weights: FlexTensor) -> FlexTensor {
-    reference::bag_sum::<Flex>(float(values), int(indices), float(weights))
-        .into_primitive()
-        .tensor()
 }

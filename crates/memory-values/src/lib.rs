@@ -28,6 +28,7 @@ mod backend;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod cube;
 mod error;
+mod fallback;
 mod flex;
 mod optim;
 pub mod reference;

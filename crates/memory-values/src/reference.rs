@@ -91,8 +91,13 @@ pub fn scatter_rows<B: Backend>(
     ids: Tensor<B, 1, Int>,
     rows: Tensor<B, 2>,
 ) -> Tensor<B, 2> {
-    let [_, d] = rows.dims();
-    Tensor::zeros([n, d], &rows.device()).select_assign(0, ids, rows, IndexingUpdateOp::Add)
+    let [u, d] = rows.dims();
+    let zeros = Tensor::zeros([n, d], &rows.device());
+    if u == 0 {
+        // CubeCL's select_assign divides by the number of indices.
+        return zeros;
+    }
+    zeros.select_assign(0, ids, rows, IndexingUpdateOp::Add)
 }
 
 /// One lazy-AdamW step on the rows `ids` (distinct) of `weight` and its moments `m`, `v`
@@ -103,6 +108,9 @@ pub fn rows_adamw<B: Backend>(
     grads: Tensor<B, 2>,
     step: &RowAdamW,
 ) -> [Tensor<B, 2>; 3] {
+    if ids.dims()[0] == 0 {
+        return [weight, m, v];
+    }
     let rows = |t: &Tensor<B, 2>| t.clone().select(0, ids.clone());
     let (w0, m0, v0) = (rows(&weight), rows(&m), rows(&v));
     let m1 = m0.clone().mul_scalar(step.beta1) + grads.clone().mul_scalar(1.0 - step.beta1);
@@ -125,6 +133,9 @@ pub fn rows_adagrad<B: Backend>(
     grads: Tensor<B, 2>,
     step: &RowAdagrad,
 ) -> (Tensor<B, 2>, Tensor<B, 1>) {
+    if ids.dims()[0] == 0 {
+        return (weight, acc);
+    }
     let added = grads.clone().square().mean_dim(1).squeeze_dim(1);
     let acc = acc.select_assign(0, ids.clone(), added, IndexingUpdateOp::Add);
     let scale = acc

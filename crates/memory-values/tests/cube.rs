@@ -2,6 +2,8 @@
 //! on Flex: `cargo test -p memory-values --features wgpu --test cube`.
 #![cfg(feature = "wgpu")]
 
+mod common;
+
 use burn::backend::{Flex, Wgpu};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData, TensorPrimitive};
@@ -10,17 +12,7 @@ use proptest::prelude::*;
 
 type G = Wgpu;
 
-fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-        })
-        .collect()
-}
+use common::pseudo_random as data;
 
 fn float<B: Backend, const D: usize>(values: Vec<f32>, shape: [usize; D]) -> Tensor<B, D> {
     Tensor::from_data(TensorData::new(values, shape), &Default::default())
@@ -168,4 +160,33 @@ proptest! {
         prop_assert_eq!(close(&host(back::<2>(fw)), &host(sw), "adagrad weight"), Ok(()));
         prop_assert_eq!(close(&host(back::<1>(fa)), &host(sa), "adagrad acc"), Ok(()));
     }
+}
+
+#[test]
+fn cube_edge_cases() {
+    // Empty batch, no slot per bag, one slot per bag.
+    for (t, k) in [(0, 4), (4, 0), (4, 1)] {
+        lookup_case(5, 3, t, k, 11).unwrap();
+    }
+    // A step that touched no row leaves table and state as they are.
+    let w = data(12, 1);
+    let step = RowAdamW {
+        lr: 0.1,
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weight_decay: 0.1,
+        step: 1,
+    };
+    let [w1, _, _] = G::rows_adamw(
+        [
+            prim(float::<G, 2>(w.clone(), [4, 3])),
+            prim(float::<G, 2>(vec![0.0; 12], [4, 3])),
+            prim(float::<G, 2>(vec![0.0; 12], [4, 3])),
+        ],
+        ints::<G, 1>(vec![], [0]).into_primitive(),
+        prim(float::<G, 2>(vec![], [0, 3])),
+        &step,
+    );
+    assert_eq!(host(back::<2>(w1)), w);
 }

@@ -1,6 +1,8 @@
 //! The backend kernels equal the plain-tensor reference on random inputs: duplicates (few
 //! rows), one pair per bag, empty batches; the in-place row updates equal the tensor-op ones.
 
+mod common;
+
 use burn::backend::Flex;
 use burn::tensor::{Int, Tensor, TensorData, TensorPrimitive};
 use memory_values::{RowAdagrad, RowAdamW, ValueBackend, reference};
@@ -8,17 +10,7 @@ use proptest::prelude::*;
 
 type B = Flex;
 
-fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-        })
-        .collect()
-}
+use common::pseudo_random as data;
 
 fn float(values: Vec<f32>, shape: [usize; 2]) -> Tensor<B, 2> {
     Tensor::from_data(TensorData::new(values, shape), &Default::default())

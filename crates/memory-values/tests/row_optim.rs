@@ -1,6 +1,8 @@
 //! Row-wise optimizers: lazy AdamW equals Burn's dense AdamW when every row is touched, leaves
 //! untouched rows alone, row-wise Adagrad follows its formula, and the state round-trips.
 
+mod common;
+
 use burn::backend::{Autodiff, Flex};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::{Int, Tensor, TensorData};
@@ -15,17 +17,7 @@ const RULE: RowRule = RowRule::AdamW {
     weight_decay: 0.1,
 };
 
-fn seq(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-        })
-        .collect()
-}
+use common::pseudo_random as seq;
 
 fn table(rows: usize, dim: usize) -> ValueTable<A> {
     let values = Tensor::from_data(

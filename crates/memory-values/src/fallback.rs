@@ -1,0 +1,83 @@
+//! The [`reference`](crate::reference) ops on backend primitives: the default methods of
+//! [`ValueBackend`](crate::ValueBackend), and what fast kernels fall back to for inputs they
+//! do not handle (other dtypes, empty batches, ids that are not ascending).
+
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn::tensor::{Tensor, TensorPrimitive};
+
+use crate::{RowAdagrad, RowAdamW, reference};
+
+fn float<B: Backend, const D: usize>(tensor: FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(tensor))
+}
+
+fn primitive<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<B> {
+    tensor.into_primitive().tensor()
+}
+
+pub(crate) fn bag_sum<B: Backend>(
+    values: FloatTensor<B>,
+    indices: IntTensor<B>,
+    weights: FloatTensor<B>,
+) -> FloatTensor<B> {
+    primitive(reference::bag_sum::<B>(
+        float(values),
+        Tensor::from_primitive(indices),
+        float(weights),
+    ))
+}
+
+pub(crate) fn bag_dot<B: Backend>(
+    values: FloatTensor<B>,
+    indices: IntTensor<B>,
+    x: FloatTensor<B>,
+) -> FloatTensor<B> {
+    primitive(reference::bag_dot::<B>(
+        float(values),
+        Tensor::from_primitive(indices),
+        float(x),
+    ))
+}
+
+pub(crate) fn bag_rows<B: Backend>(
+    indices: IntTensor<B>,
+    weights: FloatTensor<B>,
+    x: FloatTensor<B>,
+) -> (IntTensor<B>, FloatTensor<B>) {
+    let (ids, rows) =
+        reference::bag_rows::<B>(Tensor::from_primitive(indices), float(weights), float(x));
+    (ids.into_primitive(), primitive(rows))
+}
+
+pub(crate) fn rows_adamw<B: Backend>(
+    [weight, m, v]: [FloatTensor<B>; 3],
+    ids: IntTensor<B>,
+    grads: FloatTensor<B>,
+    step: &RowAdamW,
+) -> [FloatTensor<B>; 3] {
+    reference::rows_adamw::<B>(
+        [float(weight), float(m), float(v)],
+        Tensor::from_primitive(ids),
+        float(grads),
+        step,
+    )
+    .map(primitive)
+}
+
+pub(crate) fn rows_adagrad<B: Backend>(
+    weight: FloatTensor<B>,
+    acc: FloatTensor<B>,
+    ids: IntTensor<B>,
+    grads: FloatTensor<B>,
+    step: &RowAdagrad,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let (weight, acc) = reference::rows_adagrad::<B>(
+        float(weight),
+        float(acc),
+        Tensor::from_primitive(ids),
+        float(grads),
+        step,
+    );
+    (primitive(weight), primitive(acc))
+}

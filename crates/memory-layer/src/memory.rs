@@ -183,7 +183,7 @@ impl<B: MemoryBackend> MemoryLayer<B> {
     pub fn forward<const D: usize>(
         &self,
         x: Tensor<B, D>,
-        values: &impl ValueStore<B>,
+        values: &(impl ValueStore<B> + ?Sized),
     ) -> Result<MemoryOutput<B, D>, MemoryError> {
         let n_keys = self.keys.n_keys();
         check_store(values, n_keys * n_keys, self.v_dim)?;
@@ -228,7 +228,7 @@ impl<B: MemoryBackend> Memory<B> {
 
 /// Checks that a store has the rows and width a layer reads.
 pub(crate) fn check_store<B: Backend>(
-    values: &impl ValueStore<B>,
+    values: &(impl ValueStore<B> + ?Sized),
     rows: usize,
     width: usize,
 ) -> Result<(), MemoryError> {

@@ -202,20 +202,20 @@ where
     }
 }
 
-/// A [`ValueStore`] whose values are sharded on columns over a memory group: this peer's
-/// `shard` holds all rows and its `d/P` columns; lookups return full-width rows for this
-/// peer's tokens. Every member of the group looks up the same number of tokens at once.
+/// A [`ValueStore`] view of a value table sharded on columns over a memory group: this
+/// peer's `shard` holds all rows and its `d/P` columns; lookups return full-width rows for
+/// this peer's tokens. Every member of the group looks up the same number of tokens at once.
+/// The shard stays a parameter of its model (optimizers and checkpoints see a plain table).
 #[derive(Debug)]
-pub struct ShardedValues<B: ShardedBackend> {
-    /// This peer's columns of the table.
-    pub shard: ValueTable<B>,
-    group: Group<B::Comm>,
+pub struct ShardedValues<'a, B: ShardedBackend> {
+    shard: &'a ValueTable<B>,
+    group: &'a Group<B::Comm>,
 }
 
-impl<B: ShardedBackend> ShardedValues<B> {
-    /// Wraps this peer's `shard`; the group's size must divide the table's width and the
-    /// shard must be the slice of the peer's position in the group.
-    pub fn new(shard: ValueTable<B>, group: Group<B::Comm>) -> Result<Self, ParallelError> {
+impl<'a, B: ShardedBackend> ShardedValues<'a, B> {
+    /// Views `shard` as this peer's part of the group's table; the group's size must divide
+    /// the table's width and the shard must be the slice of the peer's position in the group.
+    pub fn new(shard: &'a ValueTable<B>, group: &'a Group<B::Comm>) -> Result<Self, ParallelError> {
         let columns = shard.columns();
         let p = group.size();
         let width = columns.total / p;
@@ -235,14 +235,9 @@ impl<B: ShardedBackend> ShardedValues<B> {
         }
         Ok(Self { shard, group })
     }
-
-    /// The memory group.
-    pub fn group(&self) -> &Group<B::Comm> {
-        &self.group
-    }
 }
 
-impl<B: ShardedBackend> ValueStore<B> for ShardedValues<B> {
+impl<B: ShardedBackend> ValueStore<B> for ShardedValues<'_, B> {
     fn rows(&self) -> usize {
         self.shard.rows()
     }
@@ -275,7 +270,7 @@ impl<B: ShardedBackend> ValueStore<B> for ShardedValues<B> {
             self.shard.weight.val().into_primitive().tensor(),
             indices.into_primitive(),
             weights.into_primitive().tensor(),
-            &self.group,
+            self.group,
             self.shard.sparse_sink(),
         )
         .map_err(|e| ValueError::Store(e.to_string()))?;

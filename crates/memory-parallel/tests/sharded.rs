@@ -232,12 +232,12 @@ fn sharded_lookup_equals_the_single_device_lookup() {
             let mut shard = ValueTable::from_tensor(columns, rank * width, case.dim).unwrap();
             // Odd ranks take their value gradient as sparse rows.
             shard.set_sparse_grads(rank % 2 == 1);
-            let store = ShardedValues::new(shard, group).unwrap();
+            let store = ShardedValues::new(&shard, &group).unwrap();
             let per = case.tokens / p;
             let (o, w, grads) = case.run(&store, rank * per, (rank + 1) * per);
-            let v = match store.shard.take_row_grads().unwrap() {
+            let v = match shard.take_row_grads().unwrap() {
                 Some(rows) => densify(rows, case.rows),
-                None => host(store.shard.weight.val().grad(&grads).unwrap()),
+                None => host(shard.weight.val().grad(&grads).unwrap()),
             };
             (rank, o, w, v)
         });

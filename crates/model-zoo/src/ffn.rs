@@ -3,7 +3,7 @@ use burn::nn::Linear;
 use burn::tensor::Tensor;
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
-use memory_layer::{MemoryBackend, MemoryLayer, MemoryOutput, Peer, ValuePool};
+use memory_layer::{MemoryBackend, MemoryLayer, MemoryOutput, Peer, ValueStore};
 
 use crate::ZooError;
 use crate::init::linear;
@@ -63,7 +63,7 @@ impl<B: MemoryBackend> Ffn<B> {
     pub(crate) fn forward(
         &self,
         x: Tensor<B, 3>,
-        pool: Option<&ValuePool<B>>,
+        pool: Option<&dyn ValueStore<B>>,
     ) -> Result<FfnOutput<B>, ZooError> {
         let plain = |output| FfnOutput {
             output,

@@ -2,7 +2,7 @@ use burn::module::{Module, Param};
 use burn::nn::{Embedding, Linear, RmsNorm, RmsNormConfig, RotaryEncoding, RotaryEncodingConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
-use memory_layer::{MemoryBackend, MemoryOutput, ValuePool};
+use memory_layer::{MemoryBackend, MemoryOutput, ValuePool, ValueStore};
 
 use crate::attention::{Attention, KvCache};
 use crate::ffn::{Ffn, SwiGlu};
@@ -110,7 +110,18 @@ impl TransformerConfig {
 impl<B: MemoryBackend> Transformer<B> {
     /// Logits for `tokens [B, T]` (every id below the vocabulary size).
     pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Result<ModelOutput<B>, ZooError> {
-        self.run(tokens, None)
+        self.run(tokens, None, None)
+    }
+
+    /// [`forward`](Self::forward) with the memory layers reading `values` instead of the
+    /// model's pool: a view of the pool sharded over devices (parallel memory) keeps the
+    /// model's own parameters and changes where the lookups run.
+    pub fn forward_with_values(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        values: &dyn ValueStore<B>,
+    ) -> Result<ModelOutput<B>, ZooError> {
+        self.run(tokens, None, Some(values))
     }
 
     /// Logits for `tokens [B, T]` continuing the positions in `caches` (one per block; empty
@@ -120,7 +131,7 @@ impl<B: MemoryBackend> Transformer<B> {
         tokens: Tensor<B, 2, Int>,
         caches: &mut [KvCache<B>],
     ) -> Result<ModelOutput<B>, ZooError> {
-        self.run(tokens, Some(caches))
+        self.run(tokens, Some(caches), None)
     }
 
     /// Fresh caches for [`Transformer::forward_cached`].
@@ -132,7 +143,9 @@ impl<B: MemoryBackend> Transformer<B> {
         &self,
         tokens: Tensor<B, 2, Int>,
         mut caches: Option<&mut [KvCache<B>]>,
+        values: Option<&dyn ValueStore<B>>,
     ) -> Result<ModelOutput<B>, ZooError> {
+        let values = values.or(self.pool.as_ref().map(|p| p as &dyn ValueStore<B>));
         let [_, t] = tokens.dims();
         let start = caches
             .as_ref()
@@ -155,7 +168,7 @@ impl<B: MemoryBackend> Transformer<B> {
                     .forward(block.attn_norm.forward(h), &self.rope, cache);
             let out = block
                 .ffn
-                .forward(block.ffn_norm.forward(h.clone()), self.pool.as_ref())?;
+                .forward(block.ffn_norm.forward(h.clone()), values)?;
             h = h + out.output;
             if let Some(aux) = out.aux_loss {
                 aux_loss = Some(match aux_loss {

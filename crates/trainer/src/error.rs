@@ -48,6 +48,9 @@ pub enum TrainError {
     /// The model failed.
     #[error(transparent)]
     Model(#[from] ZooError),
+    /// A parallel run cannot go on (a layout it does not support, a collective that failed).
+    #[error("parallel training: {0}")]
+    Parallel(String),
     /// A value table or its optimizer failed.
     #[error(transparent)]
     Values(#[from] memory_values::ValueError),

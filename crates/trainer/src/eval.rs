@@ -59,7 +59,7 @@ pub fn validate<B: MemoryBackend>(
     let (mut total, mut count) = (0.0, 0usize);
     let mut stats: Vec<(usize, UsageStats)> = Vec::new();
     for (tokens, sequences) in batches.val_batches(batch_size).take(limit) {
-        let (loss, out) = lm_loss(model, &tokens, sequences, device)?;
+        let (loss, out) = lm_loss(model, &tokens, sequences, device, None)?;
         total += loss.into_scalar().elem::<f64>() * sequences as f64;
         count += sequences;
         for (i, (layer, memory)) in out.memory.iter().enumerate() {

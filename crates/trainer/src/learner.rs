@@ -10,17 +10,19 @@ use burn::optim::{AdamW, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::ElementConversion;
 use burn::tensor::backend::AutodiffBackend;
-use memory_layer::{MemoryBackend, UsageStats, UsageSummary};
+use memory_layer::{MemoryBackend, UsageStats, UsageSummary, ValueStore};
+use memory_parallel::ShardedBackend;
 use memory_values::{RowOptimizer, RowOptimizerRecord};
 use model_zoo::Transformer;
 
 use crate::TrainError;
-use crate::config::OptimConfig;
+use crate::config::{OptimConfig, ValueOptimizer};
 use crate::loss::lm_loss;
 use crate::optim::{
-    adamw, clip_global_norm, clip_row_grads, row_rule, value_param_ids, value_tables,
-    value_tables_mut,
+    adamw, clip_factor, clip_global_norm, row_rule, row_squared_norm, scale_grads, scale_rows,
+    squared_norm, value_param_ids, value_tables, value_tables_mut,
 };
+use crate::parallel::Peer;
 
 type Rec = BinFileRecorder<FullPrecisionSettings>;
 type Adam<B> = OptimizerAdaptor<AdamW, Transformer<B>, B>;
@@ -97,13 +99,29 @@ where
         usage_of: Option<usize>,
         device: &B::Device,
     ) -> Result<StepReport, TrainError> {
+        self.step_with(micro_batches, multiplier, usage_of, device, None)
+    }
+
+    fn step_with(
+        &mut self,
+        micro_batches: &[Vec<u32>],
+        multiplier: f64,
+        usage_of: Option<usize>,
+        device: &B::Device,
+        exchange: Option<&dyn Exchange<B>>,
+    ) -> Result<StepReport, TrainError> {
         let o = &self.config;
         let count = micro_batches.len().max(1);
+        let store = match exchange {
+            Some(exchange) => exchange.values(&self.model)?,
+            None => None,
+        };
         let mut main = GradientsAccumulator::<Transformer<B>>::new();
         let mut values = GradientsAccumulator::<Transformer<B>>::new();
         let (mut loss_sum, mut usage) = (0.0, None);
         for (i, tokens) in micro_batches.iter().enumerate() {
-            let (loss, output) = lm_loss(&self.model, tokens, o.batch_size, device)?;
+            let (loss, output) =
+                lm_loss(&self.model, tokens, o.batch_size, device, store.as_deref())?;
             let objective = match output.aux_loss.clone() {
                 Some(aux) => loss.clone() + aux,
                 None => loss.clone(),
@@ -123,6 +141,7 @@ where
                 }
             }
         }
+        drop(store);
         let (mut main, mut values) = (main.grads(), values.grads());
         let mut rows = Vec::with_capacity(self.row_optims.len());
         if !self.row_optims.is_empty() {
@@ -130,11 +149,26 @@ where
                 rows.push(table.take_row_grads()?);
             }
         }
+        let mut loss = loss_sum / count as f64;
+        if let Some(exchange) = exchange {
+            exchange.average(&self.model, &mut main)?;
+            loss = exchange.sum(loss)? / exchange.world() as f64;
+        }
         let grad_norm = clip_global_norm(&self.model, &mut main, o.grad_clip);
+        // The values' norm covers every shard: their squared sums add up over the peers.
+        let sum = |local: f64| exchange.map_or(Ok(local), |x| x.sum(local));
         let value_grad_norm = if self.row_optims.is_empty() {
-            clip_global_norm(&self.model, &mut values, o.value_grad_clip)
+            let norm = sum(squared_norm(&self.model, &values))?.sqrt();
+            if let Some(factor) = clip_factor(norm, o.value_grad_clip) {
+                scale_grads(&self.model, &mut values, factor);
+            }
+            norm
         } else {
-            clip_row_grads(&mut rows, o.value_grad_clip)
+            let norm = sum(row_squared_norm(&rows))?.sqrt();
+            if let Some(factor) = clip_factor(norm, o.value_grad_clip) {
+                scale_rows(&mut rows, factor);
+            }
+            norm
         };
         let model = self.model.clone();
         let model = self.optim.step(o.lr * multiplier, model, main);
@@ -152,7 +186,7 @@ where
             }
         }
         Ok(StepReport {
-            loss: loss_sum / count as f64,
+            loss,
             grad_norm,
             value_grad_norm,
             usage,
@@ -229,4 +263,82 @@ pub fn load_model<B: burn::tensor::backend::Backend>(
     model
         .load_file(dir.join("model"), &Rec::default(), device)
         .map_err(|e| checkpoint_error(dir, e))
+}
+
+/// What a parallel step adds to a single-device one ([`Peer`] implements it).
+trait Exchange<B: AutodiffBackend> {
+    /// The store the memory layers read instead of the model's pool.
+    fn values<'a>(
+        &'a self,
+        model: &'a Transformer<B>,
+    ) -> Result<Option<Box<dyn ValueStore<B> + 'a>>, TrainError>;
+    /// Averages `grads` of `model` over the peers.
+    fn average(
+        &self,
+        model: &Transformer<B>,
+        grads: &mut GradientsParams,
+    ) -> Result<(), TrainError>;
+    /// Sum of `value` over the peers.
+    fn sum(&self, value: f64) -> Result<f64, TrainError>;
+    /// Number of peers.
+    fn world(&self) -> usize;
+}
+
+impl<B> Exchange<B> for Peer<B::InnerBackend>
+where
+    B: AutodiffBackend
+        + MemoryBackend
+        + ShardedBackend<Comm = <B as AutodiffBackend>::InnerBackend>,
+{
+    fn values<'a>(
+        &'a self,
+        model: &'a Transformer<B>,
+    ) -> Result<Option<Box<dyn ValueStore<B> + 'a>>, TrainError> {
+        Ok(Peer::values(self, model)?.map(|v| Box::new(v) as Box<dyn ValueStore<B>>))
+    }
+
+    fn average(
+        &self,
+        model: &Transformer<B>,
+        grads: &mut GradientsParams,
+    ) -> Result<(), TrainError> {
+        Peer::average(self, model, grads)
+    }
+
+    fn sum(&self, value: f64) -> Result<f64, TrainError> {
+        Peer::sum(self, value)
+    }
+
+    fn world(&self) -> usize {
+        Peer::world(self)
+    }
+}
+
+impl<B> Learner<B>
+where
+    B: AutodiffBackend
+        + MemoryBackend
+        + ShardedBackend<Comm = <B as AutodiffBackend>::InnerBackend>,
+{
+    /// [`step`](Self::step) as one peer of a parallel run: `micro_batches` are this peer's
+    /// slice of the global batch, the model was [sharded](Peer::shard) for `peer`, and every
+    /// peer calls this at the same time. The report's loss is the mean over the peers.
+    pub fn step_parallel(
+        &mut self,
+        peer: &Peer<B::InnerBackend>,
+        micro_batches: &[Vec<u32>],
+        multiplier: f64,
+        usage_of: Option<usize>,
+        device: &B::Device,
+    ) -> Result<StepReport, TrainError> {
+        let adagrad = self.config.value_optimizer == ValueOptimizer::RowwiseAdagrad;
+        if adagrad && peer.world() > 1 && self.model.pool.is_some() {
+            return Err(TrainError::Parallel(
+                "rowwise-adagrad keeps one accumulator per whole row; a pool sharded on columns \
+                 needs sparse-adamw or dense-adamw"
+                    .into(),
+            ));
+        }
+        self.step_with(micro_batches, multiplier, usage_of, device, Some(peer))
+    }
 }

@@ -7,6 +7,8 @@
 //!   clipping), warmup then cosine or linear decay, gradient accumulation, atomic checkpoints
 //!   with exact resume, `metrics.jsonl`, `eval.json`, `loss.svg`.
 //! - [`eval`]: validation loss, QA exact match / F1 / answer NLL, memory usage.
+//! - [`Peer`] and [`Learner::step_parallel`]: data-parallel steps with the value pool sharded
+//!   over the peers (parallel memory).
 
 mod checkpoint;
 mod config;
@@ -17,6 +19,7 @@ mod learner;
 mod loss;
 pub mod metrics;
 mod optim;
+mod parallel;
 mod run;
 
 pub use checkpoint::{TrainState, find_checkpoint, load_state};
@@ -26,9 +29,10 @@ pub use config::{
 pub use error::TrainError;
 pub use learner::{Learner, StepReport, load_model};
 pub use optim::{
-    adamw, clip_global_norm, clip_row_grads, row_rule, value_param_ids, value_tables,
-    value_tables_mut,
+    adamw, clip_factor, clip_global_norm, clip_row_grads, row_rule, row_squared_norm, scale_grads,
+    scale_rows, squared_norm, value_param_ids, value_tables, value_tables_mut,
 };
+pub use parallel::Peer;
 pub use run::{
     OpenRun, RunData, TrainOptions, TrainSummary, evaluate, open_run, prepare_data, train,
 };

@@ -1,6 +1,6 @@
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
-use memory_layer::MemoryBackend;
+use memory_layer::{MemoryBackend, ValueStore};
 use model_zoo::{ModelOutput, Transformer};
 
 use crate::TrainError;
@@ -18,17 +18,22 @@ pub(crate) fn token_tensor<B: MemoryBackend>(
 
 /// Mean next-token NLL of `batch` sequences of `seq_len + 1` tokens (inputs, then targets
 /// shifted by one), and the model's output.
+/// With `values`, the memory layers read it instead of the model's pool.
 pub(crate) fn lm_loss<B: MemoryBackend>(
     model: &Transformer<B>,
     tokens: &[u32],
     batch: usize,
     device: &B::Device,
+    values: Option<&dyn ValueStore<B>>,
 ) -> Result<(Tensor<B, 1>, ModelOutput<B>), TrainError> {
     let all = token_tensor::<B>(tokens, batch, device);
     let [_, window] = all.dims();
     let inputs = all.clone().slice_dim(1, 0..window - 1);
     let targets = all.slice_dim(1, 1..window);
-    let out = model.forward(inputs)?;
+    let out = match values {
+        Some(values) => model.forward_with_values(inputs, values)?,
+        None => model.forward(inputs)?,
+    };
     let loss = nll(out.logits.clone(), targets).mean();
     Ok((loss, out))
 }

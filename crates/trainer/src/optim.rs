@@ -57,22 +57,34 @@ pub fn value_tables_mut<B: Backend>(model: &mut Transformer<B>) -> Vec<&mut Valu
     tables
 }
 
-/// Scales sparse row gradients so that their global L2 norm is at most `max_norm` (0: no
-/// clipping); returns the norm before clipping.
-pub fn clip_row_grads<B: ValueBackend>(grads: &mut [Option<RowGrads<B>>], max_norm: f64) -> f64 {
+/// The factor that brings a gradient of L2 norm `norm` down to `max_norm` (0: no clipping),
+/// or `None` when it is within bounds.
+pub fn clip_factor(norm: f64, max_norm: f64) -> Option<f64> {
+    (max_norm > 0.0 && norm > max_norm).then(|| max_norm / (norm + 1e-6))
+}
+
+/// Sum of the squared entries of sparse row gradients.
+pub fn row_squared_norm<B: ValueBackend>(grads: &[Option<RowGrads<B>>]) -> f64 {
     let squares: Vec<_> = grads.iter().flatten().map(RowGrads::squared_norm).collect();
     if squares.is_empty() {
         return 0.0;
     }
-    let norm = Tensor::cat(squares, 0)
-        .sum()
-        .into_scalar()
-        .elem::<f64>()
-        .sqrt();
-    if max_norm > 0.0 && norm > max_norm {
-        for g in grads.iter_mut().flatten() {
-            g.rows = g.rows.clone().mul_scalar(max_norm / (norm + 1e-6));
-        }
+    Tensor::cat(squares, 0).sum().into_scalar().elem::<f64>()
+}
+
+/// Multiplies sparse row gradients by `factor`.
+pub fn scale_rows<B: ValueBackend>(grads: &mut [Option<RowGrads<B>>], factor: f64) {
+    for g in grads.iter_mut().flatten() {
+        g.rows = g.rows.clone().mul_scalar(factor);
+    }
+}
+
+/// Scales sparse row gradients so that their global L2 norm is at most `max_norm` (0: no
+/// clipping); returns the norm before clipping.
+pub fn clip_row_grads<B: ValueBackend>(grads: &mut [Option<RowGrads<B>>], max_norm: f64) -> f64 {
+    let norm = row_squared_norm(grads).sqrt();
+    if let Some(factor) = clip_factor(norm, max_norm) {
+        scale_rows(grads, factor);
     }
     norm
 }
@@ -106,12 +118,10 @@ pub fn value_param_ids<B: AutodiffBackend>(model: &Transformer<B>) -> Vec<ParamI
     ids
 }
 
-/// Scales `grads` (those of `module`'s parameters) so that their global L2 norm is at most
-/// `max_norm` (0: no clipping); returns the norm before clipping.
-pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
+/// Sum of the squared entries of `grads` (those of `module`'s parameters).
+pub fn squared_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     module: &M,
-    grads: &mut GradientsParams,
-    max_norm: f64,
+    grads: &GradientsParams,
 ) -> f64 {
     struct Norm<'a> {
         grads: &'a GradientsParams,
@@ -124,6 +134,17 @@ pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
             }
         }
     }
+    let mut norm = Norm { grads, sum: 0.0 };
+    module.visit(&mut norm);
+    norm.sum
+}
+
+/// Multiplies `grads` (those of `module`'s parameters) by `factor`.
+pub fn scale_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    grads: &mut GradientsParams,
+    factor: f64,
+) {
     struct Scale<'a> {
         grads: &'a mut GradientsParams,
         factor: f64,
@@ -135,14 +156,19 @@ pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
             }
         }
     }
-    let mut norm = Norm { grads, sum: 0.0 };
-    module.visit(&mut norm);
-    let norm = norm.sum.sqrt();
-    if max_norm > 0.0 && norm > max_norm {
-        module.visit(&mut Scale {
-            grads,
-            factor: max_norm / (norm + 1e-6),
-        });
+    module.visit(&mut Scale { grads, factor });
+}
+
+/// Scales `grads` (those of `module`'s parameters) so that their global L2 norm is at most
+/// `max_norm` (0: no clipping); returns the norm before clipping.
+pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    grads: &mut GradientsParams,
+    max_norm: f64,
+) -> f64 {
+    let norm = squared_norm(module, grads).sqrt();
+    if let Some(factor) = clip_factor(norm, max_norm) {
+        scale_grads(module, grads, factor);
     }
     norm
 }

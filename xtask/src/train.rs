@@ -1,11 +1,14 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::AutodiffBackend;
 use memory_layer::MemoryBackend;
 use model_zoo::{ModelKind, Size, preset};
 use trainer::data::TokenizerKind;
-use trainer::{Precision, TrainConfig, TrainOptions, TrainSummary, ValueOptimizer, train};
+use trainer::{
+    Precision, TrainConfig, TrainOptions, TrainSummary, ValueOptimizer, train, train_parallel,
+};
 
 use crate::backend::{BackendKind, Job, dispatch};
 
@@ -60,10 +63,10 @@ pub struct TrainArgs {
     /// Leave out the generated knowledge corpus.
     #[arg(long)]
     no_facts: bool,
-    /// Data-parallel devices (only 1 today).
+    /// Data-parallel peers (threads on the CPU); the global batch is split over them.
     #[arg(long, default_value_t = 1)]
     devices: usize,
-    /// Memory-parallel shards (only 1 today).
+    /// Peers the value pool is sharded over (its columns); today equal to --devices.
     #[arg(long, default_value_t = 1)]
     memory_parallel: usize,
     /// Backend.
@@ -149,6 +152,35 @@ impl TrainArgs {
     }
 }
 
+/// `--devices N --memory-parallel P`: what is implemented is one memory group over all
+/// devices (`P = N`; models without a value pool also take `P = 1`), one thread per peer on
+/// the CPU.
+fn check_layout(args: &TrainArgs) -> anyhow::Result<()> {
+    let (n, p) = (args.devices, args.memory_parallel);
+    if n == 0 || p == 0 {
+        bail!("--devices and --memory-parallel must be at least 1");
+    }
+    if !n.is_multiple_of(p) {
+        bail!("--memory-parallel {p} must divide --devices {n}");
+    }
+    let pool = args
+        .model
+        .is_none_or(|m| matches!(m, ModelKind::Memory | ModelKind::MemoryPlus));
+    if n > 1 && p != n && (pool || p != 1) {
+        bail!(
+            "--devices {n} --memory-parallel {p}: only one memory group over all devices \
+             (--memory-parallel {n}) is implemented; replicas of value shards (P < N) are not yet"
+        );
+    }
+    if n > 1 && args.backend != BackendKind::Flex {
+        bail!(
+            "--devices {n}: several devices run as threads on the CPU (--backend flex) for now; \
+             one peer per GPU is not implemented yet"
+        );
+    }
+    Ok(())
+}
+
 fn set<T>(field: &mut T, value: Option<T>) {
     if let Some(value) = value {
         *field = value;
@@ -171,14 +203,7 @@ impl Job for Train {
 
 /// Trains, then prints a summary table.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
-    if args.devices != 1 || args.memory_parallel != 1 {
-        bail!(
-            "--devices {} --memory-parallel {}: multi-device and memory-parallel training are \
-             not implemented yet; use --devices 1 --memory-parallel 1",
-            args.devices,
-            args.memory_parallel
-        );
-    }
+    check_layout(&args)?;
     let mut config = args.config()?;
     if args.resume {
         let out = args
@@ -204,7 +229,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         resume: args.resume,
         progress: true,
     };
-    let summary = dispatch(args.backend, Train(config, options))?;
+    let summary = if args.devices > 1 {
+        let device = Default::default();
+        train_parallel::<Autodiff<Flex>>(config, &device, options, args.devices)?
+    } else {
+        dispatch(args.backend, Train(config, options))?
+    };
     print_summary(&summary);
     Ok(())
 }

@@ -162,7 +162,13 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
 fn bad_command_lines_are_clear_errors() {
     let out = xtask().args(["train", "--devices", "2"]).output().unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--memory-parallel 2"));
+    let out = xtask()
+        .args(["train", "--devices", "2", "--memory-parallel", "3"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must divide"));
     let out = xtask()
         .args(["train", "--model", "transformer"])
         .output()

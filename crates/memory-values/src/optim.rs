@@ -84,7 +84,7 @@ pub struct RowOptimizerRecord<B: Backend> {
 }
 
 /// Updates one [`ValueTable`] from its [`RowGrads`] with a [`RowRule`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RowOptimizer<B: Backend> {
     rule: RowRule,
     state: RowOptimizerRecord<B>,
@@ -165,6 +165,35 @@ impl<B: ValueBackend> RowOptimizer<B> {
             }
             _ => unreachable!("the state is built for the rule in new()"),
         };
+    }
+
+    /// This state restricted to the columns `offset..offset + width` (for a column shard of
+    /// the table). Lazy AdamW's state is per element; row-wise Adagrad's is per whole row and
+    /// cannot be split.
+    pub fn columns(mut self, offset: usize, width: usize) -> Result<Self, ValueError> {
+        if let RowRule::Adagrad { .. } = self.rule {
+            return Err(ValueError::RowOptimizer(
+                "row-wise Adagrad keeps one accumulator per whole row: its state cannot be split \
+                 by columns"
+                    .into(),
+            ));
+        }
+        let slice = |t: Option<Tensor<B, 2>>| -> Result<Option<Tensor<B, 2>>, ValueError> {
+            t.map(|t| {
+                let [rows, cols] = t.dims();
+                if offset + width > cols {
+                    return Err(ValueError::RowOptimizer(format!(
+                        "columns {offset}..{} are outside the state's {cols}",
+                        offset + width
+                    )));
+                }
+                Ok(t.slice([0..rows, offset..offset + width]))
+            })
+            .transpose()
+        };
+        self.state.m = slice(self.state.m.take())?;
+        self.state.v = slice(self.state.v.take())?;
+        Ok(self)
     }
 
     /// The state, for a checkpoint.

@@ -8,8 +8,8 @@ use burn::module::{Module, ParamId};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
-use burn::tensor::ElementConversion;
 use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{ElementConversion, Tensor};
 use memory_layer::{MemoryBackend, UsageStats, UsageSummary, ValueStore};
 use memory_parallel::ShardedBackend;
 use memory_values::{RowOptimizer, RowOptimizerRecord};
@@ -69,9 +69,7 @@ where
     pub fn new(mut model: Transformer<B>, config: &OptimConfig) -> Self {
         let adamw = adamw(config);
         let rule = row_rule(config);
-        for table in value_tables_mut(&mut model) {
-            table.set_sparse_grads(rule.is_some());
-        }
+        route_value_grads(&mut model, rule.is_some());
         let row_optims = match rule {
             Some(rule) => value_tables(&model)
                 .into_iter()
@@ -251,6 +249,99 @@ where
             .map(|(optim, record)| optim.load_record(record))
             .collect::<Result<_, _>>()?;
         Ok(self)
+    }
+}
+
+/// Parallel runs: every peer holds the same learner restricted to its columns of the pool.
+impl<B> Learner<B>
+where
+    B: AutodiffBackend + MemoryBackend,
+{
+    /// A copy of this whole learner for `peer`: its share of the global batch per step
+    /// (`batch_size / world`) and its columns of the pool and of the pool's optimizer state.
+    /// The parameters are forked: peers that shared autodiff leaves would share one autodiff
+    /// graph, and one peer's backward (which waits in collectives) would block the others'
+    /// forward.
+    pub fn for_peer(
+        &self,
+        peer: &Peer<B::InnerBackend>,
+        device: &B::Device,
+    ) -> Result<Self, TrainError> {
+        let mut config = self.config.clone();
+        config.batch_size /= peer.world();
+        Self {
+            model: self.model.clone().fork(device),
+            optim: self.optim.clone(),
+            value_optim: self.value_optim.clone(),
+            value_ids: self.value_ids.clone(),
+            row_optims: self.row_optims.clone(),
+            config,
+        }
+        .shard(peer)
+    }
+
+    /// This learner (the same on every peer) restricted to `peer`'s share: its columns of the
+    /// pool and of the pool's row-wise optimizer state.
+    pub fn shard(mut self, peer: &Peer<B::InnerBackend>) -> Result<Self, TrainError> {
+        if self.model.pool.is_some() && self.config.value_optimizer != ValueOptimizer::SparseAdamW {
+            return Err(TrainError::Parallel(format!(
+                "a value pool sharded over devices trains with value_optimizer sparse-adamw \
+                 (its state splits by columns), not {}",
+                self.config.value_optimizer
+            )));
+        }
+        let d = self.model.pool.as_ref().map(|p| p.weight.dims()[1]);
+        self.model = peer.shard(self.model)?;
+        route_value_grads(&mut self.model, !self.row_optims.is_empty());
+        self.value_ids = value_param_ids(&self.model);
+        if let (Some(d), false) = (d, self.row_optims.is_empty()) {
+            let w = d / peer.world();
+            let pool_optim = self.row_optims.remove(0);
+            self.row_optims
+                .insert(0, pool_optim.columns(peer.rank() * w, w)?);
+        }
+        Ok(self)
+    }
+
+    /// The whole learner from every peer's share (every peer calls it at the same time; all
+    /// get the result): the pool and its optimizer state gathered from their column shards.
+    pub fn gather(&self, peer: &Peer<B::InnerBackend>) -> Result<Self, TrainError> {
+        let mut full = Self {
+            model: self.model.clone(),
+            optim: self.optim.clone(),
+            value_optim: self.value_optim.clone(),
+            value_ids: Vec::new(),
+            row_optims: self.row_optims.clone(),
+            config: self.config.clone(),
+        };
+        if let Some(pool) = &self.model.pool {
+            let d = pool.columns().total;
+            let values = peer.gather_columns(pool.weight.val().inner())?;
+            let mut table =
+                memory_values::ValueTable::from_tensor(Tensor::from_inner(values), 0, d)?;
+            table.set_sparse_grads(pool.sparse_sink().is_some());
+            if let Some(pool_optim) = self.row_optims.first() {
+                let mut record = pool_optim.to_record();
+                let gather = |t: Option<Tensor<B, 2>>| -> Result<Option<Tensor<B, 2>>, TrainError> {
+                    t.map(|t| Ok(Tensor::from_inner(peer.gather_columns(t.inner())?)))
+                        .transpose()
+                };
+                record.m = gather(record.m)?;
+                record.v = gather(record.v)?;
+                let rule = row_rule(&self.config).expect("row optimizers exist");
+                full.row_optims[0] = RowOptimizer::new(rule, &table).load_record(record)?;
+            }
+            full.model.pool = Some(table);
+        }
+        full.value_ids = value_param_ids(&full.model);
+        Ok(full)
+    }
+}
+
+/// Value tables deliver sparse row gradients (for row-wise optimizers) or dense ones.
+fn route_value_grads<B: AutodiffBackend>(model: &mut Transformer<B>, sparse: bool) {
+    for table in value_tables_mut(model) {
+        table.set_sparse_grads(sparse);
     }
 }
 

@@ -35,4 +35,5 @@ pub use optim::{
 pub use parallel::Peer;
 pub use run::{
     OpenRun, RunData, TrainOptions, TrainSummary, evaluate, open_run, prepare_data, train,
+    train_parallel,
 };

@@ -51,7 +51,8 @@ impl<B: Backend> Peer<B> {
     }
 
     /// Keeps this peer's columns of the pool of `model`, which holds the same values on every
-    /// peer (materialised: Burn initialises parameters lazily, separately in each clone).
+    /// peer (materialised: Burn initialises parameters lazily, separately in each clone) in
+    /// tensors of its own (`Module::fork`: peers sharing autodiff leaves share one graph).
     /// Models whose PEER expert tables would be replicated are not supported yet.
     pub fn shard<A>(&self, mut model: Transformer<A>) -> Result<Transformer<A>, TrainError>
     where
@@ -84,6 +85,33 @@ impl<B: Backend> Peer<B> {
             model.pool = Some(ValueTable::from_tensor(columns, offset, d)?);
         }
         Ok(model)
+    }
+
+    /// The whole `[rows, d]` table from every peer's `[rows, d/P]` column shard (every peer
+    /// calls it; all get the result).
+    pub(crate) fn gather_columns(&self, shard: Tensor<B, 2>) -> Result<Tensor<B, 2>, TrainError> {
+        let [rows, _] = shard.dims();
+        let stacked = self.group.all_gather(shard).map_err(parallel_error)?;
+        Ok(Tensor::cat(
+            (0..self.world())
+                .map(|j| stacked.clone().narrow(0, j * rows, rows))
+                .collect(),
+            1,
+        ))
+    }
+
+    /// Every peer's outcome of a step that only some peers did (rank 0 writing a
+    /// checkpoint): all succeed, or all fail, so that no peer waits for one that stopped.
+    pub(crate) fn agree(&self, result: Result<(), TrainError>) -> Result<(), TrainError> {
+        let failures = self.sum(if result.is_err() { 1.0 } else { 0.0 })?;
+        match result {
+            Err(e) => Err(e),
+            Ok(()) if failures > 0.0 => Err(TrainError::Parallel(format!(
+                "{failures} peer(s) failed; peer {} stops with them",
+                self.rank()
+            ))),
+            Ok(()) => Ok(()),
+        }
     }
 
     /// Sum of `value` over the peers.

@@ -3,11 +3,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::module::AutodiffModule;
+use std::sync::Arc;
+
+use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::{AutodiffBackend, DTypeUsage, set_default_float_dtype};
 use burn::tensor::{DType, FloatDType};
 use indicatif::{ProgressBar, ProgressStyle};
 use memory_layer::MemoryBackend;
+use memory_parallel::{BurnCollective, CollectiveConfig, ShardedBackend};
 use model_zoo::Transformer;
 use serde::{Deserialize, Serialize};
 
@@ -18,8 +21,9 @@ use crate::data::{
     Batches, Facts, QaPair, Tokenizer, TokenizerKind, embedded_shakespeare, load_documents, load_qa,
 };
 use crate::eval::{EvalReport, qa_scores, validate};
-use crate::learner::{Learner, checkpoint_error, load_model};
+use crate::learner::{Learner, StepReport, checkpoint_error, load_model};
 use crate::metrics::{MetricsLine, MetricsLog, loss_svg, read_metrics};
+use crate::parallel::Peer;
 
 /// How to run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -115,7 +119,7 @@ pub fn prepare_data(
 /// Trains `config.model` on `config.data`, writing the run directory `config.run.out`
 /// (config.toml, tokenizer, metrics.jsonl, checkpoint/, eval.json, loss.svg).
 pub fn train<B>(
-    mut config: TrainConfig,
+    config: TrainConfig,
     device: &B::Device,
     options: TrainOptions,
 ) -> Result<TrainSummary, TrainError>
@@ -123,6 +127,91 @@ where
     B: AutodiffBackend + MemoryBackend,
     B::InnerBackend: MemoryBackend,
 {
+    let run = start::<B>(config, device, options)?;
+    let learner = run.learner::<B>(device)?;
+    run.train_loop(learner, &Alone, device)?
+        .ok_or_else(|| TrainError::Parallel("a single-device run always reports".into()))
+}
+
+/// [`train`] on `devices` peers, one thread each on `device` (the CPU), with the value pool
+/// sharded over all of them (`--memory-parallel` = `--devices`) and every other gradient
+/// averaged. Checkpoints hold the whole model, so a run resumes on any number of devices.
+pub fn train_parallel<B>(
+    config: TrainConfig,
+    device: &B::Device,
+    options: TrainOptions,
+    devices: usize,
+) -> Result<TrainSummary, TrainError>
+where
+    B: AutodiffBackend
+        + MemoryBackend
+        + ShardedBackend<Comm = <B as AutodiffBackend>::InnerBackend>,
+    B::InnerBackend: MemoryBackend,
+{
+    let global_batch = config.optim.batch_size;
+    if devices < 2 || !global_batch.is_multiple_of(devices) {
+        return Err(TrainError::Parallel(format!(
+            "{devices} devices need a batch size divisible by them (and at least 2 devices); \
+             the batch size is {global_batch}"
+        )));
+    }
+    let run = start::<B>(config, device, options)?;
+    // Every peer starts from the same values: materialise the lazily initialised parameters
+    // once, here, and hand each peer a clone.
+    let whole = run.learner::<B>(device)?;
+    let record = whole.model.clone().into_record();
+    let mut whole = whole;
+    whole.model = whole.model.clone().load_record(record);
+    let results: Vec<Result<Option<TrainSummary>, TrainError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..devices)
+            .map(|rank| {
+                let (run, whole) = (&run, &whole);
+                scope.spawn(move || -> Result<Option<TrainSummary>, TrainError> {
+                    let collective = BurnCollective::<B::InnerBackend>::register(
+                        rank,
+                        device,
+                        CollectiveConfig::default().with_num_devices(devices),
+                        devices,
+                    )
+                    .map_err(|e| TrainError::Parallel(e.to_string()))?;
+                    let peer = Peer::new(Arc::new(collective), device.clone())?;
+                    let learner = whole.for_peer(&peer, device)?;
+                    run.train_loop(learner, &AsPeer(&peer), device)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(TrainError::Parallel("a peer thread panicked".into())))
+            })
+            .collect()
+    });
+    let mut summary = None;
+    for result in results {
+        if let Some(s) = result? {
+            summary = Some(s);
+        }
+    }
+    summary.ok_or_else(|| TrainError::Parallel("no peer reported".into()))
+}
+
+/// A run set up: configuration resolved and saved, data ready, the checkpoint to resume.
+struct Run {
+    config: TrainConfig,
+    data: RunData,
+    checkpoint: Option<PathBuf>,
+    options: TrainOptions,
+}
+
+/// Resolves the configuration (from the run directory when resuming), prepares the data and
+/// seeds the device.
+fn start<B: AutodiffBackend + MemoryBackend>(
+    mut config: TrainConfig,
+    device: &B::Device,
+    options: TrainOptions,
+) -> Result<Run, TrainError> {
     let out = config.run.out.clone();
     let config_path = out.join("config.toml");
     let checkpoint = if options.resume {
@@ -140,112 +229,261 @@ where
     if !options.resume {
         config.save(&config_path)?;
     }
-
     set_precision::<B>(config.run.precision, device)?;
     B::seed(device, config.run.seed);
-    let mut learner = Learner::new(config.model.init::<B>(device)?, &config.optim);
-    let mut state = TrainState {
-        step: 0,
-        batches_seen: 0,
-        tokens_seen: 0,
-        seed: config.run.seed,
-        elapsed_s: 0.0,
-    };
-    if let Some(dir) = &checkpoint {
-        state = load_state(dir)?;
-        learner = learner.load(dir, device)?;
-    }
-    let memory_size = config.model.product_keys.n_keys.pow(2);
-    let mut log = MetricsLog::open(&out, state.step)?;
-    let o = config.optim.clone();
-    let bar = progress_bar(options.progress, o.steps, state.step);
-
-    let mut last_loss = f64::NAN;
-    let mut window = (Instant::now(), state.tokens_seen);
-    let started = Instant::now() - std::time::Duration::from_secs_f64(state.elapsed_s);
-    while state.step < o.steps {
-        let step = state.step;
-        let log_now = (step + 1).is_multiple_of(config.run.log_every) || step + 1 == o.steps;
-        let micro_batches: Vec<Vec<u32>> = (0..o.grad_accum)
-            .map(|i| {
-                data.batches
-                    .train_batch(state.batches_seen + i, o.batch_size)
-            })
-            .collect();
-        let multiplier = config.lr_multiplier(step);
-        let report = learner.step(
-            &micro_batches,
-            multiplier,
-            log_now.then_some(memory_size),
-            device,
-        )?;
-        state.batches_seen += o.grad_accum;
-        last_loss = report.loss;
-        state.step += 1;
-        state.tokens_seen += (o.batch_size * o.seq_len * o.grad_accum) as u64;
-        state.elapsed_s = started.elapsed().as_secs_f64();
-
-        if log_now {
-            let eval_now = state.step == o.steps
-                || (config.run.eval_every > 0 && state.step.is_multiple_of(config.run.eval_every));
-            let val_loss = if eval_now {
-                let (loss, _) = validate(
-                    &learner.model.valid(),
-                    &data.batches,
-                    o.batch_size,
-                    config.run.eval_batches,
-                    memory_size,
-                    device,
-                )?;
-                Some(loss)
-            } else {
-                None
-            };
-            let seconds = window.0.elapsed().as_secs_f64().max(1e-9);
-            let line = MetricsLine {
-                step: state.step,
-                tokens: state.tokens_seen,
-                loss: last_loss,
-                lr: o.lr * multiplier,
-                value_lr: o.value_lr * multiplier,
-                grad_norm: report.grad_norm,
-                value_grad_norm: report.value_grad_norm,
-                tokens_per_s: (state.tokens_seen - window.1) as f64 / seconds,
-                val_loss,
-                used_pct: report.usage.map(|u| u.used_pct),
-                kl_uniform: report.usage.map(|u| u.kl_uniform),
-            };
-            log.append(&line)?;
-            bar.set_message(format!(
-                "loss {last_loss:.3} | {:.0} tok/s",
-                line.tokens_per_s
-            ));
-            window = (Instant::now(), state.tokens_seen);
-        }
-        bar.set_position(state.step as u64);
-        if state.step.is_multiple_of(config.run.checkpoint_every) || state.step == o.steps {
-            save_checkpoint(&out, &state, |dir| learner.save(dir))?;
-        }
-    }
-    bar.finish_and_clear();
-
-    let eval = evaluate(&learner.model.valid(), &config, &data, device)?;
-    write_atomic(
-        &out.join("eval.json"),
-        serde_json::to_string_pretty(&eval)
-            .expect("serialises")
-            .as_bytes(),
-    )?;
-    let lines = read_metrics(&out.join("metrics.jsonl"))?;
-    write_atomic(&out.join("loss.svg"), loss_svg(&lines).as_bytes())?;
-    Ok(TrainSummary {
-        steps: state.step,
-        final_loss: lines.last().map_or(last_loss, |l| l.loss),
-        tokens: state.tokens_seen,
-        train_seconds: state.elapsed_s,
-        eval,
+    Ok(Run {
         config,
+        data,
+        checkpoint,
+        options,
     })
+}
+
+impl Run {
+    /// The whole learner: fresh, or from the checkpoint being resumed.
+    fn learner<B: AutodiffBackend + MemoryBackend>(
+        &self,
+        device: &B::Device,
+    ) -> Result<Learner<B>, TrainError> {
+        let learner = Learner::new(self.config.model.init::<B>(device)?, &self.config.optim);
+        match &self.checkpoint {
+            Some(dir) => learner.load(dir, device),
+            None => Ok(learner),
+        }
+    }
+
+    /// Steps until `optim.steps`, logging, validating and checkpointing as configured; the
+    /// writing role returns the summary after the final evaluation.
+    fn train_loop<B>(
+        &self,
+        mut learner: Learner<B>,
+        role: &dyn Role<B>,
+        device: &B::Device,
+    ) -> Result<Option<TrainSummary>, TrainError>
+    where
+        B: AutodiffBackend + MemoryBackend,
+        B::InnerBackend: MemoryBackend,
+    {
+        let (config, data, out) = (&self.config, &self.data, &self.config.run.out);
+        let mut state = match &self.checkpoint {
+            Some(dir) => load_state(dir)?,
+            None => TrainState {
+                step: 0,
+                batches_seen: 0,
+                tokens_seen: 0,
+                seed: config.run.seed,
+                elapsed_s: 0.0,
+            },
+        };
+        let memory_size = config.model.product_keys.n_keys.pow(2);
+        let mut log = role
+            .writes()
+            .then(|| MetricsLog::open(out, state.step))
+            .transpose()?;
+        let o = config.optim.clone();
+        let bar = progress_bar(self.options.progress && role.writes(), o.steps, state.step);
+
+        let mut last_loss = f64::NAN;
+        let mut window = (Instant::now(), state.tokens_seen);
+        let started = Instant::now() - std::time::Duration::from_secs_f64(state.elapsed_s);
+        while state.step < o.steps {
+            let step = state.step;
+            let log_now = (step + 1).is_multiple_of(config.run.log_every) || step + 1 == o.steps;
+            let micro_batches: Vec<Vec<u32>> = (0..o.grad_accum)
+                .map(|i| {
+                    role.share(
+                        data.batches
+                            .train_batch(state.batches_seen + i, o.batch_size),
+                        o.batch_size,
+                    )
+                })
+                .collect();
+            let multiplier = config.lr_multiplier(step);
+            let report = role.step(
+                &mut learner,
+                &micro_batches,
+                multiplier,
+                log_now.then_some(memory_size),
+                device,
+            )?;
+            state.batches_seen += o.grad_accum;
+            last_loss = report.loss;
+            state.step += 1;
+            state.tokens_seen += (o.batch_size * o.seq_len * o.grad_accum) as u64;
+            state.elapsed_s = started.elapsed().as_secs_f64();
+
+            if log_now {
+                let eval_now = state.step == o.steps
+                    || (config.run.eval_every > 0
+                        && state.step.is_multiple_of(config.run.eval_every));
+                let mut val_loss = None;
+                if eval_now {
+                    role.with_whole(&learner, &mut |whole| {
+                        let (loss, _) = validate(
+                            &whole.model.valid(),
+                            &data.batches,
+                            o.batch_size,
+                            config.run.eval_batches,
+                            memory_size,
+                            device,
+                        )?;
+                        val_loss = Some(loss);
+                        Ok(())
+                    })?;
+                }
+                let seconds = window.0.elapsed().as_secs_f64().max(1e-9);
+                let line = MetricsLine {
+                    step: state.step,
+                    tokens: state.tokens_seen,
+                    loss: last_loss,
+                    lr: o.lr * multiplier,
+                    value_lr: o.value_lr * multiplier,
+                    grad_norm: report.grad_norm,
+                    value_grad_norm: report.value_grad_norm,
+                    tokens_per_s: (state.tokens_seen - window.1) as f64 / seconds,
+                    val_loss,
+                    used_pct: report.usage.map(|u| u.used_pct),
+                    kl_uniform: report.usage.map(|u| u.kl_uniform),
+                };
+                if let Some(log) = &mut log {
+                    log.append(&line)?;
+                }
+                bar.set_message(format!(
+                    "loss {last_loss:.3} | {:.0} tok/s",
+                    line.tokens_per_s
+                ));
+                window = (Instant::now(), state.tokens_seen);
+            }
+            bar.set_position(state.step as u64);
+            if state.step.is_multiple_of(config.run.checkpoint_every) || state.step == o.steps {
+                role.with_whole(&learner, &mut |whole| {
+                    save_checkpoint(out, &state, |dir| whole.save(dir))
+                })?;
+            }
+        }
+        bar.finish_and_clear();
+
+        let mut summary = None;
+        role.with_whole(&learner, &mut |whole| {
+            let eval = evaluate(&whole.model.valid(), config, data, device)?;
+            write_atomic(
+                &out.join("eval.json"),
+                serde_json::to_string_pretty(&eval)
+                    .expect("serialises")
+                    .as_bytes(),
+            )?;
+            let lines = read_metrics(&out.join("metrics.jsonl"))?;
+            write_atomic(&out.join("loss.svg"), loss_svg(&lines).as_bytes())?;
+            summary = Some(TrainSummary {
+                steps: state.step,
+                final_loss: lines.last().map_or(last_loss, |l| l.loss),
+                tokens: state.tokens_seen,
+                train_seconds: state.elapsed_s,
+                eval,
+                config: config.clone(),
+            });
+            Ok(())
+        })?;
+        Ok(summary)
+    }
+}
+
+/// How the run loop steps and sees the whole learner: alone, or as one peer of a parallel run.
+trait Role<B: AutodiffBackend + MemoryBackend> {
+    /// Whether this role writes the run directory (metrics, checkpoints, evaluation).
+    fn writes(&self) -> bool;
+    /// This role's share of a global micro-batch of `batch` windows.
+    fn share(&self, tokens: Vec<u32>, batch: usize) -> Vec<u32>;
+    /// One optimizer step.
+    fn step(
+        &self,
+        learner: &mut Learner<B>,
+        micro_batches: &[Vec<u32>],
+        multiplier: f64,
+        usage_of: Option<usize>,
+        device: &B::Device,
+    ) -> Result<StepReport, TrainError>;
+    /// Runs `f` on the whole learner where this role writes; every peer takes part in
+    /// assembling it, and all fail together if `f` fails.
+    fn with_whole(
+        &self,
+        learner: &Learner<B>,
+        f: &mut dyn FnMut(&Learner<B>) -> Result<(), TrainError>,
+    ) -> Result<(), TrainError>;
+}
+
+/// A single-device run.
+struct Alone;
+
+impl<B: AutodiffBackend + MemoryBackend> Role<B> for Alone {
+    fn writes(&self) -> bool {
+        true
+    }
+
+    fn share(&self, tokens: Vec<u32>, _batch: usize) -> Vec<u32> {
+        tokens
+    }
+
+    fn step(
+        &self,
+        learner: &mut Learner<B>,
+        micro_batches: &[Vec<u32>],
+        multiplier: f64,
+        usage_of: Option<usize>,
+        device: &B::Device,
+    ) -> Result<StepReport, TrainError> {
+        learner.step(micro_batches, multiplier, usage_of, device)
+    }
+
+    fn with_whole(
+        &self,
+        learner: &Learner<B>,
+        f: &mut dyn FnMut(&Learner<B>) -> Result<(), TrainError>,
+    ) -> Result<(), TrainError> {
+        f(learner)
+    }
+}
+
+/// One peer of a parallel run; rank 0 writes.
+struct AsPeer<'a, I: burn::tensor::backend::Backend>(&'a Peer<I>);
+
+impl<B> Role<B> for AsPeer<'_, B::InnerBackend>
+where
+    B: AutodiffBackend
+        + MemoryBackend
+        + ShardedBackend<Comm = <B as AutodiffBackend>::InnerBackend>,
+{
+    fn writes(&self) -> bool {
+        self.0.rank() == 0
+    }
+
+    fn share(&self, tokens: Vec<u32>, batch: usize) -> Vec<u32> {
+        let window = tokens.len() / batch;
+        let per = batch / self.0.world() * window;
+        tokens[self.0.rank() * per..(self.0.rank() + 1) * per].to_vec()
+    }
+
+    fn step(
+        &self,
+        learner: &mut Learner<B>,
+        micro_batches: &[Vec<u32>],
+        multiplier: f64,
+        usage_of: Option<usize>,
+        device: &B::Device,
+    ) -> Result<StepReport, TrainError> {
+        learner.step_parallel(self.0, micro_batches, multiplier, usage_of, device)
+    }
+
+    fn with_whole(
+        &self,
+        learner: &Learner<B>,
+        f: &mut dyn FnMut(&Learner<B>) -> Result<(), TrainError>,
+    ) -> Result<(), TrainError> {
+        let whole = learner.gather(self.0)?;
+        let writes = self.0.rank() == 0;
+        let result = if writes { f(&whole) } else { Ok(()) };
+        self.0.agree(result)
+    }
 }
 
 /// The final evaluation of a run: validation loss and memory usage over every validation

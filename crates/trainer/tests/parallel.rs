@@ -55,16 +55,26 @@ fn parallel_losses(
                 .unwrap();
                 let peer = Peer::new(Arc::new(collective), device)?;
                 let per = BATCH / devices;
-                let config = config(value_optimizer, per);
-                let mut learner = Learner::new(peer.shard(model)?, &config.optim);
+                let mut learner = match value_optimizer {
+                    // What `train_parallel` does: one whole learner, one share per peer.
+                    ValueOptimizer::SparseAdamW => {
+                        Learner::new(model, &config(value_optimizer, BATCH).optim)
+                            .for_peer(&peer, &device)?
+                    }
+                    // Dense AdamW's state does not split, but a fresh one may start sharded.
+                    _ => Learner::new(
+                        peer.shard(model.fork(&device))?,
+                        &config(value_optimizer, per).optim,
+                    ),
+                };
                 (0..STEPS)
                     .map(|step| {
                         let tokens = global_batch(step);
                         let window = SEQ + 1;
                         let mine = tokens[rank * per * window..(rank + 1) * per * window].to_vec();
-                        Ok(learner
-                            .step_parallel(&peer, &[mine], 1.0, None, &device)?
-                            .loss)
+                        let report = learner.step_parallel(&peer, &[mine], 1.0, None, &device)?;
+                        assert!(report.value_grad_norm > 0.0, "no value gradient");
+                        Ok(report.loss)
                     })
                     .collect()
             })

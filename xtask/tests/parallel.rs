@@ -1,0 +1,91 @@
+//! `cargo xtask train --devices 2 --memory-parallel 2` (two peers on CPU threads, the value
+//! pool sharded over them) follows `--devices 1` with the same global batch and seed, and its
+//! checkpoint, killed mid-run, resumes on one device.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn train(out: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.args(["train", "--model", "memory-plus", "--size", "tiny"])
+        .args(["--steps", "30", "--seed", "5", "--checkpoint-every", "10"])
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+fn losses(out: &Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap())
+        })
+        .collect()
+}
+
+fn checkpoint_step(out: &Path) -> u64 {
+    std::fs::read_to_string(out.join("checkpoint/state.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["step"].as_u64())
+        .unwrap_or(0)
+}
+
+fn fresh(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("xtask-parallel-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn assert_follows(actual: &[(u64, f64)], expected: &[(u64, f64)], what: &str) {
+    assert_eq!(actual.len(), expected.len(), "{what}: logged steps");
+    for ((step, a), (s, e)) in actual.iter().zip(expected) {
+        assert_eq!(step, s, "{what}: steps");
+        assert!(
+            (a - e).abs() <= 1e-3 * e.abs(),
+            "{what}, step {step}: loss {a} vs {e}"
+        );
+    }
+}
+
+#[test]
+fn two_devices_follow_one_and_their_checkpoint_resumes_on_one() {
+    let one = fresh("one");
+    assert!(train(&one, &[]).status().unwrap().success());
+    let expected = losses(&one);
+    assert_eq!(expected.last().unwrap().0, 30);
+
+    let two = fresh("two");
+    let args = ["--devices", "2", "--memory-parallel", "2"];
+    assert!(train(&two, &args).status().unwrap().success());
+    assert_follows(&losses(&two), &expected, "2 devices");
+
+    // Killed after a checkpoint on two devices, resumed on one.
+    let cut = fresh("cut");
+    let mut child = train(&cut, &args).spawn().unwrap();
+    let start = Instant::now();
+    while checkpoint_step(&cut) < 10 {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "no checkpoint at step 10"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["train", "--resume", "--out"])
+        .arg(&cut)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(checkpoint_step(&cut), 30);
+    assert_follows(&losses(&cut), &expected, "resumed on 1 device");
+}

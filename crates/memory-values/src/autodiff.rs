@@ -55,7 +55,8 @@ pub fn deliver_value_grad<B: ValueBackend, C: CheckpointStrategy>(
     }
 }
 
-/// The value gradient `bag_rows(indices, weights, x)` of a lookup, delivered.
+/// The value gradient of a lookup, `Σ weights[t,j]·x[t]` per row `indices[t,j]`: sparse rows
+/// to the sink, or the backend's dense scatter to the graph.
 fn value_grad<B: ValueBackend, C: CheckpointStrategy>(
     grads: &mut Gradients,
     node: NodeId,
@@ -63,8 +64,13 @@ fn value_grad<B: ValueBackend, C: CheckpointStrategy>(
     sink: Option<RowGradSink>,
     (indices, weights, x): (IntTensor<B>, FloatTensor<B>, FloatTensor<B>),
 ) {
-    let sparse = B::bag_rows(indices, weights, x);
-    deliver_value_grad::<B, C>(grads, node, n_rows, sink, sparse);
+    match sink {
+        Some(sink) => {
+            let sparse = B::bag_rows(indices, weights, x);
+            deliver_value_grad::<B, C>(grads, node, n_rows, Some(sink), sparse);
+        }
+        None => grads.register::<B>(node, B::bag_scatter(n_rows, indices, weights, x)),
+    }
 }
 
 /// Backward of `bag_sum(values, indices, weights)`.
@@ -156,6 +162,20 @@ impl<B: ValueBackend, C: CheckpointStrategy> ValueBackend for Autodiff<B, C> {
     ) -> (IntTensor<Self>, FloatTensor<Self>) {
         let (ids, rows) = B::bag_rows(indices, weights.primitive, x.primitive);
         (ids, Self::from_inner(rows))
+    }
+
+    fn bag_scatter(
+        n_rows: usize,
+        indices: IntTensor<Self>,
+        weights: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        Self::from_inner(B::bag_scatter(
+            n_rows,
+            indices,
+            weights.primitive,
+            x.primitive,
+        ))
     }
 
     fn rows_adamw(

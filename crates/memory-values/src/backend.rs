@@ -39,6 +39,19 @@ pub trait ValueBackend: Backend {
         fallback::bag_rows::<Self>(indices, weights, x)
     }
 
+    /// The dense value gradient `[n_rows, d]`: `bag_rows` scattered into zeros by default
+    /// (deterministic); a backend with float atomics may add every contribution in place
+    /// instead (the order of the additions is then unspecified).
+    fn bag_scatter(
+        n_rows: usize,
+        indices: IntTensor<Self>,
+        weights: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let (ids, rows) = Self::bag_rows(indices, weights, x);
+        fallback::scatter_rows::<Self>(n_rows, ids, rows)
+    }
+
     /// [`bag_sum`](Self::bag_sum) whose gradient for `values` goes to `sink` as sparse rows
     /// instead of the autodiff graph. Backends without autodiff have no gradient to route.
     fn bag_sum_sparse(

@@ -3,8 +3,10 @@
 //! One thread per output element; index tensors are read as the backend's int type. The
 //! sparse value gradient sorts (row, position) pairs on the host (Burn 0.21 has no device sort
 //! on CubeCL backends either: its `sort` reads the data back), then sums each row's segment on
-//! the device in position order, so it is deterministic without atomics. Row updates write the
-//! table and optimizer state in place when their buffers have one owner.
+//! the device in position order, so it is deterministic without atomics. The dense value
+//! gradient adds every contribution with float atomics where the device has them (in no fixed
+//! order), else scatters those sparse rows. Row updates write the table and optimizer state
+//! in place when their buffers have one owner.
 
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{DType, Int, Tensor, TensorData, TensorMetadata};
@@ -12,7 +14,9 @@ use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use cubecl::calculate_cube_count_elemwise;
-use cubecl::prelude::{CubeCount, CubeDim};
+use cubecl::features::AtomicUsage;
+use cubecl::ir::FloatKind;
+use cubecl::prelude::{CubeCount, CubeDim, StorageType, Type};
 
 use crate::{RowAdagrad, RowAdamW, ValueBackend, fallback};
 use kernels::*;
@@ -89,6 +93,25 @@ mod kernels {
             acc += weights[p] * x[(p / k) * d + c];
         }
         out[pos] = acc;
+    }
+
+    /// `out[idx[t, j], c] += w[t, j] · x[t, c]` with float atomics: one thread per (pair,
+    /// column), additions in no fixed order.
+    #[cube(launch)]
+    pub(super) fn scatter_add_kernel<F: Float, I: Int>(
+        indices: &Tensor<I>,
+        weights: &Tensor<F>,
+        x: &Tensor<F>,
+        out: &mut Tensor<Atomic<f32>>,
+    ) {
+        let (k, d) = (indices.shape(1), x.shape(1));
+        let pos = ABSOLUTE_POS;
+        if pos >= indices.shape(0) * k * d {
+            terminate!();
+        }
+        let (p, c) = (pos / d, pos % d);
+        let row = usize::cast_from(indices[p]);
+        out[row * d + c].fetch_add(f32::cast_from(weights[p] * x[(p / k) * d + c]));
     }
 
     /// Lazy AdamW on rows `ids` of `w`, `m`, `v`, in place (Burn's AdamW formula).
@@ -307,6 +330,45 @@ where
             k as u32,
         );
         (ids, out)
+    }
+
+    fn bag_scatter(
+        n_rows: usize,
+        indices: IntTensor<Self>,
+        weights: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let [t, k] = indices.shape().dims::<2>();
+        let d = x.shape().dims::<2>()[1];
+        let atomics = x
+            .client
+            .properties()
+            .atomic_type_usage(Type::new(StorageType::Atomic(FloatKind::F32.into())))
+            .contains(AtomicUsage::Add);
+        if !atomics || t * k == 0 || F::dtype() != DType::F32 || !native::<R, F>(&[&weights, &x]) {
+            let (ids, rows) = Self::bag_rows(indices, weights, x);
+            return fallback::scatter_rows::<Self>(n_rows, ids, rows);
+        }
+        let device = x.device.clone();
+        let out = Tensor::<Self, 2>::zeros([n_rows, d], &device)
+            .into_primitive()
+            .tensor();
+        let (indices, weights, x) = (
+            into_contiguous(indices),
+            into_contiguous(weights),
+            into_contiguous(x),
+        );
+        let (count, dim) = grid(&out, t * k * d);
+        scatter_add_kernel::launch::<F, I, R>(
+            &out.client,
+            count,
+            dim,
+            indices.into_tensor_arg(),
+            weights.into_tensor_arg(),
+            x.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+        );
+        out
     }
 
     fn rows_adamw(

@@ -81,3 +81,15 @@ pub(crate) fn rows_adagrad<B: Backend>(
     );
     (primitive(weight), primitive(acc))
 }
+
+pub(crate) fn scatter_rows<B: Backend>(
+    n_rows: usize,
+    ids: IntTensor<B>,
+    rows: FloatTensor<B>,
+) -> FloatTensor<B> {
+    primitive(reference::scatter_rows::<B>(
+        n_rows,
+        Tensor::from_primitive(ids),
+        float(rows),
+    ))
+}

@@ -190,3 +190,28 @@ fn cube_edge_cases() {
     );
     assert_eq!(host(back::<2>(w1)), w);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// The dense value gradient (float atomics where the device has them) equals the sparse
+    /// rows scattered.
+    #[test]
+    fn cube_dense_scatter_equals_reference(rows in 1usize..30, d in 1usize..20, t in 1usize..20, k in 1usize..6, seed in any::<u64>()) {
+        let ids: Vec<i64> = data(t * k, !seed)
+            .iter()
+            .map(|v| ((v + 0.5) * rows as f32) as i64 % rows as i64)
+            .collect();
+        let (weights, x) = (data(t * k, seed ^ 7), data(t * d, seed ^ 9));
+        let dense = back::<2>(G::bag_scatter(
+            rows,
+            ints::<G, 2>(ids.clone(), [t, k]).into_primitive(),
+            prim(float::<G, 2>(weights.clone(), [t, k])),
+            prim(float::<G, 2>(x.clone(), [t, d])),
+        ));
+        let (u, sums) =
+            reference::bag_rows::<Flex>(ints(ids, [t, k]), float(weights, [t, k]), float(x, [t, d]));
+        let expected = reference::scatter_rows::<Flex>(rows, u, sums);
+        prop_assert_eq!(close(&host(dense), &host(expected), "bag_scatter"), Ok(()));
+    }
+}

@@ -2,12 +2,15 @@
 //! pool sharded over them) follows `--devices 1` with the same global batch and seed, and its
 //! checkpoint, killed mid-run, resumes on one device.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+
+use common::{checkpoint_step, fresh, kill_after_checkpoint, metrics, xtask};
 
 fn train(out: &Path, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut cmd = xtask();
     cmd.args(["train", "--model", "memory-plus", "--size", "tiny"])
         .args(["--steps", "30", "--seed", "5", "--checkpoint-every", "10"])
         .args(extra)
@@ -19,28 +22,10 @@ fn train(out: &Path, extra: &[&str]) -> Command {
 }
 
 fn losses(out: &Path) -> Vec<(u64, f64)> {
-    std::fs::read_to_string(out.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap())
-        })
+    metrics(out)
+        .iter()
+        .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
         .collect()
-}
-
-fn checkpoint_step(out: &Path) -> u64 {
-    std::fs::read_to_string(out.join("checkpoint/state.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["step"].as_u64())
-        .unwrap_or(0)
-}
-
-fn fresh(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("xtask-parallel-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
 }
 
 fn assert_follows(actual: &[(u64, f64)], expected: &[(u64, f64)], what: &str) {
@@ -68,18 +53,8 @@ fn two_devices_follow_one_and_their_checkpoint_resumes_on_one() {
 
     // Killed after a checkpoint on two devices, resumed on one.
     let cut = fresh("cut");
-    let mut child = train(&cut, &args).spawn().unwrap();
-    let start = Instant::now();
-    while checkpoint_step(&cut) < 10 {
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "no checkpoint at step 10"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let status = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    kill_after_checkpoint(train(&cut, &args), &cut, 10);
+    let status = xtask()
         .args(["train", "--resume", "--out"])
         .arg(&cut)
         .stdout(Stdio::null())

@@ -1,13 +1,12 @@
 //! A run killed with SIGKILL after a checkpoint and resumed with `--resume` ends at the same
 //! step with the same loss as an uninterrupted run (design.md, "Files a run writes").
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-fn xtask() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-}
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{checkpoint_step, fresh, kill_after_checkpoint, metrics, xtask};
 
 fn train(out: &Path) -> Command {
     let mut cmd = xtask();
@@ -30,27 +29,10 @@ fn train(out: &Path) -> Command {
 }
 
 fn losses(out: &Path) -> Vec<(u64, String)> {
-    let text = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
-    text.lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (v["step"].as_u64().unwrap(), v["loss"].to_string())
-        })
+    metrics(out)
+        .iter()
+        .map(|v| (v["step"].as_u64().unwrap(), v["loss"].to_string()))
         .collect()
-}
-
-fn checkpoint_step(out: &Path) -> u64 {
-    std::fs::read_to_string(out.join("checkpoint/state.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["step"].as_u64())
-        .unwrap_or(0)
-}
-
-fn fresh(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("xtask-resume-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
 }
 
 #[test]
@@ -59,17 +41,7 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
     assert!(train(&whole).status().unwrap().success());
 
     let cut = fresh("cut");
-    let mut child = train(&cut).spawn().unwrap();
-    let start = Instant::now();
-    while checkpoint_step(&cut) < 20 {
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "no checkpoint at step 20"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    kill_after_checkpoint(train(&cut), &cut, 20);
     let killed_at = checkpoint_step(&cut);
     assert!(
         killed_at < 40,

@@ -1,0 +1,51 @@
+//! Helpers shared by the command-line tests.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The `xtask` binary built for these tests.
+pub fn xtask() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+}
+
+/// Every line of a run's metrics.jsonl.
+pub fn metrics(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The step of a run's checkpoint (0 when there is none yet).
+pub fn checkpoint_step(out: &Path) -> u64 {
+    std::fs::read_to_string(out.join("checkpoint/state.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["step"].as_u64())
+        .unwrap_or(0)
+}
+
+/// An empty run directory for this test process.
+pub fn fresh(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("xtask-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Starts `train`, which writes the run `out`, and kills it (SIGKILL) once its checkpoint has
+/// reached `step`.
+pub fn kill_after_checkpoint(mut train: Command, out: &Path, step: u64) {
+    let mut child = train.spawn().unwrap();
+    let start = Instant::now();
+    while checkpoint_step(out) < step {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "no checkpoint at step {step}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -51,7 +51,7 @@ pub fn dispatch<J: Job>(kind: BackendKind, job: J) -> anyhow::Result<J::Output> 
 /// Fails clearly when no CUDA driver library can be found (Burn would panic on a background
 /// thread at the first tensor operation instead).
 #[cfg(feature = "cuda")]
-fn probe_cuda_driver() -> anyhow::Result<()> {
+pub fn probe_cuda_driver() -> anyhow::Result<()> {
     let mut dirs: Vec<std::path::PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
         .map(|paths| std::env::split_paths(&paths).collect())
         .unwrap_or_default();

@@ -7,7 +7,8 @@ use memory_layer::MemoryBackend;
 use model_zoo::{ModelKind, Size, preset};
 use trainer::data::TokenizerKind;
 use trainer::{
-    Precision, TrainConfig, TrainOptions, TrainSummary, ValueOptimizer, train, train_parallel,
+    Layout, Precision, TrainConfig, TrainOptions, TrainSummary, ValueOptimizer, train,
+    train_parallel,
 };
 
 use crate::backend::{BackendKind, Job, dispatch};
@@ -63,10 +64,12 @@ pub struct TrainArgs {
     /// Leave out the generated knowledge corpus.
     #[arg(long)]
     no_facts: bool,
-    /// Data-parallel peers (threads on the CPU); the global batch is split over them.
+    /// Data-parallel peers in the whole run (threads on the CPU, one per GPU with CUDA); the
+    /// global batch is split over them.
     #[arg(long, default_value_t = 1)]
     devices: usize,
-    /// Peers the value pool is sharded over (its columns); today equal to --devices.
+    /// Peers sharing one copy of the value pool, each holding 1/P of its columns (P divides
+    /// --devices and the value dimension); --devices / P replicas of it average gradients.
     #[arg(long, default_value_t = 1)]
     memory_parallel: usize,
     /// Backend.
@@ -152,33 +155,12 @@ impl TrainArgs {
     }
 }
 
-/// `--devices N --memory-parallel P`: what is implemented is one memory group over all
-/// devices (`P = N`; models without a value pool also take `P = 1`), one thread per peer on
-/// the CPU.
-fn check_layout(args: &TrainArgs) -> anyhow::Result<()> {
-    let (n, p) = (args.devices, args.memory_parallel);
-    if n == 0 || p == 0 {
-        bail!("--devices and --memory-parallel must be at least 1");
-    }
-    if !n.is_multiple_of(p) {
-        bail!("--memory-parallel {p} must divide --devices {n}");
-    }
-    let pool = args
-        .model
-        .is_none_or(|m| matches!(m, ModelKind::Memory | ModelKind::MemoryPlus));
-    if n > 1 && p != n && (pool || p != 1) {
-        bail!(
-            "--devices {n} --memory-parallel {p}: only one memory group over all devices \
-             (--memory-parallel {n}) is implemented; replicas of value shards (P < N) are not yet"
-        );
-    }
-    if n > 1 && args.backend != BackendKind::Flex {
-        bail!(
-            "--devices {n}: several devices run as threads on the CPU (--backend flex) for now; \
-             one peer per GPU is not implemented yet"
-        );
-    }
-    Ok(())
+/// The parallel layout the flags describe (`None`: one device).
+fn layout(args: &TrainArgs) -> Option<Layout> {
+    (args.devices != 1 || args.memory_parallel != 1).then_some(Layout {
+        devices: args.devices,
+        memory_parallel: args.memory_parallel,
+    })
 }
 
 fn set<T>(field: &mut T, value: Option<T>) {
@@ -203,7 +185,7 @@ impl Job for Train {
 
 /// Trains, then prints a summary table.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
-    check_layout(&args)?;
+    let layout = layout(&args);
     let mut config = args.config()?;
     if args.resume {
         let out = args
@@ -229,14 +211,45 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         resume: args.resume,
         progress: true,
     };
-    let summary = if args.devices > 1 {
-        let device = Default::default();
-        train_parallel::<Autodiff<Flex>>(config, &device, options, args.devices)?
-    } else {
-        dispatch(args.backend, Train(config, options))?
+    let summary = match layout {
+        Some(layout) => train_on_peers(args.backend, config, options, &layout)?,
+        None => dispatch(args.backend, Train(config, options))?,
     };
     print_summary(&summary);
     Ok(())
+}
+
+/// [`train_parallel`] on `backend`: the CPU's one device for every peer, one GPU per peer with
+/// CUDA (GPUs 0..N), the default adapter for every peer with wgpu.
+fn train_on_peers(
+    backend: BackendKind,
+    config: TrainConfig,
+    options: TrainOptions,
+    layout: &Layout,
+) -> anyhow::Result<TrainSummary> {
+    let n = layout.devices;
+    Ok(match backend {
+        BackendKind::Flex => {
+            let devices = vec![Default::default(); n];
+            train_parallel::<Autodiff<Flex>>(config, &devices, options, layout)?
+        }
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => {
+            let devices = vec![Default::default(); n];
+            train_parallel::<Autodiff<burn::backend::Wgpu>>(config, &devices, options, layout)?
+        }
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => {
+            crate::backend::probe_cuda_driver()?;
+            let devices: Vec<_> = (0..n).map(burn::backend::cuda::CudaDevice::new).collect();
+            train_parallel::<Autodiff<burn::backend::Cuda>>(config, &devices, options, layout)?
+        }
+        #[allow(unreachable_patterns)]
+        other => bail!(
+            "this xtask was built without the {} backend",
+            format!("{other:?}").to_lowercase()
+        ),
+    })
 }
 
 /// The end-of-run table.

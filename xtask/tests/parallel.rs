@@ -1,6 +1,7 @@
 //! `cargo xtask train --devices 2 --memory-parallel 2` (two peers on CPU threads, the value
-//! pool sharded over them) follows `--devices 1` with the same global batch and seed, and its
-//! checkpoint, killed mid-run, resumes on one device.
+//! pool sharded over them) and `--devices 4 --memory-parallel 2` (two replicas of a pool
+//! sharded over two peers) follow `--devices 1` with the same global batch and seed, and a
+//! checkpoint killed mid-run on two devices resumes on one.
 
 mod common;
 
@@ -40,7 +41,7 @@ fn assert_follows(actual: &[(u64, f64)], expected: &[(u64, f64)], what: &str) {
 }
 
 #[test]
-fn two_devices_follow_one_and_their_checkpoint_resumes_on_one() {
+fn several_devices_follow_one_and_their_checkpoint_resumes_on_one() {
     let one = fresh("one");
     assert!(train(&one, &[]).status().unwrap().success());
     let expected = losses(&one);
@@ -50,6 +51,11 @@ fn two_devices_follow_one_and_their_checkpoint_resumes_on_one() {
     let args = ["--devices", "2", "--memory-parallel", "2"];
     assert!(train(&two, &args).status().unwrap().success());
     assert_follows(&losses(&two), &expected, "2 devices");
+
+    let four = fresh("four");
+    let mesh = ["--devices", "4", "--memory-parallel", "2"];
+    assert!(train(&four, &mesh).status().unwrap().success());
+    assert_follows(&losses(&four), &expected, "4 devices, memory groups of 2");
 
     // Killed after a checkpoint on two devices, resumed on one.
     let cut = fresh("cut");

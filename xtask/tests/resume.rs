@@ -132,9 +132,12 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
 
 #[test]
 fn bad_command_lines_are_clear_errors() {
-    let out = xtask().args(["train", "--devices", "2"]).output().unwrap();
+    let out = xtask()
+        .args(["train", "--devices", "3", "--batch-size", "4"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--memory-parallel 2"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("divisible by --devices 3"));
     let out = xtask()
         .args(["train", "--devices", "2", "--memory-parallel", "3"])
         .output()

@@ -2,11 +2,13 @@
 //! implementation, and the group operations parallel memory needs built on it.
 //!
 //! burn-collective 0.21 offers all-reduce, reduce and broadcast over every registered peer (one
-//! world, no sub-groups). A [`Group`] runs all-gather, all-to-all and reduce-scatter among its
-//! members as ONE world all-reduce of a buffer in which each peer fills its own slot: every
-//! peer of the world takes part in every group operation (all groups act at the same time in
-//! SPMD training), and the buffer is world-sized. The traffic per call is written on each
-//! method; a transport with sub-communicators (NCCL) would move `world/size` times less.
+//! world, no sub-groups). A [`Group`], one group of a partition of the world, runs all-gather,
+//! all-to-all, reduce-scatter, all-reduce and sparse row sums among its members as ONE world
+//! all-reduce of a buffer in which each peer (or each group) fills its own slot: every peer of
+//! the world takes part in every group operation (all groups of the partition act at the same
+//! time in SPMD training). The traffic per call is written on each method; a transport with
+//! sub-communicators (NCCL) would move `world/size` times less. A partition of single peers
+//! needs no communication at all.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -15,6 +17,8 @@ use burn::collective::{self, CollectiveConfig, PeerId, ReduceOperation};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Int, Tensor, TensorPrimitive};
+
+use memory_values::{RowGrads, ValueBackend};
 
 use crate::ParallelError;
 
@@ -87,25 +91,67 @@ impl<B: Backend> Collective<B> for BurnCollective<B> {
     }
 
     fn all_reduce(&self, tensor: FloatTensor<B>) -> Result<FloatTensor<B>, ParallelError> {
-        collective::all_reduce::<B>(self.peer, tensor, ReduceOperation::Sum)
-            .map_err(|e| failed("all_reduce", e))
+        let shared = collective::all_reduce::<B>(self.peer, tensor, ReduceOperation::Sum)
+            .map_err(|e| failed("all_reduce", e))?;
+        private::<B>(shared)
     }
 
     fn broadcast(&self, tensor: Option<FloatTensor<B>>) -> Result<FloatTensor<B>, ParallelError> {
-        collective::broadcast::<B>(self.peer, tensor).map_err(|e| failed("broadcast", e))
+        let shared =
+            collective::broadcast::<B>(self.peer, tensor).map_err(|e| failed("broadcast", e))?;
+        private::<B>(shared)
     }
+}
+
+/// This peer's own copy of a collective's result, complete before the shared buffer is let go.
+///
+/// burn-collective hands every peer on one device the same result buffer. On CubeCL devices
+/// each thread queues work on its own stream, and a tensor op may run in place once its handle
+/// is the last one: a peer that dropped its handle with a read still queued could then see the
+/// buffer after another peer changed it in place (a mean divided twice, seen on wgpu). So each
+/// peer copies and waits for its copy before dropping its handle.
+fn private<B: Backend>(shared: FloatTensor<B>) -> Result<FloatTensor<B>, ParallelError> {
+    let device = B::float_device(&shared);
+    let copy = Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(shared))
+        .add_scalar(0.0)
+        .into_primitive()
+        .tensor();
+    B::sync(&device).map_err(|e| failed("sync", e))?;
+    Ok(copy)
 }
 
 /// Int values travel as two floats (`hi·2¹² + lo`), each exact in f32 below 2²⁴: indices up to
 /// 2³⁶.
 const INT_SPLIT: i64 = 1 << 12;
 
-/// Peers that exchange data among themselves (a memory group: the `P` shards of one replica).
+/// `[R, C]` ints as `[R, 2C]` floats: the high parts, then the low parts.
+fn ints_to_floats<B: Backend>(ints: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+    let hi = ints.clone().div_scalar(INT_SPLIT);
+    let lo = ints - hi.clone().mul_scalar(INT_SPLIT);
+    Tensor::cat(vec![hi.float(), lo.float()], 1)
+}
+
+/// The inverse of [`ints_to_floats`].
+fn floats_to_ints<B: Backend>(floats: Tensor<B, 2>) -> Tensor<B, 2, Int> {
+    let [rows, c2] = floats.dims();
+    let c = c2 / 2;
+    let hi = floats.clone().slice([0..rows, 0..c]).round().int();
+    let lo = floats.slice([0..rows, c..c2]).round().int();
+    hi.mul_scalar(INT_SPLIT) + lo
+}
+
+/// Peers that exchange data among themselves: the `P` shards of one replica (a memory group),
+/// the replicas of one shard, or the whole world. Groups come as a partition of the world:
+/// every peer is in exactly one group of the partition, and all groups of a partition run the
+/// same operation at the same time (SPMD).
 #[derive(Clone)]
 pub struct Group<B: Backend> {
     collective: Arc<dyn Collective<B>>,
     members: Vec<usize>,
     position: usize,
+    /// This group's index in its partition, and how many groups the partition has.
+    slot: usize,
+    slots: usize,
 }
 
 impl<B: Backend> std::fmt::Debug for Group<B> {
@@ -118,29 +164,50 @@ impl<B: Backend> std::fmt::Debug for Group<B> {
 }
 
 impl<B: Backend> Group<B> {
-    /// The group of world ranks `members` (in group order), which must contain this peer.
+    /// This peer's group in `partition`: lists of world ranks (each in group order) that
+    /// together hold every rank exactly once.
     pub fn new(
         collective: Arc<dyn Collective<B>>,
-        members: Vec<usize>,
+        partition: Vec<Vec<usize>>,
     ) -> Result<Self, ParallelError> {
         let (rank, world) = (collective.rank(), collective.world());
-        let distinct = members
-            .iter()
-            .enumerate()
-            .all(|(i, m)| !members[..i].contains(m));
-        if members.iter().any(|&m| m >= world) || !distinct {
+        let mut seen = vec![0usize; world];
+        for &m in partition.iter().flatten() {
+            if m >= world {
+                return Err(ParallelError::Layout(format!(
+                    "groups {partition:?} name rank {m}, outside a world of {world}"
+                )));
+            }
+            seen[m] += 1;
+        }
+        if seen.iter().any(|&n| n != 1) {
             return Err(ParallelError::Layout(format!(
-                "group {members:?} must list distinct ranks below the world size {world}"
+                "groups {partition:?} must hold every rank below {world} exactly once"
             )));
         }
-        let position = members.iter().position(|&m| m == rank).ok_or_else(|| {
-            ParallelError::Layout(format!("rank {rank} is not in its group {members:?}"))
-        })?;
+        let slots = partition.len();
+        let (slot, members) = partition
+            .into_iter()
+            .enumerate()
+            .find(|(_, g)| g.contains(&rank))
+            .expect("every rank is in one group");
+        let position = members
+            .iter()
+            .position(|&m| m == rank)
+            .expect("the group holds this rank");
         Ok(Self {
             collective,
             members,
             position,
+            slot,
+            slots,
         })
+    }
+
+    /// The whole world as one group.
+    pub fn world(collective: Arc<dyn Collective<B>>) -> Self {
+        let world = collective.world();
+        Self::new(collective, vec![(0..world).collect()]).expect("the world is a partition")
     }
 
     /// Members.
@@ -161,6 +228,9 @@ impl<B: Backend> Group<B> {
     /// Every member's `[R, C]` rows stacked in group order: `[size·R, C]`. One world
     /// all-reduce of `world·R·C` values.
     pub fn all_gather(&self, tensor: Tensor<B, 2>) -> Result<Tensor<B, 2>, ParallelError> {
+        if self.solo() {
+            return Ok(tensor);
+        }
         let [r, c] = tensor.dims();
         let (rank, world) = (self.collective.rank(), self.collective.world());
         let buffer = Tensor::zeros([world * r, c], &tensor.device())
@@ -180,14 +250,7 @@ impl<B: Backend> Group<B> {
         &self,
         tensor: Tensor<B, 2, Int>,
     ) -> Result<Tensor<B, 2, Int>, ParallelError> {
-        let [_, c] = tensor.dims();
-        let hi = tensor.clone().div_scalar(INT_SPLIT);
-        let lo = tensor - hi.clone().mul_scalar(INT_SPLIT);
-        let gathered = self.all_gather(Tensor::cat(vec![hi.float(), lo.float()], 1))?;
-        let [rows, _] = gathered.dims();
-        let hi = gathered.clone().slice([0..rows, 0..c]).round().int();
-        let lo = gathered.slice([0..rows, c..2 * c]).round().int();
-        Ok(hi.mul_scalar(INT_SPLIT) + lo)
+        Ok(floats_to_ints(self.all_gather(ints_to_floats(tensor))?))
     }
 
     /// Sends `parts[j]` (all `[R, C]`) to member `j`; returns what each member sent to this
@@ -205,6 +268,9 @@ impl<B: Backend> Group<B> {
             return Err(ParallelError::Layout(
                 "all_to_all parts must have equal shapes".into(),
             ));
+        }
+        if self.solo() {
+            return Ok(parts);
         }
         let (rank, world) = (self.collective.rank(), self.collective.world());
         let device = parts[0].device();
@@ -244,6 +310,101 @@ impl<B: Backend> Group<B> {
             })
             .reduce(|a, b| a + b)
             .expect("a group has a member"))
+    }
+
+    /// Element-wise sum over the members. One world all-reduce of `slots·bytes` (the
+    /// partition's groups side by side).
+    pub fn all_reduce<const D: usize>(
+        &self,
+        tensor: Tensor<B, D>,
+    ) -> Result<Tensor<B, D>, ParallelError> {
+        if self.solo() {
+            return Ok(tensor);
+        }
+        let shape = tensor.shape();
+        let n = shape.num_elements();
+        let flat = tensor.reshape([1, n]);
+        let sum = if self.slots == 1 {
+            self.world_sum(flat)?
+        } else {
+            let buffer = Tensor::zeros([self.slots, n], &flat.device())
+                .slice_assign([self.slot..self.slot + 1, 0..n], flat);
+            self.world_sum(buffer)?
+                .slice([self.slot..self.slot + 1, 0..n])
+        };
+        Ok(sum.reshape(shape))
+    }
+
+    /// Sums sparse row gradients over the members: every member gets the rows any member
+    /// touched, ids distinct and ascending, summed in member order (so all members get the same
+    /// bits). `width` and `device` describe the rows when this member has none. One world
+    /// all-reduce of the counts, then an [`all_gather`](Self::all_gather) of
+    /// `max_count × (width + 2)` values per peer.
+    pub fn sum_rows(
+        &self,
+        grads: Option<RowGrads<B>>,
+        width: usize,
+        device: &B::Device,
+    ) -> Result<Option<RowGrads<B>>, ParallelError>
+    where
+        B: ValueBackend,
+    {
+        if self.solo() {
+            return Ok(grads);
+        }
+        let (rank, world) = (self.collective.rank(), self.collective.world());
+        let count = grads.as_ref().map_or(0, |g| g.ids.dims()[0]);
+        let mine = Tensor::zeros([world, 1], device).slice_assign(
+            [rank..rank + 1, 0..1],
+            Tensor::from_floats([[count as f32]], device),
+        );
+        let counts: Vec<usize> = self
+            .world_sum(mine)?
+            .into_data()
+            .iter::<f32>()
+            .map(|c| c as usize)
+            .collect();
+        let most = counts.iter().copied().max().unwrap_or(0);
+        if most == 0 {
+            return Ok(None);
+        }
+        let columns = width + 2;
+        let block = match grads {
+            None => Tensor::zeros([most, columns], device),
+            Some(g) => {
+                let ids = ints_to_floats(g.ids.reshape([count, 1]));
+                let block = Tensor::cat(vec![ids, g.rows], 1);
+                if count < most {
+                    Tensor::cat(
+                        vec![block, Tensor::zeros([most - count, columns], device)],
+                        0,
+                    )
+                } else {
+                    block
+                }
+            }
+        };
+        let gathered = self.all_gather(block)?;
+        let parts = self
+            .members
+            .iter()
+            .enumerate()
+            .filter(|&(_, &m)| counts[m] > 0)
+            .map(|(j, &m)| {
+                let rows = j * most..j * most + counts[m];
+                RowGrads {
+                    ids: floats_to_ints(gathered.clone().slice([rows.clone(), 0..2]))
+                        .reshape([counts[m]]),
+                    rows: gathered.clone().slice([rows, 2..columns]),
+                }
+            })
+            .collect();
+        Ok(RowGrads::coalesce(parts))
+    }
+
+    /// Every group of the partition is one peer: group operations need no communication.
+    fn solo(&self) -> bool {
+        self.slots == self.collective.world()
     }
 
     fn world_sum(&self, buffer: Tensor<B, 2>) -> Result<Tensor<B, 2>, ParallelError> {

@@ -1,6 +1,7 @@
 //! Parallel memory on real collectives (burn-collective, one thread per peer on Flex): group
-//! operations on a 2 × 2 mesh, and the sharded lookup against the single-device lookup for
-//! P = 1, 2, 4: outputs, weight gradients on the owners, value gradients scaled by 1/P.
+//! operations on a 2 × 2 mesh, and the sharded lookup against the single-device lookup on
+//! meshes of N peers in memory groups of P (P = N = 1, 2, 4; P < N): outputs, weight gradients
+//! on the owners, value gradients scaled by 1/P and averaged over the replicas, i.e. 1/N.
 
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -9,7 +10,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::collective::reset_collective;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
-use memory_parallel::{BurnCollective, Collective, CollectiveConfig, Group, ShardedValues};
+use memory_parallel::{BurnCollective, Collective, CollectiveConfig, Mesh, ShardedValues};
 use memory_values::{RowGrads, ValueStore, ValueTable};
 
 type A = Autodiff<Flex>;
@@ -67,11 +68,11 @@ fn assert_close(actual: &[f32], expected: &[f32], what: &str) {
 #[test]
 fn group_operations_on_a_two_by_two_mesh() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    // World ranks 0..4; memory groups {0, 1} and {2, 3}.
+    // World ranks 0..4; memory groups {0, 1} and {2, 3}; replica groups {0, 2} and {1, 3}.
     let results = run_peers(4, |collective| {
         let rank = collective.rank();
-        let members = if rank < 2 { vec![0, 1] } else { vec![2, 3] };
-        let group = Group::new(collective, members).unwrap();
+        let mesh = Mesh::new(collective, 2).unwrap();
+        let group = mesh.memory();
         let device = Default::default();
         let mine =
             Tensor::<Flex, 2>::from_data(TensorData::new(vec![rank as f32; 6], [2, 3]), &device);
@@ -107,9 +108,34 @@ fn group_operations_on_a_two_by_two_mesh() {
             &device,
         );
         let scattered = host(group.reduce_scatter(rows).unwrap());
-        (rank, gathered, ints, received, scattered)
+        let mine = Tensor::<Flex, 1>::from_floats([rank as f32, 1.0], &device);
+        let summed = host(mesh.replicas().all_reduce(mine).unwrap());
+        // Rank r touched rows r and 5 (rank 3 none): rows [r + 1; 2] and [1; 2].
+        let touched = (rank != 3).then(|| RowGrads {
+            ids: Tensor::<Flex, 1, Int>::from_data(
+                TensorData::new(vec![rank as i64, 5], [2]),
+                &device,
+            ),
+            rows: Tensor::from_data(
+                TensorData::new(vec![rank as f32 + 1.0, rank as f32 + 1.0, 1.0, 1.0], [2, 2]),
+                &device,
+            ),
+        });
+        let sparse = mesh
+            .replicas()
+            .sum_rows(touched, 2, &device)
+            .unwrap()
+            .unwrap();
+        let ids = sparse
+            .ids
+            .into_data()
+            .convert::<i64>()
+            .to_vec::<i64>()
+            .unwrap();
+        let sparse = (ids, host(sparse.rows));
+        (rank, gathered, ints, received, scattered, summed, sparse)
     });
-    for (rank, gathered, ints, received, scattered) in results {
+    for (rank, gathered, ints, received, scattered, summed, sparse) in results {
         let (a, b) = if rank < 2 { (0.0, 1.0) } else { (2.0, 3.0) };
         let expected: Vec<f32> = [vec![a; 6], vec![b; 6]].concat();
         assert_eq!(gathered, expected, "rank {rank} all_gather");
@@ -128,6 +154,18 @@ fn group_operations_on_a_two_by_two_mesh() {
             vec![a + b, 4.0]
         };
         assert_eq!(scattered, expected, "rank {rank} reduce_scatter");
+        let expected = if rank % 2 == 0 { 2.0 } else { 4.0 };
+        assert_eq!(
+            summed,
+            vec![expected, 2.0],
+            "rank {rank} all_reduce of the replicas"
+        );
+        let expected = if rank % 2 == 0 {
+            (vec![0, 2, 5], vec![1.0, 1.0, 3.0, 3.0, 2.0, 2.0])
+        } else {
+            (vec![1, 5], vec![2.0, 2.0, 1.0, 1.0])
+        };
+        assert_eq!(sparse, expected, "rank {rank} sum_rows of the replicas");
     }
 }
 
@@ -193,7 +231,7 @@ impl Case {
 }
 
 /// The dense form of sparse row gradients `[rows, width]`.
-fn densify(grads: RowGrads<A>, rows: usize) -> Vec<f32> {
+fn densify<B: burn::tensor::backend::Backend>(grads: RowGrads<B>, rows: usize) -> Vec<f32> {
     let width = grads.rows.dims()[1];
     let ids = grads
         .ids
@@ -219,54 +257,72 @@ fn sharded_lookup_equals_the_single_device_lookup() {
     let (out, weight_grad, grads) = case.run(&table, 0, case.tokens);
     let value_grad = host(table.weight.val().grad(&grads).unwrap());
 
-    for p in [1, 2, 4] {
+    // (world N, memory group P): N/P replicas of a pool split over P peers; value gradients
+    // dense (through autodiff) or sparse (rows through the table's sink).
+    let layouts = [(1, 1), (2, 2), (4, 4), (4, 2), (4, 1), (2, 1)];
+    for ((n, p), sparse) in layouts.into_iter().flat_map(|l| [(l, false), (l, true)]) {
         let shared = case.clone();
-        let results = run_peers(p, move |collective| {
+        let results = run_peers(n, move |collective| {
             let case = &shared;
             let rank = collective.rank();
-            let group = Group::new(collective, (0..p).collect()).unwrap();
+            let mesh = Mesh::new(collective, p).unwrap();
+            let shard_at = mesh.memory().position();
             let width = case.dim / p;
             let columns = case
                 .float(case.values.clone(), [case.rows, case.dim])
-                .slice([0..case.rows, rank * width..(rank + 1) * width]);
-            let mut shard = ValueTable::from_tensor(columns, rank * width, case.dim).unwrap();
-            // Odd ranks take their value gradient as sparse rows.
-            shard.set_sparse_grads(rank % 2 == 1);
-            let store = ShardedValues::new(&shard, &group).unwrap();
-            let per = case.tokens / p;
+                .slice([0..case.rows, shard_at * width..(shard_at + 1) * width]);
+            let mut shard = ValueTable::from_tensor(columns, shard_at * width, case.dim).unwrap();
+            shard.set_sparse_grads(sparse);
+            let store = ShardedValues::new(&shard, mesh.memory()).unwrap();
+            let per = case.tokens / n;
             let (o, w, grads) = case.run(&store, rank * per, (rank + 1) * per);
-            let v = match shard.take_row_grads().unwrap() {
-                Some(rows) => densify(rows, case.rows),
-                None => host(shard.weight.val().grad(&grads).unwrap()),
+            // Data-parallel averaging over the shard's replicas (the trainer's step).
+            let replicas = mesh.replicas();
+            let copies = replicas.size() as f32;
+            let v = if sparse {
+                let rows = shard.take_row_grads().unwrap().map(|g| RowGrads {
+                    ids: g.ids.inner(),
+                    rows: g.rows.inner(),
+                });
+                let rows = replicas
+                    .sum_rows(rows, width, &Default::default())
+                    .unwrap()
+                    .unwrap();
+                densify(rows, case.rows)
+                    .iter()
+                    .map(|g| g / copies)
+                    .collect()
+            } else {
+                let dense = shard.weight.val().grad(&grads).unwrap();
+                host(replicas.all_reduce(dense).unwrap().div_scalar(copies))
             };
-            (rank, o, w, v)
+            (rank, shard_at, o, w, v)
         });
-        let per = case.tokens / p;
+        let per = case.tokens / n;
         let width = case.dim / p;
-        for (rank, o, w, v) in results {
+        for (rank, shard_at, o, w, v) in results {
+            let what = format!("N={n} P={p} sparse={sparse} rank {rank}");
             let rows = rank * per..(rank + 1) * per;
             assert_close(
                 &o,
                 &out[rows.start * case.dim..rows.end * case.dim],
-                &format!("P={p} rank {rank} output"),
+                &format!("{what} output"),
             );
             assert_close(
                 &w,
                 &weight_grad[rows.start * case.k..rows.end * case.k],
-                &format!("P={p} rank {rank} weight gradient"),
+                &format!("{what} weight gradient"),
             );
-            {
-                let expected: Vec<f32> = (0..case.rows)
-                    .flat_map(|r| {
-                        let row = &value_grad[r * case.dim..(r + 1) * case.dim];
-                        row[rank * width..(rank + 1) * width]
-                            .iter()
-                            .map(|g| g / p as f32)
-                            .collect::<Vec<_>>()
-                    })
-                    .collect();
-                assert_close(&v, &expected, &format!("P={p} rank {rank} value gradient"));
-            }
+            let expected: Vec<f32> = (0..case.rows)
+                .flat_map(|r| {
+                    let row = &value_grad[r * case.dim..(r + 1) * case.dim];
+                    row[shard_at * width..(shard_at + 1) * width]
+                        .iter()
+                        .map(|g| g / n as f32)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            assert_close(&v, &expected, &format!("{what} value gradient"));
         }
     }
 }

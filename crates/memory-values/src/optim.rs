@@ -118,6 +118,15 @@ impl<B: ValueBackend> RowOptimizer<B> {
         self.state.steps
     }
 
+    /// This optimizer with its state moved to `device` (with its table, e.g. a peer's GPU).
+    pub fn to_device(mut self, device: &B::Device) -> Self {
+        let s = &mut self.state;
+        s.m = s.m.take().map(|t| t.to_device(device));
+        s.v = s.v.take().map(|t| t.to_device(device));
+        s.acc = s.acc.take().map(|t| t.to_device(device));
+        self
+    }
+
     /// Applies one step at learning rate `lr` to the rows in `grads` (distinct ids, as
     /// [`RowGrads::coalesce`] leaves them). The table's buffers are updated in place where the
     /// backend can (nothing else holds them).

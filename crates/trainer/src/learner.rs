@@ -12,15 +12,15 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor};
 use memory_layer::{MemoryBackend, UsageStats, UsageSummary, ValueStore};
 use memory_parallel::ShardedBackend;
-use memory_values::{RowOptimizer, RowOptimizerRecord};
+use memory_values::{RowGrads, RowOptimizer, RowOptimizerRecord, ValueBackend};
 use model_zoo::Transformer;
 
 use crate::TrainError;
 use crate::config::{OptimConfig, ValueOptimizer};
 use crate::loss::lm_loss;
 use crate::optim::{
-    adamw, clip_factor, clip_global_norm, row_rule, row_squared_norm, scale_grads, scale_rows,
-    squared_norm, value_param_ids, value_tables, value_tables_mut,
+    adamw, clip_factor, clip_global_norm, row_rule, row_squared_norms, scale_grads, scale_rows,
+    value_param_ids, value_squared_norms, value_tables, value_tables_mut,
 };
 use crate::parallel::Peer;
 
@@ -148,26 +148,40 @@ where
             }
         }
         let mut loss = loss_sum / count as f64;
+        let dense = self.row_optims.is_empty();
         if let Some(exchange) = exchange {
             exchange.average(&self.model, &mut main)?;
+            if dense {
+                exchange.average_values(&self.model, &mut values)?;
+            } else {
+                rows = exchange.average_rows(&self.model, rows)?;
+            }
             loss = exchange.sum(loss)? / exchange.world() as f64;
         }
         let grad_norm = clip_global_norm(&self.model, &mut main, o.grad_clip);
-        // The values' norm covers every shard: their squared sums add up over the peers.
-        let sum = |local: f64| exchange.map_or(Ok(local), |x| x.sum(local));
-        let value_grad_norm = if self.row_optims.is_empty() {
-            let norm = sum(squared_norm(&self.model, &values))?.sqrt();
-            if let Some(factor) = clip_factor(norm, o.value_grad_clip) {
-                scale_grads(&self.model, &mut values, factor);
-            }
-            norm
+        // The values' norm covers each table once: a table held by `c` peers (shards'
+        // replicas, replicated tables) has the same averaged gradient on all of them.
+        let squares = if dense {
+            value_squared_norms(&self.model, &values)
         } else {
-            let norm = sum(row_squared_norm(&rows))?.sqrt();
-            if let Some(factor) = clip_factor(norm, o.value_grad_clip) {
+            row_squared_norms(&rows)
+        };
+        let value_grad_norm = match exchange {
+            Some(exchange) => {
+                let copies = exchange.table_copies(&self.model);
+                let local = squares.iter().zip(copies).map(|(s, c)| s / c as f64);
+                exchange.sum(local.sum())?
+            }
+            None => squares.iter().sum(),
+        }
+        .sqrt();
+        if let Some(factor) = clip_factor(value_grad_norm, o.value_grad_clip) {
+            if dense {
+                scale_grads(&self.model, &mut values, factor);
+            } else {
                 scale_rows(&mut rows, factor);
             }
-            norm
-        };
+        }
         let model = self.model.clone();
         let model = self.optim.step(o.lr * multiplier, model, main);
         self.model = if self.value_ids.is_empty() || !self.row_optims.is_empty() {
@@ -257,8 +271,9 @@ impl<B> Learner<B>
 where
     B: AutodiffBackend + MemoryBackend,
 {
-    /// A copy of this whole learner for `peer`: its share of the global batch per step
-    /// (`batch_size / world`) and its columns of the pool and of the pool's optimizer state.
+    /// A copy of this whole learner for `peer` on its `device`: its share of the global batch
+    /// per step (`batch_size / world`) and its columns of the pool and of the pool's optimizer
+    /// state.
     /// The parameters are forked: peers that shared autodiff leaves would share one autodiff
     /// graph, and one peer's backward (which waits in collectives) would block the others'
     /// forward.
@@ -274,7 +289,11 @@ where
             optim: self.optim.clone(),
             value_optim: self.value_optim.clone(),
             value_ids: self.value_ids.clone(),
-            row_optims: self.row_optims.clone(),
+            row_optims: self
+                .row_optims
+                .iter()
+                .map(|o| o.clone().to_device(device))
+                .collect(),
             config,
         }
         .shard(peer)
@@ -283,10 +302,13 @@ where
     /// This learner (the same on every peer) restricted to `peer`'s share: its columns of the
     /// pool and of the pool's row-wise optimizer state.
     pub fn shard(mut self, peer: &Peer<B::InnerBackend>) -> Result<Self, TrainError> {
-        if self.model.pool.is_some() && self.config.value_optimizer != ValueOptimizer::SparseAdamW {
+        let sharded = self.model.pool.is_some() && peer.shards() > 1;
+        if sharded && self.config.value_optimizer != ValueOptimizer::SparseAdamW {
             return Err(TrainError::Parallel(format!(
-                "a value pool sharded over devices trains with value_optimizer sparse-adamw \
-                 (its state splits by columns), not {}",
+                "a value pool sharded over --memory-parallel {} devices trains with \
+                 value_optimizer sparse-adamw (its state splits by columns), not {} \
+                 (which --memory-parallel 1 supports)",
+                peer.shards(),
                 self.config.value_optimizer
             )));
         }
@@ -294,17 +316,18 @@ where
         self.model = peer.shard(self.model)?;
         route_value_grads(&mut self.model, !self.row_optims.is_empty());
         self.value_ids = value_param_ids(&self.model);
-        if let (Some(d), false) = (d, self.row_optims.is_empty()) {
-            let w = d / peer.world();
+        if let (Some(d), false, true) = (d, self.row_optims.is_empty(), sharded) {
+            let (offset, width) = peer.pool_columns(d);
             let pool_optim = self.row_optims.remove(0);
             self.row_optims
-                .insert(0, pool_optim.columns(peer.rank() * w, w)?);
+                .insert(0, pool_optim.columns(offset, width)?);
         }
         Ok(self)
     }
 
     /// The whole learner from every peer's share (every peer calls it at the same time; all
-    /// get the result): the pool and its optimizer state gathered from their column shards.
+    /// get the result): the pool and its optimizer state gathered from their column shards
+    /// within this peer's memory group.
     pub fn gather(&self, peer: &Peer<B::InnerBackend>) -> Result<Self, TrainError> {
         let mut full = Self {
             model: self.model.clone(),
@@ -314,7 +337,7 @@ where
             row_optims: self.row_optims.clone(),
             config: self.config.clone(),
         };
-        if let Some(pool) = &self.model.pool {
+        if let (Some(pool), true) = (&self.model.pool, peer.shards() > 1) {
             let d = pool.columns().total;
             let values = peer.gather_columns(pool.weight.val().inner())?;
             let mut table =
@@ -369,6 +392,20 @@ trait Exchange<B: AutodiffBackend> {
         model: &Transformer<B>,
         grads: &mut GradientsParams,
     ) -> Result<(), TrainError>;
+    /// Averages the dense value-table gradients in `grads` over the peers holding each table.
+    fn average_values(
+        &self,
+        model: &Transformer<B>,
+        grads: &mut GradientsParams,
+    ) -> Result<(), TrainError>;
+    /// Averages sparse value-table gradients over the peers holding each table.
+    fn average_rows(
+        &self,
+        model: &Transformer<B>,
+        rows: Vec<Option<RowGrads<B>>>,
+    ) -> Result<Vec<Option<RowGrads<B>>>, TrainError>;
+    /// How many peers hold each value table.
+    fn table_copies(&self, model: &Transformer<B>) -> Vec<usize>;
     /// Sum of `value` over the peers.
     fn sum(&self, value: f64) -> Result<f64, TrainError>;
     /// Number of peers.
@@ -380,6 +417,7 @@ where
     B: AutodiffBackend
         + MemoryBackend
         + ShardedBackend<Comm = <B as AutodiffBackend>::InnerBackend>,
+    B::InnerBackend: ValueBackend,
 {
     fn values<'a>(
         &'a self,
@@ -396,6 +434,26 @@ where
         Peer::average(self, model, grads)
     }
 
+    fn average_values(
+        &self,
+        model: &Transformer<B>,
+        grads: &mut GradientsParams,
+    ) -> Result<(), TrainError> {
+        Peer::average_values(self, model, grads)
+    }
+
+    fn average_rows(
+        &self,
+        model: &Transformer<B>,
+        rows: Vec<Option<RowGrads<B>>>,
+    ) -> Result<Vec<Option<RowGrads<B>>>, TrainError> {
+        Peer::average_rows(self, model, rows)
+    }
+
+    fn table_copies(&self, model: &Transformer<B>) -> Vec<usize> {
+        Peer::table_copies(self, model)
+    }
+
     fn sum(&self, value: f64) -> Result<f64, TrainError> {
         Peer::sum(self, value)
     }
@@ -410,6 +468,7 @@ where
     B: AutodiffBackend
         + MemoryBackend
         + ShardedBackend<Comm = <B as AutodiffBackend>::InnerBackend>,
+    B::InnerBackend: ValueBackend,
 {
     /// [`step`](Self::step) as one peer of a parallel run: `micro_batches` are this peer's
     /// slice of the global batch, the model was [sharded](Peer::shard) for `peer`, and every
@@ -422,14 +481,6 @@ where
         usage_of: Option<usize>,
         device: &B::Device,
     ) -> Result<StepReport, TrainError> {
-        let adagrad = self.config.value_optimizer == ValueOptimizer::RowwiseAdagrad;
-        if adagrad && peer.world() > 1 && self.model.pool.is_some() {
-            return Err(TrainError::Parallel(
-                "rowwise-adagrad keeps one accumulator per whole row; a pool sharded on columns \
-                 needs sparse-adamw or dense-adamw"
-                    .into(),
-            ));
-        }
         self.step_with(micro_batches, multiplier, usage_of, device, Some(peer))
     }
 }

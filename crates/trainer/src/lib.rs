@@ -29,10 +29,10 @@ pub use config::{
 pub use error::TrainError;
 pub use learner::{Learner, StepReport, load_model};
 pub use optim::{
-    adamw, clip_factor, clip_global_norm, clip_row_grads, row_rule, row_squared_norm, scale_grads,
-    scale_rows, squared_norm, value_param_ids, value_tables, value_tables_mut,
+    adamw, clip_factor, clip_global_norm, clip_row_grads, row_rule, row_squared_norms, scale_grads,
+    scale_rows, squared_norm, value_param_ids, value_squared_norms, value_tables, value_tables_mut,
 };
-pub use parallel::Peer;
+pub use parallel::{Layout, Peer};
 pub use run::{
     OpenRun, RunData, TrainOptions, TrainSummary, evaluate, open_run, prepare_data, train,
     train_parallel,

@@ -63,13 +63,31 @@ pub fn clip_factor(norm: f64, max_norm: f64) -> Option<f64> {
     (max_norm > 0.0 && norm > max_norm).then(|| max_norm / (norm + 1e-6))
 }
 
-/// Sum of the squared entries of sparse row gradients.
-pub fn row_squared_norm<B: ValueBackend>(grads: &[Option<RowGrads<B>>]) -> f64 {
-    let squares: Vec<_> = grads.iter().flatten().map(RowGrads::squared_norm).collect();
-    if squares.is_empty() {
-        return 0.0;
-    }
-    Tensor::cat(squares, 0).sum().into_scalar().elem::<f64>()
+/// Sum of the squared entries of each table's sparse row gradients (0 for `None`).
+pub fn row_squared_norms<B: ValueBackend>(grads: &[Option<RowGrads<B>>]) -> Vec<f64> {
+    grads
+        .iter()
+        .map(|g| {
+            g.as_ref()
+                .map_or(0.0, |g| g.squared_norm().into_scalar().elem::<f64>())
+        })
+        .collect()
+}
+
+/// Sum of the squared entries of each value table's dense gradient in `grads`, in
+/// [`value_tables`] order (0 for a table without one).
+pub fn value_squared_norms<B: AutodiffBackend>(
+    model: &Transformer<B>,
+    grads: &GradientsParams,
+) -> Vec<f64> {
+    value_tables(model)
+        .iter()
+        .map(|t| {
+            grads
+                .get::<B::InnerBackend, 2>(t.weight.id)
+                .map_or(0.0, |g| g.square().sum().into_scalar().elem::<f64>())
+        })
+        .collect()
 }
 
 /// Multiplies sparse row gradients by `factor`.
@@ -82,7 +100,7 @@ pub fn scale_rows<B: ValueBackend>(grads: &mut [Option<RowGrads<B>>], factor: f6
 /// Scales sparse row gradients so that their global L2 norm is at most `max_norm` (0: no
 /// clipping); returns the norm before clipping.
 pub fn clip_row_grads<B: ValueBackend>(grads: &mut [Option<RowGrads<B>>], max_norm: f64) -> f64 {
-    let norm = row_squared_norm(grads).sqrt();
+    let norm = row_squared_norms(grads).iter().sum::<f64>().sqrt();
     if let Some(factor) = clip_factor(norm, max_norm) {
         scale_rows(grads, factor);
     }

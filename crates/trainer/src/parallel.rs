@@ -1,28 +1,62 @@
 //! Data-parallel training with the value pool sharded over the peers (parallel memory).
 //!
 //! Every peer runs the same [`Learner`](crate::Learner) step on its slice of the global batch.
-//! All peers form one memory group: the pool's columns are split over them
-//! ([`ShardedValues`]), so each holds `d/P` of every value row and no value row is replicated;
-//! every other gradient is averaged over the peers with an all-reduce. The result follows a
-//! single device that sees the whole global batch (tested over 30 steps).
+//! The peers form a [`Mesh`] of `N/P` replicas × `P` shards: within a memory group of `P`
+//! peers the pool's columns are split ([`ShardedValues`]), each peer holding `d/P` of every
+//! value row; the `N/P` peers holding the same columns average their value gradient (dense, or
+//! sparse rows), PEER expert tables are replicated on every peer and averaged over all of them,
+//! and every other gradient is averaged over all peers. The result follows a single device
+//! that sees the whole global batch (tested over 30 steps).
 
 use std::sync::Arc;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Tensor, TensorPrimitive};
-use memory_parallel::{Collective, Group, ShardedBackend, ShardedValues};
-use memory_values::ValueTable;
-use model_zoo::{Ffn, Transformer};
+use burn::tensor::{ElementConversion, Tensor};
+use memory_parallel::{Collective, Group, Mesh, ShardedBackend, ShardedValues};
+use memory_values::{RowGrads, ValueBackend, ValueTable};
+use model_zoo::Transformer;
 
 use crate::TrainError;
+use crate::optim::value_tables;
+
+/// Where the peers of a parallel run are, and how the value pool is split over them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// Peers in the run (`--devices`): `N`.
+    pub devices: usize,
+    /// Peers sharing one copy of the value pool, each holding `d/P` of its columns
+    /// (`--memory-parallel`): `P`, dividing `N`.
+    pub memory_parallel: usize,
+}
+
+impl Layout {
+    /// Checks the numbers against each other and against `batch_size` (split over the peers).
+    pub fn validate(&self, batch_size: usize) -> Result<(), TrainError> {
+        let (n, p) = (self.devices, self.memory_parallel);
+        let bad = |rule: String| Err(TrainError::Parallel(rule));
+        if n == 0 || p == 0 {
+            return bad("--devices and --memory-parallel must be at least 1".into());
+        }
+        if !n.is_multiple_of(p) {
+            return bad(format!("--memory-parallel {p} must divide --devices {n}"));
+        }
+        if !batch_size.is_multiple_of(n) {
+            return bad(format!(
+                "the batch size {batch_size} must be divisible by --devices {n} (each takes an \
+                 equal share)"
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// This peer of a parallel run. `B` is the backend the collectives run on (the inner backend
 /// of the training backend).
 #[derive(Debug, Clone)]
 pub struct Peer<B: Backend> {
-    group: Group<B>,
+    mesh: Mesh<B>,
     device: B::Device,
 }
 
@@ -31,50 +65,54 @@ fn parallel_error(e: impl std::fmt::Display) -> TrainError {
 }
 
 impl<B: Backend> Peer<B> {
-    /// The peer of rank `collective.rank()` among all `collective.world()` peers, on `device`.
-    pub fn new(collective: Arc<dyn Collective<B>>, device: B::Device) -> Result<Self, TrainError> {
-        let members = (0..collective.world()).collect();
+    /// The peer of rank `collective.rank()` among all `collective.world()` peers, on `device`,
+    /// in memory groups of `memory_parallel` peers.
+    pub fn new(
+        collective: Arc<dyn Collective<B>>,
+        device: B::Device,
+        memory_parallel: usize,
+    ) -> Result<Self, TrainError> {
         Ok(Self {
-            group: Group::new(collective, members).map_err(parallel_error)?,
+            mesh: Mesh::new(collective, memory_parallel).map_err(parallel_error)?,
             device,
         })
     }
 
     /// This peer's rank.
     pub fn rank(&self) -> usize {
-        self.group.position()
+        self.mesh.world().position()
     }
 
     /// Number of peers.
     pub fn world(&self) -> usize {
-        self.group.size()
+        self.mesh.world().size()
+    }
+
+    /// Peers sharing one copy of the value pool (`P`).
+    pub fn shards(&self) -> usize {
+        self.mesh.memory().size()
     }
 
     /// Keeps this peer's columns of the pool of `model`, which holds the same values on every
     /// peer (materialised: Burn initialises parameters lazily, separately in each clone) in
     /// tensors of its own (`Module::fork`: peers sharing autodiff leaves share one graph).
-    /// Models whose PEER expert tables would be replicated are not supported yet.
     pub fn shard<A>(&self, mut model: Transformer<A>) -> Result<Transformer<A>, TrainError>
     where
         A: AutodiffBackend<InnerBackend = B>,
     {
-        if model.blocks.iter().any(|b| matches!(b.ffn, Ffn::Peer(_))) {
-            return Err(TrainError::Parallel(
-                "PEER models cannot train on several devices yet (their expert tables would be \
-                 replicated and need a sparse all-reduce)"
-                    .into(),
-            ));
+        let p = self.shards();
+        if p == 1 {
+            return Ok(model);
         }
         if let Some(pool) = model.pool.take() {
             let [rows, d] = pool.weight.dims();
-            let p = self.world();
             if !d.is_multiple_of(p) {
                 return Err(TrainError::Parallel(format!(
-                    "the value dimension {d} is not divisible by {p} devices"
+                    "the value dimension {d} is not divisible by --memory-parallel {p}"
                 )));
             }
             let w = d / p;
-            let offset = self.rank() * w;
+            let offset = self.mesh.memory().position() * w;
             // Sliced outside the graph, so the shard is a fresh leaf parameter.
             let columns = Tensor::from_inner(
                 pool.weight
@@ -87,13 +125,23 @@ impl<B: Backend> Peer<B> {
         Ok(model)
     }
 
+    /// Where this peer's pool columns start, and how many it holds, for a pool `d` wide.
+    pub(crate) fn pool_columns(&self, d: usize) -> (usize, usize) {
+        let w = d / self.shards();
+        (self.mesh.memory().position() * w, w)
+    }
+
     /// The whole `[rows, d]` table from every peer's `[rows, d/P]` column shard (every peer
     /// calls it; all get the result).
     pub(crate) fn gather_columns(&self, shard: Tensor<B, 2>) -> Result<Tensor<B, 2>, TrainError> {
         let [rows, _] = shard.dims();
-        let stacked = self.group.all_gather(shard).map_err(parallel_error)?;
+        let stacked = self
+            .mesh
+            .memory()
+            .all_gather(shard)
+            .map_err(parallel_error)?;
         Ok(Tensor::cat(
-            (0..self.world())
+            (0..self.shards())
                 .map(|j| stacked.clone().narrow(0, j * rows, rows))
                 .collect(),
             1,
@@ -117,14 +165,8 @@ impl<B: Backend> Peer<B> {
     /// Sum of `value` over the peers.
     pub(crate) fn sum(&self, value: f64) -> Result<f64, TrainError> {
         let t = Tensor::<B, 1>::from_floats([value as f32], &self.device);
-        let sum = self
-            .group
-            .collective()
-            .all_reduce(t.into_primitive().tensor())
-            .map_err(parallel_error)?;
-        Ok(Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(sum))
-            .into_scalar()
-            .elem::<f64>())
+        let sum = self.mesh.world().all_reduce(t).map_err(parallel_error)?;
+        Ok(sum.into_scalar().elem::<f64>())
     }
 
     /// Replaces every gradient in `grads` of `model`'s parameters by its mean over the peers
@@ -151,21 +193,9 @@ impl<B: Backend> Peer<B> {
                 let Some(g) = self.grads.remove::<A::InnerBackend, D>(param.id) else {
                     return;
                 };
-                let world = self.peer.world() as f64;
-                match self
-                    .peer
-                    .group
-                    .collective()
-                    .all_reduce(g.into_primitive().tensor())
-                {
-                    Ok(sum) => {
-                        let mean = Tensor::<A::InnerBackend, D>::from_primitive(
-                            TensorPrimitive::Float(sum),
-                        )
-                        .div_scalar(world);
-                        self.grads.register(param.id, mean);
-                    }
-                    Err(e) => self.error = Some(parallel_error(e)),
+                match mean(self.peer.mesh.world(), g) {
+                    Ok(mean) => self.grads.register(param.id, mean),
+                    Err(e) => self.error = Some(e),
                 }
             }
         }
@@ -178,7 +208,75 @@ impl<B: Backend> Peer<B> {
         visitor.error.map_or(Ok(()), Err)
     }
 
-    /// The store the memory layers of `model` read: its pool, sharded over the peers.
+    /// The peers each value table of `model` (in [`value_tables`] order) is replicated on:
+    /// the pool's shard replicas, then every peer for PEER's expert tables.
+    fn table_groups<A: AutodiffBackend>(&self, model: &Transformer<A>) -> Vec<&Group<B>> {
+        let pool = model.pool.iter().map(|_| self.mesh.replicas());
+        let tables = value_tables(model).len();
+        pool.chain(std::iter::repeat(self.mesh.world()))
+            .take(tables)
+            .collect()
+    }
+
+    /// How many peers hold each value table of `model` (in [`value_tables`] order): its
+    /// averaged gradient is the same on all of them.
+    pub(crate) fn table_copies<A: AutodiffBackend>(&self, model: &Transformer<A>) -> Vec<usize> {
+        self.table_groups(model).iter().map(|g| g.size()).collect()
+    }
+
+    /// Replaces the dense gradients of `model`'s value tables in `grads` by their mean over
+    /// the peers holding each table.
+    pub(crate) fn average_values<A>(
+        &self,
+        model: &Transformer<A>,
+        grads: &mut GradientsParams,
+    ) -> Result<(), TrainError>
+    where
+        A: AutodiffBackend<InnerBackend = B>,
+    {
+        for (table, group) in value_tables(model)
+            .into_iter()
+            .zip(self.table_groups(model))
+        {
+            if let Some(g) = grads.remove::<B, 2>(table.weight.id) {
+                grads.register(table.weight.id, mean(group, g)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// The mean of each value table's sparse row gradients (in [`value_tables`] order) over
+    /// the peers holding the table.
+    pub(crate) fn average_rows<A>(
+        &self,
+        model: &Transformer<A>,
+        rows: Vec<Option<RowGrads<A>>>,
+    ) -> Result<Vec<Option<RowGrads<A>>>, TrainError>
+    where
+        A: AutodiffBackend<InnerBackend = B>,
+        B: ValueBackend,
+    {
+        let tables = value_tables(model);
+        rows.into_iter()
+            .zip(tables.iter().zip(self.table_groups(model)))
+            .map(|(rows, (table, group))| {
+                let local = rows.map(|g| RowGrads {
+                    ids: g.ids.inner(),
+                    rows: g.rows.inner(),
+                });
+                let summed = group
+                    .sum_rows(local, table.columns().width, &self.device)
+                    .map_err(parallel_error)?;
+                Ok(summed.map(|g| RowGrads {
+                    ids: Tensor::from_inner(g.ids),
+                    rows: Tensor::from_inner(g.rows.div_scalar(group.size() as f64)),
+                }))
+            })
+            .collect()
+    }
+
+    /// The store the memory layers of `model` read: its pool sharded over the memory group,
+    /// or `None` (the pool itself) when every peer holds a whole copy.
     pub(crate) fn values<'a, A>(
         &'a self,
         model: &'a Transformer<A>,
@@ -186,10 +284,24 @@ impl<B: Backend> Peer<B> {
     where
         A: AutodiffBackend<InnerBackend = B> + ShardedBackend<Comm = B>,
     {
+        if self.shards() == 1 {
+            return Ok(None);
+        }
         model
             .pool
             .as_ref()
-            .map(|pool| ShardedValues::new(pool, &self.group).map_err(parallel_error))
+            .map(|pool| ShardedValues::new(pool, self.mesh.memory()).map_err(parallel_error))
             .transpose()
     }
+}
+
+/// The mean of `tensor` over `group`.
+fn mean<B: Backend, const D: usize>(
+    group: &Group<B>,
+    tensor: Tensor<B, D>,
+) -> Result<Tensor<B, D>, TrainError> {
+    Ok(group
+        .all_reduce(tensor)
+        .map_err(parallel_error)?
+        .div_scalar(group.size() as f64))
 }

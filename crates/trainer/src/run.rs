@@ -23,7 +23,7 @@ use crate::data::{
 use crate::eval::{EvalReport, qa_scores, validate};
 use crate::learner::{Learner, StepReport, checkpoint_error, load_model};
 use crate::metrics::{MetricsLine, MetricsLog, loss_svg, read_metrics};
-use crate::parallel::Peer;
+use crate::parallel::{Layout, Peer};
 
 /// How to run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -133,14 +133,15 @@ where
         .ok_or_else(|| TrainError::Parallel("a single-device run always reports".into()))
 }
 
-/// [`train`] on `devices` peers, one thread each on `device` (the CPU), with the value pool
-/// sharded over all of them (`--memory-parallel` = `--devices`) and every other gradient
-/// averaged. Checkpoints hold the whole model, so a run resumes on any number of devices.
+/// [`train`] on the `N` peers of `layout`, one thread each on its device (`devices[rank]`;
+/// the CPU's one device may repeat): data parallel over all of them, the value pool sharded
+/// over memory groups of `P`. Checkpoints hold the whole model, so a run resumes on any
+/// layout. Rank 0 writes the run directory.
 pub fn train_parallel<B>(
     config: TrainConfig,
-    device: &B::Device,
+    devices: &[B::Device],
     options: TrainOptions,
-    devices: usize,
+    layout: &Layout,
 ) -> Result<TrainSummary, TrainError>
 where
     B: AutodiffBackend
@@ -148,11 +149,15 @@ where
         + ShardedBackend<Comm = <B as AutodiffBackend>::InnerBackend>,
     B::InnerBackend: MemoryBackend,
 {
-    let global_batch = config.optim.batch_size;
-    if devices < 2 || !global_batch.is_multiple_of(devices) {
+    layout.validate(config.optim.batch_size)?;
+    let n = layout.devices;
+    let [device, ..] = devices else {
+        return Err(TrainError::Parallel("no device to train on".into()));
+    };
+    if devices.len() != n {
         return Err(TrainError::Parallel(format!(
-            "{devices} devices need a batch size divisible by them (and at least 2 devices); \
-             the batch size is {global_batch}"
+            "{n} peers need {n} devices, but {} were given",
+            devices.len()
         )));
     }
     let run = start::<B>(config, device, options)?;
@@ -163,20 +168,30 @@ where
     let mut whole = whole;
     whole.model = whole.model.clone().load_record(record);
     let results: Vec<Result<Option<TrainSummary>, TrainError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..devices)
+        let handles: Vec<_> = (0..n)
             .map(|rank| {
-                let (run, whole) = (&run, &whole);
+                let (run, whole, device) = (&run, &whole, &devices[rank]);
                 scope.spawn(move || -> Result<Option<TrainSummary>, TrainError> {
                     let collective = BurnCollective::<B::InnerBackend>::register(
                         rank,
                         device,
-                        CollectiveConfig::default().with_num_devices(devices),
-                        devices,
+                        CollectiveConfig::default().with_num_devices(n),
+                        n,
                     )
                     .map_err(|e| TrainError::Parallel(e.to_string()))?;
-                    let peer = Peer::new(Arc::new(collective), device.clone())?;
-                    let learner = whole.for_peer(&peer, device)?;
-                    run.train_loop(learner, &AsPeer(&peer), device)
+                    let collective = Arc::new(collective);
+                    let summary =
+                        Peer::new(collective.clone(), device.clone(), layout.memory_parallel)
+                            .and_then(|peer| {
+                                let learner = whole.for_peer(&peer, device)?;
+                                run.train_loop(learner, &AsPeer(&peer), device)
+                            });
+                    // Unregistered whatever happened, so that this process can start another run.
+                    let finished = Arc::into_inner(collective)
+                        .map(|c| c.finish().map_err(|e| TrainError::Parallel(e.to_string())));
+                    let summary = summary?;
+                    finished.transpose()?;
+                    Ok(summary)
                 })
             })
             .collect();
@@ -452,6 +467,7 @@ where
     B: AutodiffBackend
         + MemoryBackend
         + ShardedBackend<Comm = <B as AutodiffBackend>::InnerBackend>,
+    B::InnerBackend: MemoryBackend,
 {
     fn writes(&self) -> bool {
         self.0.rank() == 0

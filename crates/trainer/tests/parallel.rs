@@ -1,5 +1,7 @@
-//! Data-parallel training with the value pool sharded over the peers (burn-collective, one
-//! thread per peer on Flex) follows one device that sees the whole global batch.
+//! Data-parallel training with the value pool sharded over memory groups of the peers
+//! (burn-collective, one thread per peer on Flex) follows one device that sees the whole
+//! global batch: every layout of N peers in groups of P, each value optimizer, PEER's
+//! replicated expert tables.
 
 use std::sync::Arc;
 use std::thread;
@@ -7,6 +9,7 @@ use std::thread;
 use burn::backend::{Autodiff, Flex};
 use burn::collective::reset_collective;
 use burn::module::Module;
+use burn::tensor::backend::Backend;
 use memory_parallel::{BurnCollective, CollectiveConfig};
 use model_zoo::{ModelKind, Size, preset};
 use trainer::{Learner, Peer, TrainConfig, TrainError, ValueOptimizer};
@@ -20,26 +23,29 @@ const SEQ: usize = 16;
 /// burn-collective keeps one server per backend type: one test at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// The global batch of step `step`: `BATCH` windows of `SEQ + 1` tokens.
+/// The global batch of step `step`: `BATCH` windows of `SEQ + 1` tokens, eight batches in turn
+/// (so that 30 steps visibly lower the loss).
 fn global_batch(step: usize) -> Vec<u32> {
     (0..BATCH * (SEQ + 1))
-        .map(|i| ((i * 31 + step * 17 + (i * i) % 7) % 256) as u32)
+        .map(|i| ((i * 31 + (step % 8) * 17 + (i * i) % 7) % 256) as u32)
         .collect()
 }
 
-fn config(value_optimizer: ValueOptimizer, batch: usize) -> TrainConfig {
-    let mut config = TrainConfig::new(ModelKind::MemoryPlus, Size::Tiny);
+fn config(kind: ModelKind, value_optimizer: ValueOptimizer, batch: usize) -> TrainConfig {
+    let mut config = TrainConfig::new(kind, Size::Tiny);
     (config.optim.batch_size, config.optim.seq_len) = (batch, SEQ);
     config.optim.value_optimizer = value_optimizer;
     config
 }
 
-/// Per-step losses of `devices` peers training together (mean over the peers).
+/// Per-step losses of `devices` peers in memory groups of `shards` training together (mean
+/// over the peers), or the first peer's error.
 fn parallel_losses(
+    kind: ModelKind,
     model: &model_zoo::Transformer<A>,
-    devices: usize,
+    (devices, shards): (usize, usize),
     value_optimizer: ValueOptimizer,
-) -> Vec<f64> {
+) -> Result<Vec<f64>, TrainError> {
     reset_collective::<Flex>();
     let handles: Vec<_> = (0..devices)
         .map(|rank| {
@@ -53,19 +59,19 @@ fn parallel_losses(
                     devices,
                 )
                 .unwrap();
-                let peer = Peer::new(Arc::new(collective), device)?;
+                let peer = Peer::new(Arc::new(collective), device, shards)?;
                 let per = BATCH / devices;
-                let mut learner = match value_optimizer {
+                let splits = value_optimizer != ValueOptimizer::DenseAdamW || shards == 1;
+                let mut learner = if splits {
                     // What `train_parallel` does: one whole learner, one share per peer.
-                    ValueOptimizer::SparseAdamW => {
-                        Learner::new(model, &config(value_optimizer, BATCH).optim)
-                            .for_peer(&peer, &device)?
-                    }
+                    Learner::new(model, &config(kind, value_optimizer, BATCH).optim)
+                        .for_peer(&peer, &device)?
+                } else {
                     // Dense AdamW's state does not split, but a fresh one may start sharded.
-                    _ => Learner::new(
+                    Learner::new(
                         peer.shard(model.fork(&device))?,
-                        &config(value_optimizer, per).optim,
-                    ),
+                        &config(kind, value_optimizer, per).optim,
+                    )
                 };
                 (0..STEPS)
                     .map(|step| {
@@ -82,66 +88,85 @@ fn parallel_losses(
         .collect();
     let losses: Vec<Vec<f64>> = handles
         .into_iter()
-        .map(|h| h.join().unwrap().unwrap())
-        .collect();
+        .map(|h| h.join().unwrap())
+        .collect::<Result<_, _>>()?;
     for other in &losses[1..] {
         assert_eq!(other, &losses[0], "peers report different losses");
     }
-    losses.into_iter().next().unwrap()
+    Ok(losses.into_iter().next().unwrap())
+}
+
+/// A freshly initialised model of `kind`, its parameters materialised (Burn initialises them
+/// lazily, per clone) so that every peer starts from the same values.
+fn model(kind: ModelKind) -> model_zoo::Transformer<A> {
+    let device = Default::default();
+    <A as Backend>::seed(&device, 5);
+    let model = preset(kind, Size::Tiny, None).init::<A>(&device).unwrap();
+    let record = model.clone().into_record();
+    model.load_record(record)
+}
+
+/// Each case: model, value optimizer, (devices, memory group) layouts.
+fn check_layouts(kind: ModelKind, value_optimizer: ValueOptimizer, layouts: &[(usize, usize)]) {
+    let device = Default::default();
+    let model = model(kind);
+    let mut single = Learner::new(model.clone(), &config(kind, value_optimizer, BATCH).optim);
+    let expected: Vec<f64> = (0..STEPS)
+        .map(|step| {
+            single
+                .step(&[global_batch(step)], 1.0, None, &device)
+                .unwrap()
+                .loss
+        })
+        .collect();
+    for &layout in layouts {
+        let losses = parallel_losses(kind, &model, layout, value_optimizer).unwrap();
+        for (step, (l, e)) in losses.iter().zip(&expected).enumerate() {
+            assert!(
+                (l - e).abs() <= 1e-3 * e.abs(),
+                "{kind:?}, {value_optimizer}, (devices, memory group) {layout:?}, step {step}: \
+                 {l} vs {e}"
+            );
+        }
+    }
+    let mean = |losses: &[f64]| losses.iter().sum::<f64>() / losses.len() as f64;
+    assert!(
+        mean(&expected[STEPS - 4..]) < mean(&expected[..4]),
+        "{kind:?}, {value_optimizer}: the model did not learn: {expected:?}"
+    );
 }
 
 #[test]
 fn sharded_data_parallel_training_follows_one_device() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let device = Default::default();
-    let model = preset(ModelKind::MemoryPlus, Size::Tiny, None)
-        .init::<A>(&device)
-        .unwrap();
-    // Burn initialises parameters lazily, per clone: materialise them once for every peer.
-    let record = model.clone().into_record();
-    let model = model.load_record(record);
-    for value_optimizer in [ValueOptimizer::SparseAdamW, ValueOptimizer::DenseAdamW] {
-        let mut single = Learner::new(model.clone(), &config(value_optimizer, BATCH).optim);
-        let expected: Vec<f64> = (0..STEPS)
-            .map(|step| {
-                single
-                    .step(&[global_batch(step)], 1.0, None, &device)
-                    .unwrap()
-                    .loss
-            })
-            .collect();
-        for devices in [2, 4] {
-            let losses = parallel_losses(&model, devices, value_optimizer);
-            for (step, (l, e)) in losses.iter().zip(&expected).enumerate() {
-                assert!(
-                    (l - e).abs() <= 1e-3 * e.abs(),
-                    "{value_optimizer}, {devices} devices, step {step}: {l} vs {e}"
-                );
-            }
-        }
-        assert!(
-            expected[STEPS - 1] < expected[0],
-            "{value_optimizer}: the model did not learn"
-        );
-    }
+    let memory_plus = ModelKind::MemoryPlus;
+    check_layouts(
+        memory_plus,
+        ValueOptimizer::SparseAdamW,
+        &[(2, 2), (4, 4), (4, 2), (4, 1)],
+    );
+    check_layouts(
+        memory_plus,
+        ValueOptimizer::DenseAdamW,
+        &[(2, 2), (4, 2), (2, 1)],
+    );
+    check_layouts(memory_plus, ValueOptimizer::RowwiseAdagrad, &[(2, 1)]);
+}
+
+#[test]
+fn replicated_peer_experts_follow_one_device() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    check_layouts(ModelKind::Peer, ValueOptimizer::SparseAdamW, &[(2, 1)]);
+    check_layouts(ModelKind::Peer, ValueOptimizer::DenseAdamW, &[(2, 2)]);
 }
 
 #[test]
 fn unsupported_layouts_are_clear_errors() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let device = Default::default();
-    reset_collective::<Flex>();
-    let collective = BurnCollective::<Flex>::register(
-        0,
-        &device,
-        CollectiveConfig::default().with_num_devices(1),
-        1,
-    )
-    .unwrap();
-    let peer = Peer::new(Arc::new(collective), device).unwrap();
-    let peer_model = preset(ModelKind::Peer, Size::Tiny, None)
-        .init::<A>(&device)
-        .unwrap();
-    let err = peer.shard(peer_model).unwrap_err();
-    assert!(err.to_string().contains("PEER"), "{err}");
+    let kind = ModelKind::MemoryPlus;
+    let err =
+        parallel_losses(kind, &model(kind), (2, 2), ValueOptimizer::RowwiseAdagrad).unwrap_err();
+    assert!(err.to_string().contains("sparse-adamw"), "{err}");
+    let err = parallel_losses(kind, &model(kind), (2, 3), ValueOptimizer::SparseAdamW).unwrap_err();
+    assert!(err.to_string().contains("do not divide"), "{err}");
 }

@@ -5,7 +5,9 @@
 use std::path::Path;
 
 use burn::module::{Module, ParamId};
+use burn::optim::AdamWState;
 use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::record::AdaptorRecord;
 use burn::optim::{AdamW, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::AutodiffBackend;
@@ -300,27 +302,38 @@ where
     }
 
     /// This learner (the same on every peer) restricted to `peer`'s share: its columns of the
-    /// pool and of the pool's row-wise optimizer state.
+    /// pool and of the pool's optimizer state (lazy or dense AdamW moments).
     pub fn shard(mut self, peer: &Peer<B::InnerBackend>) -> Result<Self, TrainError> {
         let sharded = self.model.pool.is_some() && peer.shards() > 1;
-        if sharded && self.config.value_optimizer != ValueOptimizer::SparseAdamW {
+        if sharded && self.config.value_optimizer == ValueOptimizer::RowwiseAdagrad {
             return Err(TrainError::Parallel(format!(
-                "a value pool sharded over --memory-parallel {} devices trains with \
-                 value_optimizer sparse-adamw (its state splits by columns), not {} \
-                 (which --memory-parallel 1 supports)",
-                peer.shards(),
-                self.config.value_optimizer
+                "a value pool sharded over --memory-parallel {} devices cannot train with \
+                 rowwise-adagrad (one accumulator per whole row); use sparse-adamw or \
+                 dense-adamw, or --memory-parallel 1",
+                peer.shards()
             )));
         }
-        let d = self.model.pool.as_ref().map(|p| p.weight.dims()[1]);
+        let whole = self
+            .model
+            .pool
+            .as_ref()
+            .map(|p| (p.weight.id, p.weight.dims()[1]));
         self.model = peer.shard(self.model)?;
         route_value_grads(&mut self.model, !self.row_optims.is_empty());
         self.value_ids = value_param_ids(&self.model);
-        if let (Some(d), false, true) = (d, self.row_optims.is_empty(), sharded) {
+        if let (Some((id, d)), true) = (whole, sharded) {
             let (offset, width) = peer.pool_columns(d);
-            let pool_optim = self.row_optims.remove(0);
-            self.row_optims
-                .insert(0, pool_optim.columns(offset, width)?);
+            if self.row_optims.is_empty() {
+                let rows = |t: Tensor<B::InnerBackend, 2>| {
+                    let n = t.dims()[0];
+                    Ok(t.slice([0..n, offset..offset + width]))
+                };
+                self.map_pool_adamw(id, rows)?;
+            } else {
+                let pool_optim = self.row_optims.remove(0);
+                self.row_optims
+                    .insert(0, pool_optim.columns(offset, width)?);
+            }
         }
         Ok(self)
     }
@@ -337,27 +350,56 @@ where
             row_optims: self.row_optims.clone(),
             config: self.config.clone(),
         };
+        // The whole batch again (`for_peer` gave each peer its share).
+        full.config.batch_size *= peer.world();
         if let (Some(pool), true) = (&self.model.pool, peer.shards() > 1) {
             let d = pool.columns().total;
             let values = peer.gather_columns(pool.weight.val().inner())?;
             let mut table =
                 memory_values::ValueTable::from_tensor(Tensor::from_inner(values), 0, d)?;
             table.set_sparse_grads(pool.sparse_sink().is_some());
-            if let Some(pool_optim) = self.row_optims.first() {
-                let mut record = pool_optim.to_record();
-                let gather = |t: Option<Tensor<B, 2>>| -> Result<Option<Tensor<B, 2>>, TrainError> {
-                    t.map(|t| Ok(Tensor::from_inner(peer.gather_columns(t.inner())?)))
-                        .transpose()
-                };
-                record.m = gather(record.m)?;
-                record.v = gather(record.v)?;
-                let rule = row_rule(&self.config).expect("row optimizers exist");
-                full.row_optims[0] = RowOptimizer::new(rule, &table).load_record(record)?;
-            }
+            let shard_id = pool.weight.id;
             full.model.pool = Some(table);
+            match self.row_optims.first() {
+                None => full.map_pool_adamw(shard_id, |t| peer.gather_columns(t))?,
+                Some(pool_optim) => {
+                    let mut record = pool_optim.to_record();
+                    let gather =
+                        |t: Option<Tensor<B, 2>>| -> Result<Option<Tensor<B, 2>>, TrainError> {
+                            t.map(|t| Ok(Tensor::from_inner(peer.gather_columns(t.inner())?)))
+                                .transpose()
+                        };
+                    record.m = gather(record.m)?;
+                    record.v = gather(record.v)?;
+                    let rule = row_rule(&self.config).expect("row optimizers exist");
+                    let table = full.model.pool.as_ref().expect("set above");
+                    full.row_optims[0] = RowOptimizer::new(rule, table).load_record(record)?;
+                }
+            }
         }
         full.value_ids = value_param_ids(&full.model);
         Ok(full)
+    }
+
+    /// Moves dense AdamW's state of the pool from parameter `from` to the pool this learner
+    /// holds now, each moment through `f` (a column slice, or a gather of the shards).
+    fn map_pool_adamw(
+        &mut self,
+        from: ParamId,
+        mut f: impl FnMut(Tensor<B::InnerBackend, 2>) -> Result<Tensor<B::InnerBackend, 2>, TrainError>,
+    ) -> Result<(), TrainError> {
+        let to = self.model.pool.as_ref().map(|p| p.weight.id);
+        let mut records = self.value_optim.to_record();
+        if let (Some(record), Some(to)) = (records.remove(&from), to) {
+            let mut state: AdamWState<B::InnerBackend, 2> = record.into_state();
+            let m = &mut state.momentum;
+            m.moment_1 = f(m.moment_1.clone())?;
+            m.moment_2 = f(m.moment_2.clone())?;
+            m.max_moment_2 = m.max_moment_2.clone().map(&mut f).transpose()?;
+            records.insert(to, AdaptorRecord::from_state(state));
+        }
+        self.value_optim = self.value_optim.clone().load_record(records);
+        Ok(())
     }
 }
 

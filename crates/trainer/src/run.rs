@@ -161,12 +161,7 @@ where
         )));
     }
     let run = start::<B>(config, device, options)?;
-    // Every peer starts from the same values: materialise the lazily initialised parameters
-    // once, here, and hand each peer a clone.
     let whole = run.learner::<B>(device)?;
-    let record = whole.model.clone().into_record();
-    let mut whole = whole;
-    whole.model = whole.model.clone().load_record(record);
     let results: Vec<Result<Option<TrainSummary>, TrainError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..n)
             .map(|rank| {
@@ -260,7 +255,12 @@ impl Run {
         &self,
         device: &B::Device,
     ) -> Result<Learner<B>, TrainError> {
-        let learner = Learner::new(self.config.model.init::<B>(device)?, &self.config.optim);
+        // Burn initialises parameters lazily, in the order of first use (which the optimizer
+        // setup changes) and separately in each clone: materialise them now, in module order,
+        // so that one device and every peer of a parallel run start from the same values.
+        let model = self.config.model.init::<B>(device)?;
+        let model = model.clone().load_record(model.into_record());
+        let learner = Learner::new(model, &self.config.optim);
         match &self.checkpoint {
             Some(dir) => learner.load(dir, device),
             None => Ok(learner),

@@ -61,18 +61,9 @@ fn parallel_losses(
                 .unwrap();
                 let peer = Peer::new(Arc::new(collective), device, shards)?;
                 let per = BATCH / devices;
-                let splits = value_optimizer != ValueOptimizer::DenseAdamW || shards == 1;
-                let mut learner = if splits {
-                    // What `train_parallel` does: one whole learner, one share per peer.
-                    Learner::new(model, &config(kind, value_optimizer, BATCH).optim)
-                        .for_peer(&peer, &device)?
-                } else {
-                    // Dense AdamW's state does not split, but a fresh one may start sharded.
-                    Learner::new(
-                        peer.shard(model.fork(&device))?,
-                        &config(kind, value_optimizer, per).optim,
-                    )
-                };
+                // What `train_parallel` does: one whole learner, one share per peer.
+                let mut learner = Learner::new(model, &config(kind, value_optimizer, BATCH).optim)
+                    .for_peer(&peer, &device)?;
                 (0..STEPS)
                     .map(|step| {
                         let tokens = global_batch(step);
@@ -158,6 +149,67 @@ fn replicated_peer_experts_follow_one_device() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     check_layouts(ModelKind::Peer, ValueOptimizer::SparseAdamW, &[(2, 1)]);
     check_layouts(ModelKind::Peer, ValueOptimizer::DenseAdamW, &[(2, 2)]);
+}
+
+/// Trained 10 steps alone, 10 as two peers with the pool split in two, then gathered and
+/// trained 10 more alone, a learner follows 30 steps alone: sharding and gathering carry the
+/// optimizer state (lazy and dense AdamW moments) both ways.
+#[test]
+fn optimizer_state_survives_shard_and_gather() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let kind = ModelKind::MemoryPlus;
+    let device = Default::default();
+    for value_optimizer in [ValueOptimizer::SparseAdamW, ValueOptimizer::DenseAdamW] {
+        let optim = config(kind, value_optimizer, BATCH).optim;
+        let model = model(kind);
+        let mut alone = Learner::new(model.clone(), &optim);
+        let step = |learner: &mut Learner<A>, step| {
+            learner
+                .step(&[global_batch(step)], 1.0, None, &device)
+                .unwrap()
+                .loss
+        };
+        let expected: Vec<f64> = (0..30).map(|s| step(&mut alone, s)).collect();
+
+        let mut learner = Learner::new(model, &optim);
+        let mut losses: Vec<f64> = (0..10).map(|s| step(&mut learner, s)).collect();
+        reset_collective::<Flex>();
+        let (peer_losses, gathered) = thread::scope(|scope| {
+            let handles: Vec<_> = (0..2)
+                .map(|rank| {
+                    let learner = &learner;
+                    scope.spawn(move || {
+                        let device = Default::default();
+                        let config = CollectiveConfig::default().with_num_devices(2);
+                        let collective =
+                            BurnCollective::<Flex>::register(rank, &device, config, 2).unwrap();
+                        let peer = Peer::new(Arc::new(collective), device, 2).unwrap();
+                        let mut mine = learner.for_peer(&peer, &device).unwrap();
+                        let per = BATCH / 2 * (SEQ + 1);
+                        let losses: Vec<f64> = (10..20)
+                            .map(|s| {
+                                let tokens = global_batch(s)[rank * per..(rank + 1) * per].to_vec();
+                                mine.step_parallel(&peer, &[tokens], 1.0, None, &device)
+                                    .unwrap()
+                                    .loss
+                            })
+                            .collect();
+                        (losses, mine.gather(&peer).unwrap())
+                    })
+                })
+                .collect();
+            handles.into_iter().next().unwrap().join().unwrap()
+        });
+        losses.extend(peer_losses);
+        let mut learner = gathered;
+        losses.extend((20..30).map(|s| step(&mut learner, s)));
+        for (s, (l, e)) in losses.iter().zip(&expected).enumerate() {
+            assert!(
+                (l - e).abs() <= 1e-3 * e.abs(),
+                "{value_optimizer}, step {s}: {l} vs {e}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -111,8 +111,7 @@ impl<B: Backend> Peer<B> {
                     "the value dimension {d} is not divisible by --memory-parallel {p}"
                 )));
             }
-            let w = d / p;
-            let offset = self.mesh.memory().position() * w;
+            let (offset, w) = self.pool_columns(d);
             // Sliced outside the graph, so the shard is a fresh leaf parameter.
             let columns = Tensor::from_inner(
                 pool.weight

@@ -3,31 +3,13 @@
 #![cfg(feature = "wgpu")]
 
 use burn::backend::Wgpu;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 use memory_keys::reference::{BruteForce, TopK, compare_topk};
 use memory_keys::retrieve;
 use proptest::prelude::*;
+use test_support::random_data as random;
 
 type B = Wgpu;
-
-fn random(shape: Vec<usize>, seed: u64, integers: bool) -> TensorData {
-    let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
-    let n: usize = shape.iter().product();
-    let values: Vec<f32> = (0..n)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let u = (state >> 40) as f32 / (1u64 << 24) as f32;
-            if integers {
-                (u * 7.0).floor() - 3.0
-            } else {
-                u * 2.0 - 1.0
-            }
-        })
-        .collect();
-    TensorData::new(values, shape)
-}
 
 fn check(
     n_keys: usize,

@@ -1,10 +1,11 @@
 //! Product-key retrieval against the brute-force search over all `n_keys²` keys.
 
 use burn::backend::Flex;
-use burn::tensor::{Distribution, Tensor, TensorData};
+use burn::tensor::{Distribution, Tensor};
 use memory_keys::reference::{BruteForce, TopK, compare_topk};
 use memory_keys::{KeysError, ProductKeysConfig, retrieve};
 use proptest::prelude::*;
+use test_support::random_data as random;
 
 type B = Flex;
 
@@ -21,27 +22,6 @@ fn check(
     let expected = brute.topk(knn);
     compare_topk(&actual, &expected, |row, i| Some(brute.score(row, i)), tol)
         .map_err(|m| m.to_string())
-}
-
-fn random(shape: Vec<usize>, seed: u64, integers: bool) -> TensorData {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    let n: usize = shape.iter().product();
-    let values: Vec<f32> = (0..n)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let u = (state >> 40) as f32 / (1u64 << 24) as f32; // [0, 1)
-            if integers {
-                (u * 7.0).floor() - 3.0
-            } else {
-                u * 2.0 - 1.0
-            }
-        })
-        .collect();
-    TensorData::new(values, shape)
 }
 
 fn case() -> impl Strategy<Value = (usize, usize, usize, usize, usize, u64)> {

@@ -13,6 +13,7 @@ use burn::tensor::backend::set_default_float_dtype;
 use burn::tensor::ops::Device;
 use burn::tensor::{Distribution, FloatDType, Tensor, TensorData};
 use memory_layer::{MemoryLayerConfig, MemoryOutput, PeerConfig};
+use test_support::host_f64 as host;
 
 type A = Autodiff<Flex>;
 type Grads = <A as AutodiffBackend>::Gradients;
@@ -25,10 +26,6 @@ fn device() -> Device<A> {
     let device = Default::default();
     F64.call_once(|| set_default_float_dtype::<Flex>(&device, FloatDType::F64).unwrap());
     device
-}
-
-fn host(tensor: Tensor<impl burn::tensor::backend::Backend, 2>) -> Vec<f64> {
-    tensor.into_data().convert::<f64>().into_vec().unwrap()
 }
 
 /// Collects every float parameter's id, values and analytic gradient.

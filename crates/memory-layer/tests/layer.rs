@@ -7,16 +7,13 @@ use memory_layer::{
     MemoryError, MemoryLayerConfig, PeerConfig, UsageStats, ValuePool, ValueTableConfig,
 };
 use memory_values::ValueError;
+use test_support::host;
 
 type B = Flex;
 type A = Autodiff<Flex>;
 
 fn random<Bk: burn::tensor::backend::Backend, const D: usize>(shape: [usize; D]) -> Tensor<Bk, D> {
     Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
-}
-
-fn host(tensor: Tensor<Flex, 2>) -> Vec<f32> {
-    tensor.into_data().to_vec().unwrap()
 }
 
 #[test]

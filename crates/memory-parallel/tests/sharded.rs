@@ -3,73 +3,20 @@
 //! meshes of N peers in memory groups of P (P = N = 1, 2, 4; P < N): outputs, weight gradients
 //! on the owners, value gradients scaled by 1/P and averaged over the replicas, i.e. 1/N.
 
-use std::sync::{Arc, Mutex};
-use std::thread;
-
 use burn::backend::{Autodiff, Flex};
-use burn::collective::reset_collective;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
-use memory_parallel::{BurnCollective, Collective, CollectiveConfig, Mesh, ShardedValues};
+use memory_parallel::{Collective, Mesh, ShardedValues};
 use memory_values::{RowGrads, ValueStore, ValueTable};
+use test_support::{assert_close, host, pseudo_random as seq, run_peers, serial};
 
 type A = Autodiff<Flex>;
 
-/// burn-collective keeps one server per backend type: one test at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn seq(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-        })
-        .collect()
-}
-
-/// Runs `peer(rank)` on `world` threads, each registered with burn-collective.
-fn run_peers<T: Send + 'static>(
-    world: usize,
-    peer: impl Fn(Arc<BurnCollective<Flex>>) -> T + Send + Sync + 'static,
-) -> Vec<T> {
-    reset_collective::<Flex>();
-    let peer = Arc::new(peer);
-    let handles: Vec<_> = (0..world)
-        .map(|rank| {
-            let peer = peer.clone();
-            thread::spawn(move || {
-                let config = CollectiveConfig::default().with_num_devices(world);
-                let collective =
-                    BurnCollective::register(rank, &Default::default(), config, world).unwrap();
-                peer(Arc::new(collective))
-            })
-        })
-        .collect();
-    handles.into_iter().map(|h| h.join().unwrap()).collect()
-}
-
-fn host<const D: usize>(t: Tensor<impl burn::tensor::backend::Backend, D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
-}
-
-fn assert_close(actual: &[f32], expected: &[f32], what: &str) {
-    assert_eq!(actual.len(), expected.len(), "{what}: lengths");
-    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
-        assert!(
-            (a - e).abs() <= 1e-5 * (1.0 + e.abs()),
-            "{what}, element {i}: {a} vs {e}"
-        );
-    }
-}
-
 #[test]
 fn group_operations_on_a_two_by_two_mesh() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     // World ranks 0..4; memory groups {0, 1} and {2, 3}; replica groups {0, 2} and {1, 3}.
-    let results = run_peers(4, |collective| {
+    let results = run_peers::<Flex, _>(4, |_, collective| {
         let rank = collective.rank();
         let mesh = Mesh::new(collective, 2).unwrap();
         let group = mesh.memory();
@@ -250,7 +197,7 @@ fn densify<B: burn::tensor::backend::Backend>(grads: RowGrads<B>, rows: usize) -
 
 #[test]
 fn sharded_lookup_equals_the_single_device_lookup() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let case = Case::new();
     let full = case.float(case.values.clone(), [case.rows, case.dim]);
     let table = ValueTable::from_tensor(full, 0, case.dim).unwrap();
@@ -262,7 +209,7 @@ fn sharded_lookup_equals_the_single_device_lookup() {
     let layouts = [(1, 1), (2, 2), (4, 4), (4, 2), (4, 1), (2, 1)];
     for ((n, p), sparse) in layouts.into_iter().flat_map(|l| [(l, false), (l, true)]) {
         let shared = case.clone();
-        let results = run_peers(n, move |collective| {
+        let results = run_peers::<Flex, _>(n, move |_, collective| {
             let case = &shared;
             let rank = collective.rank();
             let mesh = Mesh::new(collective, p).unwrap();
@@ -306,11 +253,13 @@ fn sharded_lookup_equals_the_single_device_lookup() {
             assert_close(
                 &o,
                 &out[rows.start * case.dim..rows.end * case.dim],
+                1e-5,
                 &format!("{what} output"),
             );
             assert_close(
                 &w,
                 &weight_grad[rows.start * case.k..rows.end * case.k],
+                1e-5,
                 &format!("{what} weight gradient"),
             );
             let expected: Vec<f32> = (0..case.rows)
@@ -322,7 +271,7 @@ fn sharded_lookup_equals_the_single_device_lookup() {
                         .collect::<Vec<_>>()
                 })
                 .collect();
-            assert_close(&v, &expected, &format!("{what} value gradient"));
+            assert_close(&v, &expected, 1e-5, &format!("{what} value gradient"));
         }
     }
 }

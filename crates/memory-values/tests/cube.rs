@@ -2,8 +2,6 @@
 //! on Flex: `cargo test -p memory-values --features wgpu --test cube`.
 #![cfg(feature = "wgpu")]
 
-mod common;
-
 use burn::backend::{Flex, Wgpu};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData, TensorPrimitive};
@@ -12,7 +10,8 @@ use proptest::prelude::*;
 
 type G = Wgpu;
 
-use common::pseudo_random as data;
+use test_support::pseudo_random as data;
+use test_support::{host, host_ints};
 
 fn float<B: Backend, const D: usize>(values: Vec<f32>, shape: [usize; D]) -> Tensor<B, D> {
     Tensor::from_data(TensorData::new(values, shape), &Default::default())
@@ -20,14 +19,6 @@ fn float<B: Backend, const D: usize>(values: Vec<f32>, shape: [usize; D]) -> Ten
 
 fn ints<B: Backend, const D: usize>(values: Vec<i64>, shape: [usize; D]) -> Tensor<B, D, Int> {
     Tensor::from_data(TensorData::new(values, shape), &Default::default())
-}
-
-fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
-}
-
-fn host_ints<B: Backend, const D: usize>(t: Tensor<B, D, Int>) -> Vec<i64> {
-    t.into_data().convert::<i64>().to_vec::<i64>().unwrap()
 }
 
 fn prim<const D: usize>(

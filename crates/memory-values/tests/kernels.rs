@@ -1,8 +1,6 @@
 //! The backend kernels equal the plain-tensor reference on random inputs: duplicates (few
 //! rows), one pair per bag, empty batches; the in-place row updates equal the tensor-op ones.
 
-mod common;
-
 use burn::backend::Flex;
 use burn::tensor::{Int, Tensor, TensorData, TensorPrimitive};
 use memory_values::{RowAdagrad, RowAdamW, ValueBackend, reference};
@@ -10,7 +8,7 @@ use proptest::prelude::*;
 
 type B = Flex;
 
-use common::pseudo_random as data;
+use test_support::pseudo_random as data;
 
 fn float(values: Vec<f32>, shape: [usize; 2]) -> Tensor<B, 2> {
     Tensor::from_data(TensorData::new(values, shape), &Default::default())

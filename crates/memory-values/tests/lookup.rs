@@ -3,6 +3,7 @@
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{Int, Tensor, TensorData};
 use memory_values::{ValueError, ValueStore, ValueTable, ValueTableConfig};
+use test_support::{Lcg, host};
 
 type B = Flex;
 type A = Autodiff<Flex>;
@@ -21,13 +22,8 @@ struct Case {
 impl Case {
     /// Indices drawn from few rows, so that duplicates (within and across bags) are common.
     fn new(rows: usize, dim: usize, t: usize, k: usize, seed: u64) -> Self {
-        let mut state = seed;
-        let mut next = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as f64 / (1u64 << 31) as f64
-        };
+        let mut rng = Lcg::new(seed);
+        let mut next = move || rng.next_f64();
         Self {
             rows,
             dim,
@@ -106,14 +102,7 @@ impl Case {
 }
 
 fn assert_close(actual: Tensor<impl burn::tensor::backend::Backend, 2>, expected: &[f32]) {
-    let actual = actual.into_data().to_vec::<f32>().unwrap();
-    assert_eq!(actual.len(), expected.len());
-    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
-        assert!(
-            (a - e).abs() <= 1e-5 * (1.0 + e.abs()),
-            "element {i}: {a} vs {e}"
-        );
-    }
+    test_support::assert_close(&host(actual), expected, 1e-5, "lookup");
 }
 
 #[test]

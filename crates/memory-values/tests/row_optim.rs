@@ -1,8 +1,6 @@
 //! Row-wise optimizers: lazy AdamW equals Burn's dense AdamW when every row is touched, leaves
 //! untouched rows alone, row-wise Adagrad follows its formula, and the state round-trips.
 
-mod common;
-
 use burn::backend::{Autodiff, Flex};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::{Int, Tensor, TensorData};
@@ -17,7 +15,8 @@ const RULE: RowRule = RowRule::AdamW {
     weight_decay: 0.1,
 };
 
-use common::pseudo_random as seq;
+use test_support::assert_close;
+use test_support::pseudo_random as seq;
 
 fn table(rows: usize, dim: usize) -> ValueTable<A> {
     let values = Tensor::from_data(
@@ -48,16 +47,6 @@ fn backward(table: &ValueTable<A>, ids: &[i64], seed: u64) {
 
 fn values(table: &ValueTable<A>) -> Vec<f32> {
     table.weight.val().into_data().to_vec::<f32>().unwrap()
-}
-
-fn assert_close(a: &[f32], b: &[f32], what: &str) {
-    assert_eq!(a.len(), b.len());
-    for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!(
-            (x - y).abs() <= 1e-6 * (1.0 + y.abs()),
-            "{what}, element {i}: {x} vs {y}"
-        );
-    }
 }
 
 #[test]
@@ -93,7 +82,12 @@ fn lazy_adamw_equals_dense_adamw_when_every_row_is_touched() {
             .sum();
         let grads = GradientsParams::from_grads(loss.backward(), &dense);
         dense = adamw.step(0.01, dense, grads);
-        assert_close(&values(&sparse), &values(&dense), &format!("step {step}"));
+        assert_close(
+            &values(&sparse),
+            &values(&dense),
+            1e-6,
+            &format!("step {step}"),
+        );
     }
     assert!(sparse.weight.is_require_grad(), "require_grad was lost");
 }
@@ -147,7 +141,7 @@ fn rowwise_adagrad_follows_its_formula() {
         }
         let grads = t.take_row_grads().unwrap().unwrap();
         optim.step(lr, &mut t, grads);
-        assert_close(&values(&t), &expected, &format!("step {step}"));
+        assert_close(&values(&t), &expected, 1e-6, &format!("step {step}"));
     }
 }
 

@@ -6,6 +6,7 @@ use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use model_zoo::{
     Ffn, ModelKind, Routing, Sampler, Size, TransformerConfig, ZooError, account, generate, preset,
 };
+use test_support::host;
 
 type B = Flex;
 
@@ -18,10 +19,6 @@ fn tokens(b: usize, t: usize, seed: i64) -> Tensor<B, 2, Int> {
 
 fn tiny(kind: ModelKind) -> TransformerConfig {
     preset(kind, Size::Tiny, None)
-}
-
-fn host(t: Tensor<B, 3>) -> Vec<f32> {
-    t.into_data().to_vec().unwrap()
 }
 
 #[test]

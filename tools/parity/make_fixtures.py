@@ -1,5 +1,7 @@
 """Parity fixtures for the memory layers: an independent PyTorch implementation of
-../shared/docs/paper-spec.md §1-4 and §9 (PEER), written from the specification only.
+the memory layer, Memory+ and PEER as the paper describes them (product-key retrieval,
+multi-head softmax, weighted lookup, swilu, gate), written from that description only and
+sharing no code with the Rust crates.
 
 Each case becomes one safetensors file in the format of docs/parity-fixtures.md: the layer's
 parameters under the reference state-dict names, an input, an output gradient, and the

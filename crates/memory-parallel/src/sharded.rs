@@ -1,4 +1,5 @@
-//! A value table sharded on its columns over a memory group (paper §"parallel memory").
+//! A value table sharded on its columns over a memory group (the paper's parallel memory:
+//! values sharded on the embedding dimension across devices).
 //!
 //! Every peer of a group of `P` holds all `N` rows and `d/P` columns. Forward: the group
 //! all-gathers its indices and weights, each peer looks up the whole group's tokens on its

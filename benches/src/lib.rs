@@ -1,7 +1,13 @@
-//! Criterion benchmarks of the memory-layer kernels (`cargo bench -p memory-benches`).
+//! Criterion benchmarks of the memory-layer kernels (`cargo bench -p memory-benches`), and the
+//! bench cases they share with `cargo xtask bench`.
 //!
-//! Inputs are built here so that every bench file measures the same cases; the case names
-//! follow the `cargo xtask bench` contract where one exists.
+//! The cases whose names are a contract (retrieval, lookup, the Memory+ layer) are defined
+//! once, in [`RetrievalCase`], [`LookupCase`] and [`MemoryPlusCase`]: their shapes at the
+//! contract's size (`cargo xtask bench`) and at a quicker one (criterion), and their inputs.
+
+mod cases;
+
+pub use cases::{LookupCase, MemoryPlusCase, RetrievalCase};
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor};

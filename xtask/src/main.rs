@@ -1,21 +1,17 @@
-//! `cargo xtask <command>`: the project's commands.
+//! `cargo xtask <command>`: the developer commands, and the `memory-layers` commands.
 //!
 //! - `parity FILE...`: checks the memory layers against reference fixtures
 //!   (docs/parity-fixtures.md); `--backend flex|wgpu|cuda`.
-//! - `train [...]`: trains a model and evaluates it (docs/training.md).
-//! - `eval --checkpoint DIR`, `generate --checkpoint DIR --prompt TEXT`.
+//! - `train [...]`, `eval --checkpoint DIR`, `generate --checkpoint DIR --prompt TEXT`: the
+//!   `memory-layers` commands (crate memory-layers-cli), run in this process.
 //! - `bench [--suite NAME] [--json FILE] [--report]` (docs/performance.md).
 //! - `zoo [--json FILE]`: parameters and FLOPs of every preset and model.
 
-mod backend;
-mod bench;
-mod eval;
-mod parity;
-mod report;
-mod train;
-mod zoo;
+mod bench_result;
+mod commands;
 
 use clap::{Parser, Subcommand};
+use commands::{bench, parity, zoo};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Memory-layer project commands")]
@@ -28,12 +24,8 @@ struct Cli {
 enum Command {
     /// Check the layers against reference fixtures (safetensors files).
     Parity(parity::ParityArgs),
-    /// Train a model (defaults: Memory+, small, embedded data, CPU).
-    Train(Box<train::TrainArgs>),
-    /// Evaluate a trained run: validation loss, QA, memory usage.
-    Eval(eval::EvalArgs),
-    /// Continue a prompt with a trained run (greedy, temperature, top-p; KV cache).
-    Generate(eval::GenerateArgs),
+    #[command(flatten)]
+    Product(memory_layers_cli::Command),
     /// Time the benchmark cases (JSON), or write docs/performance.md with --report.
     Bench(bench::BenchArgs),
     /// Print total and active parameters and FLOPs per token of every preset and model.
@@ -43,10 +35,8 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Parity(args) => parity::run(args),
-        Command::Zoo(args) => zoo::run(args),
+        Command::Product(command) => command.run(),
         Command::Bench(args) => bench::run(args),
-        Command::Train(args) => train::run(*args),
-        Command::Eval(args) => eval::run(args),
-        Command::Generate(args) => eval::generate_text(args),
+        Command::Zoo(args) => zoo::run(args),
     }
 }

@@ -1,4 +1,4 @@
-//! `cargo xtask train --devices 2 --memory-parallel 2` (two peers on CPU threads, the value
+//! `memory-layers train --devices 2 --memory-parallel 2` (two peers on CPU threads, the value
 //! pool sharded over them) and `--devices 4 --memory-parallel 2` (two replicas of a pool
 //! sharded over two peers) follow `--devices 1` with the same global batch and seed (lazy
 //! and dense AdamW), and a checkpoint killed mid-run on two devices resumes on one.
@@ -8,10 +8,10 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{checkpoint_step, fresh, kill_after_checkpoint, metrics, xtask};
+use common::{checkpoint_step, fresh, kill_after_checkpoint, memory_layers, metrics};
 
 fn train(out: &Path, extra: &[&str]) -> Command {
-    let mut cmd = xtask();
+    let mut cmd = memory_layers();
     cmd.args(["train", "--model", "memory-plus", "--size", "tiny"])
         .args(["--steps", "30", "--seed", "5", "--checkpoint-every", "10"])
         .args(extra)
@@ -78,7 +78,7 @@ fn several_devices_follow_one_and_their_checkpoint_resumes_on_one() {
     // Killed after a checkpoint on two devices, resumed on one.
     let cut = fresh("cut");
     kill_after_checkpoint(train(&cut, &args), &cut, 10);
-    let status = xtask()
+    let status = memory_layers()
         .args(["train", "--resume", "--out"])
         .arg(&cut)
         .stdout(Stdio::null())

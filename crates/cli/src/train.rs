@@ -1,9 +1,12 @@
+//! `train`: trains a model from the command line's flags (over a config.toml when given) and
+//! evaluates it.
+
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
-use burn::backend::{Autodiff, Flex};
+use anyhow::Context;
 use burn::tensor::backend::AutodiffBackend;
 use memory_layer::MemoryBackend;
+use memory_parallel::ShardedBackend;
 use model_zoo::{ModelKind, Size, preset};
 use trainer::data::TokenizerKind;
 use trainer::{
@@ -13,7 +16,8 @@ use trainer::{
 
 use crate::backend::{BackendKind, Job, dispatch};
 
-/// Arguments of `cargo xtask train` (design.md, "Command line").
+/// Arguments of `memory-layers train` (and `cargo xtask train`): the flags override the preset
+/// that `--model` and `--size` name, or the `--config` file.
 #[derive(clap::Args)]
 pub struct TrainArgs {
     /// Model: dense, moe, peer, memory, memory-plus.
@@ -169,17 +173,31 @@ fn set<T>(field: &mut T, value: Option<T>) {
     }
 }
 
-struct Train(TrainConfig, TrainOptions);
+/// A training run: on one device, or on the peers of a layout ([`train_parallel`]).
+struct Train {
+    config: TrainConfig,
+    options: TrainOptions,
+    layout: Option<Layout>,
+}
 
 impl Job for Train {
     type Output = TrainSummary;
 
-    fn run<B>(self, device: B::Device) -> anyhow::Result<TrainSummary>
+    fn devices(&self) -> usize {
+        self.layout.as_ref().map_or(1, |layout| layout.devices)
+    }
+
+    fn run<B>(self, devices: &[B::Device]) -> anyhow::Result<TrainSummary>
     where
-        B: AutodiffBackend + MemoryBackend,
+        B: AutodiffBackend
+            + MemoryBackend
+            + ShardedBackend<Comm = <B as AutodiffBackend>::InnerBackend>,
         B::InnerBackend: MemoryBackend,
     {
-        Ok(train::<B>(self.0, &device, self.1)?)
+        Ok(match &self.layout {
+            Some(layout) => train_parallel::<B>(self.config, devices, self.options, layout)?,
+            None => train::<B>(self.config, &devices[0], self.options)?,
+        })
     }
 }
 
@@ -211,49 +229,18 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         resume: args.resume,
         progress: true,
     };
-    let summary = match layout {
-        Some(layout) => train_on_peers(args.backend, config, options, &layout)?,
-        None => dispatch(args.backend, Train(config, options))?,
+    let job = Train {
+        config,
+        options,
+        layout,
     };
+    let summary = dispatch(args.backend, job)?;
     print_summary(&summary);
     Ok(())
 }
 
-/// [`train_parallel`] on `backend`: the CPU's one device for every peer, one GPU per peer with
-/// CUDA (GPUs 0..N), the default adapter for every peer with wgpu.
-fn train_on_peers(
-    backend: BackendKind,
-    config: TrainConfig,
-    options: TrainOptions,
-    layout: &Layout,
-) -> anyhow::Result<TrainSummary> {
-    let n = layout.devices;
-    Ok(match backend {
-        BackendKind::Flex => {
-            let devices = vec![Default::default(); n];
-            train_parallel::<Autodiff<Flex>>(config, &devices, options, layout)?
-        }
-        #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => {
-            let devices = vec![Default::default(); n];
-            train_parallel::<Autodiff<burn::backend::Wgpu>>(config, &devices, options, layout)?
-        }
-        #[cfg(feature = "cuda")]
-        BackendKind::Cuda => {
-            crate::backend::probe_cuda_driver()?;
-            let devices: Vec<_> = (0..n).map(burn::backend::cuda::CudaDevice::new).collect();
-            train_parallel::<Autodiff<burn::backend::Cuda>>(config, &devices, options, layout)?
-        }
-        #[allow(unreachable_patterns)]
-        other => bail!(
-            "this xtask was built without the {} backend",
-            format!("{other:?}").to_lowercase()
-        ),
-    })
-}
-
 /// The end-of-run table.
-pub fn print_summary(s: &TrainSummary) {
+fn print_summary(s: &TrainSummary) {
     let e = &s.eval;
     let c = &s.config;
     let rows = [

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::bench::BenchResult;
+use crate::bench_result::BenchResult;
 
 fn load(path: &Path) -> anyhow::Result<BTreeMap<String, BenchResult>> {
     let text =

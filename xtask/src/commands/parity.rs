@@ -1,16 +1,20 @@
+//! `cargo xtask parity`: checks the memory layers against fixtures written by an independent
+//! PyTorch implementation.
+
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use burn::tensor::backend::AutodiffBackend;
 use memory_layer::MemoryBackend;
 use memory_layer::parity::{F32_TOLERANCE, ParityReport, check_fixture};
-
-use crate::backend::{BackendKind, Job, dispatch};
+use memory_layers_cli::{BackendKind, Job, dispatch};
+use memory_parallel::ShardedBackend;
 
 /// Arguments of `cargo xtask parity`.
 #[derive(clap::Args)]
 pub struct ParityArgs {
-    /// Fixture files (safetensors, design.md "Parity fixtures").
+    /// Fixture files (safetensors: the layer's config, weights, input, output and gradients;
+    /// docs/parity-fixtures.md).
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Largest accepted normwise relative error.
@@ -27,16 +31,18 @@ struct CheckAll<'a>(&'a ParityArgs);
 impl Job for CheckAll<'_> {
     type Output = Vec<ParityReport>;
 
-    fn run<B>(self, device: B::Device) -> anyhow::Result<Self::Output>
+    fn run<B>(self, devices: &[B::Device]) -> anyhow::Result<Self::Output>
     where
-        B: AutodiffBackend + MemoryBackend,
+        B: AutodiffBackend
+            + MemoryBackend
+            + ShardedBackend<Comm = <B as AutodiffBackend>::InnerBackend>,
         B::InnerBackend: MemoryBackend,
     {
-        let args = self.0;
+        let (args, device) = (self.0, &devices[0]);
         args.files
             .iter()
             .map(|path| {
-                check_fixture::<B>(path, &device, args.tolerance)
+                check_fixture::<B>(path, device, args.tolerance)
                     .with_context(|| format!("checking {}", path.display()))
             })
             .collect()

@@ -1,8 +1,10 @@
-//! `--backend flex|wgpu|cuda`: runs a job on the chosen Burn backend (with autodiff).
+//! `--backend flex|wgpu|cuda`: the one place that turns a backend name into a Burn backend
+//! (with autodiff) and its devices, for every command of `memory-layers` and `cargo xtask`.
 
 use burn::backend::Autodiff;
 use burn::tensor::backend::AutodiffBackend;
 use memory_layer::MemoryBackend;
+use memory_parallel::ShardedBackend;
 
 /// A backend to run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -19,30 +21,42 @@ pub enum BackendKind {
 pub trait Job {
     /// What the job returns.
     type Output;
-    /// Runs on backend `B`.
-    fn run<B>(self, device: B::Device) -> anyhow::Result<Self::Output>
+
+    /// How many devices the job runs on: one, unless it trains on several peers.
+    fn devices(&self) -> usize {
+        1
+    }
+
+    /// Runs on backend `B`, on [`Job::devices`] devices: the CPU's one device repeated, GPUs
+    /// `0..N` with CUDA, the default adapter repeated with wgpu.
+    fn run<B>(self, devices: &[B::Device]) -> anyhow::Result<Self::Output>
     where
-        B: AutodiffBackend + MemoryBackend,
+        B: AutodiffBackend
+            + MemoryBackend
+            + ShardedBackend<Comm = <B as AutodiffBackend>::InnerBackend>,
         B::InnerBackend: MemoryBackend;
 }
 
 /// Runs `job` on `kind`; a backend not compiled in, or CUDA without a driver, is an error.
 pub fn dispatch<J: Job>(kind: BackendKind, job: J) -> anyhow::Result<J::Output> {
+    let n = job.devices();
     match kind {
-        BackendKind::Flex => job.run::<Autodiff<burn::backend::Flex>>(Default::default()),
+        BackendKind::Flex => job.run::<Autodiff<burn::backend::Flex>>(&vec![Default::default(); n]),
         #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => job.run::<Autodiff<burn::backend::Wgpu>>(Default::default()),
+        BackendKind::Wgpu => job.run::<Autodiff<burn::backend::Wgpu>>(&vec![Default::default(); n]),
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => {
             probe_cuda_driver()?;
-            job.run::<Autodiff<burn::backend::Cuda>>(Default::default())
+            let devices: Vec<_> = (0..n).map(burn::backend::cuda::CudaDevice::new).collect();
+            job.run::<Autodiff<burn::backend::Cuda>>(&devices)
         }
         #[allow(unreachable_patterns)]
         other => {
             let name = format!("{other:?}").to_lowercase();
             anyhow::bail!(
-                "this xtask was built without the {name} backend: \
-                 cargo run --release -p xtask --features {name} -- ..."
+                "this binary was built without the {name} backend: \
+                 cargo run --release -p memory-layers-cli --features {name} -- ... \
+                 (or -p xtask)"
             )
         }
     }
@@ -51,7 +65,7 @@ pub fn dispatch<J: Job>(kind: BackendKind, job: J) -> anyhow::Result<J::Output> 
 /// Fails clearly when no CUDA driver library can be found (Burn would panic on a background
 /// thread at the first tensor operation instead).
 #[cfg(feature = "cuda")]
-pub fn probe_cuda_driver() -> anyhow::Result<()> {
+fn probe_cuda_driver() -> anyhow::Result<()> {
     let mut dirs: Vec<std::path::PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
         .map(|paths| std::env::split_paths(&paths).collect())
         .unwrap_or_default();

@@ -1,22 +1,22 @@
-//! `cargo xtask bench`: the benchmark cases whose names are a contract (issue "Performance"),
-//! timed on one backend, written as JSON `[{name, config, median_s, throughput, unit}]`;
-//! `--report` turns our results and PyTorch's (tools/bench/torch_bench.py) into
-//! docs/performance.md.
+//! `cargo xtask bench`: the benchmark cases whose names are a contract, timed on one backend,
+//! written as JSON ([`BenchResult`]); `--report` turns our results and PyTorch's
+//! (tools/bench/torch_bench.py) into docs/performance.md. The kernel cases' shapes and inputs
+//! come from memory-benches, which the criterion benches share.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use burn::tensor::activation::softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Distribution, Int, Tensor};
-use memory_layer::{MemoryBackend, MemoryLayerConfig, ProductKeysConfig, ValueTableConfig};
+use memory_benches::{LookupCase, MemoryPlusCase, RetrievalCase};
+use memory_layer::MemoryBackend;
+use memory_layers_cli::{BackendKind, Job, dispatch};
+use memory_parallel::ShardedBackend;
 use model_zoo::{ModelKind, Size, SwiGlu, preset};
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 use trainer::{Learner, TrainConfig, ValueOptimizer};
 
-use crate::backend::{BackendKind, Job, dispatch};
+use crate::bench_result::BenchResult;
 
 /// Arguments of `cargo xtask bench`.
 #[derive(clap::Args)]
@@ -46,21 +46,6 @@ pub struct BenchArgs {
     /// The GPU's memory bandwidth in GB/s, for the lookup's share of it (H200: 4800).
     #[arg(long, default_value_t = 4800.0)]
     gpu_bandwidth: f64,
-}
-
-/// One measured case.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BenchResult {
-    /// Case name (a contract).
-    pub name: String,
-    /// Sizes and settings.
-    pub config: serde_json::Value,
-    /// Median seconds per iteration (`null` when skipped).
-    pub median_s: Option<f64>,
-    /// Work per second in `unit` (`null` when skipped).
-    pub throughput: Option<f64>,
-    /// Unit of the throughput.
-    pub unit: String,
 }
 
 /// Median seconds of `run` (one warm-up, then at least 3 iterations or 2 seconds, at most 20).
@@ -101,20 +86,6 @@ fn result(
     }
 }
 
-fn normal<B: Backend, const D: usize>(shape: [usize; D], device: &B::Device) -> Tensor<B, D> {
-    Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
-}
-
-fn uniform_indices<B: Backend>(
-    rows: usize,
-    shape: [usize; 2],
-    device: &B::Device,
-) -> Tensor<B, 2, Int> {
-    Tensor::<B, 2>::random(shape, Distribution::Uniform(0.0, rows as f64), device)
-        .int()
-        .clamp(0, rows as i64 - 1)
-}
-
 /// STREAM triad `a = b + s·c` over 64M-element f32 arrays (256 MB each), all cores.
 fn stream_triad() -> BenchResult {
     let n = 64 << 20;
@@ -153,11 +124,14 @@ struct Suite(String);
 impl Job for &Suite {
     type Output = Vec<BenchResult>;
 
-    fn run<B>(self, device: B::Device) -> anyhow::Result<Vec<BenchResult>>
+    fn run<B>(self, devices: &[B::Device]) -> anyhow::Result<Vec<BenchResult>>
     where
-        B: AutodiffBackend + MemoryBackend,
+        B: AutodiffBackend
+            + MemoryBackend
+            + ShardedBackend<Comm = <B as AutodiffBackend>::InnerBackend>,
         B::InnerBackend: MemoryBackend,
     {
+        let device = &devices[0];
         let kernels = matches!(self.0.as_str(), "default" | "kernels");
         let train = matches!(self.0.as_str(), "default" | "train");
         anyhow::ensure!(
@@ -168,10 +142,10 @@ impl Job for &Suite {
         let mut out = Vec::new();
         if kernels {
             out.push(stream_triad());
-            out.extend(kernel_cases::<B>(&device)?);
+            out.extend(kernel_cases::<B>(device)?);
         }
         if train {
-            out.extend(train_cases::<B>(&device)?);
+            out.extend(train_cases::<B>(device)?);
         }
         Ok(out)
     }
@@ -185,47 +159,47 @@ where
     type I<B> = <B as AutodiffBackend>::InnerBackend;
     let mut out = Vec::new();
 
-    let (tokens, heads, k_dim, n_keys, knn) = (2048, 4, 256, 512, 32);
-    let keys = ProductKeysConfig::new(512, heads, k_dim, knn, n_keys).init::<I<B>>(device)?;
-    let (queries, sub_keys) = (
-        normal::<I<B>, 3>([tokens, heads, k_dim], device),
-        keys.sub_keys(),
-    );
+    let case = RetrievalCase::CONTRACT;
+    let (queries, sub_keys) = case.inputs::<I<B>>(device)?;
     let seconds = time::<I<B>>(device, || {
-        let r = memory_keys::retrieve(queries.clone(), sub_keys.clone(), knn);
+        let r = memory_keys::retrieve(queries.clone(), sub_keys.clone(), case.knn);
         let _ = (r.scores, r.indices);
     });
-    let config = serde_json::json!({"queries": [tokens * heads, k_dim], "tokens": tokens, "heads": heads, "n_keys": n_keys, "knn": knn});
+    let config = serde_json::json!({"queries": [case.queries(), case.k_dim], "tokens": case.tokens, "heads": case.heads, "n_keys": case.n_keys, "knn": case.knn});
     out.push(result(
-        "pk_retrieval_fwd",
+        RetrievalCase::NAME,
         config,
         seconds,
-        (tokens * heads) as f64,
+        case.queries() as f64,
         "queries/s",
     ));
 
-    let (rows, dim, bags, per_bag) = (1 << 20, 256, 16384, 32);
-    let bytes = (bags * per_bag * dim * 4) as f64 / 1e9;
-    let config = serde_json::json!({"values": [rows, dim], "bags": bags, "per_bag": per_bag, "weights": "softmax"});
+    let case = LookupCase::CONTRACT;
+    let bytes = case.bytes() as f64 / 1e9;
+    let config = serde_json::json!({"values": [case.rows, case.dim], "bags": case.bags, "per_bag": case.per_bag, "weights": "softmax"});
     {
-        let table = ValueTableConfig::new(rows, dim).init::<I<B>>(device)?;
-        let indices = uniform_indices::<I<B>>(rows, [bags, per_bag], device);
-        let weights = softmax(normal::<I<B>, 2>([bags, per_bag], device), 1);
+        let table = case.table::<I<B>>(device)?;
+        let indices = case.indices::<I<B>>(device);
+        let weights = case.weights::<I<B>>(device);
         let seconds = time::<I<B>>(device, || {
             let _ = table
                 .lookup(indices.clone(), weights.clone())
                 .expect("in range");
         });
-        out.push(result("lookup_fwd", config.clone(), seconds, bytes, "GB/s"));
+        out.push(result(
+            LookupCase::FWD,
+            config.clone(),
+            seconds,
+            bytes,
+            "GB/s",
+        ));
     }
     {
         // The backward gives the weight gradient and the value gradient as sparse rows.
-        let mut table = ValueTableConfig::new(rows, dim).init::<B>(device)?;
+        let mut table = case.table::<B>(device)?;
         table.set_sparse_grads(true);
-        let indices = uniform_indices::<B>(rows, [bags, per_bag], device);
-        let weights = softmax(normal::<B, 2>([bags, per_bag], device), 1)
-            .detach()
-            .require_grad();
+        let indices = case.indices::<B>(device);
+        let weights = case.weights::<B>(device).detach().require_grad();
         let seconds = time::<B>(device, || {
             let y = table
                 .lookup(indices.clone(), weights.clone())
@@ -235,25 +209,25 @@ where
         });
         let mut config = config;
         config["value_grad"] = "sparse rows".into();
-        out.push(result("lookup_fwd_bwd", config, seconds, bytes, "GB/s"));
+        out.push(result(LookupCase::FWD_BWD, config, seconds, bytes, "GB/s"));
     }
 
-    let (batch, seq, dim) = (8, 256, 512);
-    let x = normal::<B, 3>([batch, seq, dim], device).require_grad();
-    let layer_config = MemoryLayerConfig::new(dim, 4, 256, 32, 512).with_swilu(true);
-    let mut memory = layer_config.init_with_values::<B>(device)?;
+    let case = MemoryPlusCase::CONTRACT;
+    let (batch, seq, dim) = (case.batch, case.seq, case.dim);
+    let x = case.input::<B>(device).require_grad();
+    let mut memory = case.config().init_with_values::<B>(device)?;
     memory.values.set_sparse_grads(true);
     let seconds = time::<B>(device, || {
         let y = memory.forward(x.clone()).expect("valid input").output;
         let _ = y.sum().backward();
         let _ = memory.values.take_row_grads().expect("one backend");
     });
-    let config = serde_json::json!({"dim": dim, "heads": 4, "knn": 32, "k_dim": 256, "n_keys": 512, "input": [batch, seq, dim], "value_grad": "sparse rows"});
+    let config = serde_json::json!({"dim": dim, "heads": case.heads, "knn": case.knn, "k_dim": case.k_dim, "n_keys": case.n_keys, "input": [batch, seq, dim], "value_grad": "sparse rows"});
     out.push(result(
-        "memory_plus_fwd_bwd",
+        MemoryPlusCase::NAME,
         config,
         seconds,
-        (batch * seq) as f64,
+        case.tokens() as f64,
         "tokens/s",
     ));
 
@@ -361,7 +335,7 @@ where
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.report {
         let gpu = args.gpu.as_deref().map(|path| (path, args.gpu_bandwidth));
-        return crate::report::write(
+        return super::report::write(
             &args.ours,
             &args.torch,
             gpu,

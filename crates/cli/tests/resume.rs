@@ -1,15 +1,17 @@
 //! A run killed with SIGKILL after a checkpoint and resumed with `--resume` ends at the same
-//! step with the same loss as an uninterrupted run (design.md, "Files a run writes").
+//! step with the same loss as an uninterrupted run, and writes every file of a run directory
+//! (config.toml, metrics.jsonl, eval.json, loss.svg, checkpoint/) that `eval` and `generate`
+//! then read.
 
 mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{checkpoint_step, fresh, kill_after_checkpoint, metrics, xtask};
+use common::{checkpoint_step, fresh, kill_after_checkpoint, memory_layers, metrics};
 
 fn train(out: &Path) -> Command {
-    let mut cmd = xtask();
+    let mut cmd = memory_layers();
     cmd.args([
         "train",
         "--model",
@@ -48,7 +50,7 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
         "killed before the end (checkpoint at {killed_at})"
     );
 
-    let status = xtask()
+    let status = memory_layers()
         .args(["train", "--resume", "--out"])
         .arg(&cut)
         .stdout(Stdio::null())
@@ -90,7 +92,7 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
     }
 
     // The trained run serves `eval` and `generate`.
-    let out = xtask()
+    let out = memory_layers()
         .args(["eval", "--qa-limit", "4", "--checkpoint"])
         .arg(&cut)
         .output()
@@ -106,7 +108,7 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
         "eval reproduces the run's validation loss"
     );
     assert_eq!(report["qa_count"], 4);
-    let out = xtask()
+    let out = memory_layers()
         .args([
             "generate",
             "--prompt",
@@ -132,37 +134,37 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
 
 #[test]
 fn bad_command_lines_are_clear_errors() {
-    let out = xtask()
+    let out = memory_layers()
         .args(["train", "--devices", "3", "--batch-size", "4"])
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("divisible by --devices 3"));
-    let out = xtask()
+    let out = memory_layers()
         .args(["train", "--devices", "2", "--memory-parallel", "3"])
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("must divide"));
-    let out = xtask()
+    let out = memory_layers()
         .args(["train", "--model", "transformer"])
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("memory-plus"));
-    let out = xtask()
+    let out = memory_layers()
         .args(["train", "--value-optimizer", "sgd"])
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("rowwise-adagrad"));
-    let out = xtask()
+    let out = memory_layers()
         .args(["train", "--data", "/nonexistent.txt", "--size", "tiny"])
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.txt"));
     let missing = fresh("missing");
-    let out = xtask()
+    let out = memory_layers()
         .args(["train", "--resume", "--out"])
         .arg(&missing)
         .output()
@@ -174,7 +176,7 @@ fn bad_command_lines_are_clear_errors() {
 #[test]
 fn bf16_training_runs_and_learns() {
     let out = fresh("bf16");
-    let status = xtask()
+    let status = memory_layers()
         .args([
             "train",
             "--size",

@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The `xtask` binary built for these tests.
-pub fn xtask() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
+/// The `memory-layers` binary built for these tests.
+pub fn memory_layers() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_memory-layers"))
 }
 
 /// Every line of a run's metrics.jsonl.
@@ -29,7 +29,8 @@ pub fn checkpoint_step(out: &Path) -> u64 {
 
 /// An empty run directory for this test process.
 pub fn fresh(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("xtask-test-{}-{name}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("memory-layers-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }

@@ -1,3 +1,5 @@
+//! `cargo xtask zoo`: total and active parameters and FLOPs per token of every preset × model.
+
 use std::path::PathBuf;
 
 use anyhow::Context;

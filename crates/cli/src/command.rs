@@ -1,0 +1,27 @@
+//! The commands, as a clap subcommand enum that `cargo xtask` flattens into its own.
+
+use clap::Subcommand;
+
+use crate::{eval, generate, train};
+
+/// A `memory-layers` command.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Train a model (defaults: Memory+, small, embedded data, CPU).
+    Train(Box<train::TrainArgs>),
+    /// Evaluate a trained run: validation loss, QA, memory usage.
+    Eval(eval::EvalArgs),
+    /// Continue a prompt with a trained run (greedy, temperature, top-p; KV cache).
+    Generate(generate::GenerateArgs),
+}
+
+impl Command {
+    /// Runs the command.
+    pub fn run(self) -> anyhow::Result<()> {
+        match self {
+            Command::Train(args) => train::run(*args),
+            Command::Eval(args) => eval::run(args),
+            Command::Generate(args) => generate::run(args),
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! The `memory-layers` command: train a memory-layer language model, evaluate a trained run,
+//! continue a prompt with it; on the CPU (Flex), wgpu or CUDA.
+//!
+//! - `train [...]`: trains a model and evaluates it (docs/training.md).
+//! - `eval --checkpoint DIR`: validation loss, held-out QA, memory usage (JSON).
+//! - `generate --checkpoint DIR --prompt TEXT`: greedy or top-p sampling with a KV cache.
+//!
+//! A library as well, so that `cargo xtask` offers the same commands and runs its own on the
+//! same backend dispatch ([`dispatch`]).
+
+pub mod backend;
+mod command;
+pub mod eval;
+pub mod generate;
+pub mod train;
+
+pub use backend::{BackendKind, Job, dispatch};
+pub use command::Command;

@@ -1,0 +1,18 @@
+//! `memory-layers <command>`: train, evaluate and sample memory-layer language models.
+
+use clap::Parser;
+use memory_layers_cli::Command;
+
+#[derive(Parser)]
+#[command(
+    name = "memory-layers",
+    about = "Train, evaluate and sample memory-layer language models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+fn main() -> anyhow::Result<()> {
+    Cli::parse().command.run()
+}

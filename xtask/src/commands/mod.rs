@@ -1,0 +1,6 @@
+//! The developer commands; `train`, `eval` and `generate` come from memory-layers-cli.
+
+pub mod bench;
+pub mod parity;
+pub mod report;
+pub mod zoo;

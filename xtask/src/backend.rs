@@ -1,8 +1,7 @@
 //! `--backend flex|wgpu|cuda`: runs a job on the chosen Burn backend (with autodiff).
 
 use burn::backend::Autodiff;
-use burn::tensor::backend::AutodiffBackend;
-use memory_layer::MemoryBackend;
+use trainer::TrainBackend;
 
 /// A backend to run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -20,10 +19,7 @@ pub trait Job {
     /// What the job returns.
     type Output;
     /// Runs on backend `B`.
-    fn run<B>(self, device: B::Device) -> anyhow::Result<Self::Output>
-    where
-        B: AutodiffBackend + MemoryBackend,
-        B::InnerBackend: MemoryBackend;
+    fn run<B: TrainBackend>(self, device: B::Device) -> anyhow::Result<Self::Output>;
 }
 
 /// Runs `job` on `kind`; a backend not compiled in, or CUDA without a driver, is an error.

@@ -14,7 +14,7 @@ use memory_layer::{MemoryBackend, MemoryLayerConfig, ProductKeysConfig, ValueTab
 use model_zoo::{ModelKind, Size, SwiGlu, preset};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use trainer::{Learner, TrainConfig, ValueOptimizer};
+use trainer::{Stepper, TrainBackend, TrainConfig, ValueOptimizer};
 
 use crate::backend::{BackendKind, Job, dispatch};
 
@@ -153,11 +153,7 @@ struct Suite(String);
 impl Job for &Suite {
     type Output = Vec<BenchResult>;
 
-    fn run<B>(self, device: B::Device) -> anyhow::Result<Vec<BenchResult>>
-    where
-        B: AutodiffBackend + MemoryBackend,
-        B::InnerBackend: MemoryBackend,
-    {
+    fn run<B: TrainBackend>(self, device: B::Device) -> anyhow::Result<Vec<BenchResult>> {
         let kernels = matches!(self.0.as_str(), "default" | "kernels");
         let train = matches!(self.0.as_str(), "default" | "train");
         anyhow::ensure!(
@@ -280,10 +276,7 @@ fn available_memory() -> Option<u64> {
     Some(kb * 1024)
 }
 
-fn train_cases<B>(device: &B::Device) -> anyhow::Result<Vec<BenchResult>>
-where
-    B: AutodiffBackend + MemoryBackend,
-{
+fn train_cases<B: TrainBackend>(device: &B::Device) -> anyhow::Result<Vec<BenchResult>> {
     let mut out = Vec::new();
     let cases = [
         ("train_step_dense_small", ModelKind::Dense, None),
@@ -337,14 +330,14 @@ where
             continue;
         }
         let model = config.model.init::<B>(device)?;
-        let mut learner = Learner::new(model, &config.optim);
+        let mut stepper = Stepper::new(model, &config.optim);
         let vocab = config.model.vocab_size as u32;
         let tokens: Vec<u32> = (0..batch * (seq + 1))
             .map(|i| (i as u32 * 2654435761) % vocab)
             .collect();
         let batches = vec![tokens];
         let seconds = time::<B>(device, || {
-            learner.step(&batches, 1.0, None, device).expect("step");
+            stepper.step(&batches, 1.0, None, device).expect("step");
         });
         out.push(result(
             name,

@@ -2,18 +2,16 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use burn::backend::{Autodiff, Flex};
-use burn::tensor::backend::AutodiffBackend;
-use memory_layer::MemoryBackend;
 use model_zoo::{ModelKind, Size, preset};
 use trainer::data::TokenizerKind;
 use trainer::{
-    Layout, Precision, TrainConfig, TrainOptions, TrainSummary, ValueOptimizer, train,
-    train_parallel,
+    Layout, Precision, TrainBackend, TrainConfig, TrainOptions, TrainSummary, ValueOptimizer,
+    train, train_parallel,
 };
 
 use crate::backend::{BackendKind, Job, dispatch};
 
-/// Arguments of `cargo xtask train` (design.md, "Command line").
+/// Arguments of `cargo xtask train`.
 #[derive(clap::Args)]
 pub struct TrainArgs {
     /// Model: dense, moe, peer, memory, memory-plus.
@@ -174,11 +172,7 @@ struct Train(TrainConfig, TrainOptions);
 impl Job for Train {
     type Output = TrainSummary;
 
-    fn run<B>(self, device: B::Device) -> anyhow::Result<TrainSummary>
-    where
-        B: AutodiffBackend + MemoryBackend,
-        B::InnerBackend: MemoryBackend,
-    {
+    fn run<B: TrainBackend>(self, device: B::Device) -> anyhow::Result<TrainSummary> {
         Ok(train::<B>(self.0, &device, self.1)?)
     }
 }

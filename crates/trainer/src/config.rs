@@ -238,7 +238,7 @@ impl TrainConfig {
     /// Writes the config as TOML.
     pub fn save(&self, path: &Path) -> Result<(), TrainError> {
         let text = toml::to_string_pretty(self).expect("configs serialise");
-        crate::checkpoint::write_atomic(path, text.as_bytes())
+        crate::atomic::write_atomic(path, text.as_bytes())
     }
 
     /// Checks every rule; the error names the field and the rule.

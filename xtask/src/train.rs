@@ -51,13 +51,13 @@ pub struct TrainArgs {
     /// Optimizer of the value tables: sparse-adamw (lazy AdamW on the rows a step touched;
     /// default), rowwise-adagrad, or dense-adamw (the paper's exact recipe; cost grows with
     /// the table).
-    #[arg(long)]
+    #[arg(long, value_enum)]
     value_optimizer: Option<ValueOptimizer>,
     /// Tokenizer: byte or bpe.
-    #[arg(long, value_parser = parse_tokenizer)]
+    #[arg(long, value_enum)]
     tokenizer: Option<TokenizerKind>,
     /// Floating-point type: f32 or bf16 (where the backend computes in bf16).
-    #[arg(long, value_parser = parse_precision)]
+    #[arg(long, value_enum)]
     precision: Option<Precision>,
     /// Leave out the generated knowledge corpus.
     #[arg(long)]
@@ -88,22 +88,6 @@ pub struct TrainArgs {
     /// Continue the run in --out from its last checkpoint (its config.toml is used).
     #[arg(long)]
     resume: bool,
-}
-
-fn parse_precision(name: &str) -> Result<Precision, String> {
-    match name {
-        "f32" => Ok(Precision::F32),
-        "bf16" => Ok(Precision::Bf16),
-        other => Err(format!("unknown precision `{other}`; expected f32 or bf16")),
-    }
-}
-
-fn parse_tokenizer(name: &str) -> Result<TokenizerKind, String> {
-    match name {
-        "byte" => Ok(TokenizerKind::Byte),
-        "bpe" => Ok(TokenizerKind::Bpe),
-        other => Err(format!("unknown tokenizer `{other}`; expected byte or bpe")),
-    }
 }
 
 impl TrainArgs {

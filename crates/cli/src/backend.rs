@@ -2,9 +2,7 @@
 //! (with autodiff) and its devices, for every command of `memory-layers` and `cargo xtask`.
 
 use burn::backend::Autodiff;
-use burn::tensor::backend::AutodiffBackend;
-use memory_layer::MemoryBackend;
-use memory_parallel::ShardedBackend;
+use trainer::TrainBackend;
 
 /// A backend to run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -29,12 +27,7 @@ pub trait Job {
 
     /// Runs on backend `B`, on [`Job::devices`] devices: the CPU's one device repeated, GPUs
     /// `0..N` with CUDA, the default adapter repeated with wgpu.
-    fn run<B>(self, devices: &[B::Device]) -> anyhow::Result<Self::Output>
-    where
-        B: AutodiffBackend
-            + MemoryBackend
-            + ShardedBackend<Comm = <B as AutodiffBackend>::InnerBackend>,
-        B::InnerBackend: MemoryBackend;
+    fn run<B: TrainBackend>(self, devices: &[B::Device]) -> anyhow::Result<Self::Output>;
 }
 
 /// Runs `job` on `kind`; a backend not compiled in, or CUDA without a driver, is an error.

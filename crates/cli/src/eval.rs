@@ -4,13 +4,11 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use burn::tensor::backend::AutodiffBackend;
-use memory_layer::MemoryBackend;
-use memory_parallel::ShardedBackend;
 use trainer::eval::EvalReport;
 use trainer::{RunData, evaluate, open_run, prepare_data};
 
 use crate::backend::{BackendKind, Job, dispatch};
+use trainer::TrainBackend;
 
 /// Arguments of `memory-layers eval` (and `cargo xtask eval`).
 #[derive(clap::Args)]
@@ -38,13 +36,7 @@ pub struct EvalArgs {
 impl Job for &EvalArgs {
     type Output = EvalReport;
 
-    fn run<B>(self, devices: &[B::Device]) -> anyhow::Result<EvalReport>
-    where
-        B: AutodiffBackend
-            + MemoryBackend
-            + ShardedBackend<Comm = <B as AutodiffBackend>::InnerBackend>,
-        B::InnerBackend: MemoryBackend,
-    {
+    fn run<B: TrainBackend>(self, devices: &[B::Device]) -> anyhow::Result<EvalReport> {
         let device = &devices[0];
         let run = open_run::<B::InnerBackend>(&self.checkpoint, device)?;
         let mut config = run.config.clone();

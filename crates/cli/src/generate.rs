@@ -2,13 +2,11 @@
 
 use std::path::PathBuf;
 
-use burn::tensor::backend::AutodiffBackend;
-use memory_layer::MemoryBackend;
-use memory_parallel::ShardedBackend;
 use model_zoo::{Sampler, generate};
 use trainer::open_run;
 
 use crate::backend::{BackendKind, Job, dispatch};
+use trainer::TrainBackend;
 
 /// Arguments of `memory-layers generate` (and `cargo xtask generate`).
 #[derive(clap::Args)]
@@ -39,13 +37,7 @@ pub struct GenerateArgs {
 impl Job for &GenerateArgs {
     type Output = String;
 
-    fn run<B>(self, devices: &[B::Device]) -> anyhow::Result<String>
-    where
-        B: AutodiffBackend
-            + MemoryBackend
-            + ShardedBackend<Comm = <B as AutodiffBackend>::InnerBackend>,
-        B::InnerBackend: MemoryBackend,
-    {
+    fn run<B: TrainBackend>(self, devices: &[B::Device]) -> anyhow::Result<String> {
         anyhow::ensure!(
             self.temperature >= 0.0 && self.top_p > 0.0 && self.top_p <= 1.0,
             "--temperature must be ≥ 0 and --top-p in (0, 1]"

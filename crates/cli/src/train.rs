@@ -4,14 +4,11 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use burn::tensor::backend::AutodiffBackend;
-use memory_layer::MemoryBackend;
-use memory_parallel::ShardedBackend;
 use model_zoo::{ModelKind, Size, preset};
 use trainer::data::TokenizerKind;
 use trainer::{
-    Layout, Precision, TrainConfig, TrainOptions, TrainSummary, ValueOptimizer, train,
-    train_parallel,
+    Layout, Precision, TrainBackend, TrainConfig, TrainOptions, TrainSummary, ValueOptimizer,
+    train, train_parallel,
 };
 
 use crate::backend::{BackendKind, Job, dispatch};
@@ -57,13 +54,13 @@ pub struct TrainArgs {
     /// Optimizer of the value tables: sparse-adamw (lazy AdamW on the rows a step touched;
     /// default), rowwise-adagrad, or dense-adamw (the paper's exact recipe; cost grows with
     /// the table).
-    #[arg(long)]
+    #[arg(long, value_enum)]
     value_optimizer: Option<ValueOptimizer>,
     /// Tokenizer: byte or bpe.
-    #[arg(long, value_parser = parse_tokenizer)]
+    #[arg(long, value_enum)]
     tokenizer: Option<TokenizerKind>,
     /// Floating-point type: f32 or bf16 (where the backend computes in bf16).
-    #[arg(long, value_parser = parse_precision)]
+    #[arg(long, value_enum)]
     precision: Option<Precision>,
     /// Leave out the generated knowledge corpus.
     #[arg(long)]
@@ -94,22 +91,6 @@ pub struct TrainArgs {
     /// Continue the run in --out from its last checkpoint (its config.toml is used).
     #[arg(long)]
     resume: bool,
-}
-
-fn parse_precision(name: &str) -> Result<Precision, String> {
-    match name {
-        "f32" => Ok(Precision::F32),
-        "bf16" => Ok(Precision::Bf16),
-        other => Err(format!("unknown precision `{other}`; expected f32 or bf16")),
-    }
-}
-
-fn parse_tokenizer(name: &str) -> Result<TokenizerKind, String> {
-    match name {
-        "byte" => Ok(TokenizerKind::Byte),
-        "bpe" => Ok(TokenizerKind::Bpe),
-        other => Err(format!("unknown tokenizer `{other}`; expected byte or bpe")),
-    }
 }
 
 impl TrainArgs {
@@ -187,13 +168,7 @@ impl Job for Train {
         self.layout.as_ref().map_or(1, |layout| layout.devices)
     }
 
-    fn run<B>(self, devices: &[B::Device]) -> anyhow::Result<TrainSummary>
-    where
-        B: AutodiffBackend
-            + MemoryBackend
-            + ShardedBackend<Comm = <B as AutodiffBackend>::InnerBackend>,
-        B::InnerBackend: MemoryBackend,
-    {
+    fn run<B: TrainBackend>(self, devices: &[B::Device]) -> anyhow::Result<TrainSummary> {
         Ok(match &self.layout {
             Some(layout) => train_parallel::<B>(self.config, devices, self.options, layout)?,
             None => train::<B>(self.config, &devices[0], self.options)?,

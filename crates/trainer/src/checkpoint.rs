@@ -1,15 +1,25 @@
-//! Run directories and atomic checkpoints.
+//! Atomic checkpoints: what a run saves to resume exactly, and how.
 //!
-//! A checkpoint is a folder `checkpoint/` holding `model.bin`, `optim.bin`, `value_optim.bin`
-//! (Burn records, full precision) and `state.json` (step, data position, seed). It is written
-//! as `.checkpoint.tmp/`, then swapped in by renames, so a kill at any moment leaves either
-//! the previous checkpoint or the new one, whole.
+//! A checkpoint is a folder `checkpoint/` holding `model.bin`, `optim.bin` (AdamW of the
+//! model), `value_optim.bin` (dense AdamW of the value tables), `value_rows.bin` (the row-wise
+//! value optimizers) — Burn records, full precision — and `state.json` (step, data position,
+//! seed). It is written as `.checkpoint.tmp/`, then swapped in by renames, so a kill at any
+//! moment leaves either the previous checkpoint or the new one, whole.
 
 use std::path::{Path, PathBuf};
 
+use burn::module::Module;
+use burn::optim::Optimizer;
+use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::backend::Backend;
+use memory_values::{RowOptimizer, RowOptimizerRecord};
+use model_zoo::Transformer;
 use serde::{Deserialize, Serialize};
 
-use crate::TrainError;
+use crate::optim::value_param_ids;
+use crate::{Stepper, TrainBackend, TrainError};
+
+type Rec = BinFileRecorder<FullPrecisionSettings>;
 
 /// Where a run stands; saved with every checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -26,15 +36,16 @@ pub struct TrainState {
     pub elapsed_s: f64,
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(TrainError::io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(TrainError::io(path))
+/// A checkpoint or run directory `path` that cannot be used, and why.
+pub(crate) fn checkpoint_error(path: &Path, e: impl std::fmt::Display) -> TrainError {
+    TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
 }
 
 /// The checkpoint folder of run directory `out`.
-pub fn checkpoint_dir(out: &Path) -> PathBuf {
+fn checkpoint_dir(out: &Path) -> PathBuf {
     out.join("checkpoint")
 }
 
@@ -47,7 +58,7 @@ pub fn find_checkpoint(out: &Path) -> Option<PathBuf> {
 
 /// Writes a checkpoint: `fill` writes the record files into a fresh folder, then the state
 /// is added and the folder swapped in.
-pub fn save_checkpoint(
+pub(crate) fn save_checkpoint(
     out: &Path,
     state: &TrainState,
     fill: impl FnOnce(&Path) -> Result<(), TrainError>,
@@ -83,4 +94,77 @@ pub fn load_state(dir: &Path) -> Result<TrainState, TrainError> {
         path,
         message: format!("invalid state: {e}"),
     })
+}
+
+impl<B: TrainBackend> Stepper<B> {
+    /// Writes the model and optimizer records into checkpoint folder `dir`.
+    pub fn save(&self, dir: &Path) -> Result<(), TrainError> {
+        let recorder = Rec::default();
+        let fail = |e| checkpoint_error(dir, e);
+        self.model
+            .clone()
+            .save_file(dir.join("model"), &recorder)
+            .map_err(fail)?;
+        recorder
+            .record(self.optim.to_record(), dir.join("optim"))
+            .map_err(fail)?;
+        recorder
+            .record(self.value_optim.to_record(), dir.join("value_optim"))
+            .map_err(fail)?;
+        let rows: Vec<RowOptimizerRecord<B>> = self
+            .row_optims
+            .iter()
+            .map(RowOptimizer::to_record)
+            .collect();
+        recorder.record(rows, dir.join("value_rows")).map_err(fail)
+    }
+
+    /// Loads the model and optimizer records from checkpoint folder `dir`.
+    pub fn load(mut self, dir: &Path, device: &B::Device) -> Result<Self, TrainError> {
+        let recorder = Rec::default();
+        let fail = |e| checkpoint_error(dir, e);
+        self.model = load_model(self.model, dir, device)?;
+        // Parameter ids come with the record: the value group must be found again.
+        self.value_ids = value_param_ids(&self.model);
+        self.optim = self
+            .optim
+            .load_record(recorder.load(dir.join("optim"), device).map_err(fail)?);
+        self.value_optim = self.value_optim.load_record(
+            recorder
+                .load(dir.join("value_optim"), device)
+                .map_err(fail)?,
+        );
+        let rows: Vec<RowOptimizerRecord<B>> = recorder
+            .load(dir.join("value_rows"), device)
+            .map_err(fail)?;
+        if rows.len() != self.row_optims.len() {
+            return Err(checkpoint_error(
+                dir,
+                format!(
+                    "the checkpoint has {} row-wise value optimizers, this run {} \
+                     (was it saved with another value_optimizer?)",
+                    rows.len(),
+                    self.row_optims.len()
+                ),
+            ));
+        }
+        self.row_optims = self
+            .row_optims
+            .into_iter()
+            .zip(rows)
+            .map(|(optim, record)| optim.load_record(record))
+            .collect::<Result<_, _>>()?;
+        Ok(self)
+    }
+}
+
+/// Loads the model saved in checkpoint folder `dir` into `model`.
+pub fn load_model<B: Backend>(
+    model: Transformer<B>,
+    dir: &Path,
+    device: &B::Device,
+) -> Result<Transformer<B>, TrainError> {
+    model
+        .load_file(dir.join("model"), &Rec::default(), device)
+        .map_err(|e| checkpoint_error(dir, e))
 }

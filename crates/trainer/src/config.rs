@@ -1,5 +1,6 @@
 use std::path::{Path, PathBuf};
 
+use clap::ValueEnum;
 use model_zoo::{ModelKind, Size, TransformerConfig, preset};
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +41,7 @@ pub struct DataConfig {
 }
 
 /// Learning-rate decay after warmup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Decay {
     /// Cosine from 1 to `min_lr_ratio`.
@@ -50,54 +51,30 @@ pub enum Decay {
 }
 
 /// How the value tables (the memory pool, PEER's experts) are optimised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+///
+/// The command line names them `dense-adamw`, `sparse-adamw`, `rowwise-adagrad`; `config.toml`
+/// keeps the spelling it has always had (`dense-adam-w`, `sparse-adam-w`, `rowwise-adagrad`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum ValueOptimizer {
     /// Burn's AdamW on a dense gradient: every row's moments decay and every row is decayed at
     /// every step, exactly the paper's recipe; cost grows with the table.
+    #[value(name = "dense-adamw")]
     DenseAdamW,
     /// Lazy AdamW on the rows a step touched (sparse gradients, in-place update); untouched rows
     /// keep their moments and weight. Cost grows with the rows touched, not the table.
     #[default]
+    #[value(name = "sparse-adamw")]
     SparseAdamW,
     /// Row-wise Adagrad (one accumulator per row) on the rows a step touched.
     RowwiseAdagrad,
 }
 
-impl ValueOptimizer {
-    /// Every choice with its command-line name.
-    pub const ALL: [(&'static str, Self); 3] = [
-        ("dense-adamw", Self::DenseAdamW),
-        ("sparse-adamw", Self::SparseAdamW),
-        ("rowwise-adagrad", Self::RowwiseAdagrad),
-    ];
-}
-
 impl std::fmt::Display for ValueOptimizer {
+    /// The command-line name.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = Self::ALL
-            .iter()
-            .find(|(_, v)| v == self)
-            .map_or("?", |(n, _)| n);
-        f.write_str(name)
-    }
-}
-
-impl std::str::FromStr for ValueOptimizer {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .iter()
-            .find(|(n, _)| *n == s)
-            .map(|(_, v)| *v)
-            .ok_or_else(|| {
-                let names: Vec<_> = Self::ALL.iter().map(|(n, _)| *n).collect();
-                format!(
-                    "unknown value optimizer '{s}' (expected one of {})",
-                    names.join(", ")
-                )
-            })
+        let name = self.to_possible_value().expect("no choice is skipped");
+        f.write_str(name.get_name())
     }
 }
 
@@ -140,7 +117,7 @@ pub struct OptimConfig {
 }
 
 /// Floating-point type of parameters, activations and optimizer state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Precision {
     /// f32 everywhere.
@@ -238,7 +215,7 @@ impl TrainConfig {
     /// Writes the config as TOML.
     pub fn save(&self, path: &Path) -> Result<(), TrainError> {
         let text = toml::to_string_pretty(self).expect("configs serialise");
-        crate::checkpoint::write_atomic(path, text.as_bytes())
+        crate::atomic::write_atomic(path, text.as_bytes())
     }
 
     /// Checks every rule; the error names the field and the rule.

@@ -1,4 +1,7 @@
-//! Evaluation: validation loss and perplexity, QA (exact match, F1, answer NLL), memory usage.
+//! Evaluation: validation loss and perplexity, QA (exact match, F1, answer NLL), memory usage;
+//! a run's final evaluation, and trained runs opened for evaluation or generation.
+
+use std::path::{Path, PathBuf};
 
 use burn::tensor::ElementConversion;
 use memory_layer::{MemoryBackend, UsageStats};
@@ -6,8 +9,11 @@ use model_zoo::{Sampler, Transformer, generate};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
+use crate::checkpoint::{checkpoint_error, find_checkpoint, load_model};
+use crate::config::TrainConfig;
 use crate::data::{Batches, QaPair, QaScores, Tokenizer, exact_match, prompt, token_f1};
 use crate::loss::{lm_loss, nll, token_tensor};
+use crate::prepare::RunData;
 
 /// Longest generated answer, in tokens.
 const MAX_ANSWER_TOKENS: usize = 24;
@@ -138,5 +144,69 @@ pub fn qa_scores<B: MemoryBackend>(
         f1: 100.0 * mean(f1),
         answer_nll: mean(answer_nll),
         count,
+    })
+}
+
+/// The final evaluation of a run: validation loss and memory usage over every validation
+/// sequence, and the first `qa_limit` QA pairs.
+pub fn evaluate<B: MemoryBackend>(
+    model: &Transformer<B>,
+    config: &TrainConfig,
+    data: &RunData,
+    device: &B::Device,
+) -> Result<EvalReport, TrainError> {
+    let memory_size = config.model.product_keys.n_keys.pow(2);
+    let batch = config.optim.batch_size;
+    let (val_loss, memory_layers) = validate(model, &data.batches, batch, 0, memory_size, device)?;
+    let qa = qa_scores(
+        model,
+        &data.tokenizer,
+        &data.qa,
+        config.run.qa_limit,
+        device,
+    )?;
+    Ok(EvalReport {
+        val_loss,
+        val_ppl: val_loss.exp(),
+        qa_exact_match: qa.exact_match,
+        qa_f1: qa.f1,
+        qa_answer_nll: qa.answer_nll,
+        qa_count: qa.count,
+        memory_layers,
+    })
+}
+
+/// A trained run opened for evaluation or generation.
+pub struct OpenRun<B: MemoryBackend> {
+    /// The run directory.
+    pub dir: PathBuf,
+    /// Its configuration.
+    pub config: TrainConfig,
+    /// Its tokenizer.
+    pub tokenizer: Tokenizer,
+    /// The model of its last checkpoint.
+    pub model: Transformer<B>,
+}
+
+/// Opens a run directory, or a checkpoint folder inside one.
+pub fn open_run<B: MemoryBackend>(
+    path: &Path,
+    device: &B::Device,
+) -> Result<OpenRun<B>, TrainError> {
+    let dir = if path.join("state.json").exists() {
+        path.parent().unwrap_or(path).to_path_buf()
+    } else {
+        path.to_path_buf()
+    };
+    let config = TrainConfig::load(&dir.join("config.toml"))?;
+    let tokenizer = Tokenizer::load(config.data.tokenizer, &dir)?;
+    let checkpoint = find_checkpoint(&dir)
+        .ok_or_else(|| checkpoint_error(&dir, "no checkpoint in this run directory"))?;
+    let model = load_model(config.model.init::<B>(device)?, &checkpoint, device)?;
+    Ok(OpenRun {
+        dir,
+        config,
+        tokenizer,
+        model,
     })
 }

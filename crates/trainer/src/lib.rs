@@ -1,39 +1,49 @@
 //! Training and evaluation of the model zoo.
 //!
 //! - [`data`]: text corpora (files, folders, .jsonl), the embedded Shakespeare plays, the
-//!   generated knowledge corpus with QA sets, byte and BPE tokenizers, deterministic batches.
+//!   generated knowledge corpus with QA sets, byte and BPE tokenizers, deterministic batches;
+//!   [`prepare_data`] builds a run's from its configuration.
 //! - [`TrainConfig`]: everything a run needs (`config.toml`).
 //! - [`train`]: AdamW with the value tables as their own group (own learning rate and
 //!   clipping), warmup then cosine or linear decay, gradient accumulation, atomic checkpoints
 //!   with exact resume, `metrics.jsonl`, `eval.json`, `loss.svg`.
-//! - [`eval`]: validation loss, QA exact match / F1 / answer NLL, memory usage.
-//! - [`Peer`] and [`Learner::step_parallel`]: data-parallel steps with the value pool sharded
-//!   over the peers (parallel memory).
+//! - [`train_parallel`]: the same on the ranks of a [`Layout`], data parallel with the value
+//!   pool sharded over them (parallel memory).
+//! - [`Stepper`]: the model and its optimizer groups; one step alone ([`Stepper::step`]) or as
+//!   one [`Rank`] of a parallel run ([`Stepper::step_parallel`]).
+//! - [`eval`]: validation loss, QA exact match / F1 / answer NLL, memory usage; [`evaluate`]
+//!   and [`open_run`] for trained runs.
 
+mod atomic;
+mod backend;
 mod checkpoint;
 mod config;
 pub mod data;
 mod error;
 pub mod eval;
-mod learner;
+mod layout;
 mod loss;
 pub mod metrics;
 mod optim;
-mod parallel;
+mod prepare;
+mod rank;
 mod run;
+mod stepper;
+mod strategy;
+mod train_loop;
 
-pub use checkpoint::{TrainState, find_checkpoint, load_state};
+pub use backend::TrainBackend;
+pub use checkpoint::{TrainState, find_checkpoint, load_model, load_state};
 pub use config::{
     DataConfig, Decay, OptimConfig, Precision, RunConfig, TrainConfig, ValueOptimizer,
 };
 pub use error::TrainError;
-pub use learner::{Learner, StepReport, load_model};
-pub use optim::{
-    adamw, clip_factor, clip_global_norm, clip_row_grads, row_rule, row_squared_norms, scale_grads,
-    scale_rows, squared_norm, value_param_ids, value_squared_norms, value_tables, value_tables_mut,
-};
-pub use parallel::{Layout, Peer};
-pub use run::{
-    OpenRun, RunData, TrainOptions, TrainSummary, evaluate, open_run, prepare_data, train,
-    train_parallel,
-};
+pub use eval::{OpenRun, evaluate, open_run};
+pub use layout::Layout;
+pub use optim::value_param_ids;
+pub use prepare::{RunData, prepare_data};
+pub use rank::Rank;
+pub use run::TrainOptions;
+pub use stepper::{StepReport, Stepper};
+pub use strategy::{train, train_parallel};
+pub use train_loop::TrainSummary;

@@ -55,7 +55,7 @@ impl MetricsLog {
             .iter()
             .map(|l| serde_json::to_string(l).expect("serialises") + "\n")
             .collect();
-        crate::checkpoint::write_atomic(&path, text.as_bytes())?;
+        crate::atomic::write_atomic(&path, text.as_bytes())?;
         Ok(Self { path })
     }
 

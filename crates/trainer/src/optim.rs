@@ -1,6 +1,7 @@
 //! Optimizer groups: AdamW for everything but the value tables, and for the value tables their
-//! own learning rate and gradient clipping (spec §8) with either a second dense AdamW or a
-//! row-wise optimizer on sparse gradients.
+//! own learning rate and gradient clipping (each row is updated by few tokens, so the tables are
+//! tuned apart from the dense parameters) with either a second dense AdamW or a row-wise
+//! optimizer on sparse gradients.
 
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param, ParamId};
 use burn::optim::{AdamWConfig, GradientsParams};
@@ -13,7 +14,7 @@ use model_zoo::{Ffn, Transformer};
 use crate::config::{OptimConfig, ValueOptimizer};
 
 /// The AdamW of the paper's recipe: β (0.9, 0.95), ε 1e-8, weight decay 0.1 by default.
-pub fn adamw(config: &OptimConfig) -> AdamWConfig {
+pub(crate) fn adamw(config: &OptimConfig) -> AdamWConfig {
     AdamWConfig::new()
         .with_beta_1(config.beta1 as f32)
         .with_beta_2(config.beta2 as f32)
@@ -22,7 +23,7 @@ pub fn adamw(config: &OptimConfig) -> AdamWConfig {
 }
 
 /// The row-wise rule of `config.value_optimizer`, or `None` for dense AdamW.
-pub fn row_rule(config: &OptimConfig) -> Option<RowRule> {
+pub(crate) fn row_rule(config: &OptimConfig) -> Option<RowRule> {
     match config.value_optimizer {
         ValueOptimizer::DenseAdamW => None,
         ValueOptimizer::SparseAdamW => Some(RowRule::AdamW {
@@ -36,7 +37,7 @@ pub fn row_rule(config: &OptimConfig) -> Option<RowRule> {
 }
 
 /// The value tables of `model`: the shared pool, then each PEER layer's two expert tables.
-pub fn value_tables<B: Backend>(model: &Transformer<B>) -> Vec<&ValueTable<B>> {
+pub(crate) fn value_tables<B: Backend>(model: &Transformer<B>) -> Vec<&ValueTable<B>> {
     let mut tables: Vec<_> = model.pool.iter().collect();
     for block in &model.blocks {
         if let Ffn::Peer(peer) = &block.ffn {
@@ -47,7 +48,7 @@ pub fn value_tables<B: Backend>(model: &Transformer<B>) -> Vec<&ValueTable<B>> {
 }
 
 /// [`value_tables`], mutably.
-pub fn value_tables_mut<B: Backend>(model: &mut Transformer<B>) -> Vec<&mut ValueTable<B>> {
+pub(crate) fn value_tables_mut<B: Backend>(model: &mut Transformer<B>) -> Vec<&mut ValueTable<B>> {
     let mut tables: Vec<_> = model.pool.iter_mut().collect();
     for block in &mut model.blocks {
         if let Ffn::Peer(peer) = &mut block.ffn {
@@ -59,12 +60,12 @@ pub fn value_tables_mut<B: Backend>(model: &mut Transformer<B>) -> Vec<&mut Valu
 
 /// The factor that brings a gradient of L2 norm `norm` down to `max_norm` (0: no clipping),
 /// or `None` when it is within bounds.
-pub fn clip_factor(norm: f64, max_norm: f64) -> Option<f64> {
+pub(crate) fn clip_factor(norm: f64, max_norm: f64) -> Option<f64> {
     (max_norm > 0.0 && norm > max_norm).then(|| max_norm / (norm + 1e-6))
 }
 
 /// Sum of the squared entries of each table's sparse row gradients (0 for `None`).
-pub fn row_squared_norms<B: ValueBackend>(grads: &[Option<RowGrads<B>>]) -> Vec<f64> {
+pub(crate) fn row_squared_norms<B: ValueBackend>(grads: &[Option<RowGrads<B>>]) -> Vec<f64> {
     grads
         .iter()
         .map(|g| {
@@ -76,7 +77,7 @@ pub fn row_squared_norms<B: ValueBackend>(grads: &[Option<RowGrads<B>>]) -> Vec<
 
 /// Sum of the squared entries of each value table's dense gradient in `grads`, in
 /// [`value_tables`] order (0 for a table without one).
-pub fn value_squared_norms<B: AutodiffBackend>(
+pub(crate) fn value_squared_norms<B: AutodiffBackend>(
     model: &Transformer<B>,
     grads: &GradientsParams,
 ) -> Vec<f64> {
@@ -91,20 +92,10 @@ pub fn value_squared_norms<B: AutodiffBackend>(
 }
 
 /// Multiplies sparse row gradients by `factor`.
-pub fn scale_rows<B: ValueBackend>(grads: &mut [Option<RowGrads<B>>], factor: f64) {
+pub(crate) fn scale_rows<B: ValueBackend>(grads: &mut [Option<RowGrads<B>>], factor: f64) {
     for g in grads.iter_mut().flatten() {
         g.rows = g.rows.clone().mul_scalar(factor);
     }
-}
-
-/// Scales sparse row gradients so that their global L2 norm is at most `max_norm` (0: no
-/// clipping); returns the norm before clipping.
-pub fn clip_row_grads<B: ValueBackend>(grads: &mut [Option<RowGrads<B>>], max_norm: f64) -> f64 {
-    let norm = row_squared_norms(grads).iter().sum::<f64>().sqrt();
-    if let Some(factor) = clip_factor(norm, max_norm) {
-        scale_rows(grads, factor);
-    }
-    norm
 }
 
 /// Ids of every parameter in `module`.
@@ -137,7 +128,7 @@ pub fn value_param_ids<B: AutodiffBackend>(model: &Transformer<B>) -> Vec<ParamI
 }
 
 /// Sum of the squared entries of `grads` (those of `module`'s parameters).
-pub fn squared_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
+fn squared_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     module: &M,
     grads: &GradientsParams,
 ) -> f64 {
@@ -158,7 +149,7 @@ pub fn squared_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
 }
 
 /// Multiplies `grads` (those of `module`'s parameters) by `factor`.
-pub fn scale_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
+pub(crate) fn scale_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
     module: &M,
     grads: &mut GradientsParams,
     factor: f64,
@@ -179,7 +170,7 @@ pub fn scale_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
 
 /// Scales `grads` (those of `module`'s parameters) so that their global L2 norm is at most
 /// `max_norm` (0: no clipping); returns the norm before clipping.
-pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
+pub(crate) fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     module: &M,
     grads: &mut GradientsParams,
     max_norm: f64,

@@ -3,12 +3,12 @@
 
 use burn::backend::{Autodiff, Flex};
 use model_zoo::{ModelKind, Size, preset};
-use trainer::{Learner, TrainConfig, ValueOptimizer};
+use trainer::{Stepper, TrainConfig, ValueOptimizer};
 
 type B = Autodiff<Flex>;
 
-fn pool_buffer(learner: &Learner<B>) -> usize {
-    let pool = learner.model.pool.as_ref().expect("Memory+ has a pool");
+fn pool_buffer(stepper: &Stepper<B>) -> usize {
+    let pool = stepper.model.pool.as_ref().expect("Memory+ has a pool");
     let inner = pool.weight.val().inner().into_primitive().tensor();
     inner.as_slice::<f32>().unwrap().as_ptr() as usize
 }
@@ -23,15 +23,15 @@ fn row_wise_value_optimizers_update_the_pool_in_place() {
         let model = preset(ModelKind::MemoryPlus, Size::Tiny, None)
             .init::<B>(&device)
             .unwrap();
-        let mut learner = Learner::new(model, &config.optim);
+        let mut stepper = Stepper::new(model, &config.optim);
         let tokens: Vec<u32> = (0..2 * 17).map(|i| (i * 31 + 7) % 256).collect();
         let batches = vec![tokens];
-        learner.step(&batches, 1.0, None, &device).unwrap();
-        let before = pool_buffer(&learner);
+        stepper.step(&batches, 1.0, None, &device).unwrap();
+        let before = pool_buffer(&stepper);
         for step in 1..3 {
-            learner.step(&batches, 1.0, None, &device).unwrap();
+            stepper.step(&batches, 1.0, None, &device).unwrap();
             assert_eq!(
-                pool_buffer(&learner),
+                pool_buffer(&stepper),
                 before,
                 "{value_optimizer}: step {step} copied the pool"
             );

@@ -2,9 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
+use clap::ValueEnum;
 use model_zoo::{ModelKind, Size};
-use trainer::data::{load_documents, load_qa};
-use trainer::{TrainConfig, TrainError};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use trainer::data::{TokenizerKind, load_documents, load_qa};
+use trainer::{Decay, Precision, TrainConfig, TrainError, ValueOptimizer};
 
 fn dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("trainer-inputs-{}-{name}", std::process::id()));
@@ -176,4 +179,44 @@ fn schedule_warms_up_then_decays_to_the_floor() {
     assert!((c.lr_multiplier(99) - 0.1).abs() < 1e-3);
     c.optim.decay = trainer::Decay::Linear;
     assert!((c.lr_multiplier(55) - 0.55).abs() < 1e-12);
+}
+
+/// Every choice keeps its command-line name and its `config.toml` name.
+#[test]
+fn choices_keep_their_names() {
+    fn check<T>(expected: &[(T, &str, &str)])
+    where
+        T: ValueEnum + Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        assert_eq!(T::value_variants().len(), expected.len());
+        for (value, cli, toml) in expected {
+            assert_eq!(value.to_possible_value().unwrap().get_name(), *cli);
+            assert_eq!(&T::from_str(cli, false).unwrap(), value);
+            let quoted = format!("\"{toml}\"");
+            assert_eq!(serde_json::to_string(value).unwrap(), quoted);
+            assert_eq!(&serde_json::from_str::<T>(&quoted).unwrap(), value);
+        }
+    }
+    check(&[
+        (ValueOptimizer::DenseAdamW, "dense-adamw", "dense-adam-w"),
+        (ValueOptimizer::SparseAdamW, "sparse-adamw", "sparse-adam-w"),
+        (
+            ValueOptimizer::RowwiseAdagrad,
+            "rowwise-adagrad",
+            "rowwise-adagrad",
+        ),
+    ]);
+    assert_eq!(ValueOptimizer::DenseAdamW.to_string(), "dense-adamw");
+    check(&[
+        (Precision::F32, "f32", "f32"),
+        (Precision::Bf16, "bf16", "bf16"),
+    ]);
+    check(&[
+        (TokenizerKind::Byte, "byte", "byte"),
+        (TokenizerKind::Bpe, "bpe", "bpe"),
+    ]);
+    check(&[
+        (Decay::Cosine, "cosine", "cosine"),
+        (Decay::Linear, "linear", "linear"),
+    ]);
 }

@@ -1,10 +1,10 @@
-//! Every model variant can memorise one batch through [`Learner::step`], with every value
+//! Every model variant can memorise one batch through [`Stepper::step`], with every value
 //! optimizer where the model has value tables: the loss, gradients (dense and sparse) and the
 //! optimizer groups work together.
 
 use burn::backend::{Autodiff, Flex};
 use model_zoo::{ModelKind, Size, preset};
-use trainer::{Learner, TrainConfig, ValueOptimizer, value_param_ids};
+use trainer::{Stepper, TrainConfig, ValueOptimizer, value_param_ids};
 
 type B = Autodiff<Flex>;
 
@@ -37,10 +37,10 @@ fn one_batch_is_memorised_by_every_variant_and_value_optimizer() {
             let o = &mut config.optim;
             (o.batch_size, o.seq_len, o.lr, o.value_lr) = (batch, len, 3e-3, 1e-2);
             o.value_optimizer = value_optimizer;
-            let mut learner = Learner::new(model.clone(), &config.optim);
+            let mut stepper = Stepper::new(model.clone(), &config.optim);
             let batches = vec![tokens.clone()];
             let losses: Vec<f64> = (0..60)
-                .map(|_| learner.step(&batches, 1.0, None, &device).unwrap())
+                .map(|_| stepper.step(&batches, 1.0, None, &device).unwrap())
                 .map(|report| {
                     if has_values {
                         assert!(report.value_grad_norm > 0.0, "{kind} {value_optimizer}");

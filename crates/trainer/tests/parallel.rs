@@ -1,6 +1,6 @@
-//! Data-parallel training with the value pool sharded over memory groups of the peers
-//! (burn-collective, one thread per peer on Flex) follows one device that sees the whole
-//! global batch: every layout of N peers in groups of P, each value optimizer, PEER's
+//! Data-parallel training with the value pool sharded over memory groups of the ranks
+//! (burn-collective, one thread per rank on Flex) follows one device that sees the whole
+//! global batch: every layout of N ranks in groups of P, each value optimizer, PEER's
 //! replicated expert tables.
 
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use memory_parallel::{BurnCollective, CollectiveConfig};
 use model_zoo::{ModelKind, Size, preset};
-use trainer::{Learner, Peer, TrainConfig, TrainError, ValueOptimizer};
+use trainer::{Rank, Stepper, TrainConfig, TrainError, ValueOptimizer};
 
 type A = Autodiff<Flex>;
 
@@ -38,8 +38,8 @@ fn config(kind: ModelKind, value_optimizer: ValueOptimizer, batch: usize) -> Tra
     config
 }
 
-/// Per-step losses of `devices` peers in memory groups of `shards` training together (mean
-/// over the peers), or the first peer's error.
+/// Per-step losses of `devices` ranks in memory groups of `shards` training together (mean
+/// over the ranks), or the first rank's error.
 fn parallel_losses(
     kind: ModelKind,
     model: &model_zoo::Transformer<A>,
@@ -48,28 +48,29 @@ fn parallel_losses(
 ) -> Result<Vec<f64>, TrainError> {
     reset_collective::<Flex>();
     let handles: Vec<_> = (0..devices)
-        .map(|rank| {
+        .map(|index| {
             let model = model.clone();
             thread::spawn(move || -> Result<Vec<f64>, TrainError> {
                 let device = Default::default();
                 let collective = BurnCollective::<Flex>::register(
-                    rank,
+                    index,
                     &device,
                     CollectiveConfig::default().with_num_devices(devices),
                     devices,
                 )
                 .unwrap();
-                let peer = Peer::new(Arc::new(collective), device, shards)?;
+                let rank = Rank::new(Arc::new(collective), device, shards)?;
                 let per = BATCH / devices;
-                // What `train_parallel` does: one whole learner, one share per peer.
-                let mut learner = Learner::new(model, &config(kind, value_optimizer, BATCH).optim)
-                    .for_peer(&peer, &device)?;
+                // What `train_parallel` does: one whole stepper, one share per rank.
+                let mut stepper = Stepper::new(model, &config(kind, value_optimizer, BATCH).optim)
+                    .for_rank(&rank, &device)?;
                 (0..STEPS)
                     .map(|step| {
                         let tokens = global_batch(step);
                         let window = SEQ + 1;
-                        let mine = tokens[rank * per * window..(rank + 1) * per * window].to_vec();
-                        let report = learner.step_parallel(&peer, &[mine], 1.0, None, &device)?;
+                        let mine =
+                            tokens[index * per * window..(index + 1) * per * window].to_vec();
+                        let report = stepper.step_parallel(&rank, &[mine], 1.0, None, &device)?;
                         assert!(report.value_grad_norm > 0.0, "no value gradient");
                         Ok(report.loss)
                     })
@@ -82,13 +83,13 @@ fn parallel_losses(
         .map(|h| h.join().unwrap())
         .collect::<Result<_, _>>()?;
     for other in &losses[1..] {
-        assert_eq!(other, &losses[0], "peers report different losses");
+        assert_eq!(other, &losses[0], "ranks report different losses");
     }
     Ok(losses.into_iter().next().unwrap())
 }
 
 /// A freshly initialised model of `kind`, its parameters materialised (Burn initialises them
-/// lazily, per clone) so that every peer starts from the same values.
+/// lazily, per clone) so that every rank starts from the same values.
 fn model(kind: ModelKind) -> model_zoo::Transformer<A> {
     let device = Default::default();
     <A as Backend>::seed(&device, 5);
@@ -101,7 +102,7 @@ fn model(kind: ModelKind) -> model_zoo::Transformer<A> {
 fn check_layouts(kind: ModelKind, value_optimizer: ValueOptimizer, layouts: &[(usize, usize)]) {
     let device = Default::default();
     let model = model(kind);
-    let mut single = Learner::new(model.clone(), &config(kind, value_optimizer, BATCH).optim);
+    let mut single = Stepper::new(model.clone(), &config(kind, value_optimizer, BATCH).optim);
     let expected: Vec<f64> = (0..STEPS)
         .map(|step| {
             single
@@ -151,8 +152,8 @@ fn replicated_peer_experts_follow_one_device() {
     check_layouts(ModelKind::Peer, ValueOptimizer::DenseAdamW, &[(2, 2)]);
 }
 
-/// Trained 10 steps alone, 10 as two peers with the pool split in two, then gathered and
-/// trained 10 more alone, a learner follows 30 steps alone: sharding and gathering carry the
+/// Trained 10 steps alone, 10 as two ranks with the pool split in two, then gathered and
+/// trained 10 more alone, a stepper follows 30 steps alone: sharding and gathering carry the
 /// optimizer state (lazy and dense AdamW moments) both ways.
 #[test]
 fn optimizer_state_survives_shard_and_gather() {
@@ -162,47 +163,48 @@ fn optimizer_state_survives_shard_and_gather() {
     for value_optimizer in [ValueOptimizer::SparseAdamW, ValueOptimizer::DenseAdamW] {
         let optim = config(kind, value_optimizer, BATCH).optim;
         let model = model(kind);
-        let mut alone = Learner::new(model.clone(), &optim);
-        let step = |learner: &mut Learner<A>, step| {
-            learner
+        let mut alone = Stepper::new(model.clone(), &optim);
+        let step = |stepper: &mut Stepper<A>, step| {
+            stepper
                 .step(&[global_batch(step)], 1.0, None, &device)
                 .unwrap()
                 .loss
         };
         let expected: Vec<f64> = (0..30).map(|s| step(&mut alone, s)).collect();
 
-        let mut learner = Learner::new(model, &optim);
-        let mut losses: Vec<f64> = (0..10).map(|s| step(&mut learner, s)).collect();
+        let mut stepper = Stepper::new(model, &optim);
+        let mut losses: Vec<f64> = (0..10).map(|s| step(&mut stepper, s)).collect();
         reset_collective::<Flex>();
-        let (peer_losses, gathered) = thread::scope(|scope| {
+        let (rank_losses, gathered) = thread::scope(|scope| {
             let handles: Vec<_> = (0..2)
-                .map(|rank| {
-                    let learner = &learner;
+                .map(|index| {
+                    let stepper = &stepper;
                     scope.spawn(move || {
                         let device = Default::default();
                         let config = CollectiveConfig::default().with_num_devices(2);
                         let collective =
-                            BurnCollective::<Flex>::register(rank, &device, config, 2).unwrap();
-                        let peer = Peer::new(Arc::new(collective), device, 2).unwrap();
-                        let mut mine = learner.for_peer(&peer, &device).unwrap();
+                            BurnCollective::<Flex>::register(index, &device, config, 2).unwrap();
+                        let rank = Rank::new(Arc::new(collective), device, 2).unwrap();
+                        let mut mine = stepper.for_rank(&rank, &device).unwrap();
                         let per = BATCH / 2 * (SEQ + 1);
                         let losses: Vec<f64> = (10..20)
                             .map(|s| {
-                                let tokens = global_batch(s)[rank * per..(rank + 1) * per].to_vec();
-                                mine.step_parallel(&peer, &[tokens], 1.0, None, &device)
+                                let tokens =
+                                    global_batch(s)[index * per..(index + 1) * per].to_vec();
+                                mine.step_parallel(&rank, &[tokens], 1.0, None, &device)
                                     .unwrap()
                                     .loss
                             })
                             .collect();
-                        (losses, mine.gather(&peer).unwrap())
+                        (losses, mine.gather(&rank).unwrap())
                     })
                 })
                 .collect();
             handles.into_iter().next().unwrap().join().unwrap()
         });
-        losses.extend(peer_losses);
-        let mut learner = gathered;
-        losses.extend((20..30).map(|s| step(&mut learner, s)));
+        losses.extend(rank_losses);
+        let mut stepper = gathered;
+        losses.extend((20..30).map(|s| step(&mut stepper, s)));
         for (s, (l, e)) in losses.iter().zip(&expected).enumerate() {
             assert!(
                 (l - e).abs() <= 1e-3 * e.abs(),

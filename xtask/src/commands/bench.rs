@@ -9,12 +9,10 @@ use std::time::Instant;
 use anyhow::Context;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use memory_benches::{LookupCase, MemoryPlusCase, RetrievalCase};
-use memory_layer::MemoryBackend;
 use memory_layers_cli::{BackendKind, Job, dispatch};
-use memory_parallel::ShardedBackend;
 use model_zoo::{ModelKind, Size, SwiGlu, preset};
 use rayon::prelude::*;
-use trainer::{Learner, TrainConfig, ValueOptimizer};
+use trainer::{Stepper, TrainBackend, TrainConfig, ValueOptimizer};
 
 use crate::bench_result::BenchResult;
 
@@ -124,13 +122,7 @@ struct Suite(String);
 impl Job for &Suite {
     type Output = Vec<BenchResult>;
 
-    fn run<B>(self, devices: &[B::Device]) -> anyhow::Result<Vec<BenchResult>>
-    where
-        B: AutodiffBackend
-            + MemoryBackend
-            + ShardedBackend<Comm = <B as AutodiffBackend>::InnerBackend>,
-        B::InnerBackend: MemoryBackend,
-    {
+    fn run<B: TrainBackend>(self, devices: &[B::Device]) -> anyhow::Result<Vec<BenchResult>> {
         let device = &devices[0];
         let kernels = matches!(self.0.as_str(), "default" | "kernels");
         let train = matches!(self.0.as_str(), "default" | "train");
@@ -151,11 +143,7 @@ impl Job for &Suite {
     }
 }
 
-fn kernel_cases<B>(device: &B::Device) -> anyhow::Result<Vec<BenchResult>>
-where
-    B: AutodiffBackend + MemoryBackend,
-    B::InnerBackend: MemoryBackend,
-{
+fn kernel_cases<B: TrainBackend>(device: &B::Device) -> anyhow::Result<Vec<BenchResult>> {
     type I<B> = <B as AutodiffBackend>::InnerBackend;
     let mut out = Vec::new();
 
@@ -254,10 +242,7 @@ fn available_memory() -> Option<u64> {
     Some(kb * 1024)
 }
 
-fn train_cases<B>(device: &B::Device) -> anyhow::Result<Vec<BenchResult>>
-where
-    B: AutodiffBackend + MemoryBackend,
-{
+fn train_cases<B: TrainBackend>(device: &B::Device) -> anyhow::Result<Vec<BenchResult>> {
     let mut out = Vec::new();
     let cases = [
         ("train_step_dense_small", ModelKind::Dense, None),
@@ -311,14 +296,14 @@ where
             continue;
         }
         let model = config.model.init::<B>(device)?;
-        let mut learner = Learner::new(model, &config.optim);
+        let mut stepper = Stepper::new(model, &config.optim);
         let vocab = config.model.vocab_size as u32;
         let tokens: Vec<u32> = (0..batch * (seq + 1))
             .map(|i| (i as u32 * 2654435761) % vocab)
             .collect();
         let batches = vec![tokens];
         let seconds = time::<B>(device, || {
-            learner.step(&batches, 1.0, None, device).expect("step");
+            stepper.step(&batches, 1.0, None, device).expect("step");
         });
         out.push(result(
             name,

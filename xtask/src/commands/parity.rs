@@ -4,11 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use burn::tensor::backend::AutodiffBackend;
-use memory_layer::MemoryBackend;
 use memory_layer::parity::{F32_TOLERANCE, ParityReport, check_fixture};
 use memory_layers_cli::{BackendKind, Job, dispatch};
-use memory_parallel::ShardedBackend;
+use trainer::TrainBackend;
 
 /// Arguments of `cargo xtask parity`.
 #[derive(clap::Args)]
@@ -31,13 +29,7 @@ struct CheckAll<'a>(&'a ParityArgs);
 impl Job for CheckAll<'_> {
     type Output = Vec<ParityReport>;
 
-    fn run<B>(self, devices: &[B::Device]) -> anyhow::Result<Self::Output>
-    where
-        B: AutodiffBackend
-            + MemoryBackend
-            + ShardedBackend<Comm = <B as AutodiffBackend>::InnerBackend>,
-        B::InnerBackend: MemoryBackend,
-    {
+    fn run<B: TrainBackend>(self, devices: &[B::Device]) -> anyhow::Result<Self::Output> {
         let (args, device) = (self.0, &devices[0]);
         args.files
             .iter()

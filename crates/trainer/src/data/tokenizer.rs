@@ -1,5 +1,6 @@
 use std::path::Path;
 
+use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::TrainerWrapper;
@@ -9,7 +10,7 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use crate::TrainError;
 
 /// Which tokenizer a run uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum TokenizerKind {
     /// One token per byte (vocabulary 256).

@@ -1,11 +1,12 @@
-//! Data-parallel training with the value pool sharded over the peers (parallel memory).
+//! One rank of a data-parallel run with the value pool sharded over the ranks (parallel
+//! memory), and the collectives its step runs.
 //!
-//! Every peer runs the same [`Learner`](crate::Learner) step on its slice of the global batch.
-//! The peers form a [`Mesh`] of `N/P` replicas × `P` shards: within a memory group of `P`
-//! peers the pool's columns are split ([`ShardedValues`]), each peer holding `d/P` of every
-//! value row; the `N/P` peers holding the same columns average their value gradient (dense, or
-//! sparse rows), PEER expert tables are replicated on every peer and averaged over all of them,
-//! and every other gradient is averaged over all peers. The result follows a single device
+//! Every rank runs the same [`Stepper`](crate::Stepper) step on its slice of the global batch.
+//! The ranks form a [`Mesh`] of `N/P` replicas × `P` shards: within a memory group of `P`
+//! ranks the pool's columns are split ([`ShardedValues`]), each rank holding `d/P` of every
+//! value row; the `N/P` ranks holding the same columns average their value gradient (dense, or
+//! sparse rows), PEER expert tables are replicated on every rank and averaged over all of them,
+//! and every other gradient is averaged over all ranks. The result follows a single device
 //! that sees the whole global batch (tested over 30 steps).
 
 use std::sync::Arc;
@@ -21,41 +22,10 @@ use model_zoo::Transformer;
 use crate::TrainError;
 use crate::optim::value_tables;
 
-/// Where the peers of a parallel run are, and how the value pool is split over them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layout {
-    /// Peers in the run (`--devices`): `N`.
-    pub devices: usize,
-    /// Peers sharing one copy of the value pool, each holding `d/P` of its columns
-    /// (`--memory-parallel`): `P`, dividing `N`.
-    pub memory_parallel: usize,
-}
-
-impl Layout {
-    /// Checks the numbers against each other and against `batch_size` (split over the peers).
-    pub fn validate(&self, batch_size: usize) -> Result<(), TrainError> {
-        let (n, p) = (self.devices, self.memory_parallel);
-        let bad = |rule: String| Err(TrainError::Parallel(rule));
-        if n == 0 || p == 0 {
-            return bad("--devices and --memory-parallel must be at least 1".into());
-        }
-        if !n.is_multiple_of(p) {
-            return bad(format!("--memory-parallel {p} must divide --devices {n}"));
-        }
-        if !batch_size.is_multiple_of(n) {
-            return bad(format!(
-                "the batch size {batch_size} must be divisible by --devices {n} (each takes an \
-                 equal share)"
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// This peer of a parallel run. `B` is the backend the collectives run on (the inner backend
-/// of the training backend).
+/// This rank of a parallel run: its place in the mesh of ranks. `B` is the backend the
+/// collectives run on (the inner backend of the training backend).
 #[derive(Debug, Clone)]
-pub struct Peer<B: Backend> {
+pub struct Rank<B: Backend> {
     mesh: Mesh<B>,
     device: B::Device,
 }
@@ -64,9 +34,9 @@ fn parallel_error(e: impl std::fmt::Display) -> TrainError {
     TrainError::Parallel(e.to_string())
 }
 
-impl<B: Backend> Peer<B> {
-    /// The peer of rank `collective.rank()` among all `collective.world()` peers, on `device`,
-    /// in memory groups of `memory_parallel` peers.
+impl<B: Backend> Rank<B> {
+    /// Rank `collective.rank()` among all `collective.world()` ranks, on `device`, in memory
+    /// groups of `memory_parallel` ranks.
     pub fn new(
         collective: Arc<dyn Collective<B>>,
         device: B::Device,
@@ -78,24 +48,24 @@ impl<B: Backend> Peer<B> {
         })
     }
 
-    /// This peer's rank.
-    pub fn rank(&self) -> usize {
+    /// This rank's index among the ranks.
+    pub fn index(&self) -> usize {
         self.mesh.world().position()
     }
 
-    /// Number of peers.
+    /// Number of ranks.
     pub fn world(&self) -> usize {
         self.mesh.world().size()
     }
 
-    /// Peers sharing one copy of the value pool (`P`).
+    /// Ranks sharing one copy of the value pool (`P`).
     pub fn shards(&self) -> usize {
         self.mesh.memory().size()
     }
 
-    /// Keeps this peer's columns of the pool of `model`, which holds the same values on every
-    /// peer (materialised: Burn initialises parameters lazily, separately in each clone) in
-    /// tensors of its own (`Module::fork`: peers sharing autodiff leaves share one graph).
+    /// Keeps this rank's columns of the pool of `model`, which holds the same values on every
+    /// rank (materialised: Burn initialises parameters lazily, separately in each clone) in
+    /// tensors of its own (`Module::fork`: ranks sharing autodiff leaves share one graph).
     pub fn shard<A>(&self, mut model: Transformer<A>) -> Result<Transformer<A>, TrainError>
     where
         A: AutodiffBackend<InnerBackend = B>,
@@ -124,13 +94,13 @@ impl<B: Backend> Peer<B> {
         Ok(model)
     }
 
-    /// Where this peer's pool columns start, and how many it holds, for a pool `d` wide.
+    /// Where this rank's pool columns start, and how many it holds, for a pool `d` wide.
     pub(crate) fn pool_columns(&self, d: usize) -> (usize, usize) {
         let w = d / self.shards();
         (self.mesh.memory().position() * w, w)
     }
 
-    /// The whole `[rows, d]` table from every peer's `[rows, d/P]` column shard (every peer
+    /// The whole `[rows, d]` table from every rank's `[rows, d/P]` column shard (every rank
     /// calls it; all get the result).
     pub(crate) fn gather_columns(&self, shard: Tensor<B, 2>) -> Result<Tensor<B, 2>, TrainError> {
         let [rows, _] = shard.dims();
@@ -147,29 +117,29 @@ impl<B: Backend> Peer<B> {
         ))
     }
 
-    /// Every peer's outcome of a step that only some peers did (rank 0 writing a
-    /// checkpoint): all succeed, or all fail, so that no peer waits for one that stopped.
+    /// Every rank's outcome of a step that only some ranks did (rank 0 writing a
+    /// checkpoint): all succeed, or all fail, so that no rank waits for one that stopped.
     pub(crate) fn agree(&self, result: Result<(), TrainError>) -> Result<(), TrainError> {
         let failures = self.sum(if result.is_err() { 1.0 } else { 0.0 })?;
         match result {
             Err(e) => Err(e),
             Ok(()) if failures > 0.0 => Err(TrainError::Parallel(format!(
                 "{failures} peer(s) failed; peer {} stops with them",
-                self.rank()
+                self.index()
             ))),
             Ok(()) => Ok(()),
         }
     }
 
-    /// Sum of `value` over the peers.
+    /// Sum of `value` over the ranks.
     pub(crate) fn sum(&self, value: f64) -> Result<f64, TrainError> {
         let t = Tensor::<B, 1>::from_floats([value as f32], &self.device);
         let sum = self.mesh.world().all_reduce(t).map_err(parallel_error)?;
         Ok(sum.into_scalar().elem::<f64>())
     }
 
-    /// Replaces every gradient in `grads` of `model`'s parameters by its mean over the peers
-    /// (one all-reduce per parameter, in the model's order, the same on every peer).
+    /// Replaces every gradient in `grads` of `model`'s parameters by its mean over the ranks
+    /// (one all-reduce per parameter, in the model's order, the same on every rank).
     pub(crate) fn average<A, M>(
         &self,
         model: &M,
@@ -180,7 +150,7 @@ impl<B: Backend> Peer<B> {
         M: Module<A>,
     {
         struct Average<'a, B: Backend> {
-            peer: &'a Peer<B>,
+            rank: &'a Rank<B>,
             grads: &'a mut GradientsParams,
             error: Option<TrainError>,
         }
@@ -192,14 +162,14 @@ impl<B: Backend> Peer<B> {
                 let Some(g) = self.grads.remove::<A::InnerBackend, D>(param.id) else {
                     return;
                 };
-                match mean(self.peer.mesh.world(), g) {
+                match mean(self.rank.mesh.world(), g) {
                     Ok(mean) => self.grads.register(param.id, mean),
                     Err(e) => self.error = Some(e),
                 }
             }
         }
         let mut visitor = Average {
-            peer: self,
+            rank: self,
             grads,
             error: None,
         };
@@ -207,8 +177,8 @@ impl<B: Backend> Peer<B> {
         visitor.error.map_or(Ok(()), Err)
     }
 
-    /// The peers each value table of `model` (in [`value_tables`] order) is replicated on:
-    /// the pool's shard replicas, then every peer for PEER's expert tables.
+    /// The ranks each value table of `model` (in [`value_tables`] order) is replicated on:
+    /// the pool's shard replicas, then every rank for PEER's expert tables.
     fn table_groups<A: AutodiffBackend>(&self, model: &Transformer<A>) -> Vec<&Group<B>> {
         let pool = model.pool.iter().map(|_| self.mesh.replicas());
         let tables = value_tables(model).len();
@@ -217,14 +187,14 @@ impl<B: Backend> Peer<B> {
             .collect()
     }
 
-    /// How many peers hold each value table of `model` (in [`value_tables`] order): its
+    /// How many ranks hold each value table of `model` (in [`value_tables`] order): its
     /// averaged gradient is the same on all of them.
     pub(crate) fn table_copies<A: AutodiffBackend>(&self, model: &Transformer<A>) -> Vec<usize> {
         self.table_groups(model).iter().map(|g| g.size()).collect()
     }
 
     /// Replaces the dense gradients of `model`'s value tables in `grads` by their mean over
-    /// the peers holding each table.
+    /// the ranks holding each table.
     pub(crate) fn average_values<A>(
         &self,
         model: &Transformer<A>,
@@ -245,7 +215,7 @@ impl<B: Backend> Peer<B> {
     }
 
     /// The mean of each value table's sparse row gradients (in [`value_tables`] order) over
-    /// the peers holding the table.
+    /// the ranks holding the table.
     pub(crate) fn average_rows<A>(
         &self,
         model: &Transformer<A>,
@@ -275,7 +245,7 @@ impl<B: Backend> Peer<B> {
     }
 
     /// The store the memory layers of `model` read: its pool sharded over the memory group,
-    /// or `None` (the pool itself) when every peer holds a whole copy.
+    /// or `None` (the pool itself) when every rank holds a whole copy.
     pub(crate) fn values<'a, A>(
         &'a self,
         model: &'a Transformer<A>,

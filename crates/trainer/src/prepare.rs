@@ -1,0 +1,74 @@
+//! Data preparation: a run's tokenizer, batches and held-out QA from its configuration.
+
+use std::path::Path;
+
+use crate::TrainError;
+use crate::config::TrainConfig;
+use crate::data::{
+    Batches, Facts, QaPair, Tokenizer, TokenizerKind, embedded_shakespeare, load_documents, load_qa,
+};
+
+/// The data of a run: tokenizer, batches and held-out QA.
+pub struct RunData {
+    /// The tokenizer (trained on the training text, or loaded from the run).
+    pub tokenizer: Tokenizer,
+    /// Training and validation sequences.
+    pub batches: Batches,
+    /// QA pairs for evaluation.
+    pub qa: Vec<QaPair>,
+}
+
+/// Builds the run's data; trains and saves the tokenizer unless the run directory has one
+/// (`reuse_tokenizer`). Sets `config.model.vocab_size` from the tokenizer.
+pub fn prepare_data(
+    config: &mut TrainConfig,
+    out: &Path,
+    reuse_tokenizer: bool,
+) -> Result<RunData, TrainError> {
+    let data = &config.data;
+    let mut documents = if data.paths.is_empty() {
+        vec![embedded_shakespeare()]
+    } else {
+        load_documents(&data.paths)?
+    };
+    let facts = data.facts.as_ref().map(Facts::generate);
+    if let Some(facts) = &facts {
+        documents.extend(facts.training.iter().cloned());
+    }
+    let tokenizer = if reuse_tokenizer {
+        Tokenizer::load(data.tokenizer, out)?
+    } else {
+        let tokenizer = match data.tokenizer {
+            TokenizerKind::Byte => Tokenizer::Byte,
+            TokenizerKind::Bpe => Tokenizer::train_bpe(
+                documents.iter().map(|d| d.text.as_str()),
+                config.model.vocab_size,
+            )?,
+        };
+        tokenizer.save(out)?;
+        tokenizer
+    };
+    config.model.vocab_size = tokenizer.vocab_size();
+    let separator = tokenizer.encode("\n\n");
+    let mut tokens = Vec::new();
+    for document in &documents {
+        tokens.extend(tokenizer.encode(&document.text));
+        tokens.extend_from_slice(&separator);
+    }
+    let batches = Batches::new(
+        &tokens,
+        config.optim.seq_len,
+        data.val_fraction,
+        config.run.seed,
+    )?;
+    let qa = match (&data.qa, &facts) {
+        (Some(path), _) => load_qa(path)?,
+        (None, Some(facts)) => facts.heldout_qa.clone(),
+        (None, None) => Vec::new(),
+    };
+    Ok(RunData {
+        tokenizer,
+        batches,
+        qa,
+    })
+}

@@ -1,0 +1,115 @@
+//! Training as every rank of a parallel run: one thread per rank, each registered with the
+//! collectives on its device, running the loop on its share of the batch and of the pool.
+
+use std::sync::Arc;
+
+use memory_parallel::{BurnCollective, CollectiveConfig};
+
+use crate::run::{Run, TrainOptions};
+use crate::train_loop::{Strategy, TrainSummary};
+use crate::{Layout, Rank, StepReport, Stepper, TrainBackend, TrainConfig, TrainError};
+
+/// [`train`](crate::train) on the `N` ranks of `layout`, one thread each on its device
+/// (`devices[rank]`; the CPU's one device may repeat): data parallel over all of them, the
+/// value pool sharded over memory groups of `P`. Checkpoints hold the whole model, so a run
+/// resumes on any layout. Rank 0 writes the run directory.
+pub fn train_parallel<B: TrainBackend>(
+    config: TrainConfig,
+    devices: &[B::Device],
+    options: TrainOptions,
+    layout: &Layout,
+) -> Result<TrainSummary, TrainError> {
+    layout.validate(config.optim.batch_size)?;
+    let n = layout.devices;
+    let [device, ..] = devices else {
+        return Err(TrainError::Parallel("no device to train on".into()));
+    };
+    if devices.len() != n {
+        return Err(TrainError::Parallel(format!(
+            "{n} peers need {n} devices, but {} were given",
+            devices.len()
+        )));
+    }
+    let run = Run::start::<B>(config, device, options)?;
+    let whole = run.stepper::<B>(device)?;
+    let results: Vec<Result<Option<TrainSummary>, TrainError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|index| {
+                let (run, whole, device) = (&run, &whole, &devices[index]);
+                scope.spawn(move || -> Result<Option<TrainSummary>, TrainError> {
+                    let collective = BurnCollective::<B::InnerBackend>::register(
+                        index,
+                        device,
+                        CollectiveConfig::default().with_num_devices(n),
+                        n,
+                    )
+                    .map_err(|e| TrainError::Parallel(e.to_string()))?;
+                    let collective = Arc::new(collective);
+                    let summary =
+                        Rank::new(collective.clone(), device.clone(), layout.memory_parallel)
+                            .and_then(|rank| {
+                                let stepper = whole.for_rank(&rank, device)?;
+                                run.train_loop(stepper, &Parallel(&rank), device)
+                            });
+                    // Unregistered whatever happened, so that this process can start another run.
+                    let finished = Arc::into_inner(collective)
+                        .map(|c| c.finish().map_err(|e| TrainError::Parallel(e.to_string())));
+                    let summary = summary?;
+                    finished.transpose()?;
+                    Ok(summary)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(TrainError::Parallel("a peer thread panicked".into())))
+            })
+            .collect()
+    });
+    let mut summary = None;
+    for result in results {
+        if let Some(s) = result? {
+            summary = Some(s);
+        }
+    }
+    summary.ok_or_else(|| TrainError::Parallel("no peer reported".into()))
+}
+
+/// One rank of a parallel run: it steps on its share of the batch; rank 0 writes.
+struct Parallel<'a, I: burn::tensor::backend::Backend>(&'a Rank<I>);
+
+impl<B: TrainBackend> Strategy<B> for Parallel<'_, B::InnerBackend> {
+    fn writes(&self) -> bool {
+        self.0.index() == 0
+    }
+
+    fn share(&self, tokens: Vec<u32>, batch: usize) -> Vec<u32> {
+        let window = tokens.len() / batch;
+        let per = batch / self.0.world() * window;
+        tokens[self.0.index() * per..(self.0.index() + 1) * per].to_vec()
+    }
+
+    fn step(
+        &self,
+        stepper: &mut Stepper<B>,
+        micro_batches: &[Vec<u32>],
+        multiplier: f64,
+        usage_of: Option<usize>,
+        device: &B::Device,
+    ) -> Result<StepReport, TrainError> {
+        stepper.step_parallel(self.0, micro_batches, multiplier, usage_of, device)
+    }
+
+    fn with_whole(
+        &self,
+        stepper: &Stepper<B>,
+        f: &mut dyn FnMut(&Stepper<B>) -> Result<(), TrainError>,
+    ) -> Result<(), TrainError> {
+        let whole = stepper.gather(self.0)?;
+        let writes = self.0.index() == 0;
+        let result = if writes { f(&whole) } else { Ok(()) };
+        self.0.agree(result)
+    }
+}

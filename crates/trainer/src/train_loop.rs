@@ -1,0 +1,206 @@
+//! The training loop: steps, metrics, validation, checkpoints and the final evaluation, the
+//! same for every [`Strategy`].
+
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::atomic::write_atomic;
+use crate::checkpoint::{TrainState, load_state, save_checkpoint};
+use crate::config::TrainConfig;
+use crate::eval::{EvalReport, evaluate, validate};
+use crate::metrics::{MetricsLine, MetricsLog, loss_svg, read_metrics};
+use crate::run::Run;
+use crate::{StepReport, Stepper, TrainBackend, TrainError};
+
+/// What a finished run reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainSummary {
+    /// The run's configuration (vocabulary resolved).
+    pub config: TrainConfig,
+    /// Steps done.
+    pub steps: usize,
+    /// Loss of the last step.
+    pub final_loss: f64,
+    /// Training tokens consumed.
+    pub tokens: u64,
+    /// Training seconds (excluding evaluation).
+    pub train_seconds: f64,
+    /// Final evaluation.
+    pub eval: EvalReport,
+}
+
+/// How the loop steps and sees the whole stepper: alone, or as one rank of a parallel run.
+pub(crate) trait Strategy<B: TrainBackend> {
+    /// Whether this strategy writes the run directory (metrics, checkpoints, evaluation).
+    fn writes(&self) -> bool;
+    /// This strategy's share of a global micro-batch of `batch` windows.
+    fn share(&self, tokens: Vec<u32>, batch: usize) -> Vec<u32>;
+    /// One optimizer step.
+    fn step(
+        &self,
+        stepper: &mut Stepper<B>,
+        micro_batches: &[Vec<u32>],
+        multiplier: f64,
+        usage_of: Option<usize>,
+        device: &B::Device,
+    ) -> Result<StepReport, TrainError>;
+    /// Runs `f` on the whole stepper where this strategy writes; every rank takes part in
+    /// assembling it, and all fail together if `f` fails.
+    fn with_whole(
+        &self,
+        stepper: &Stepper<B>,
+        f: &mut dyn FnMut(&Stepper<B>) -> Result<(), TrainError>,
+    ) -> Result<(), TrainError>;
+}
+
+impl Run {
+    /// Steps until `optim.steps`, logging, validating and checkpointing as configured; the
+    /// writing strategy returns the summary after the final evaluation.
+    pub(crate) fn train_loop<B: TrainBackend>(
+        &self,
+        mut stepper: Stepper<B>,
+        strategy: &dyn Strategy<B>,
+        device: &B::Device,
+    ) -> Result<Option<TrainSummary>, TrainError> {
+        let (config, data, out) = (&self.config, &self.data, &self.config.run.out);
+        let mut state = match &self.checkpoint {
+            Some(dir) => load_state(dir)?,
+            None => TrainState {
+                step: 0,
+                batches_seen: 0,
+                tokens_seen: 0,
+                seed: config.run.seed,
+                elapsed_s: 0.0,
+            },
+        };
+        let memory_size = config.model.product_keys.n_keys.pow(2);
+        let mut log = strategy
+            .writes()
+            .then(|| MetricsLog::open(out, state.step))
+            .transpose()?;
+        let o = config.optim.clone();
+        let bar = progress_bar(
+            self.options.progress && strategy.writes(),
+            o.steps,
+            state.step,
+        );
+
+        let mut last_loss = f64::NAN;
+        let mut window = (Instant::now(), state.tokens_seen);
+        let started = Instant::now() - std::time::Duration::from_secs_f64(state.elapsed_s);
+        while state.step < o.steps {
+            let step = state.step;
+            let log_now = (step + 1).is_multiple_of(config.run.log_every) || step + 1 == o.steps;
+            let micro_batches: Vec<Vec<u32>> = (0..o.grad_accum)
+                .map(|i| {
+                    strategy.share(
+                        data.batches
+                            .train_batch(state.batches_seen + i, o.batch_size),
+                        o.batch_size,
+                    )
+                })
+                .collect();
+            let multiplier = config.lr_multiplier(step);
+            let report = strategy.step(
+                &mut stepper,
+                &micro_batches,
+                multiplier,
+                log_now.then_some(memory_size),
+                device,
+            )?;
+            state.batches_seen += o.grad_accum;
+            last_loss = report.loss;
+            state.step += 1;
+            state.tokens_seen += (o.batch_size * o.seq_len * o.grad_accum) as u64;
+            state.elapsed_s = started.elapsed().as_secs_f64();
+
+            if log_now {
+                let eval_now = state.step == o.steps
+                    || (config.run.eval_every > 0
+                        && state.step.is_multiple_of(config.run.eval_every));
+                let mut val_loss = None;
+                if eval_now {
+                    strategy.with_whole(&stepper, &mut |whole| {
+                        let (loss, _) = validate(
+                            &whole.model.valid(),
+                            &data.batches,
+                            o.batch_size,
+                            config.run.eval_batches,
+                            memory_size,
+                            device,
+                        )?;
+                        val_loss = Some(loss);
+                        Ok(())
+                    })?;
+                }
+                let seconds = window.0.elapsed().as_secs_f64().max(1e-9);
+                let line = MetricsLine {
+                    step: state.step,
+                    tokens: state.tokens_seen,
+                    loss: last_loss,
+                    lr: o.lr * multiplier,
+                    value_lr: o.value_lr * multiplier,
+                    grad_norm: report.grad_norm,
+                    value_grad_norm: report.value_grad_norm,
+                    tokens_per_s: (state.tokens_seen - window.1) as f64 / seconds,
+                    val_loss,
+                    used_pct: report.usage.map(|u| u.used_pct),
+                    kl_uniform: report.usage.map(|u| u.kl_uniform),
+                };
+                if let Some(log) = &mut log {
+                    log.append(&line)?;
+                }
+                bar.set_message(format!(
+                    "loss {last_loss:.3} | {:.0} tok/s",
+                    line.tokens_per_s
+                ));
+                window = (Instant::now(), state.tokens_seen);
+            }
+            bar.set_position(state.step as u64);
+            if state.step.is_multiple_of(config.run.checkpoint_every) || state.step == o.steps {
+                strategy.with_whole(&stepper, &mut |whole| {
+                    save_checkpoint(out, &state, |dir| whole.save(dir))
+                })?;
+            }
+        }
+        bar.finish_and_clear();
+
+        let mut summary = None;
+        strategy.with_whole(&stepper, &mut |whole| {
+            let eval = evaluate(&whole.model.valid(), config, data, device)?;
+            write_atomic(
+                &out.join("eval.json"),
+                serde_json::to_string_pretty(&eval)
+                    .expect("serialises")
+                    .as_bytes(),
+            )?;
+            let lines = read_metrics(&out.join("metrics.jsonl"))?;
+            write_atomic(&out.join("loss.svg"), loss_svg(&lines).as_bytes())?;
+            summary = Some(TrainSummary {
+                steps: state.step,
+                final_loss: lines.last().map_or(last_loss, |l| l.loss),
+                tokens: state.tokens_seen,
+                train_seconds: state.elapsed_s,
+                eval,
+                config: config.clone(),
+            });
+            Ok(())
+        })?;
+        Ok(summary)
+    }
+}
+
+fn progress_bar(show: bool, steps: usize, done: usize) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(steps as u64).with_position(done as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps | {msg} | ETA {eta}")
+            .expect("valid template"),
+    );
+    bar
+}

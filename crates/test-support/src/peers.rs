@@ -12,24 +12,26 @@ pub fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Runs `peer(rank, collective)` on `world` threads, each registered with burn-collective on
-/// the default device, and returns their results in rank order. A panicking peer panics here.
-pub fn run_peers<B: Backend, T: Send + 'static>(
+/// Runs `peer(rank, collective)` on `world` scoped threads (so it may borrow), each
+/// registered with burn-collective on the default device, and returns their results in rank
+/// order. A panicking peer panics here.
+pub fn run_peers<B: Backend, T: Send>(
     world: usize,
-    peer: impl Fn(usize, Arc<BurnCollective<B>>) -> T + Send + Sync + 'static,
+    peer: impl Fn(usize, Arc<BurnCollective<B>>) -> T + Sync,
 ) -> Vec<T> {
     reset_collective::<B>();
-    let peer = Arc::new(peer);
-    let handles: Vec<_> = (0..world)
-        .map(|rank| {
-            let peer = peer.clone();
-            thread::spawn(move || {
-                let config = CollectiveConfig::default().with_num_devices(world);
-                let collective =
-                    BurnCollective::register(rank, &Default::default(), config, world).unwrap();
-                peer(rank, Arc::new(collective))
+    let peer = &peer;
+    thread::scope(|scope| {
+        let handles: Vec<_> = (0..world)
+            .map(|rank| {
+                scope.spawn(move || {
+                    let config = CollectiveConfig::default().with_num_devices(world);
+                    let collective =
+                        BurnCollective::register(rank, &Default::default(), config, world).unwrap();
+                    peer(rank, Arc::new(collective))
+                })
             })
-        })
-        .collect();
-    handles.into_iter().map(|h| h.join().unwrap()).collect()
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
 }

@@ -3,15 +3,11 @@
 //! global batch: every layout of N ranks in groups of P, each value optimizer, PEER's
 //! replicated expert tables.
 
-use std::sync::Arc;
-use std::thread;
-
 use burn::backend::{Autodiff, Flex};
-use burn::collective::reset_collective;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
-use memory_parallel::{BurnCollective, CollectiveConfig};
 use model_zoo::{ModelKind, Size, preset};
+use test_support::{run_peers, serial};
 use trainer::{Rank, Stepper, TrainConfig, TrainError, ValueOptimizer};
 
 type A = Autodiff<Flex>;
@@ -19,9 +15,6 @@ type A = Autodiff<Flex>;
 const STEPS: usize = 30;
 const BATCH: usize = 4;
 const SEQ: usize = 16;
-
-/// burn-collective keeps one server per backend type: one test at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The global batch of step `step`: `BATCH` windows of `SEQ + 1` tokens, eight batches in turn
 /// (so that 30 steps visibly lower the loss).
@@ -46,42 +39,26 @@ fn parallel_losses(
     (devices, shards): (usize, usize),
     value_optimizer: ValueOptimizer,
 ) -> Result<Vec<f64>, TrainError> {
-    reset_collective::<Flex>();
-    let handles: Vec<_> = (0..devices)
-        .map(|index| {
-            let model = model.clone();
-            thread::spawn(move || -> Result<Vec<f64>, TrainError> {
-                let device = Default::default();
-                let collective = BurnCollective::<Flex>::register(
-                    index,
-                    &device,
-                    CollectiveConfig::default().with_num_devices(devices),
-                    devices,
-                )
-                .unwrap();
-                let rank = Rank::new(Arc::new(collective), device, shards)?;
-                let per = BATCH / devices;
-                // What `train_parallel` does: one whole stepper, one share per rank.
-                let mut stepper = Stepper::new(model, &config(kind, value_optimizer, BATCH).optim)
-                    .for_rank(&rank, &device)?;
-                (0..STEPS)
-                    .map(|step| {
-                        let tokens = global_batch(step);
-                        let window = SEQ + 1;
-                        let mine =
-                            tokens[index * per * window..(index + 1) * per * window].to_vec();
-                        let report = stepper.step_parallel(&rank, &[mine], 1.0, None, &device)?;
-                        assert!(report.value_grad_norm > 0.0, "no value gradient");
-                        Ok(report.loss)
-                    })
-                    .collect()
+    let losses = run_peers::<Flex, _>(devices, |index, collective| {
+        let device = Default::default();
+        let rank = Rank::new(collective, device, shards)?;
+        let per = BATCH / devices;
+        // What `train_parallel` does: one whole stepper, one share per rank.
+        let mut stepper = Stepper::new(model.clone(), &config(kind, value_optimizer, BATCH).optim)
+            .for_rank(&rank, &device)?;
+        (0..STEPS)
+            .map(|step| {
+                let tokens = global_batch(step);
+                let window = SEQ + 1;
+                let mine = tokens[index * per * window..(index + 1) * per * window].to_vec();
+                let report = stepper.step_parallel(&rank, &[mine], 1.0, None, &device)?;
+                assert!(report.value_grad_norm > 0.0, "no value gradient");
+                Ok(report.loss)
             })
-        })
-        .collect();
-    let losses: Vec<Vec<f64>> = handles
-        .into_iter()
-        .map(|h| h.join().unwrap())
-        .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<f64>, TrainError>>()
+    })
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()?;
     for other in &losses[1..] {
         assert_eq!(other, &losses[0], "ranks report different losses");
     }
@@ -130,7 +107,7 @@ fn check_layouts(kind: ModelKind, value_optimizer: ValueOptimizer, layouts: &[(u
 
 #[test]
 fn sharded_data_parallel_training_follows_one_device() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let memory_plus = ModelKind::MemoryPlus;
     check_layouts(
         memory_plus,
@@ -147,7 +124,7 @@ fn sharded_data_parallel_training_follows_one_device() {
 
 #[test]
 fn replicated_peer_experts_follow_one_device() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     check_layouts(ModelKind::Peer, ValueOptimizer::SparseAdamW, &[(2, 1)]);
     check_layouts(ModelKind::Peer, ValueOptimizer::DenseAdamW, &[(2, 2)]);
 }
@@ -157,7 +134,7 @@ fn replicated_peer_experts_follow_one_device() {
 /// optimizer state (lazy and dense AdamW moments) both ways.
 #[test]
 fn optimizer_state_survives_shard_and_gather() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let kind = ModelKind::MemoryPlus;
     let device = Default::default();
     for value_optimizer in [ValueOptimizer::SparseAdamW, ValueOptimizer::DenseAdamW] {
@@ -174,34 +151,23 @@ fn optimizer_state_survives_shard_and_gather() {
 
         let mut stepper = Stepper::new(model, &optim);
         let mut losses: Vec<f64> = (0..10).map(|s| step(&mut stepper, s)).collect();
-        reset_collective::<Flex>();
-        let (rank_losses, gathered) = thread::scope(|scope| {
-            let handles: Vec<_> = (0..2)
-                .map(|index| {
-                    let stepper = &stepper;
-                    scope.spawn(move || {
-                        let device = Default::default();
-                        let config = CollectiveConfig::default().with_num_devices(2);
-                        let collective =
-                            BurnCollective::<Flex>::register(index, &device, config, 2).unwrap();
-                        let rank = Rank::new(Arc::new(collective), device, 2).unwrap();
-                        let mut mine = stepper.for_rank(&rank, &device).unwrap();
-                        let per = BATCH / 2 * (SEQ + 1);
-                        let losses: Vec<f64> = (10..20)
-                            .map(|s| {
-                                let tokens =
-                                    global_batch(s)[index * per..(index + 1) * per].to_vec();
-                                mine.step_parallel(&rank, &[tokens], 1.0, None, &device)
-                                    .unwrap()
-                                    .loss
-                            })
-                            .collect();
-                        (losses, mine.gather(&rank).unwrap())
-                    })
+        let stepper = &stepper;
+        let (rank_losses, gathered) = run_peers::<Flex, _>(2, |index, collective| {
+            let device = Default::default();
+            let rank = Rank::new(collective, device, 2).unwrap();
+            let mut mine = stepper.for_rank(&rank, &device).unwrap();
+            let per = BATCH / 2 * (SEQ + 1);
+            let losses: Vec<f64> = (10..20)
+                .map(|s| {
+                    let tokens = global_batch(s)[index * per..(index + 1) * per].to_vec();
+                    mine.step_parallel(&rank, &[tokens], 1.0, None, &device)
+                        .unwrap()
+                        .loss
                 })
                 .collect();
-            handles.into_iter().next().unwrap().join().unwrap()
-        });
+            (losses, mine.gather(&rank).unwrap())
+        })
+        .swap_remove(0);
         losses.extend(rank_losses);
         let mut stepper = gathered;
         losses.extend((20..30).map(|s| step(&mut stepper, s)));
@@ -216,7 +182,7 @@ fn optimizer_state_survives_shard_and_gather() {
 
 #[test]
 fn unsupported_layouts_are_clear_errors() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let kind = ModelKind::MemoryPlus;
     let err =
         parallel_losses(kind, &model(kind), (2, 2), ValueOptimizer::RowwiseAdagrad).unwrap_err();

@@ -76,7 +76,8 @@ fn lookup(c: &mut Criterion) {
 fn memory_plus(c: &mut Criterion) {
     type A = Autodiff<Flex>;
     let device = Default::default();
-    let config = MemoryLayerConfig::new(512, 4, 256, 32, 128).with_swilu(true);
+    let config =
+        MemoryLayerConfig::new(ProductKeysConfig::new(512, 4, 256, 32, 128)).with_swilu(true);
     let memory = config.init_with_values::<A>(&device).unwrap();
     let x = Tensor::<A, 3>::random([2, 128, 512], Distribution::Normal(0.0, 1.0), &device)
         .require_grad();

@@ -11,7 +11,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Int, Tensor};
 use memory_layer::{MemoryBackend, MemoryLayerConfig, ProductKeysConfig, ValueTableConfig};
-use model_zoo::{ModelKind, Size, SwiGlu, preset};
+use model_zoo::{ModelKind, Size, SwiGluFfnConfig, preset};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use trainer::{Learner, TrainConfig, ValueOptimizer};
@@ -240,7 +240,8 @@ where
 
     let (batch, seq, dim) = (8, 256, 512);
     let x = normal::<B, 3>([batch, seq, dim], device).require_grad();
-    let layer_config = MemoryLayerConfig::new(dim, 4, 256, 32, 512).with_swilu(true);
+    let layer_config =
+        MemoryLayerConfig::new(ProductKeysConfig::new(dim, 4, 256, 32, 512)).with_swilu(true);
     let mut memory = layer_config.init_with_values::<B>(device)?;
     memory.values.set_sparse_grads(true);
     let seconds = time::<B>(device, || {
@@ -257,7 +258,7 @@ where
         "tokens/s",
     ));
 
-    let swiglu = SwiGlu::<B>::new(dim, 2048, device);
+    let swiglu = SwiGluFfnConfig::new(dim, 2048).init::<B>(device);
     let seconds = time::<B>(device, || {
         let _ = swiglu.forward(x.clone()).sum().backward();
     });
@@ -311,7 +312,7 @@ where
         let values = config.model.product_keys.n_keys.pow(2) * config.model.dim;
         let value_optimizer = config.optim.value_optimizer;
         let case_config = serde_json::json!({
-            "model": kind.name(), "size": "small", "batch": batch, "seq_len": seq,
+            "model": kind, "size": "small", "batch": batch, "seq_len": seq,
             "values": if kind == ModelKind::Dense { 0 } else { config.model.product_keys.n_keys.pow(2) },
             "value_optimizer": value_optimizer.to_string(),
         });

@@ -3,14 +3,15 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use burn::tensor::backend::AutodiffBackend;
 use memory_layer::MemoryBackend;
-use memory_layer::parity::{F32_TOLERANCE, ParityReport, check_fixture};
+use memory_parity::{F32_TOLERANCE, ParityReport, check_fixture};
 
 use crate::backend::{BackendKind, Job, dispatch};
 
 /// Arguments of `cargo xtask parity`.
 #[derive(clap::Args)]
 pub struct ParityArgs {
-    /// Fixture files (safetensors, design.md "Parity fixtures").
+    /// Fixture files (safetensors: a layer's parameters, an input, the expected outputs and
+    /// gradients).
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Largest accepted normwise relative error.

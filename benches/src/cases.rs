@@ -168,8 +168,14 @@ impl MemoryPlusCase {
 
     /// The layer: Memory+ (swilu values).
     pub fn config(&self) -> MemoryLayerConfig {
-        MemoryLayerConfig::new(self.dim, self.heads, self.k_dim, self.knn, self.n_keys)
-            .with_swilu(true)
+        MemoryLayerConfig::new(ProductKeysConfig::new(
+            self.dim,
+            self.heads,
+            self.k_dim,
+            self.knn,
+            self.n_keys,
+        ))
+        .with_swilu(true)
     }
 
     /// A random input `[batch, seq, dim]`.

@@ -1,10 +1,12 @@
 //! Product-key retrieval: the query network, per-head sub-key tables and the exact top-k over
-//! `n_keys²` product keys (paper §2–3).
+//! `n_keys²` product keys, each the pair of one sub-key from each half.
 //!
 //! - [`ProductKeys`] / [`ProductKeysConfig`]: the module; [`ProductKeys::forward`] returns a
 //!   [`Retrieval`] of scores and value indices, `[T·heads, knn]`, sorted descending.
 //! - [`RetrievalBackend`]: the backend extension that selects the top pairs; its default
 //!   method is plain tensor ops, fast kernels override it per backend.
+//! - [`init::linear`]: a `Linear` around a weight initialised by the caller, shared with the
+//!   layers built on these keys.
 //! - [`reference`]: the brute-force search over all `n_keys²` keys, and the tie-aware
 //!   comparison used by tests and by `cargo xtask parity`.
 //!
@@ -24,6 +26,7 @@ mod backend;
 mod cube;
 mod error;
 mod flex;
+pub mod init;
 mod product_keys;
 pub mod reference;
 

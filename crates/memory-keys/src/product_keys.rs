@@ -1,9 +1,10 @@
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param};
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
+use crate::init::linear;
 use crate::{KeysError, RetrievalBackend};
 
 /// Largest `n_keys` whose `n_keys²` value indices fit a 32-bit signed integer.
@@ -12,8 +13,9 @@ const MAX_N_KEYS: usize = 46_340;
 /// Epsilon of the optional qk-norm (parameter-free RMS normalisation).
 const QK_NORM_EPS: f64 = 1e-6;
 
-/// Configuration of [`ProductKeys`]: query network and sub-key tables (paper §2–3).
-#[derive(Config, Debug)]
+/// Configuration of [`ProductKeys`]: a query network and, per head, two tables of sub-keys whose
+/// pairs address `n_keys²` product keys. Memory, Memory+ and PEER layers all retrieve through it.
+#[derive(Config, Debug, PartialEq, Eq)]
 pub struct ProductKeysConfig {
     /// Input (model) dimension.
     pub dim: usize,
@@ -32,6 +34,30 @@ pub struct ProductKeysConfig {
 }
 
 impl ProductKeysConfig {
+    /// The paper's defaults at model dim `dim`: 4 heads, `knn = min(32, n_keys)`,
+    /// `k_dim = dim / 2` (even, at least 2), no qk-norm.
+    pub fn paper(dim: usize, n_keys: usize) -> Self {
+        Self::new(dim, 4, (dim / 2).max(2) & !1, 32.min(n_keys), n_keys)
+    }
+
+    /// Sets the number of heads.
+    pub fn with_heads(mut self, heads: usize) -> Self {
+        self.heads = heads;
+        self
+    }
+
+    /// Sets the query/key dimension of one head.
+    pub fn with_k_dim(mut self, k_dim: usize) -> Self {
+        self.k_dim = k_dim;
+        self
+    }
+
+    /// Sets the pairs selected per head and token.
+    pub fn with_knn(mut self, knn: usize) -> Self {
+        self.knn = knn;
+        self
+    }
+
     /// Checks every rule; the error names the field and the rule.
     pub fn validate(&self) -> Result<(), KeysError> {
         if self.dim == 0 {
@@ -74,14 +100,13 @@ impl ProductKeysConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<ProductKeys<B>, KeysError> {
         self.validate()?;
         let out = self.heads * self.k_dim;
-        let weight = LinearConfig::new(self.dim, out)
-            .with_initializer(Initializer::XavierUniform { gain: 1.0 })
-            .init::<B>(device)
-            .weight;
-        let query_proj = Linear {
-            weight,
-            bias: Some(Param::from_tensor(Tensor::zeros([out], device))),
-        };
+        let weight = Initializer::XavierUniform { gain: 1.0 }.init_with(
+            [self.dim, out],
+            Some(self.dim),
+            Some(out),
+            device,
+        );
+        let query_proj = linear(weight, true);
         let bound = 1.0 / (self.k_dim as f64).sqrt();
         let keys = Initializer::Uniform {
             min: -bound,

@@ -1,27 +1,36 @@
-//! Layers from safetensors files that use the reference implementation's state-dict names
-//! (design.md, "Parity fixtures"), so weights trained with the reference code can be used here.
+//! Layers from safetensors files that use the reference implementation's state-dict names, so
+//! weights trained with the reference code can be used here.
 //!
 //! The file's `__metadata__` holds `"config"`: JSON with `dim, heads, knn, n_keys, k_dim,
-//! v_dim, swilu, gated, peer`. Parameters: `keys`, `values.weight` (PEER: `values_u.weight`,
-//! `values_v.weight`), `query_proj.query_mlps.0.{weight,bias}`, `value_proj.{weight,bias}`,
-//! `swilu_projection.{weight,bias}`, `gating.{weight,bias}`. Linear weights are stored
-//! PyTorch-style `[out, in]`. Any other tensor than these and the fixture tensors (`input`,
-//! `grad_output`, `output`, `indices`, `scores`, `grad.*`) is an error, so nothing is dropped.
+//! v_dim, swilu, gated, peer`. Parameters, all f32: `keys`, `values.weight` (PEER:
+//! `values_u.weight`, `values_v.weight`), `query_proj.query_mlps.0.{weight,bias}`,
+//! `value_proj.{weight,bias}`, `swilu_projection.{weight,bias}`, `gating.{weight,bias}`.
+//! Linear weights are stored PyTorch-style `[out, in]`.
+//!
+//! The header is checked first (every parameter present, f32, of the configured shape), then
+//! burn-store loads the tensors, each reference name remapped to the parameter's path in the
+//! layer. The Linear weights load into Burn's column-major layout, which keeps the file's
+//! `[out, in]` order in memory: the matrix products then add in the order the parity fixtures
+//! were checked with (a transposed copy changes the last bits). Any other tensor is an error, so
+//! nothing is dropped, unless the caller names it as extra ([`ReferenceFile::with_extra`]).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use burn::module::Param;
-use burn::nn::Linear;
+use burn::nn::{Linear, LinearConfig, LinearLayout};
+use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
+use burn_store::{KeyRemapper, ModuleSnapshot, SafetensorsStore};
+use safetensors::tensor::TensorInfo;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::{
     Memory, MemoryBackend, MemoryError, MemoryLayerConfig, MemoryOutput, Peer, PeerConfig,
+    ProductKeysConfig,
 };
-use memory_values::ValueTable;
 
 /// The layer configuration stored in a reference file's metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +53,13 @@ pub struct ReferenceConfig {
     pub gated: bool,
     /// PEER layer.
     pub peer: bool,
+}
+
+impl ReferenceConfig {
+    /// The product-key part.
+    pub fn keys(&self) -> ProductKeysConfig {
+        ProductKeysConfig::new(self.dim, self.heads, self.k_dim, self.knn, self.n_keys)
+    }
 }
 
 /// Why a reference file could not be imported.
@@ -136,66 +152,161 @@ impl<B: MemoryBackend> ReferenceLayer<B> {
 impl<B: Backend> ReferenceLayer<B> {
     /// Every parameter under its reference name.
     pub fn reference_params(&self) -> Vec<(String, ReferenceParam<B>)> {
-        let mut params = Vec::new();
-        let keys = match self {
-            Self::Memory(memory) => &memory.layer.keys,
-            Self::Peer(peer) => &peer.keys,
+        self.slots()
+            .into_iter()
+            .map(|slot| {
+                let param = match slot.param {
+                    SlotParam::Matrix(p) => ReferenceParam::Matrix(p.val()),
+                    SlotParam::LinearWeight(p) => ReferenceParam::LinearWeight(p.val()),
+                    SlotParam::Vector(p) => ReferenceParam::Vector(p.val()),
+                };
+                (slot.name, param)
+            })
+            .collect()
+    }
+
+    /// Every parameter with its reference name and its path in the module, without
+    /// materialising it.
+    fn slots(&self) -> Vec<Slot<'_, B>> {
+        let mut slots = Vec::new();
+        let (keys, prefix) = match self {
+            Self::Memory(memory) => (&memory.layer.keys, "layer."),
+            Self::Peer(peer) => (&peer.keys, ""),
         };
-        params.push(("keys".into(), ReferenceParam::Matrix(keys.keys.val())));
+        slots.push(Slot::matrix(
+            "keys",
+            format!("{prefix}keys.keys"),
+            &keys.keys,
+        ));
         push_linear(
-            &mut params,
+            &mut slots,
             "query_proj.query_mlps.0",
+            format!("{prefix}keys.query_proj"),
             Some(&keys.query_proj),
         );
         match self {
             Self::Memory(memory) => {
-                let values = memory.values.weight.val();
-                params.push(("values.weight".into(), ReferenceParam::Matrix(values)));
+                let values = &memory.values.weight;
+                slots.push(Slot::matrix(
+                    "values.weight",
+                    "values.weight".into(),
+                    values,
+                ));
                 let layer = &memory.layer;
-                push_linear(&mut params, "value_proj", layer.value_proj.as_ref());
-                push_linear(
-                    &mut params,
-                    "swilu_projection",
-                    layer.swilu_projection.as_ref(),
-                );
-                push_linear(&mut params, "gating", layer.gating.as_ref());
+                for (name, linear) in [
+                    ("value_proj", &layer.value_proj),
+                    ("swilu_projection", &layer.swilu_projection),
+                    ("gating", &layer.gating),
+                ] {
+                    push_linear(&mut slots, name, format!("layer.{name}"), linear.as_ref());
+                }
             }
             Self::Peer(peer) => {
-                let (u, v) = (peer.values_u.weight.val(), peer.values_v.weight.val());
-                params.push(("values_u.weight".into(), ReferenceParam::Matrix(u)));
-                params.push(("values_v.weight".into(), ReferenceParam::Matrix(v)));
+                for (name, table) in [("values_u", &peer.values_u), ("values_v", &peer.values_v)] {
+                    let name = format!("{name}.weight");
+                    slots.push(Slot::matrix(&name, name.clone(), &table.weight));
+                }
             }
         }
-        params
+        slots
     }
 }
 
-fn push_linear<B: Backend>(
-    params: &mut Vec<(String, ReferenceParam<B>)>,
-    prefix: &str,
-    linear: Option<&Linear<B>>,
+impl<B: Backend> ReferenceLayer<B> {
+    fn linears_mut(&mut self) -> Vec<&mut Linear<B>> {
+        match self {
+            Self::Memory(memory) => {
+                let layer = &mut memory.layer;
+                let optional = [
+                    &mut layer.swilu_projection,
+                    &mut layer.value_proj,
+                    &mut layer.gating,
+                ];
+                let mut linears: Vec<_> = optional.into_iter().flatten().collect();
+                linears.push(&mut layer.keys.query_proj);
+                linears
+            }
+            Self::Peer(peer) => vec![&mut peer.keys.query_proj],
+        }
+    }
+}
+
+/// Gives `linear` a fresh (not yet drawn) weight in Burn's column-major layout: `[out, in]` in
+/// memory, as the reference stores it, `[in, out]` to the layer.
+fn column_major<B: Backend>(linear: &mut Linear<B>) {
+    let [d_in, d_out] = linear.weight.lazy_shape().dims();
+    linear.weight = LinearConfig::new(d_in, d_out)
+        .with_bias(false)
+        .with_layout(LinearLayout::Col)
+        .init(&linear.weight.lazy_device())
+        .weight;
+}
+
+/// One parameter of a layer: its reference name, its path in the module, the parameter.
+struct Slot<'a, B: Backend> {
+    name: String,
+    path: String,
+    param: SlotParam<'a, B>,
+}
+
+enum SlotParam<'a, B: Backend> {
+    Matrix(&'a Param<Tensor<B, 2>>),
+    LinearWeight(&'a Param<Tensor<B, 2>>),
+    Vector(&'a Param<Tensor<B, 1>>),
+}
+
+impl<'a, B: Backend> Slot<'a, B> {
+    fn matrix(name: &str, path: String, param: &'a Param<Tensor<B, 2>>) -> Self {
+        Self {
+            name: name.into(),
+            path,
+            param: SlotParam::Matrix(param),
+        }
+    }
+
+    /// The shape the reference file stores (Linear weights transposed).
+    fn file_shape(&self) -> Vec<usize> {
+        match self.param {
+            SlotParam::Matrix(p) => p.lazy_shape().to_vec(),
+            SlotParam::LinearWeight(p) => p.lazy_shape().to_vec().into_iter().rev().collect(),
+            SlotParam::Vector(p) => p.lazy_shape().to_vec(),
+        }
+    }
+}
+
+fn push_linear<'a, B: Backend>(
+    slots: &mut Vec<Slot<'a, B>>,
+    name: &str,
+    path: String,
+    linear: Option<&'a Linear<B>>,
 ) {
     let Some(linear) = linear else { return };
-    let weight = ReferenceParam::LinearWeight(linear.weight.val());
-    params.push((format!("{prefix}.weight"), weight));
+    slots.push(Slot {
+        name: format!("{name}.weight"),
+        path: format!("{path}.weight"),
+        param: SlotParam::LinearWeight(&linear.weight),
+    });
     if let Some(bias) = &linear.bias {
-        params.push((format!("{prefix}.bias"), ReferenceParam::Vector(bias.val())));
+        slots.push(Slot {
+            name: format!("{name}.bias"),
+            path: format!("{path}.bias"),
+            param: SlotParam::Vector(bias),
+        });
     }
 }
 
-/// Names a fixture may hold besides parameters.
-const FIXTURE_TENSORS: [&str; 5] = ["input", "grad_output", "output", "indices", "scores"];
-
-/// An open reference file: its bytes and parsed configuration.
+/// An open reference file: its bytes, header and parsed configuration.
 #[derive(Debug)]
 pub struct ReferenceFile {
     path: PathBuf,
     bytes: Vec<u8>,
+    tensors: HashMap<String, TensorInfo>,
     config: ReferenceConfig,
+    extra: fn(&str) -> bool,
 }
 
 impl ReferenceFile {
-    /// Reads the file and its `"config"` metadata.
+    /// Reads the file, its header and its `"config"` metadata.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, ImportError> {
         let path = path.as_ref().to_path_buf();
         let bytes = std::fs::read(&path).map_err(|source| ImportError::Io {
@@ -215,11 +326,25 @@ impl ReferenceFile {
             .ok_or_else(|| format("metadata has no \"config\" entry".into()))?;
         let config = serde_json::from_str(json)
             .map_err(|e| format(format!("metadata \"config\" is invalid: {e}")))?;
+        let tensors = metadata
+            .tensors()
+            .into_iter()
+            .map(|(name, info)| (name, info.clone()))
+            .collect();
         Ok(Self {
             path,
             bytes,
+            tensors,
             config,
+            extra: |_| false,
         })
+    }
+
+    /// Lets tensors for which `extra` holds through, unread: a file may carry more than the
+    /// layer (a parity fixture holds inputs and expected results too).
+    pub fn with_extra(mut self, extra: fn(&str) -> bool) -> Self {
+        self.extra = extra;
+        self
     }
 
     /// The file's path.
@@ -232,96 +357,9 @@ impl ReferenceFile {
         &self.config
     }
 
-    fn tensors(&self) -> SafeTensors<'_> {
-        SafeTensors::deserialize(&self.bytes).expect("validated when opened")
-    }
-
     /// Whether the file holds tensor `name`.
     pub fn contains(&self, name: &str) -> bool {
-        self.tensors().tensor(name).is_ok()
-    }
-
-    /// Tensor `name` as f32 values on the host, with its shape; checks the dtype.
-    pub fn f32_data(&self, name: &str) -> Result<TensorData, ImportError> {
-        self.data(name, Dtype::F32)
-    }
-
-    /// Tensor `name` as i64 values on the host, with its shape; checks the dtype.
-    pub fn i64_data(&self, name: &str) -> Result<TensorData, ImportError> {
-        self.data(name, Dtype::I64)
-    }
-
-    fn data(&self, name: &str, dtype: Dtype) -> Result<TensorData, ImportError> {
-        let tensors = self.tensors();
-        let view = tensors
-            .tensor(name)
-            .map_err(|_| ImportError::MissingTensor {
-                path: self.path.clone(),
-                name: name.into(),
-            })?;
-        if view.dtype() != dtype {
-            let actual = format!("{:?} {:?}", view.dtype(), view.shape());
-            return Err(self.type_error(name, format!("{dtype:?}"), actual));
-        }
-        let shape = view.shape().to_vec();
-        let data = match dtype {
-            Dtype::I64 => TensorData::new(le_values(view.data(), i64::from_le_bytes), shape),
-            _ => TensorData::new(le_values(view.data(), f32::from_le_bytes), shape),
-        };
-        Ok(data)
-    }
-
-    /// Tensor `name` of shape `shape` (f32), on `device`.
-    pub fn tensor<B: Backend, const D: usize>(
-        &self,
-        name: &str,
-        shape: [usize; D],
-        device: &B::Device,
-    ) -> Result<Tensor<B, D>, ImportError> {
-        let data = self.f32_data(name)?;
-        if data.shape.as_slice() != shape.as_slice() {
-            return Err(self.type_error(
-                name,
-                format!("F32 {shape:?}"),
-                format!("F32 {:?}", data.shape.as_slice()),
-            ));
-        }
-        Ok(Tensor::from_data(data, device))
-    }
-
-    fn type_error(&self, name: &str, expected: String, actual: String) -> ImportError {
-        ImportError::TensorType {
-            path: self.path.clone(),
-            name: name.into(),
-            expected,
-            actual,
-        }
-    }
-
-    fn linear<B: Backend>(
-        &self,
-        prefix: &str,
-        d_in: usize,
-        d_out: usize,
-        device: &B::Device,
-    ) -> Result<Linear<B>, ImportError> {
-        let weight = self.tensor::<B, 2>(&format!("{prefix}.weight"), [d_out, d_in], device)?;
-        let bias = self.tensor::<B, 1>(&format!("{prefix}.bias"), [d_out], device)?;
-        Ok(Linear {
-            weight: Param::from_tensor(weight.transpose()),
-            bias: Some(Param::from_tensor(bias)),
-        })
-    }
-
-    fn table<B: Backend>(
-        &self,
-        name: &str,
-        rows: usize,
-        width: usize,
-        device: &B::Device,
-    ) -> Result<ValueTable<B>, ImportError> {
-        let values = self.tensor::<B, 2>(name, [rows, width], device)?;
-        ValueTable::from_tensor(values, 0, width).map_err(|e| self.layer_error(e.into()))
+        self.tensors.contains_key(name)
     }
 
     fn layer_error(&self, source: MemoryError) -> ImportError {
@@ -331,11 +369,10 @@ impl ReferenceFile {
         }
     }
 
-    /// Builds the layer the file describes, with the file's parameters.
-    pub fn layer<B: Backend>(&self, device: &B::Device) -> Result<ReferenceLayer<B>, ImportError> {
+    /// The layer the file describes, freshly initialised.
+    fn init_layer<B: Backend>(&self, device: &B::Device) -> Result<ReferenceLayer<B>, ImportError> {
         let c = &self.config;
-        let size = c.n_keys * c.n_keys;
-        let layer = if c.peer {
+        if c.peer {
             if c.swilu || c.gated || c.v_dim != c.dim {
                 return Err(self.layer_error(MemoryError::invalid(
                     "peer",
@@ -343,79 +380,81 @@ impl ReferenceFile {
                     "PEER takes no swilu, no gate and v_dim = dim",
                 )));
             }
-            let config = PeerConfig::new(c.dim, c.heads, c.k_dim, c.knn, c.n_keys);
-            let mut peer = config.init::<B>(device).map_err(|e| self.layer_error(e))?;
-            peer.values_u = self.table("values_u.weight", size, c.dim, device)?;
-            peer.values_v = self.table("values_v.weight", size, c.dim, device)?;
-            self.load_keys(&mut peer.keys, device)?;
-            ReferenceLayer::Peer(Box::new(peer))
+            let peer = PeerConfig::new(c.keys()).init::<B>(device);
+            let peer = peer.map_err(|e| self.layer_error(e))?;
+            Ok(ReferenceLayer::Peer(Box::new(peer)))
         } else {
-            let config = MemoryLayerConfig::new(c.dim, c.heads, c.k_dim, c.knn, c.n_keys)
+            let memory = MemoryLayerConfig::new(c.keys())
                 .with_v_dim(Some(c.v_dim))
                 .with_swilu(c.swilu)
                 .with_gated(c.gated)
-                .with_value_proj(self.contains("value_proj.weight"));
-            let mut layer = config.init::<B>(device).map_err(|e| self.layer_error(e))?;
-            self.load_keys(&mut layer.keys, device)?;
-            if layer.swilu_projection.is_some() {
-                let w1 = self.linear("swilu_projection", c.dim, c.v_dim, device)?;
-                layer.swilu_projection = Some(w1);
-            }
-            if layer.value_proj.is_some() {
-                layer.value_proj = Some(self.linear("value_proj", c.v_dim, c.dim, device)?);
-            }
-            if layer.gating.is_some() {
-                layer.gating = Some(self.linear("gating", c.dim, 1, device)?);
-            }
-            let values = self.table("values.weight", size, c.v_dim, device)?;
-            ReferenceLayer::Memory(Box::new(Memory { layer, values }))
-        };
-        self.check_no_extra_tensors(&layer)?;
-        Ok(layer)
+                .with_value_proj(self.contains("value_proj.weight"))
+                .init_with_values::<B>(device);
+            let memory = memory.map_err(|e| self.layer_error(e))?;
+            Ok(ReferenceLayer::Memory(Box::new(memory)))
+        }
     }
 
-    fn load_keys<B: Backend>(
-        &self,
-        keys: &mut memory_keys::ProductKeys<B>,
-        device: &B::Device,
-    ) -> Result<(), ImportError> {
-        let c = &self.config;
-        let shape = [2 * c.heads * c.n_keys, c.k_dim / 2];
-        keys.keys = Param::from_tensor(self.tensor("keys", shape, device)?);
-        keys.query_proj =
-            self.linear("query_proj.query_mlps.0", c.dim, c.heads * c.k_dim, device)?;
-        Ok(())
-    }
-
-    fn check_no_extra_tensors<B: Backend>(
-        &self,
-        layer: &ReferenceLayer<B>,
-    ) -> Result<(), ImportError> {
-        let params: Vec<String> = layer
-            .reference_params()
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
-        let known = |name: &str| {
-            let name = name.strip_prefix("grad.").unwrap_or(name);
-            FIXTURE_TENSORS.contains(&name) || params.iter().any(|p| p == name)
-        };
-        match self.tensors().names().into_iter().find(|name| !known(name)) {
+    /// Checks the header against the layer: every parameter present, f32 and of its shape, and
+    /// no tensor that is neither a parameter nor extra.
+    fn check_tensors<B: Backend>(&self, slots: &[Slot<'_, B>]) -> Result<(), ImportError> {
+        for slot in slots {
+            let info = self
+                .tensors
+                .get(&slot.name)
+                .ok_or_else(|| ImportError::MissingTensor {
+                    path: self.path.clone(),
+                    name: slot.name.clone(),
+                })?;
+            let shape = slot.file_shape();
+            if info.dtype != Dtype::F32 || info.shape != shape {
+                return Err(ImportError::TensorType {
+                    path: self.path.clone(),
+                    name: slot.name.clone(),
+                    expected: format!("F32 {shape:?}"),
+                    actual: format!("{:?} {:?}", info.dtype, info.shape),
+                });
+            }
+        }
+        let mut names: Vec<&String> = self.tensors.keys().collect();
+        names.sort();
+        let known = |name: &str| (self.extra)(name) || slots.iter().any(|s| s.name == name);
+        match names.into_iter().find(|name| !known(name)) {
             Some(name) => Err(ImportError::UnexpectedTensor {
                 path: self.path.clone(),
-                name: name.to_string(),
+                name: name.clone(),
             }),
             None => Ok(()),
         }
     }
-}
 
-/// Decodes little-endian values of `N` bytes each.
-fn le_values<T, const N: usize>(bytes: &[u8], decode: fn([u8; N]) -> T) -> Vec<T> {
-    bytes
-        .chunks_exact(N)
-        .map(|chunk| decode(chunk.try_into().expect("chunks of N bytes")))
-        .collect()
+    /// Builds the layer the file describes, with the file's parameters.
+    pub fn into_layer<B: Backend>(
+        self,
+        device: &B::Device,
+    ) -> Result<ReferenceLayer<B>, ImportError> {
+        let mut layer = self.init_layer::<B>(device)?;
+        let slots = layer.slots();
+        self.check_tensors(&slots)?;
+        // Each reference name, exactly, to the parameter's path in the layer.
+        let remapper = KeyRemapper::from_pattern_iter(slots.iter().map(|slot| {
+            let name = slot.name.replace('.', r"\.");
+            (format!("^{name}$"), slot.path.clone())
+        }))
+        .expect("escaped tensor names are valid patterns");
+        layer.linears_mut().into_iter().for_each(column_major);
+        let Self { path, bytes, .. } = self;
+        let mut store = SafetensorsStore::from_bytes(Some(bytes)).remap(remapper);
+        let loaded = match &mut layer {
+            ReferenceLayer::Memory(memory) => memory.load_from(&mut store),
+            ReferenceLayer::Peer(peer) => peer.load_from(&mut store),
+        };
+        loaded.map_err(|e| ImportError::Format {
+            path,
+            message: format!("cannot load the tensors: {e}"),
+        })?;
+        Ok(layer)
+    }
 }
 
 /// Loads the layer stored in a reference file.
@@ -424,6 +463,6 @@ pub fn load_reference<B: Backend>(
     device: &B::Device,
 ) -> Result<(ReferenceLayer<B>, ReferenceConfig), ImportError> {
     let file = ReferenceFile::open(path)?;
-    let layer = file.layer(device)?;
-    Ok((layer, file.config.clone()))
+    let config = file.config.clone();
+    Ok((file.into_layer(device)?, config))
 }

@@ -3,12 +3,11 @@
 //!
 //! - [`MemoryLayer`] / [`MemoryLayerConfig`]: Memory and Memory+ (swilu), with the optional
 //!   sigmoid gate, qk-norm and `v_dim ≠ dim` projection. The layer does not own its values: it
-//!   reads them from a [`ValueStore`] passed to `forward`, so one [`ValuePool`] can serve
+//!   reads them from a [`ValueStore`] passed to `forward`, so one [`ValueTable`] can serve
 //!   several layers (the paper's shared pool); [`Memory`] bundles a layer with its own table.
 //! - [`Peer`] / [`PeerConfig`]: PEER, two tables `u`, `v`; `Σ softmax(s)·gelu(⟨x,u⟩)·v`.
 //! - [`UsageStats`]: how the memory is used over a window of batches.
-//! - [`import`]: layers from safetensors files in the reference implementation's names;
-//!   [`parity`]: the check of a layer against a reference fixture.
+//! - [`import`]: layers from safetensors files in the reference implementation's names.
 //!
 //! ```
 //! use burn::backend::Flex;
@@ -30,7 +29,6 @@ mod backend;
 mod error;
 pub mod import;
 mod memory;
-pub mod parity;
 mod peer;
 mod stats;
 
@@ -41,6 +39,3 @@ pub use memory_keys::{ProductKeys, ProductKeysConfig, Retrieval};
 pub use memory_values::{ValueStore, ValueTable, ValueTableConfig};
 pub use peer::{Peer, PeerConfig};
 pub use stats::{UsageStats, UsageSummary};
-
-/// A value table shared by several memory layers; owned by the model, passed to each layer.
-pub type ValuePool<B> = ValueTable<B>;

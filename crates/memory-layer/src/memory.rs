@@ -1,28 +1,23 @@
 use burn::config::Config;
-use burn::module::{Initializer, Module, Param};
+use burn::module::{Initializer, Module};
 use burn::nn::Linear;
 use burn::tensor::activation::{sigmoid, silu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
+use memory_keys::init::linear;
 use memory_keys::{ProductKeys, ProductKeysConfig, Retrieval};
 use memory_values::{ValueStore, ValueTable, ValueTableConfig};
 
 use crate::{MemoryBackend, MemoryError};
 
-/// Configuration of a Memory or Memory+ layer (paper §1–4).
+/// Configuration of a Memory or Memory+ layer: product-key retrieval, then a softmax-weighted
+/// sum of the selected rows of a value table, optionally gated (Memory+ adds the swilu
+/// projections).
 #[derive(Config, Debug)]
 pub struct MemoryLayerConfig {
-    /// Model dimension (input and output).
-    pub dim: usize,
-    /// Memory heads; each has its own sub-keys, top-k and softmax.
-    pub heads: usize,
-    /// Query/key dimension per head (both halves); even.
-    pub k_dim: usize,
-    /// Values selected per head and token.
-    pub knn: usize,
-    /// Sub-keys per half; the memory holds `n_keys²` values.
-    pub n_keys: usize,
-    /// Value dimension; `None` means `dim`.
+    /// Retrieval: model dimension, heads, key dimension, values selected, sub-keys, qk-norm.
+    pub keys: ProductKeysConfig,
+    /// Value dimension; `None` means the model dimension.
     #[config(default = "None")]
     pub v_dim: Option<usize>,
     /// Memory+: `value_proj(lookup ⊙ silu(swilu_projection(x)))`.
@@ -31,9 +26,6 @@ pub struct MemoryLayerConfig {
     /// Multiply the output by `sigmoid(gating(x))`.
     #[config(default = false)]
     pub gated: bool,
-    /// RMS-normalise query halves and sub-keys (see [`ProductKeysConfig::qk_norm`]).
-    #[config(default = false)]
-    pub qk_norm: bool,
     /// Keep an output projection even when neither swilu nor `v_dim ≠ dim` needs one
     /// (weights trained that way by the reference code).
     #[config(default = false)]
@@ -41,59 +33,63 @@ pub struct MemoryLayerConfig {
 }
 
 impl MemoryLayerConfig {
-    /// Paper defaults for a plain memory layer at model dim `dim`: 4 heads, knn 32,
-    /// `k_dim = dim / 2` (at least 2).
+    /// The paper's plain memory layer at model dim `dim`: [`ProductKeysConfig::paper`] keys.
     pub fn memory(dim: usize, n_keys: usize) -> Self {
-        Self::new(dim, 4, (dim / 2).max(2) & !1, 32.min(n_keys), n_keys)
+        Self::new(ProductKeysConfig::paper(dim, n_keys))
     }
 
-    /// Paper defaults for a Memory+ layer: [`Self::memory`] with swilu.
+    /// The paper's Memory+ layer: [`Self::memory`] with swilu.
     pub fn memory_plus(dim: usize, n_keys: usize) -> Self {
         Self::memory(dim, n_keys).with_swilu(true)
     }
 
     /// Sets the number of heads.
     pub fn with_heads(mut self, heads: usize) -> Self {
-        self.heads = heads;
+        self.keys = self.keys.with_heads(heads);
         self
     }
 
     /// Sets the key dimension per head.
     pub fn with_k_dim(mut self, k_dim: usize) -> Self {
-        self.k_dim = k_dim;
+        self.keys = self.keys.with_k_dim(k_dim);
         self
     }
 
     /// Sets the values selected per head.
     pub fn with_knn(mut self, knn: usize) -> Self {
-        self.knn = knn;
+        self.keys = self.keys.with_knn(knn);
         self
+    }
+
+    /// Sets RMS normalisation of query halves and sub-keys (see [`ProductKeysConfig::qk_norm`]).
+    pub fn with_qk_norm(mut self, qk_norm: bool) -> Self {
+        self.keys = self.keys.with_qk_norm(qk_norm);
+        self
+    }
+
+    /// The model dimension (input and output).
+    pub fn dim(&self) -> usize {
+        self.keys.dim
     }
 
     /// The value dimension.
     pub fn v_dim(&self) -> usize {
-        self.v_dim.unwrap_or(self.dim)
+        self.v_dim.unwrap_or(self.dim())
     }
 
     /// Whether the layer has the output projection `value_proj`.
     pub fn has_value_proj(&self) -> bool {
-        self.swilu || self.value_proj || self.v_dim() != self.dim
-    }
-
-    /// The product-key part of this configuration.
-    pub fn keys(&self) -> ProductKeysConfig {
-        ProductKeysConfig::new(self.dim, self.heads, self.k_dim, self.knn, self.n_keys)
-            .with_qk_norm(self.qk_norm)
+        self.swilu || self.value_proj || self.v_dim() != self.dim()
     }
 
     /// The value table (or pool) this layer reads: `n_keys² × v_dim`.
     pub fn values(&self) -> ValueTableConfig {
-        ValueTableConfig::new(self.n_keys * self.n_keys, self.v_dim())
+        ValueTableConfig::new(self.keys.size(), self.v_dim())
     }
 
     /// Checks every rule; the error names the field and the rule.
     pub fn validate(&self) -> Result<(), MemoryError> {
-        self.keys().validate()?;
+        self.keys.validate()?;
         if self.v_dim == Some(0) {
             return Err(MemoryError::invalid("v_dim", 0, "must be at least 1"));
         }
@@ -103,15 +99,20 @@ impl MemoryLayerConfig {
     /// Initialises the layer (keys, query network, projections), without values.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<MemoryLayer<B>, MemoryError> {
         self.validate()?;
-        let (dim, v_dim) = (self.dim, self.v_dim());
+        let (dim, v_dim) = (self.dim(), self.v_dim());
         let std = (dim as f64).powf(-0.5);
+        // Weights `Normal(0, dim^-½)`, biases zero.
+        let normal = |d_in: usize, d_out: usize| {
+            linear(
+                Initializer::Normal { mean: 0.0, std }.init([d_in, d_out], device),
+                true,
+            )
+        };
         Ok(MemoryLayer {
-            keys: self.keys().init(device)?,
-            swilu_projection: self.swilu.then(|| normal_linear(dim, v_dim, std, device)),
-            value_proj: self
-                .has_value_proj()
-                .then(|| normal_linear(v_dim, dim, std, device)),
-            gating: self.gated.then(|| normal_linear(dim, 1, std, device)),
+            keys: self.keys.init(device)?,
+            swilu_projection: self.swilu.then(|| normal(dim, v_dim)),
+            value_proj: self.has_value_proj().then(|| normal(v_dim, dim)),
+            gating: self.gated.then(|| normal(dim, 1)),
             dim,
             v_dim,
         })
@@ -135,19 +136,6 @@ impl MemoryLayerConfig {
             layer: self.init(device)?,
             values: self.init_values(device)?,
         })
-    }
-}
-
-/// A `Linear(d_in → d_out)` with weights `Normal(0, std)` and a zero bias.
-pub(crate) fn normal_linear<B: Backend>(
-    d_in: usize,
-    d_out: usize,
-    std: f64,
-    device: &B::Device,
-) -> Linear<B> {
-    Linear {
-        weight: Initializer::Normal { mean: 0.0, std }.init([d_in, d_out], device),
-        bias: Some(Param::from_tensor(Tensor::zeros([d_out], device))),
     }
 }
 
@@ -262,7 +250,8 @@ pub(crate) fn flatten_input<B: Backend, const D: usize>(
 }
 
 /// All heads' (index, weight) pairs of each token, `[T, heads·knn]`: the softmax runs per
-/// head over its `knn` scores, so each token's weights add up to `heads` (paper §3).
+/// head over its `knn` scores, so each token's weights add up to `heads` (the heads' reads
+/// are summed, not averaged).
 pub(crate) fn bag<B: Backend>(
     retrieval: &Retrieval<B>,
     heads: usize,

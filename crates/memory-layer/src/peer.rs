@@ -8,46 +8,30 @@ use memory_values::{ValueTable, ValueTableConfig};
 use crate::memory::{bag, flatten_input};
 use crate::{MemoryBackend, MemoryError, MemoryOutput};
 
-/// Configuration of a PEER layer (paper §9): product-key retrieval over `n_keys²` experts,
-/// each a pair of vectors `u_i, v_i ∈ R^dim`.
+/// Configuration of a PEER layer (parameter-efficient expert retrieval): product-key retrieval
+/// over `n_keys²` experts, each a pair of vectors `u_i, v_i ∈ R^dim`.
 #[derive(Config, Debug)]
 pub struct PeerConfig {
-    /// Model dimension; also the width of both tables.
-    pub dim: usize,
-    /// Retrieval heads.
-    pub heads: usize,
-    /// Query/key dimension per head (both halves); even.
-    pub k_dim: usize,
-    /// Experts selected per head and token.
-    pub knn: usize,
-    /// Sub-keys per half; `n_keys²` experts.
-    pub n_keys: usize,
-    /// RMS-normalise query halves and sub-keys.
-    #[config(default = false)]
-    pub qk_norm: bool,
+    /// Retrieval over the experts; its `dim` is also the width of both tables.
+    pub keys: ProductKeysConfig,
 }
 
 impl PeerConfig {
-    /// The product-key part of this configuration.
-    pub fn keys(&self) -> ProductKeysConfig {
-        ProductKeysConfig::new(self.dim, self.heads, self.k_dim, self.knn, self.n_keys)
-            .with_qk_norm(self.qk_norm)
-    }
-
     /// Checks every rule; the error names the field and the rule.
     pub fn validate(&self) -> Result<(), MemoryError> {
-        Ok(self.keys().validate()?)
+        Ok(self.keys.validate()?)
     }
 
     /// Initialises keys and both expert tables (`Normal(0, dim^-½)`).
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Peer<B>, MemoryError> {
         self.validate()?;
-        let table = ValueTableConfig::new(self.n_keys * self.n_keys, self.dim);
+        let dim = self.keys.dim;
+        let table = ValueTableConfig::new(self.keys.size(), dim);
         Ok(Peer {
-            keys: self.keys().init(device)?,
+            keys: self.keys.init(device)?,
             values_u: table.init(device)?,
             values_v: table.init(device)?,
-            dim: self.dim,
+            dim,
         })
     }
 }

@@ -3,7 +3,8 @@ use memory_values::ValueError;
 
 use crate::MemoryOutput;
 
-/// How a memory is used, accumulated over a window of batches (paper §11's diagnostics).
+/// How a memory is used, accumulated over a window of batches: how many values are read at
+/// all, how unevenly, how confident the retrieval is, and the scale of the output.
 ///
 /// Call [`UsageStats::record`] after each forward pass you want counted, read
 /// [`UsageStats::summary`] at the end of the window, then [`UsageStats::reset`]. Recording

@@ -12,7 +12,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::backend::set_default_float_dtype;
 use burn::tensor::ops::Device;
 use burn::tensor::{Distribution, FloatDType, Tensor, TensorData};
-use memory_layer::{MemoryLayerConfig, MemoryOutput, PeerConfig};
+use memory_layer::{MemoryLayerConfig, MemoryOutput, PeerConfig, ProductKeysConfig};
 use test_support::host_f64 as host;
 
 type A = Autodiff<Flex>;
@@ -176,7 +176,7 @@ fn check<M: Module<A> + Clone>(
 fn memory(config: MemoryLayerConfig) {
     let device = device();
     let name = format!("{config:?}");
-    let dim = config.dim;
+    let dim = config.dim();
     let memory = config.init_with_values::<A>(&device).unwrap();
     check(
         &name,
@@ -190,18 +190,20 @@ fn memory(config: MemoryLayerConfig) {
 
 #[test]
 fn memory_plain() {
-    memory(MemoryLayerConfig::new(8, 2, 4, 3, 5));
+    memory(MemoryLayerConfig::new(ProductKeysConfig::new(
+        8, 2, 4, 3, 5,
+    )));
 }
 
 #[test]
 fn memory_plus() {
-    memory(MemoryLayerConfig::new(8, 2, 6, 4, 5).with_swilu(true));
+    memory(MemoryLayerConfig::new(ProductKeysConfig::new(8, 2, 6, 4, 5)).with_swilu(true));
 }
 
 #[test]
 fn memory_gated_with_value_dim() {
     memory(
-        MemoryLayerConfig::new(8, 3, 4, 2, 4)
+        MemoryLayerConfig::new(ProductKeysConfig::new(8, 3, 4, 2, 4))
             .with_gated(true)
             .with_v_dim(Some(12)),
     );
@@ -210,7 +212,7 @@ fn memory_gated_with_value_dim() {
 #[test]
 fn memory_plus_gated_qk_norm() {
     memory(
-        MemoryLayerConfig::new(10, 2, 4, 3, 6)
+        MemoryLayerConfig::new(ProductKeysConfig::new(10, 2, 4, 3, 6))
             .with_swilu(true)
             .with_gated(true)
             .with_qk_norm(true)
@@ -221,7 +223,7 @@ fn memory_plus_gated_qk_norm() {
 #[test]
 fn peer() {
     let device = device();
-    let config = PeerConfig::new(8, 2, 4, 3, 5);
+    let config = PeerConfig::new(ProductKeysConfig::new(8, 2, 4, 3, 5));
     let peer = config.init::<A>(&device).unwrap();
     check(
         "peer",

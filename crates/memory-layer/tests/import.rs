@@ -1,15 +1,15 @@
-//! Reference import and the parity fixtures of an independent PyTorch implementation.
+//! Reference import: the layers of the parity fixtures of an independent PyTorch
+//! implementation (their parameters only), and a typed error for every kind of broken file.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use burn::backend::{Autodiff, Flex};
-use memory_layer::import::{ImportError, ReferenceLayer, load_reference};
-use memory_layer::parity::{F32_TOLERANCE, check_fixture};
+use burn::backend::Flex;
+use memory_layer::import::{
+    ImportError, ReferenceFile, ReferenceLayer, ReferenceParam, load_reference,
+};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
-
-type A = Autodiff<Flex>;
 
 fn fixtures() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/parity");
@@ -22,48 +22,35 @@ fn fixtures() -> Vec<PathBuf> {
     files
 }
 
-#[test]
-fn every_committed_fixture_passes() {
-    let files = fixtures();
-    assert!(files.len() >= 8, "fixtures missing: {files:?}");
-    let mut peers = 0;
-    for path in files {
-        let report = check_fixture::<A>(&path, &Default::default(), F32_TOLERANCE).unwrap();
-        for check in &report.checks {
-            assert!(
-                check.passed,
-                "{}: {} rel {:e}",
-                path.display(),
-                check.name,
-                check.relative
-            );
-        }
-        report.retrieval.clone().unwrap();
-        assert!(
-            report.checks.len() >= 7,
-            "outputs and every gradient compared"
-        );
-        peers += usize::from(report.config.peer);
-    }
-    assert!(peers >= 2);
+type Tensors = HashMap<String, (Dtype, Vec<usize>, Vec<u8>)>;
+
+/// The names of the layer parameters in a fixture (which also holds inputs and expected results).
+fn param_names(fixture: &Path) -> Vec<String> {
+    let file = ReferenceFile::open(fixture).unwrap().with_extra(|_| true);
+    let layer = file.into_layer::<Flex>(&Default::default()).unwrap();
+    layer
+        .reference_params()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect()
 }
 
-/// Rewrites the first fixture with `edit` applied to its tensors (and metadata).
-fn edited(
+/// Writes the parameters of `fixture` to a layer file named after `name`, with `edit` applied
+/// to its tensors (and metadata).
+fn layer_file(
+    fixture: &Path,
     name: &str,
-    edit: impl FnOnce(&mut HashMap<String, (Dtype, Vec<usize>, Vec<u8>)>, &mut HashMap<String, String>),
+    edit: impl FnOnce(&mut Tensors, &mut HashMap<String, String>),
 ) -> PathBuf {
-    let source = fixtures()
-        .into_iter()
-        .find(|p| p.ends_with("memory_plus_h2.safetensors"))
-        .unwrap();
-    let bytes = std::fs::read(source).unwrap();
+    let params = param_names(fixture);
+    let bytes = std::fs::read(fixture).unwrap();
     let tensors = SafeTensors::deserialize(&bytes).unwrap();
     let (_, metadata) = SafeTensors::read_metadata(&bytes).unwrap();
     let mut metadata = metadata.metadata().clone().unwrap();
-    let mut owned: HashMap<String, (Dtype, Vec<usize>, Vec<u8>)> = tensors
+    let mut owned: Tensors = tensors
         .tensors()
         .into_iter()
+        .filter(|(n, _)| params.contains(n))
         .map(|(n, v)| (n, (v.dtype(), v.shape().to_vec(), v.data().to_vec())))
         .collect();
     edit(&mut owned, &mut metadata);
@@ -79,6 +66,15 @@ fn edited(
     path
 }
 
+/// The layer of the Memory+ fixture, with `edit` applied.
+fn edited(name: &str, edit: impl FnOnce(&mut Tensors, &mut HashMap<String, String>)) -> PathBuf {
+    let source = fixtures()
+        .into_iter()
+        .find(|p| p.ends_with("memory_plus_h2.safetensors"))
+        .unwrap();
+    layer_file(&source, name, edit)
+}
+
 fn import_error(path: &Path) -> ImportError {
     load_reference::<Flex>(path, &Default::default())
         .map(|_| ())
@@ -87,8 +83,12 @@ fn import_error(path: &Path) -> ImportError {
 
 #[test]
 fn import_builds_the_configured_variant() {
-    for path in fixtures() {
+    let files = fixtures();
+    assert!(files.len() >= 8, "fixtures missing: {files:?}");
+    for (i, fixture) in files.iter().enumerate() {
+        let path = layer_file(fixture, &format!("layer{i}"), |_, _| ());
         let (layer, config) = load_reference::<Flex>(&path, &Default::default()).unwrap();
+        assert_params_are_the_files(&layer, fixture);
         match layer {
             ReferenceLayer::Memory(memory) => {
                 assert!(!config.peer);
@@ -107,6 +107,27 @@ fn import_builds_the_configured_variant() {
                 );
             }
         }
+    }
+}
+
+/// Every parameter holds the file's tensor of its reference name (Linear weights transposed).
+fn assert_params_are_the_files(layer: &ReferenceLayer<Flex>, fixture: &Path) {
+    let bytes = std::fs::read(fixture).unwrap();
+    let tensors = SafeTensors::deserialize(&bytes).unwrap();
+    for (name, param) in layer.reference_params() {
+        let view = tensors.tensor(&name).unwrap();
+        let file: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        let ours = match param {
+            ReferenceParam::Matrix(p) => p.into_data(),
+            ReferenceParam::LinearWeight(p) => p.transpose().into_data(),
+            ReferenceParam::Vector(p) => p.into_data(),
+        };
+        assert_eq!(ours.shape.as_slice(), view.shape(), "{name}");
+        assert_eq!(ours.to_vec::<f32>().unwrap(), file, "{name}");
     }
 }
 
@@ -158,6 +179,14 @@ fn unexpected_tensor_is_an_error() {
         matches!(&err, ImportError::UnexpectedTensor { name, .. } if name == "gating.weight"),
         "{err}"
     );
+    // A fixture's inputs and expected results are not parameters either, unless let through.
+    let fixture = &fixtures()[0];
+    assert!(matches!(
+        import_error(fixture),
+        ImportError::UnexpectedTensor { .. }
+    ));
+    let file = ReferenceFile::open(fixture).unwrap().with_extra(|_| true);
+    assert!(file.into_layer::<Flex>(&Default::default()).is_ok());
 }
 
 #[test]

@@ -4,7 +4,8 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{Distribution, Tensor};
 use memory_keys::KeysError;
 use memory_layer::{
-    MemoryError, MemoryLayerConfig, PeerConfig, UsageStats, ValuePool, ValueTableConfig,
+    MemoryError, MemoryLayerConfig, PeerConfig, ProductKeysConfig, UsageStats, ValueTable,
+    ValueTableConfig,
 };
 use memory_values::ValueError;
 use test_support::host;
@@ -19,8 +20,8 @@ fn random<Bk: burn::tensor::backend::Backend, const D: usize>(shape: [usize; D])
 #[test]
 fn shared_pool_gradient_is_the_sum_of_every_layers() {
     let device = Default::default();
-    let config = MemoryLayerConfig::new(12, 2, 6, 4, 5).with_swilu(true);
-    let pool: ValuePool<A> = config.init_values(&device).unwrap();
+    let config = MemoryLayerConfig::new(ProductKeysConfig::new(12, 2, 6, 4, 5)).with_swilu(true);
+    let pool: ValueTable<A> = config.init_values(&device).unwrap();
     let layers: Vec<_> = (0..3).map(|_| config.init::<A>(&device).unwrap()).collect();
     let inputs: Vec<Tensor<A, 3>> = (0..3).map(|_| random([2, 4, 12])).collect();
     let loss_of = |l: usize| {
@@ -51,23 +52,25 @@ fn output_keeps_the_input_shape_and_weights_sum_to_heads() {
         MemoryLayerConfig::memory_plus(16, 6)
             .with_knn(3)
             .with_gated(true),
-        MemoryLayerConfig::new(16, 3, 4, 2, 4).with_v_dim(Some(24)),
+        MemoryLayerConfig::new(ProductKeysConfig::new(16, 3, 4, 2, 4)).with_v_dim(Some(24)),
     ] {
         let memory = config.init_with_values::<B>(&device).unwrap();
         let out = memory.forward(random::<B, 3>([2, 5, 16])).unwrap();
         assert_eq!(out.output.dims(), [2, 5, 16]);
         assert_eq!(
             out.retrieval.indices.dims(),
-            [10 * config.heads, config.knn]
+            [10 * config.keys.heads, config.keys.knn]
         );
         let weights = burn::tensor::activation::softmax(out.retrieval.scores, 1)
-            .reshape([10, config.heads * config.knn])
+            .reshape([10, config.keys.heads * config.keys.knn])
             .sum_dim(1);
         for w in host(weights) {
-            assert!((w - config.heads as f32).abs() < 1e-5);
+            assert!((w - config.keys.heads as f32).abs() < 1e-5);
         }
     }
-    let peer = PeerConfig::new(16, 2, 8, 3, 5).init::<B>(&device).unwrap();
+    let peer = PeerConfig::new(ProductKeysConfig::new(16, 2, 8, 3, 5))
+        .init::<B>(&device)
+        .unwrap();
     assert_eq!(
         peer.forward(random::<B, 3>([3, 2, 16]))
             .unwrap()
@@ -101,7 +104,7 @@ fn memory_plus_init_follows_the_paper() {
         );
     }
     assert!(layer.gating.is_some());
-    assert_eq!(config.k_dim, 128, "key dim = half the model dim");
+    assert_eq!(config.keys.k_dim, 128, "key dim = half the model dim");
     assert!(
         MemoryLayerConfig::memory(256, 4)
             .init::<B>(&device)
@@ -114,7 +117,7 @@ fn memory_plus_init_follows_the_paper() {
 #[test]
 fn usage_statistics_count_what_was_selected() {
     let device = Default::default();
-    let config = MemoryLayerConfig::new(8, 1, 4, 2, 3);
+    let config = MemoryLayerConfig::new(ProductKeysConfig::new(8, 1, 4, 2, 3));
     let memory = config.init_with_values::<B>(&device).unwrap();
     let mut stats = UsageStats::new(9);
     assert_eq!(stats.summary().batches, 0);
@@ -170,26 +173,61 @@ fn every_invalid_config_is_an_error_naming_the_field() {
         Err(MemoryError::Keys(KeysError::InvalidConfig { field, .. })) => field,
         other => panic!("{config:?}: {other:?}"),
     };
-    assert_eq!(keys_field(MemoryLayerConfig::new(0, 1, 4, 1, 2)), "dim");
-    assert_eq!(keys_field(MemoryLayerConfig::new(8, 0, 4, 1, 2)), "heads");
-    assert_eq!(keys_field(MemoryLayerConfig::new(8, 1, 3, 1, 2)), "k_dim");
-    assert_eq!(keys_field(MemoryLayerConfig::new(8, 1, 0, 1, 2)), "k_dim");
-    assert_eq!(keys_field(MemoryLayerConfig::new(8, 1, 4, 0, 2)), "knn");
-    assert_eq!(keys_field(MemoryLayerConfig::new(8, 1, 4, 3, 2)), "knn");
-    assert_eq!(keys_field(MemoryLayerConfig::new(8, 1, 4, 1, 0)), "n_keys");
-    let zero_v = MemoryLayerConfig::new(8, 1, 4, 1, 2).with_v_dim(Some(0));
+    assert_eq!(
+        keys_field(MemoryLayerConfig::new(ProductKeysConfig::new(
+            0, 1, 4, 1, 2
+        ))),
+        "dim"
+    );
+    assert_eq!(
+        keys_field(MemoryLayerConfig::new(ProductKeysConfig::new(
+            8, 0, 4, 1, 2
+        ))),
+        "heads"
+    );
+    assert_eq!(
+        keys_field(MemoryLayerConfig::new(ProductKeysConfig::new(
+            8, 1, 3, 1, 2
+        ))),
+        "k_dim"
+    );
+    assert_eq!(
+        keys_field(MemoryLayerConfig::new(ProductKeysConfig::new(
+            8, 1, 0, 1, 2
+        ))),
+        "k_dim"
+    );
+    assert_eq!(
+        keys_field(MemoryLayerConfig::new(ProductKeysConfig::new(
+            8, 1, 4, 0, 2
+        ))),
+        "knn"
+    );
+    assert_eq!(
+        keys_field(MemoryLayerConfig::new(ProductKeysConfig::new(
+            8, 1, 4, 3, 2
+        ))),
+        "knn"
+    );
+    assert_eq!(
+        keys_field(MemoryLayerConfig::new(ProductKeysConfig::new(
+            8, 1, 4, 1, 0
+        ))),
+        "n_keys"
+    );
+    let zero_v = MemoryLayerConfig::new(ProductKeysConfig::new(8, 1, 4, 1, 2)).with_v_dim(Some(0));
     assert!(matches!(
         zero_v.init::<B>(&device),
         Err(MemoryError::InvalidConfig { field: "v_dim", .. })
     ));
     assert!(matches!(
-        PeerConfig::new(8, 1, 4, 9, 2).init::<B>(&device),
+        PeerConfig::new(ProductKeysConfig::new(8, 1, 4, 9, 2)).init::<B>(&device),
         Err(MemoryError::Keys(KeysError::InvalidConfig {
             field: "knn",
             ..
         }))
     ));
-    let message = MemoryLayerConfig::new(8, 1, 4, 3, 2)
+    let message = MemoryLayerConfig::new(ProductKeysConfig::new(8, 1, 4, 3, 2))
         .validate()
         .unwrap_err()
         .to_string();
@@ -202,7 +240,7 @@ fn every_invalid_config_is_an_error_naming_the_field() {
 #[test]
 fn mismatched_inputs_and_stores_are_errors() {
     let device = Default::default();
-    let config = MemoryLayerConfig::new(8, 1, 4, 2, 3);
+    let config = MemoryLayerConfig::new(ProductKeysConfig::new(8, 1, 4, 2, 3));
     let layer = config.init::<B>(&device).unwrap();
     let pool = config.init_values::<B>(&device).unwrap();
     assert_eq!(

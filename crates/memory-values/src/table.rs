@@ -257,8 +257,9 @@ fn float<B: Backend>(primitive: B::FloatTensorPrimitive) -> Tensor<B, 2> {
     Tensor::from_primitive(TensorPrimitive::Float(primitive))
 }
 
-/// Where a memory layer reads its values from: a whole [`ValueTable`] today, a column-sharded
-/// table spread over devices tomorrow. Layers are written against this trait only.
+/// Where a memory layer reads its values from: a whole [`ValueTable`], or a table sharded on
+/// columns over devices (`memory_parallel::ShardedValues`). Layers are written against this
+/// trait only.
 pub trait ValueStore<B: Backend> {
     /// Number of rows.
     fn rows(&self) -> usize;

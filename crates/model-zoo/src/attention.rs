@@ -1,3 +1,4 @@
+use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, RotaryEncoding};
 use burn::tensor::backend::Backend;
@@ -32,6 +33,35 @@ impl<B: Backend> KvCache<B> {
     }
 }
 
+/// Configuration of [`Attention`]; `heads` divides `dim` into an even head dimension and
+/// `kv_heads` divides `heads` (checked by [`TransformerConfig::validate`](crate::TransformerConfig::validate)).
+#[derive(Config, Debug)]
+pub struct AttentionConfig {
+    /// Model dimension.
+    pub dim: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads (grouped-query attention when fewer than `heads`).
+    pub kv_heads: usize,
+}
+
+impl AttentionConfig {
+    /// Truncated-normal projections (`std = dim^-½`), no biases.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Attention<B> {
+        let dim = self.dim;
+        let std = (dim as f64).powf(-0.5);
+        let kv = self.kv_heads * dim / self.heads;
+        Attention {
+            wq: linear(dim, dim, std, device),
+            wk: linear(dim, kv, std, device),
+            wv: linear(dim, kv, std, device),
+            wo: linear(dim, dim, std, device),
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+        }
+    }
+}
+
 /// Causal multi-head self-attention with RoPE and optional grouped key/value heads.
 #[derive(Module, Debug)]
 pub struct Attention<B: Backend> {
@@ -48,19 +78,6 @@ pub struct Attention<B: Backend> {
 }
 
 impl<B: Backend> Attention<B> {
-    pub(crate) fn new(dim: usize, heads: usize, kv_heads: usize, device: &B::Device) -> Self {
-        let std = (dim as f64).powf(-0.5);
-        let kv = kv_heads * dim / heads;
-        Self {
-            wq: linear(dim, dim, std, device),
-            wk: linear(dim, kv, std, device),
-            wv: linear(dim, kv, std, device),
-            wo: linear(dim, dim, std, device),
-            heads,
-            kv_heads,
-        }
-    }
-
     /// `x [B, T, dim]` → `[B, T, dim]`; with a cache, `x` continues the cached positions.
     pub fn forward(
         &self,

@@ -1,13 +1,16 @@
 use std::fmt;
-use std::str::FromStr;
 
-use memory_layer::{MemoryLayerConfig, PeerConfig};
+use burn::nn::RmsNormConfig;
+use clap::ValueEnum;
+use memory_layer::{MemoryLayerConfig, PeerConfig, ProductKeysConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::ZooError;
+use crate::{
+    AttentionConfig, BlockConfig, FfnConfig, MoeConfig, SwiGluFfnConfig, ZooError, value_name,
+};
 
 /// The model variants of the paper's comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum ModelKind {
     /// Every FFN dense (SwiGLU).
@@ -23,26 +26,6 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
-    /// Every kind, in the paper's order.
-    pub const ALL: [ModelKind; 5] = [
-        Self::Dense,
-        Self::Moe,
-        Self::Peer,
-        Self::Memory,
-        Self::MemoryPlus,
-    ];
-
-    /// The command-line name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Dense => "dense",
-            Self::Moe => "moe",
-            Self::Peer => "peer",
-            Self::Memory => "memory",
-            Self::MemoryPlus => "memory-plus",
-        }
-    }
-
     /// Whether the model has product-key layers (PEER, Memory, Memory+).
     pub fn has_product_keys(self) -> bool {
         matches!(self, Self::Peer | Self::Memory | Self::MemoryPlus)
@@ -51,103 +34,23 @@ impl ModelKind {
 
 impl fmt::Display for ModelKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        value_name::write(self, f)
     }
 }
 
-impl FromStr for ModelKind {
-    type Err = ZooError;
-
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.name() == name)
-            .ok_or_else(|| ZooError::UnknownName {
-                what: "model",
-                name: name.into(),
-                expected: "dense, moe, peer, memory, memory-plus",
-            })
-    }
-}
-
-/// How MoE tokens reach experts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Routing {
-    /// Training: each expert picks its top tokens (capacity factor); evaluation: top-1 per
-    /// token (the paper's MoE baseline).
-    ExpertChoice,
-    /// Each token picks its top-k experts, with a load-balancing loss.
-    TokenChoice,
-}
-
-/// Mixture-of-experts settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MoeConfig {
-    /// Full-size SwiGLU experts per layer.
-    pub experts: usize,
-    /// Routing scheme.
-    pub routing: Routing,
-    /// Expert-choice capacity: each expert takes `capacity_factor · tokens / experts` tokens.
-    pub capacity_factor: f64,
-    /// Token-choice: experts per token.
-    pub top_k: usize,
-    /// Token-choice: weight of the load-balancing loss.
-    pub balance_coef: f64,
-}
-
-impl MoeConfig {
-    /// Expert-choice routing with capacity factor 1.
-    pub fn expert_choice(experts: usize) -> Self {
-        Self {
-            experts,
-            routing: Routing::ExpertChoice,
-            capacity_factor: 1.0,
-            top_k: 1,
-            balance_coef: 0.01,
-        }
-    }
-}
-
-/// Product-key layer settings (PEER, Memory, Memory+).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProductKeyConfig {
-    /// Sub-keys per half: `n_keys²` values (or PEER experts).
-    pub n_keys: usize,
-    /// Heads.
-    pub heads: usize,
-    /// Values selected per head.
-    pub knn: usize,
-    /// Key dimension per head (paper: half the model dim).
-    pub k_dim: usize,
+/// The product-key layers beyond their keys: which blocks hold them (PEER, Memory, Memory+)
+/// and the value side of the memory layers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryConfig {
+    /// Blocks whose FFN is replaced; `None` = the paper's placement.
+    #[serde(default)]
+    pub layers: Option<Vec<usize>>,
     /// Value dimension (memory only); `None` = model dim.
     #[serde(default)]
     pub v_dim: Option<usize>,
     /// Sigmoid gate on the memory output.
     #[serde(default)]
     pub gated: bool,
-    /// RMS-normalise queries and sub-keys.
-    #[serde(default)]
-    pub qk_norm: bool,
-    /// Layers whose FFN is replaced; `None` = the paper's placement.
-    #[serde(default)]
-    pub layers: Option<Vec<usize>>,
-}
-
-impl ProductKeyConfig {
-    /// The paper's defaults at model dim `dim`: 4 heads, knn 32, `k_dim = dim / 2`.
-    pub fn paper(dim: usize, n_keys: usize) -> Self {
-        Self {
-            n_keys,
-            heads: 4,
-            knn: 32.min(n_keys),
-            k_dim: (dim / 2).max(2) & !1,
-            v_dim: None,
-            gated: false,
-            qk_norm: false,
-            layers: None,
-        }
-    }
 }
 
 /// A Llama-style decoder: pre-norm RMSNorm, RoPE, causal attention with optional grouped KV
@@ -176,8 +79,12 @@ pub struct TransformerConfig {
     pub max_seq_len: usize,
     /// MoE settings (used by `moe`).
     pub moe: MoeConfig,
-    /// Product-key settings (used by `peer`, `memory`, `memory-plus`).
-    pub product_keys: ProductKeyConfig,
+    /// Product-key retrieval (used by `peer`, `memory`, `memory-plus`); its `dim` is the
+    /// model's.
+    pub product_keys: ProductKeysConfig,
+    /// Placement of the product-key layers and the memory layers' values.
+    #[serde(default)]
+    pub memory: MemoryConfig,
 }
 
 /// The Llama FFN rule: `256 · ceil(8·dim/3 / 256)`.
@@ -195,12 +102,12 @@ impl TransformerConfig {
     ///
     /// Memory and PEER: the middle block. Memory+: three blocks centred on the middle, stride 4
     /// up to 12 blocks and 8 beyond (blocks 4, 12, 20 of 24), narrowed to fit small models.
-    /// An explicit `product_keys.layers` list overrides this.
+    /// An explicit `memory.layers` list overrides this.
     pub fn product_key_layers(&self) -> Vec<usize> {
         if !self.kind.has_product_keys() {
             return Vec::new();
         }
-        if let Some(layers) = &self.product_keys.layers {
+        if let Some(layers) = &self.memory.layers {
             return layers.clone();
         }
         let mid = self.layers / 2;
@@ -216,18 +123,42 @@ impl TransformerConfig {
 
     /// The memory layer configuration (Memory and Memory+).
     pub fn memory_layer(&self) -> MemoryLayerConfig {
-        let pk = &self.product_keys;
-        MemoryLayerConfig::new(self.dim, pk.heads, pk.k_dim, pk.knn, pk.n_keys)
-            .with_v_dim(pk.v_dim)
+        MemoryLayerConfig::new(self.product_keys.clone())
+            .with_v_dim(self.memory.v_dim)
             .with_swilu(self.kind == ModelKind::MemoryPlus)
-            .with_gated(pk.gated)
-            .with_qk_norm(pk.qk_norm)
+            .with_gated(self.memory.gated)
     }
 
     /// The PEER layer configuration.
     pub fn peer_layer(&self) -> PeerConfig {
-        let pk = &self.product_keys;
-        PeerConfig::new(self.dim, pk.heads, pk.k_dim, pk.knn, pk.n_keys).with_qk_norm(pk.qk_norm)
+        PeerConfig::new(self.product_keys.clone())
+    }
+
+    /// The SwiGLU FFN of dense blocks (and of every MoE expert).
+    pub fn swiglu(&self) -> SwiGluFfnConfig {
+        SwiGluFfnConfig::new(self.dim, self.ffn_hidden)
+    }
+
+    /// The configuration of block `layer`: its FFN slot per [`ModelKind`] and
+    /// [`product_key_layers`](Self::product_key_layers).
+    pub fn block(&self, layer: usize) -> BlockConfig {
+        let product_keys = self.product_key_layers().contains(&layer);
+        let ffn = match self.kind {
+            ModelKind::Moe => FfnConfig::Moe {
+                moe: self.moe.clone(),
+                expert: self.swiglu(),
+            },
+            ModelKind::Peer if product_keys => FfnConfig::Peer(self.peer_layer()),
+            ModelKind::Memory | ModelKind::MemoryPlus if product_keys => {
+                FfnConfig::Memory(self.memory_layer())
+            }
+            _ => FfnConfig::Dense(self.swiglu()),
+        };
+        BlockConfig {
+            norm: RmsNormConfig::new(self.dim).with_epsilon(self.norm_eps),
+            attention: AttentionConfig::new(self.dim, self.heads, self.kv_heads),
+            ffn,
+        }
     }
 
     /// Checks every rule; the error names the field and the rule.
@@ -272,6 +203,13 @@ impl TransformerConfig {
                 "norm_eps",
                 self.norm_eps,
                 "must be positive",
+            ));
+        }
+        if self.kind.has_product_keys() && self.product_keys.dim != self.dim {
+            return Err(ZooError::invalid(
+                "product_keys.dim",
+                self.product_keys.dim,
+                "must equal dim",
             ));
         }
         match self.kind {
@@ -321,14 +259,14 @@ impl TransformerConfig {
         sorted.dedup();
         if layers.is_empty() || sorted.len() != layers.len() {
             return Err(ZooError::invalid(
-                "product_keys.layers",
+                "memory.layers",
                 format!("{layers:?}"),
                 "must list at least one block, each once",
             ));
         }
         if let Some(&bad) = layers.iter().find(|&&l| l >= self.layers) {
             return Err(ZooError::invalid(
-                "product_keys.layers",
+                "memory.layers",
                 bad,
                 "must be a block index below layers",
             ));

@@ -14,16 +14,6 @@ pub enum ZooError {
         /// The rule it breaks.
         rule: &'static str,
     },
-    /// A name that is not a model kind or size.
-    #[error("unknown {what} `{name}`; expected one of: {expected}")]
-    UnknownName {
-        /// "model" or "size".
-        what: &'static str,
-        /// The name given.
-        name: String,
-        /// The accepted names.
-        expected: &'static str,
-    },
     /// The input is longer than the model's context.
     #[error("sequence of {len} tokens exceeds max_seq_len = {max}")]
     SequenceTooLong {

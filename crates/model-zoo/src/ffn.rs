@@ -1,40 +1,39 @@
 use burn::module::Module;
-use burn::nn::Linear;
 use burn::tensor::Tensor;
-use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
-use memory_layer::{MemoryBackend, MemoryLayer, MemoryOutput, Peer, ValueStore};
+use memory_layer::{
+    MemoryBackend, MemoryLayer, MemoryLayerConfig, MemoryOutput, Peer, PeerConfig, ValueStore,
+};
 
-use crate::ZooError;
-use crate::init::linear;
-use crate::moe::Moe;
+use crate::{Moe, MoeConfig, SwiGluFfn, SwiGluFfnConfig, ZooError};
 
-/// The SwiGLU feed-forward block: `w2(silu(w1·x) ⊙ w3·x)`, no biases.
-#[derive(Module, Debug)]
-pub struct SwiGlu<B: Backend> {
-    /// Gate projection `dim → hidden`.
-    pub w1: Linear<B>,
-    /// Down projection `hidden → dim`.
-    pub w2: Linear<B>,
-    /// Up projection `dim → hidden`.
-    pub w3: Linear<B>,
+/// Configuration of one block's FFN slot.
+#[derive(Debug, Clone)]
+pub enum FfnConfig {
+    /// SwiGLU.
+    Dense(SwiGluFfnConfig),
+    /// A mixture of SwiGLU experts.
+    Moe {
+        /// Experts and routing.
+        moe: MoeConfig,
+        /// The shape of every expert.
+        expert: SwiGluFfnConfig,
+    },
+    /// PEER.
+    Peer(PeerConfig),
+    /// A memory layer; its values are the model's pool.
+    Memory(MemoryLayerConfig),
 }
 
-impl<B: Backend> SwiGlu<B> {
-    /// A block with truncated-normal weights (`std = dim^-½`).
-    pub fn new(dim: usize, hidden: usize, device: &B::Device) -> Self {
-        let std = (dim as f64).powf(-0.5);
-        Self {
-            w1: linear(dim, hidden, std, device),
-            w2: linear(hidden, dim, std, device),
-            w3: linear(dim, hidden, std, device),
-        }
-    }
-
-    /// `x [..., dim]` → `[..., dim]`.
-    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        self.w2
-            .forward(silu(self.w1.forward(x.clone())) * self.w3.forward(x))
+impl FfnConfig {
+    /// Initialises the slot.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Ffn<B>, ZooError> {
+        Ok(match self {
+            Self::Dense(config) => Ffn::Dense(config.init(device)),
+            Self::Moe { moe, expert } => Ffn::Moe(moe.init(expert, device)),
+            Self::Peer(config) => Ffn::Peer(config.init(device)?),
+            Self::Memory(config) => Ffn::Memory(config.init(device)?),
+        })
     }
 }
 
@@ -43,7 +42,7 @@ impl<B: Backend> SwiGlu<B> {
 #[allow(clippy::large_enum_variant)] // one per block; never moved in a hot loop
 pub enum Ffn<B: Backend> {
     /// SwiGLU.
-    Dense(SwiGlu<B>),
+    Dense(SwiGluFfn<B>),
     /// Mixture of SwiGLU experts.
     Moe(Moe<B>),
     /// PEER.

@@ -3,8 +3,9 @@ use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 
-/// `Normal(0, std)` truncated at ±3σ (spec §8: the transformer's weights, `std = dim^-½`).
-/// Out-of-range draws are redrawn; after a few rounds the rare survivors are clamped.
+/// `Normal(0, std)` truncated at ±3σ, for the transformer's weights (`std = dim^-½`).
+/// Out-of-range draws are redrawn; after a few rounds the rare survivors are clamped. Drawn at
+/// once (not lazily), so the order of initialisation fixes the draws.
 pub(crate) fn trunc_normal<B: Backend, const D: usize>(
     shape: [usize; D],
     std: f64,
@@ -26,8 +27,6 @@ pub(crate) fn linear<B: Backend>(
     std: f64,
     device: &B::Device,
 ) -> Linear<B> {
-    Linear {
-        weight: Param::from_tensor(trunc_normal([d_in, d_out], std, device)),
-        bias: None,
-    }
+    let weight = Param::from_tensor(trunc_normal([d_in, d_out], std, device));
+    memory_keys::init::linear(weight, false)
 }

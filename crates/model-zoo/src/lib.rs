@@ -1,9 +1,12 @@
 //! The model zoo: Llama-style decoders whose FFN slots are dense SwiGLU, MoE, PEER, Memory or
-//! Memory+ (spec §5, §8–9), the paper's sizes, parameter/FLOP accounting and generation.
+//! Memory+ (the variants the paper compares), the paper's sizes, parameter/FLOP accounting and
+//! generation.
 //!
 //! - [`TransformerConfig`] → [`Transformer`]: pre-norm RMSNorm, RoPE, causal attention with
 //!   optional grouped KV heads, SwiGLU, untied embeddings; [`ModelKind`] picks the FFNs.
 //!   Memory and Memory+ layers share one value pool owned by the model.
+//! - The parts, each an `XxxConfig` with `init`: [`BlockConfig`], [`AttentionConfig`],
+//!   [`FfnConfig`] (the FFN slot), [`SwiGluFfnConfig`], [`MoeConfig`].
 //! - [`preset`]: `tiny`, `small` and the paper's 134m … 8b ([`Size`]).
 //! - [`account`]: total and active parameters and FLOPs per token, from the config alone.
 //! - [`generate`]: greedy, temperature and top-p sampling with a KV cache.
@@ -22,6 +25,7 @@
 
 mod accounting;
 mod attention;
+mod block;
 mod config;
 mod error;
 mod ffn;
@@ -30,17 +34,19 @@ mod init;
 mod moe;
 mod presets;
 mod rng;
+mod swiglu;
 mod transformer;
+mod value_name;
 
 pub use accounting::{Accounting, account};
-pub use attention::{Attention, KvCache};
-pub use config::{
-    ModelKind, MoeConfig, ProductKeyConfig, Routing, TransformerConfig, llama_ffn_hidden,
-};
+pub use attention::{Attention, AttentionConfig, KvCache};
+pub use block::{Block, BlockConfig};
+pub use config::{MemoryConfig, ModelKind, TransformerConfig, llama_ffn_hidden};
 pub use error::ZooError;
-pub use ffn::{Ffn, SwiGlu};
+pub use ffn::{Ffn, FfnConfig};
 pub use generate::{Sampler, generate};
-pub use moe::{Assignment, Moe};
+pub use moe::{Assignment, Moe, MoeConfig, Routing};
 pub use presets::{Size, preset};
 pub use rng::SplitMix64;
-pub use transformer::{Block, ModelOutput, Transformer};
+pub use swiglu::{SwiGluFfn, SwiGluFfnConfig};
+pub use transformer::{ModelOutput, Transformer};

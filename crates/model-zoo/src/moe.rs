@@ -3,10 +3,61 @@ use burn::nn::Linear;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
 
-use crate::ffn::SwiGlu;
 use crate::init::linear;
-use crate::{MoeConfig, Routing};
+use crate::{SwiGluFfn, SwiGluFfnConfig};
+
+/// How MoE tokens reach experts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Routing {
+    /// Training: each expert picks its top tokens (capacity factor); evaluation: top-1 per
+    /// token (the paper's MoE baseline).
+    ExpertChoice,
+    /// Each token picks its top-k experts, with a load-balancing loss.
+    TokenChoice,
+}
+
+/// Mixture-of-experts settings; the experts' shape comes from the model
+/// ([`MoeConfig::init`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MoeConfig {
+    /// Full-size SwiGLU experts per layer.
+    pub experts: usize,
+    /// Routing scheme.
+    pub routing: Routing,
+    /// Expert-choice capacity: each expert takes `capacity_factor · tokens / experts` tokens.
+    pub capacity_factor: f64,
+    /// Token-choice: experts per token.
+    pub top_k: usize,
+    /// Token-choice: weight of the load-balancing loss.
+    pub balance_coef: f64,
+}
+
+impl MoeConfig {
+    /// Expert-choice routing with capacity factor 1.
+    pub fn expert_choice(experts: usize) -> Self {
+        Self {
+            experts,
+            routing: Routing::ExpertChoice,
+            capacity_factor: 1.0,
+            top_k: 1,
+            balance_coef: 0.01,
+        }
+    }
+
+    /// A mixture of `experts` SwiGLU FFNs of shape `expert`, and a truncated-normal router.
+    pub fn init<B: Backend>(&self, expert: &SwiGluFfnConfig, device: &B::Device) -> Moe<B> {
+        let dim = expert.dim;
+        Moe {
+            router: linear(dim, self.experts, (dim as f64).powf(-0.5), device),
+            experts: (0..self.experts).map(|_| expert.init(device)).collect(),
+            config: self.clone(),
+        }
+    }
+}
 
 /// A mixture of full-size SwiGLU experts (the paper's MoE baseline).
 ///
@@ -19,7 +70,7 @@ pub struct Moe<B: Backend> {
     /// Router `dim → experts`.
     pub router: Linear<B>,
     /// The experts.
-    pub experts: Vec<SwiGlu<B>>,
+    pub experts: Vec<SwiGluFfn<B>>,
     #[module(skip)]
     config: MoeConfig,
 }
@@ -34,16 +85,6 @@ pub struct Assignment<B: Backend> {
 }
 
 impl<B: Backend> Moe<B> {
-    pub(crate) fn new(dim: usize, hidden: usize, config: &MoeConfig, device: &B::Device) -> Self {
-        Self {
-            router: linear(dim, config.experts, (dim as f64).powf(-0.5), device),
-            experts: (0..config.experts)
-                .map(|_| SwiGlu::new(dim, hidden, device))
-                .collect(),
-            config: config.clone(),
-        }
-    }
-
     /// `x [B, T, dim]` → output and, for token choice in training, the load-balancing loss.
     pub fn forward(&self, x: Tensor<B, 3>) -> (Tensor<B, 3>, Option<Tensor<B, 1>>) {
         let [b, t, dim] = x.dims();

@@ -1,14 +1,14 @@
 use std::fmt;
-use std::str::FromStr;
 
+use clap::ValueEnum;
+use memory_layer::ProductKeysConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    ModelKind, MoeConfig, ProductKeyConfig, TransformerConfig, ZooError, llama_ffn_hidden,
-};
+use crate::{MemoryConfig, ModelKind, MoeConfig, TransformerConfig, llama_ffn_hidden, value_name};
 
-/// Model sizes: two for experiments here, and the paper's (spec §9).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Model sizes: two for experiments here, and the paper's five (134M to 8B parameters before
+/// any memory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ValueEnum)]
 pub enum Size {
     /// Unit tests: dim 64, 4 blocks, byte vocabulary.
     #[serde(rename = "tiny")]
@@ -18,46 +18,27 @@ pub enum Size {
     Small,
     /// 134M base (inferred from parameter arithmetic).
     #[serde(rename = "134m")]
+    #[value(name = "134m")]
     M134,
     /// 373M base (the reference configuration).
     #[serde(rename = "373m")]
+    #[value(name = "373m")]
     M373,
     /// 720M base (dimensions unconfirmed).
     #[serde(rename = "720m")]
+    #[value(name = "720m")]
     M720,
     /// 1.3B base (inferred; reproduces the paper's parameter totals).
     #[serde(rename = "1.3b")]
+    #[value(name = "1.3b")]
     B1_3,
     /// Llama 3 8B.
     #[serde(rename = "8b")]
+    #[value(name = "8b")]
     B8,
 }
 
 impl Size {
-    /// Every size, smallest first.
-    pub const ALL: [Size; 7] = [
-        Self::Tiny,
-        Self::Small,
-        Self::M134,
-        Self::M373,
-        Self::M720,
-        Self::B1_3,
-        Self::B8,
-    ];
-
-    /// The command-line name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Tiny => "tiny",
-            Self::Small => "small",
-            Self::M134 => "134m",
-            Self::M373 => "373m",
-            Self::M720 => "720m",
-            Self::B1_3 => "1.3b",
-            Self::B8 => "8b",
-        }
-    }
-
     /// Whether the dimensions are inferred rather than stated by the paper or its code.
     pub fn inferred(self) -> bool {
         matches!(self, Self::M134 | Self::M720 | Self::B1_3)
@@ -66,22 +47,7 @@ impl Size {
 
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Size {
-    type Err = ZooError;
-
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|s| s.name() == name)
-            .ok_or_else(|| ZooError::UnknownName {
-                what: "size",
-                name: name.into(),
-                expected: "tiny, small, 134m, 373m, 720m, 1.3b, 8b",
-            })
+        value_name::write(self, f)
     }
 }
 
@@ -159,8 +125,8 @@ fn base(size: Size) -> Base {
     }
 }
 
-/// The configuration of model `kind` at `size` (spec §9). `n_keys` overrides the number of
-/// sub-keys of product-key layers (the paper's memory-size sweep).
+/// The configuration of model `kind` at `size`. `n_keys` overrides the number of sub-keys of
+/// product-key layers (the paper's memory-size sweep).
 pub fn preset(kind: ModelKind, size: Size, n_keys: Option<usize>) -> TransformerConfig {
     let b = base(size);
     let default_keys = if kind == ModelKind::Peer {
@@ -169,8 +135,7 @@ pub fn preset(kind: ModelKind, size: Size, n_keys: Option<usize>) -> Transformer
         b.n_keys
     };
     let n_keys = n_keys.unwrap_or(default_keys);
-    let mut product_keys = ProductKeyConfig::paper(b.dim, n_keys);
-    product_keys.knn = b.knn.min(n_keys);
+    let product_keys = ProductKeysConfig::paper(b.dim, n_keys).with_knn(b.knn.min(n_keys));
     TransformerConfig {
         kind,
         vocab_size: b.vocab,
@@ -184,5 +149,6 @@ pub fn preset(kind: ModelKind, size: Size, n_keys: Option<usize>) -> Transformer
         max_seq_len: b.seq,
         moe: MoeConfig::expert_choice(b.experts),
         product_keys,
+        memory: MemoryConfig::default(),
     }
 }

@@ -2,26 +2,11 @@ use burn::module::{Module, Param};
 use burn::nn::{Embedding, Linear, RmsNorm, RmsNormConfig, RotaryEncoding, RotaryEncodingConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
-use memory_layer::{MemoryBackend, MemoryOutput, ValuePool, ValueStore};
+use memory_layer::{MemoryBackend, MemoryOutput, ValueStore, ValueTable};
 
-use crate::attention::{Attention, KvCache};
-use crate::ffn::{Ffn, SwiGlu};
+use crate::attention::KvCache;
 use crate::init::{linear, trunc_normal};
-use crate::moe::Moe;
-use crate::{ModelKind, TransformerConfig, ZooError};
-
-/// One pre-norm block: `h += attention(norm(h)); h += ffn(norm(h))`.
-#[derive(Module, Debug)]
-pub struct Block<B: Backend> {
-    /// Norm before attention.
-    pub attn_norm: RmsNorm<B>,
-    /// Self-attention.
-    pub attention: Attention<B>,
-    /// Norm before the FFN slot.
-    pub ffn_norm: RmsNorm<B>,
-    /// The FFN slot.
-    pub ffn: Ffn<B>,
-}
+use crate::{Block, ModelKind, TransformerConfig, ZooError};
 
 /// A decoder-only language model.
 #[derive(Module, Debug)]
@@ -35,7 +20,7 @@ pub struct Transformer<B: Backend> {
     /// Output head `dim → vocab` (untied).
     pub output: Linear<B>,
     /// The value pool shared by every memory layer (Memory, Memory+).
-    pub pool: Option<ValuePool<B>>,
+    pub pool: Option<ValueTable<B>>,
     rope: RotaryEncoding<B>,
     max_seq_len: usize,
 }
@@ -52,43 +37,22 @@ pub struct ModelOutput<B: Backend> {
 }
 
 impl TransformerConfig {
-    /// Builds the model (spec §8 initialisation: truncated normal `std = dim^-½` for the
-    /// transformer, the memory layers' own rules for theirs).
+    /// Builds the model: truncated normal weights `std = dim^-½` for the transformer, the
+    /// memory layers' own rules for theirs. Initialisation runs in a fixed order (pool, blocks,
+    /// embedding, output head) so that a seeded run draws the same numbers.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Transformer<B>, ZooError> {
         self.validate()?;
         let d = self.dim;
         let std = (d as f64).powf(-0.5);
-        let norm = || {
-            RmsNormConfig::new(d)
-                .with_epsilon(self.norm_eps)
-                .init(device)
-        };
-        let pk_layers = self.product_key_layers();
         let pool = match self.kind {
             ModelKind::Memory | ModelKind::MemoryPlus => {
                 Some(self.memory_layer().init_values(device)?)
             }
             _ => None,
         };
-        let mut blocks = Vec::with_capacity(self.layers);
-        for layer in 0..self.layers {
-            let ffn = match self.kind {
-                ModelKind::Moe => Ffn::Moe(Moe::new(d, self.ffn_hidden, &self.moe, device)),
-                ModelKind::Peer if pk_layers.contains(&layer) => {
-                    Ffn::Peer(self.peer_layer().init(device)?)
-                }
-                ModelKind::Memory | ModelKind::MemoryPlus if pk_layers.contains(&layer) => {
-                    Ffn::Memory(self.memory_layer().init(device)?)
-                }
-                _ => Ffn::Dense(SwiGlu::new(d, self.ffn_hidden, device)),
-            };
-            blocks.push(Block {
-                attn_norm: norm(),
-                attention: Attention::new(d, self.heads, self.kv_heads, device),
-                ffn_norm: norm(),
-                ffn,
-            });
-        }
+        let blocks = (0..self.layers)
+            .map(|layer| self.block(layer).init(device))
+            .collect::<Result<Vec<_>, _>>()?;
         let embedding = Embedding {
             weight: Param::from_tensor(trunc_normal([self.vocab_size, d], std, device)),
         };
@@ -98,7 +62,9 @@ impl TransformerConfig {
         Ok(Transformer {
             embedding,
             blocks,
-            norm: norm(),
+            norm: RmsNormConfig::new(d)
+                .with_epsilon(self.norm_eps)
+                .init(device),
             output: linear(d, self.vocab_size, std, device),
             pool,
             rope,

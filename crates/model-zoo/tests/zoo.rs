@@ -3,6 +3,7 @@
 use burn::backend::{Autodiff, Flex};
 use burn::module::Module;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
+use clap::{Parser, ValueEnum};
 use model_zoo::{
     Ffn, ModelKind, Routing, Sampler, Size, TransformerConfig, ZooError, account, generate, preset,
 };
@@ -23,7 +24,7 @@ fn tiny(kind: ModelKind) -> TransformerConfig {
 
 #[test]
 fn every_variant_gives_logits_of_the_right_shape() {
-    for kind in ModelKind::ALL {
+    for &kind in ModelKind::value_variants() {
         let model = tiny(kind).init::<B>(&Default::default()).unwrap();
         let out = model.forward(tokens(2, 12, 0)).unwrap();
         assert_eq!(out.logits.dims(), [2, 12, 256], "{kind}");
@@ -39,7 +40,7 @@ fn every_variant_gives_logits_of_the_right_shape() {
 
 #[test]
 fn a_later_token_never_changes_earlier_logits() {
-    for kind in ModelKind::ALL {
+    for &kind in ModelKind::value_variants() {
         let model = tiny(kind).init::<B>(&Default::default()).unwrap();
         let a = tokens(1, 10, 1);
         let mut ids: Vec<i64> = a.to_data().convert::<i64>().into_vec().unwrap();
@@ -194,14 +195,14 @@ fn memory_plus_placement_follows_the_paper() {
         preset(ModelKind::Dense, Size::M373, None).product_key_layers(),
         Vec::<usize>::new()
     );
-    c.product_keys.layers = Some(vec![1, 5]);
+    c.memory.layers = Some(vec![1, 5]);
     assert_eq!(c.product_key_layers(), vec![1, 5]);
 }
 
 #[test]
 fn analytic_parameter_counts_equal_the_modules() {
     for size in [Size::Tiny, Size::Small] {
-        for kind in ModelKind::ALL {
+        for &kind in ModelKind::value_variants() {
             let config = preset(kind, size, None);
             let model = config.init::<B>(&Default::default()).unwrap();
             assert_eq!(
@@ -242,7 +243,7 @@ fn memory_adds_parameters_not_compute() {
 
 #[test]
 fn configs_round_trip_through_toml_and_invalid_ones_are_named() {
-    for kind in ModelKind::ALL {
+    for &kind in ModelKind::value_variants() {
         let config = preset(kind, Size::Small, None);
         let text = toml::to_string(&config).unwrap();
         assert_eq!(toml::from_str::<TransformerConfig>(&text).unwrap(), config);
@@ -260,16 +261,14 @@ fn configs_round_trip_through_toml_and_invalid_ones_are_named() {
     assert_eq!(field(|c| c.heads = 3), "heads");
     assert_eq!(field(|c| c.kv_heads = 3), "kv_heads");
     assert_eq!(field(|c| c.rope_theta = -1.0), "rope_theta");
+    assert_eq!(field(|c| c.memory.layers = Some(vec![9])), "memory.layers");
     assert_eq!(
-        field(|c| c.product_keys.layers = Some(vec![9])),
-        "product_keys.layers"
-    );
-    assert_eq!(
-        field(|c| c.product_keys.layers = Some(vec![1, 1])),
-        "product_keys.layers"
+        field(|c| c.memory.layers = Some(vec![1, 1])),
+        "memory.layers"
     );
     assert!(field(|c| c.product_keys.knn = 99).contains("knn = 99"));
     assert!(field(|c| c.product_keys.k_dim = 7).contains("k_dim = 7"));
+    assert_eq!(field(|c| c.product_keys.dim = 32), "product_keys.dim");
     let mut moe = tiny(ModelKind::Moe);
     moe.moe.top_k = 9;
     assert!(matches!(
@@ -279,14 +278,44 @@ fn configs_round_trip_through_toml_and_invalid_ones_are_named() {
             ..
         })
     ));
-    assert!(
-        "transformer"
-            .parse::<ModelKind>()
-            .unwrap_err()
-            .to_string()
-            .contains("memory-plus")
+}
+
+#[test]
+fn kinds_and_sizes_have_one_spelling_for_flags_files_and_printing() {
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[arg(long)]
+        model: ModelKind,
+        #[arg(long)]
+        size: Size,
+    }
+    let parse = |model: &str, size: &str| {
+        Flags::try_parse_from(["zoo", "--model", model, "--size", size]).map(|f| (f.model, f.size))
+    };
+    let names = ["dense", "moe", "peer", "memory", "memory-plus"];
+    for (&kind, name) in ModelKind::value_variants().iter().zip(names) {
+        assert_eq!(kind.to_string(), name);
+        assert_eq!(parse(name, "tiny").unwrap().0, kind);
+        assert_eq!(toml::Value::try_from(kind).unwrap().as_str(), Some(name));
+    }
+    let names = ["tiny", "small", "134m", "373m", "720m", "1.3b", "8b"];
+    for (&size, name) in Size::value_variants().iter().zip(names) {
+        assert_eq!(size.to_string(), name);
+        assert_eq!(parse("dense", name).unwrap().1, size);
+        assert_eq!(toml::Value::try_from(size).unwrap().as_str(), Some(name));
+    }
+    assert_eq!(ModelKind::value_variants().len(), 5);
+    assert_eq!(Size::value_variants().len(), 7);
+    assert_eq!(format!("{:<7}|", ModelKind::Moe), "moe    |");
+    let err = parse("transformer", "tiny")
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("memory-plus"), "{err}");
+    assert_eq!(
+        Routing::from_str("token-choice", false),
+        Ok(Routing::TokenChoice)
     );
-    assert_eq!("1.3b".parse::<Size>().unwrap(), Size::B1_3);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use anyhow::Context;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use memory_benches::{LookupCase, MemoryPlusCase, RetrievalCase};
 use memory_layers_cli::{BackendKind, Job, dispatch};
-use model_zoo::{ModelKind, Size, SwiGlu, preset};
+use model_zoo::{ModelKind, Size, SwiGluFfnConfig, preset};
 use rayon::prelude::*;
 use trainer::{Stepper, TrainBackend, TrainConfig, ValueOptimizer};
 
@@ -219,7 +219,7 @@ fn kernel_cases<B: TrainBackend>(device: &B::Device) -> anyhow::Result<Vec<Bench
         "tokens/s",
     ));
 
-    let swiglu = SwiGlu::<B>::new(dim, 2048, device);
+    let swiglu = SwiGluFfnConfig::new(dim, 2048).init::<B>(device);
     let seconds = time::<B>(device, || {
         let _ = swiglu.forward(x.clone()).sum().backward();
     });
@@ -270,7 +270,7 @@ fn train_cases<B: TrainBackend>(device: &B::Device) -> anyhow::Result<Vec<BenchR
         let values = config.model.product_keys.n_keys.pow(2) * config.model.dim;
         let value_optimizer = config.optim.value_optimizer;
         let case_config = serde_json::json!({
-            "model": kind.name(), "size": "small", "batch": batch, "seq_len": seq,
+            "model": kind, "size": "small", "batch": batch, "seq_len": seq,
             "values": if kind == ModelKind::Dense { 0 } else { config.model.product_keys.n_keys.pow(2) },
             "value_optimizer": value_optimizer.to_string(),
         });

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use memory_layer::parity::{F32_TOLERANCE, ParityReport, check_fixture};
 use memory_layers_cli::{BackendKind, Job, dispatch};
+use memory_parity::{F32_TOLERANCE, ParityReport, check_fixture};
 use trainer::TrainBackend;
 
 /// Arguments of `cargo xtask parity`.

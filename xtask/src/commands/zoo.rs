@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use clap::ValueEnum;
 use model_zoo::{ModelKind, Size, account, preset};
 use serde::Serialize;
 
@@ -17,8 +18,8 @@ pub struct ZooArgs {
 /// One model of the table.
 #[derive(Serialize)]
 struct Row {
-    model: &'static str,
-    size: &'static str,
+    model: ModelKind,
+    size: Size,
     n_keys: Option<usize>,
     total_params: u64,
     active_params: u64,
@@ -28,8 +29,8 @@ struct Row {
 /// Every preset × model, plus the paper's memory-size sweep at 1.3b.
 fn rows() -> Vec<Row> {
     let mut configs = Vec::new();
-    for size in Size::ALL {
-        for kind in ModelKind::ALL {
+    for &size in Size::value_variants() {
+        for &kind in ModelKind::value_variants() {
             configs.push((kind, size, None));
         }
     }
@@ -42,8 +43,8 @@ fn rows() -> Vec<Row> {
             let config = preset(kind, size, n_keys);
             let counts = account(&config);
             Row {
-                model: kind.name(),
-                size: size.name(),
+                model: kind,
+                size,
                 n_keys: kind
                     .has_product_keys()
                     .then_some(config.product_keys.n_keys),
@@ -72,7 +73,7 @@ pub fn run(args: ZooArgs) -> anyhow::Result<()> {
         "model", "size", "n_keys", "total", "active", "GFLOPs/token"
     );
     for r in &rows {
-        let inferred = r.size.parse::<Size>().is_ok_and(Size::inferred);
+        let inferred = r.size.inferred();
         println!(
             "{:<12} {:<6} {:>7} {:>12} {:>12} {:>14.3}{}",
             r.model,

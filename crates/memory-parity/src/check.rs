@@ -1,19 +1,12 @@
-//! Checks a layer against a reference fixture (design.md, "Parity fixtures"): the file's
-//! parameters are imported with [`crate::import`], the forward and backward passes run here,
-//! and every result is compared with the file's expected tensors.
-//!
-//! Tensors are compared by their normwise relative error `max|ours − ref| / max|ref|`
-//! (denominator at least 1e-6). Indices are compared up to ties (see
-//! [`memory_keys::reference::compare_topk`]).
-
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
 use memory_keys::reference::{TopK, TopKMismatch, compare_topk};
+use memory_layer::MemoryBackend;
+use memory_layer::import::{ReferenceConfig, ReferenceFile, ReferenceParam};
 
-use crate::MemoryBackend;
-use crate::import::{ImportError, ReferenceConfig, ReferenceFile, ReferenceParam};
+use crate::{FIXTURE_TENSORS, Fixture, ParityError, is_fixture_tensor};
 
 /// Default tolerance on f32 results: 1e-4 relative.
 pub const F32_TOLERANCE: f64 = 1e-4;
@@ -56,39 +49,55 @@ pub fn check_fixture<B>(
     path: impl AsRef<Path>,
     device: &B::Device,
     tolerance: f64,
-) -> Result<ParityReport, ImportError>
+) -> Result<ParityReport, ParityError>
 where
     B: AutodiffBackend + MemoryBackend,
 {
-    let file = ReferenceFile::open(path)?;
-    let layer = file.layer::<B>(device)?;
-    let input = file.f32_data("input")?;
-    let [t, dim] = input.shape.dims::<2>();
+    let path = path.as_ref();
+    let file = ReferenceFile::open(path)?.with_extra(is_fixture_tensor);
+    let config = file.config().clone();
+    let layer = file.into_layer::<B>(device)?;
+    let mut fixture = Fixture::open(path);
+    let params = layer.reference_params();
+    check_gradient_names(&mut fixture, &params)?;
+
+    let input = fixture.f32_data("input")?;
+    let [t, dim] = match input.shape.as_slice() {
+        &[t, dim] => [t, dim],
+        shape => {
+            return Err(ParityError::TensorType {
+                path: path.to_path_buf(),
+                name: "input".into(),
+                expected: "F32 [T, dim]".into(),
+                actual: format!("F32 {shape:?}"),
+            });
+        }
+    };
     let input = Tensor::<B, 2>::from_data(input, device).require_grad();
-    let grad_output = file.tensor::<B, 2>("grad_output", [t, dim], device)?;
+    let grad_output = fixture.tensor::<B, 2>("grad_output", [t, dim], device)?;
     let result = layer
         .forward(input.clone())
-        .map_err(|source| ImportError::Layer {
-            path: file.path().to_path_buf(),
+        .map_err(|source| ParityError::Layer {
+            path: path.to_path_buf(),
             source,
         })?;
     let grads = (result.output.clone() * grad_output).sum().backward();
 
     let mut checks = Vec::new();
-    let mut check = |name: &str, actual: TensorData| -> Result<(), ImportError> {
-        let expected = file.f32_data(name)?;
+    let mut check = |name: &str, actual: TensorData| -> Result<(), ParityError> {
+        let expected = fixture.f32_data(name)?;
         checks.push(compare(name, &actual, &expected, tolerance));
         Ok(())
     };
     check("output", result.output.to_data())?;
     check("scores", result.retrieval.scores.to_data())?;
-    let missing_grad = |name: &str| ImportError::MissingTensor {
-        path: file.path().to_path_buf(),
-        name: format!("gradient of {name} (not computed)"),
+    let missing_grad = |name: &str| ParityError::MissingGradient {
+        path: path.to_path_buf(),
+        name: name.into(),
     };
     let input_grad = input.grad(&grads).ok_or_else(|| missing_grad("input"))?;
     check("grad.input", input_grad.into_data())?;
-    for (name, param) in layer.reference_params() {
+    for (name, param) in params {
         let grad = match param {
             ReferenceParam::Matrix(p) => p.grad(&grads).map(|g| g.into_data()),
             ReferenceParam::LinearWeight(p) => p.grad(&grads).map(|g| g.transpose().into_data()),
@@ -103,11 +112,11 @@ where
     let actual = TopK::from_retrieval(&result.retrieval);
     let expected = TopK {
         k: actual.k,
-        scores: f64s(&file.f32_data("scores")?),
-        indices: file
+        scores: f64s(&fixture.f32_data("scores")?),
+        indices: fixture
             .i64_data("indices")?
             .into_vec::<i64>()
-            .expect("decoded as i64"),
+            .expect("checked to be i64"),
     };
     // The true score of an index is known when the reference selected it too.
     let score_of = |row: usize, index: i64| {
@@ -120,11 +129,31 @@ where
     let retrieval = compare_topk(&actual, &expected, score_of, tolerance);
 
     Ok(ParityReport {
-        path: file.path().to_path_buf(),
-        config: file.config().clone(),
+        path: path.to_path_buf(),
+        config,
         checks,
         retrieval,
     })
+}
+
+/// Every `grad.X` in the fixture names the input, a fixture tensor or a parameter of the layer.
+fn check_gradient_names<B: burn::tensor::backend::Backend>(
+    fixture: &mut Fixture,
+    params: &[(String, ReferenceParam<B>)],
+) -> Result<(), ParityError> {
+    let mut names = fixture.names()?;
+    names.sort();
+    let known = |name: &str| FIXTURE_TENSORS.contains(&name) || params.iter().any(|p| p.0 == name);
+    let stray = names
+        .into_iter()
+        .find(|name| name.strip_prefix("grad.").is_some_and(|of| !known(of)));
+    match stray {
+        Some(name) => Err(ParityError::UnexpectedTensor {
+            path: fixture.path().to_path_buf(),
+            name,
+        }),
+        None => Ok(()),
+    }
 }
 
 fn compare(name: &str, actual: &TensorData, expected: &TensorData, tolerance: f64) -> TensorCheck {

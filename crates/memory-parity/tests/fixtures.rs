@@ -1,0 +1,102 @@
+//! The parity fixtures of an independent PyTorch implementation, and the errors of broken ones.
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::{Autodiff, Flex};
+use memory_parity::{F32_TOLERANCE, ParityError, check_fixture};
+use safetensors::SafeTensors;
+use safetensors::tensor::TensorView;
+
+type A = Autodiff<Flex>;
+
+fn fixtures() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/parity");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_committed_fixture_passes() {
+    let files = fixtures();
+    assert!(files.len() >= 8, "fixtures missing: {files:?}");
+    let mut peers = 0;
+    for path in files {
+        let report = check_fixture::<A>(&path, &Default::default(), F32_TOLERANCE).unwrap();
+        for check in &report.checks {
+            assert!(
+                check.passed,
+                "{}: {} rel {:e}",
+                path.display(),
+                check.name,
+                check.relative
+            );
+        }
+        report.retrieval.clone().unwrap();
+        assert!(
+            report.checks.len() >= 7,
+            "outputs and every gradient compared"
+        );
+        peers += usize::from(report.config.peer);
+    }
+    assert!(peers >= 2);
+}
+
+/// The Memory+ fixture rewritten with tensor `remove` left out and `add` (a copy of `input`)
+/// added.
+fn edited(name: &str, remove: &str, add: Option<&str>) -> PathBuf {
+    let source = fixtures()
+        .into_iter()
+        .find(|p| p.ends_with("memory_plus_h2.safetensors"))
+        .unwrap();
+    let bytes = std::fs::read(source).unwrap();
+    let tensors = SafeTensors::deserialize(&bytes).unwrap();
+    let (_, metadata) = SafeTensors::read_metadata(&bytes).unwrap();
+    let mut views: Vec<(String, TensorView<'_>)> = tensors
+        .tensors()
+        .into_iter()
+        .filter(|(n, _)| n != remove)
+        .collect();
+    if let Some(add) = add {
+        views.push((add.into(), tensors.tensor("input").unwrap()));
+    }
+    let path = std::env::temp_dir().join(format!(
+        "memory-parity-{}-{name}.safetensors",
+        std::process::id()
+    ));
+    safetensors::serialize_to_file(views, metadata.metadata().clone(), &path).unwrap();
+    path
+}
+
+fn check_error(path: &Path) -> ParityError {
+    check_fixture::<A>(path, &Default::default(), F32_TOLERANCE).unwrap_err()
+}
+
+#[test]
+fn a_missing_fixture_tensor_is_named() {
+    let err = check_error(&edited("missing", "grad_output", None));
+    assert!(
+        matches!(&err, ParityError::MissingTensor { name, .. } if name == "grad_output"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_gradient_of_nothing_is_an_error() {
+    let err = check_error(&edited("stray", "", Some("grad.nothing")));
+    assert!(
+        matches!(&err, ParityError::UnexpectedTensor { name, .. } if name == "grad.nothing"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_parameter_is_an_import_error() {
+    let err = check_error(&edited("param", "keys", None));
+    assert!(matches!(&err, ParityError::Import(_)), "{err}");
+    assert!(err.to_string().contains("`keys` is missing"), "{err}");
+}

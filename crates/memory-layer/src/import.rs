@@ -109,7 +109,7 @@ pub enum ImportError {
         /// The tensor.
         name: String,
     },
-    /// The configuration is invalid for a layer.
+    /// The layer rejected the configuration, or the input it was given.
     #[error("{path}: {source}")]
     Layer {
         /// The file.

@@ -4,7 +4,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
 use memory_keys::reference::{TopK, TopKMismatch, compare_topk};
 use memory_layer::MemoryBackend;
-use memory_layer::import::{ReferenceConfig, ReferenceFile, ReferenceParam};
+use memory_layer::import::{ImportError, ReferenceConfig, ReferenceFile, ReferenceParam};
 
 use crate::{FIXTURE_TENSORS, Fixture, ParityError, is_fixture_tensor};
 
@@ -65,19 +65,20 @@ where
     let [t, dim] = match input.shape.as_slice() {
         &[t, dim] => [t, dim],
         shape => {
-            return Err(ParityError::TensorType {
+            return Err(ImportError::TensorType {
                 path: path.to_path_buf(),
                 name: "input".into(),
                 expected: "F32 [T, dim]".into(),
                 actual: format!("F32 {shape:?}"),
-            });
+            }
+            .into());
         }
     };
     let input = Tensor::<B, 2>::from_data(input, device).require_grad();
     let grad_output = fixture.tensor::<B, 2>("grad_output", [t, dim], device)?;
     let result = layer
         .forward(input.clone())
-        .map_err(|source| ParityError::Layer {
+        .map_err(|source| ImportError::Layer {
             path: path.to_path_buf(),
             source,
         })?;
@@ -148,10 +149,11 @@ fn check_gradient_names<B: burn::tensor::backend::Backend>(
         .into_iter()
         .find(|name| name.strip_prefix("grad.").is_some_and(|of| !known(of)));
     match stray {
-        Some(name) => Err(ParityError::UnexpectedTensor {
+        Some(name) => Err(ImportError::UnexpectedTensor {
             path: fixture.path().to_path_buf(),
             name,
-        }),
+        }
+        .into()),
         None => Ok(()),
     }
 }

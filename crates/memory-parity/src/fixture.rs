@@ -4,6 +4,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
 use burn_store::{ModuleStore, SafetensorsStore};
 
+use memory_layer::import::ImportError;
+
 use crate::ParityError;
 
 /// The tensors a fixture holds besides the layer's parameters and the expected gradients
@@ -74,7 +76,7 @@ impl Fixture {
             .get_snapshot(name)
             .map_err(|e| read_error(&self.path, e))?
             .cloned()
-            .ok_or_else(|| ParityError::MissingTensor {
+            .ok_or_else(|| ImportError::MissingTensor {
                 path: self.path.clone(),
                 name: name.into(),
             })?;
@@ -87,18 +89,20 @@ impl Fixture {
     }
 
     fn type_error(&self, name: &str, expected: String, actual: String) -> ParityError {
-        ParityError::TensorType {
+        ImportError::TensorType {
             path: self.path.clone(),
             name: name.into(),
             expected,
             actual,
         }
+        .into()
     }
 }
 
 fn read_error(path: &Path, error: impl std::fmt::Display) -> ParityError {
-    ParityError::Read {
+    ImportError::Format {
         path: path.to_path_buf(),
         message: error.to_string(),
     }
+    .into()
 }

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::backend::{Autodiff, Flex};
+use memory_layer::import::ImportError;
 use memory_parity::{F32_TOLERANCE, ParityError, check_fixture};
 use safetensors::SafeTensors;
 use safetensors::tensor::TensorView;
@@ -80,7 +81,7 @@ fn check_error(path: &Path) -> ParityError {
 fn a_missing_fixture_tensor_is_named() {
     let err = check_error(&edited("missing", "grad_output", None));
     assert!(
-        matches!(&err, ParityError::MissingTensor { name, .. } if name == "grad_output"),
+        matches!(&err, ParityError::Import(ImportError::MissingTensor { name, .. }) if name == "grad_output"),
         "{err}"
     );
 }
@@ -89,7 +90,7 @@ fn a_missing_fixture_tensor_is_named() {
 fn a_gradient_of_nothing_is_an_error() {
     let err = check_error(&edited("stray", "", Some("grad.nothing")));
     assert!(
-        matches!(&err, ParityError::UnexpectedTensor { name, .. } if name == "grad.nothing"),
+        matches!(&err, ParityError::Import(ImportError::UnexpectedTensor { name, .. }) if name == "grad.nothing"),
         "{err}"
     );
 }

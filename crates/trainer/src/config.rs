@@ -52,19 +52,22 @@ pub enum Decay {
 
 /// How the value tables (the memory pool, PEER's experts) are optimised.
 ///
-/// The command line names them `dense-adamw`, `sparse-adamw`, `rowwise-adagrad`; `config.toml`
-/// keeps the spelling it has always had (`dense-adam-w`, `sparse-adam-w`, `rowwise-adagrad`).
+/// Named `dense-adamw`, `sparse-adamw`, `rowwise-adagrad` on the command line and in
+/// `config.toml`; configs written before the names were unified (`dense-adam-w`,
+/// `sparse-adam-w`) still load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum ValueOptimizer {
     /// Burn's AdamW on a dense gradient: every row's moments decay and every row is decayed at
     /// every step, exactly the paper's recipe; cost grows with the table.
     #[value(name = "dense-adamw")]
+    #[serde(rename = "dense-adamw", alias = "dense-adam-w")]
     DenseAdamW,
     /// Lazy AdamW on the rows a step touched (sparse gradients, in-place update); untouched rows
     /// keep their moments and weight. Cost grows with the rows touched, not the table.
     #[default]
     #[value(name = "sparse-adamw")]
+    #[serde(rename = "sparse-adamw", alias = "sparse-adam-w")]
     SparseAdamW,
     /// Row-wise Adagrad (one accumulator per row) on the rows a step touched.
     RowwiseAdagrad,

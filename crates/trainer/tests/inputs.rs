@@ -198,8 +198,8 @@ fn choices_keep_their_names() {
         }
     }
     check(&[
-        (ValueOptimizer::DenseAdamW, "dense-adamw", "dense-adam-w"),
-        (ValueOptimizer::SparseAdamW, "sparse-adamw", "sparse-adam-w"),
+        (ValueOptimizer::DenseAdamW, "dense-adamw", "dense-adamw"),
+        (ValueOptimizer::SparseAdamW, "sparse-adamw", "sparse-adamw"),
         (
             ValueOptimizer::RowwiseAdagrad,
             "rowwise-adagrad",
@@ -207,6 +207,14 @@ fn choices_keep_their_names() {
         ),
     ]);
     assert_eq!(ValueOptimizer::DenseAdamW.to_string(), "dense-adamw");
+    // config.toml files written before the names were unified still load.
+    for (old, value) in [
+        ("dense-adam-w", ValueOptimizer::DenseAdamW),
+        ("sparse-adam-w", ValueOptimizer::SparseAdamW),
+    ] {
+        let parsed: ValueOptimizer = serde_json::from_str(&format!("\"{old}\"")).unwrap();
+        assert_eq!(parsed, value);
+    }
     check(&[
         (Precision::F32, "f32", "f32"),
         (Precision::Bf16, "bf16", "bf16"),

@@ -7,8 +7,6 @@ use memory_keys::{KeysError, ProductKeysConfig};
 use memory_layer::MemoryLayerConfig;
 use memory_values::{ValueError, ValueTable, ValueTableConfig};
 
-use crate::{random_indices, softmax_weights};
-
 fn normal<B: Backend, const D: usize>(shape: [usize; D], device: &B::Device) -> Tensor<B, D> {
     Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
 }
@@ -182,4 +180,26 @@ impl MemoryPlusCase {
     pub fn input<B: Backend>(&self, device: &B::Device) -> Tensor<B, 3> {
         normal([self.batch, self.seq, self.dim], device)
     }
+}
+
+/// Uniform random value indices `[bags, per_bag]` in `0..rows`.
+fn random_indices<B: Backend>(
+    rows: usize,
+    bags: usize,
+    per_bag: usize,
+    device: &B::Device,
+) -> Tensor<B, 2, Int> {
+    Tensor::<B, 2>::random(
+        [bags, per_bag],
+        Distribution::Uniform(0.0, rows as f64),
+        device,
+    )
+    .int()
+    .clamp(0, rows as i64 - 1)
+}
+
+/// Softmax weights `[bags, per_bag]`.
+fn softmax_weights<B: Backend>(bags: usize, per_bag: usize, device: &B::Device) -> Tensor<B, 2> {
+    let scores = Tensor::random([bags, per_bag], Distribution::Normal(0.0, 1.0), device);
+    burn::tensor::activation::softmax(scores, 1)
 }

@@ -2,6 +2,7 @@
 //! (with autodiff) and its devices, for every command of `memory-layers` and `cargo xtask`.
 
 use burn::backend::Autodiff;
+use clap::ValueEnum;
 use trainer::TrainBackend;
 
 /// A backend to run on.
@@ -45,7 +46,8 @@ pub fn dispatch<J: Job>(kind: BackendKind, job: J) -> anyhow::Result<J::Output> 
         }
         #[allow(unreachable_patterns)]
         other => {
-            let name = format!("{other:?}").to_lowercase();
+            let name = other.to_possible_value().expect("no backend is skipped");
+            let name = name.get_name();
             anyhow::bail!(
                 "this binary was built without the {name} backend: \
                  cargo run --release -p memory-layers-cli --features {name} -- ... \

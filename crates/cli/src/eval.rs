@@ -4,11 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use trainer::eval::EvalReport;
-use trainer::{RunData, evaluate, open_run, prepare_data};
+use trainer::{EvalReport, RunData, TrainBackend, evaluate, open_run, prepare_data};
 
 use crate::backend::{BackendKind, Job, dispatch};
-use trainer::TrainBackend;
 
 /// Arguments of `memory-layers eval` (and `cargo xtask eval`).
 #[derive(clap::Args)]

@@ -3,10 +3,9 @@
 use std::path::PathBuf;
 
 use model_zoo::{Sampler, generate};
-use trainer::open_run;
+use trainer::{TrainBackend, open_run};
 
 use crate::backend::{BackendKind, Job, dispatch};
-use trainer::TrainBackend;
 
 /// Arguments of `memory-layers generate` (and `cargo xtask generate`).
 #[derive(clap::Args)]

@@ -8,11 +8,11 @@
 //! A library as well, so that `cargo xtask` offers the same commands and runs its own on the
 //! same backend dispatch ([`dispatch`]).
 
-pub mod backend;
+mod backend;
 mod command;
-pub mod eval;
-pub mod generate;
-pub mod train;
+mod eval;
+mod generate;
+mod train;
 
 pub use backend::{BackendKind, Job, dispatch};
 pub use command::Command;

@@ -8,7 +8,7 @@
 //! - [`init::linear`]: a `Linear` around a weight initialised by the caller, shared with the
 //!   layers built on these keys.
 //! - [`reference`]: the brute-force search over all `n_keys²` keys, and the tie-aware
-//!   comparison used by tests and by `cargo xtask parity`.
+//!   comparison used by tests and by the parity check (crate `memory-parity`).
 //!
 //! ```
 //! use burn::backend::Flex;

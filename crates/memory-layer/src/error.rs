@@ -1,3 +1,5 @@
+use std::path::PathBuf;
+
 use memory_keys::KeysError;
 use memory_values::ValueError;
 use thiserror::Error;
@@ -51,4 +53,61 @@ impl MemoryError {
             rule,
         }
     }
+}
+
+/// Why a reference file could not be imported.
+#[derive(Debug, Error)]
+pub enum ImportError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid safetensors, or its metadata is unusable.
+    #[error("{path}: {message}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A tensor the layer needs is absent.
+    #[error("{path}: tensor `{name}` is missing")]
+    MissingTensor {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        name: String,
+    },
+    /// A tensor has the wrong shape or dtype.
+    #[error("{path}: tensor `{name}` is {actual}, expected {expected}")]
+    TensorType {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        name: String,
+        /// What the layer needs, e.g. `F32 [16, 8]`.
+        expected: String,
+        /// What the file holds.
+        actual: String,
+    },
+    /// A tensor is not used by the configured layer.
+    #[error("{path}: tensor `{name}` is not used by this layer configuration")]
+    UnexpectedTensor {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        name: String,
+    },
+    /// The layer rejected the configuration, or the input it was given.
+    #[error("{path}: {source}")]
+    Layer {
+        /// The file.
+        path: PathBuf,
+        /// The layer's error.
+        source: MemoryError,
+    },
 }

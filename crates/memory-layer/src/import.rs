@@ -25,8 +25,8 @@ use burn_store::{KeyRemapper, ModuleSnapshot, SafetensorsStore};
 use safetensors::tensor::TensorInfo;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 
+pub use crate::error::ImportError;
 use crate::{
     Memory, MemoryBackend, MemoryError, MemoryLayerConfig, MemoryOutput, Peer, PeerConfig,
     ProductKeysConfig,
@@ -60,63 +60,6 @@ impl ReferenceConfig {
     pub fn keys(&self) -> ProductKeysConfig {
         ProductKeysConfig::new(self.dim, self.heads, self.k_dim, self.knn, self.n_keys)
     }
-}
-
-/// Why a reference file could not be imported.
-#[derive(Debug, Error)]
-pub enum ImportError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The file is not valid safetensors, or its metadata is unusable.
-    #[error("{path}: {message}")]
-    Format {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
-    /// A tensor the layer needs is absent.
-    #[error("{path}: tensor `{name}` is missing")]
-    MissingTensor {
-        /// The file.
-        path: PathBuf,
-        /// The tensor.
-        name: String,
-    },
-    /// A tensor has the wrong shape or dtype.
-    #[error("{path}: tensor `{name}` is {actual}, expected {expected}")]
-    TensorType {
-        /// The file.
-        path: PathBuf,
-        /// The tensor.
-        name: String,
-        /// What the layer needs, e.g. `F32 [16, 8]`.
-        expected: String,
-        /// What the file holds.
-        actual: String,
-    },
-    /// A tensor is not used by the configured layer.
-    #[error("{path}: tensor `{name}` is not used by this layer configuration")]
-    UnexpectedTensor {
-        /// The file.
-        path: PathBuf,
-        /// The tensor.
-        name: String,
-    },
-    /// The layer rejected the configuration, or the input it was given.
-    #[error("{path}: {source}")]
-    Layer {
-        /// The file.
-        path: PathBuf,
-        /// The layer's error.
-        source: MemoryError,
-    },
 }
 
 /// A layer imported from a reference file.

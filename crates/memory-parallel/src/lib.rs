@@ -14,13 +14,15 @@
 
 mod collective;
 mod error;
+mod group;
 mod mesh;
 mod nodes;
 mod sharded;
 
 pub use burn::collective::CollectiveConfig;
-pub use collective::{BurnCollective, Collective, Group};
+pub use collective::{BurnCollective, Collective};
 pub use error::ParallelError;
+pub use group::Group;
 pub use mesh::Mesh;
 pub use nodes::{node_config, run_orchestrator};
 pub use sharded::{ShardedBackend, ShardedValues};

@@ -6,7 +6,8 @@ use memory_keys::reference::{TopK, TopKMismatch, compare_topk};
 use memory_layer::MemoryBackend;
 use memory_layer::import::{ImportError, ReferenceConfig, ReferenceFile, ReferenceParam};
 
-use crate::{FIXTURE_TENSORS, Fixture, ParityError, is_fixture_tensor};
+use crate::ParityError;
+use crate::fixture::{FIXTURE_TENSORS, Fixture, is_fixture_tensor};
 
 /// Default tolerance on f32 results: 1e-4 relative.
 pub const F32_TOLERANCE: f64 = 1e-4;

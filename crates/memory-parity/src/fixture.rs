@@ -11,49 +11,50 @@ use crate::ParityError;
 /// The tensors a fixture holds besides the layer's parameters and the expected gradients
 /// (`grad.input`, `grad.<parameter>`): the input, the upstream gradient, and the expected
 /// output, indices and scores.
-pub const FIXTURE_TENSORS: [&str; 5] = ["input", "grad_output", "output", "indices", "scores"];
+pub(crate) const FIXTURE_TENSORS: [&str; 5] =
+    ["input", "grad_output", "output", "indices", "scores"];
 
 /// Whether `name` is one of a fixture's own tensors rather than a parameter of its layer.
-pub fn is_fixture_tensor(name: &str) -> bool {
+pub(crate) fn is_fixture_tensor(name: &str) -> bool {
     FIXTURE_TENSORS.contains(&name) || name.starts_with("grad.")
 }
 
 /// A fixture's own tensors, read on demand.
-pub struct Fixture {
+pub(crate) struct Fixture {
     path: PathBuf,
     store: SafetensorsStore,
 }
 
 impl Fixture {
     /// The fixture at `path` (read when a tensor is first asked for).
-    pub fn open(path: impl AsRef<Path>) -> Self {
+    pub(crate) fn open(path: impl AsRef<Path>) -> Self {
         let path = path.as_ref().to_path_buf();
         let store = SafetensorsStore::from_file(&path);
         Self { path, store }
     }
 
     /// The fixture's path.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Every tensor name in the file.
-    pub fn names(&mut self) -> Result<Vec<String>, ParityError> {
+    pub(crate) fn names(&mut self) -> Result<Vec<String>, ParityError> {
         self.store.keys().map_err(|e| read_error(&self.path, e))
     }
 
     /// Tensor `name` as f32 values on the host, with its shape; checks the dtype.
-    pub fn f32_data(&mut self, name: &str) -> Result<TensorData, ParityError> {
+    pub(crate) fn f32_data(&mut self, name: &str) -> Result<TensorData, ParityError> {
         self.data(name, DType::F32)
     }
 
     /// Tensor `name` as i64 values on the host, with its shape; checks the dtype.
-    pub fn i64_data(&mut self, name: &str) -> Result<TensorData, ParityError> {
+    pub(crate) fn i64_data(&mut self, name: &str) -> Result<TensorData, ParityError> {
         self.data(name, DType::I64)
     }
 
     /// Tensor `name` of shape `shape` (f32), on `device`.
-    pub fn tensor<B: Backend, const D: usize>(
+    pub(crate) fn tensor<B: Backend, const D: usize>(
         &mut self,
         name: &str,
         shape: [usize; D],

@@ -5,7 +5,8 @@
 //!
 //! - [`check_fixture`] → [`ParityReport`]: one [`TensorCheck`] per output and gradient, and the
 //!   comparison of indices up to ties.
-//! - [`Fixture`]: a fixture's own tensors ([`FIXTURE_TENSORS`], `grad.*`), read with burn-store.
+//! - A fixture's own tensors (input, upstream gradient, expected results, `grad.*`) are read
+//!   with burn-store.
 //!
 //! Tensors are compared by their normwise relative error `max|ours − ref| / max|ref|`
 //! (denominator at least 1e-6). Indices are compared up to ties (see
@@ -17,4 +18,3 @@ mod fixture;
 
 pub use check::{F32_TOLERANCE, ParityReport, TensorCheck, check_fixture};
 pub use error::ParityError;
-pub use fixture::{FIXTURE_TENSORS, Fixture, is_fixture_tensor};

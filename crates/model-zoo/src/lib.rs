@@ -36,7 +36,7 @@ mod presets;
 mod rng;
 mod swiglu;
 mod transformer;
-mod value_name;
+pub mod value_name;
 
 pub use accounting::{Accounting, account};
 pub use attention::{Attention, AttentionConfig, KvCache};

@@ -6,7 +6,7 @@ use std::fmt;
 use clap::ValueEnum;
 
 /// Writes the command-line name of `value`, padded as the formatter asks (tables align it).
-pub(crate) fn write(value: &impl ValueEnum, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+pub fn write(value: &impl ValueEnum, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let name = value.to_possible_value().expect("no variant is skipped");
     f.pad(name.get_name())
 }

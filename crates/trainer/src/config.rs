@@ -76,8 +76,7 @@ pub enum ValueOptimizer {
 impl std::fmt::Display for ValueOptimizer {
     /// The command-line name.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = self.to_possible_value().expect("no choice is skipped");
-        f.write_str(name.get_name())
+        model_zoo::value_name::write(self, f)
     }
 }
 

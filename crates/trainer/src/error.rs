@@ -82,3 +82,9 @@ impl TrainError {
         move |source| Self::Io { path, source }
     }
 }
+
+impl From<memory_parallel::ParallelError> for TrainError {
+    fn from(e: memory_parallel::ParallelError) -> Self {
+        Self::Parallel(e.to_string())
+    }
+}

@@ -7,6 +7,7 @@ use burn::optim::Optimizer;
 use burn::optim::record::AdaptorRecord;
 use burn::tensor::Tensor;
 use memory_values::{RowOptimizer, ValueTable};
+use model_zoo::Transformer;
 
 use crate::config::ValueOptimizer;
 use crate::optim::{row_rule, value_param_ids};
@@ -91,7 +92,7 @@ impl<B: TrainBackend> Stepper<B> {
             .pool
             .as_ref()
             .map(|p| (p.weight.id, p.weight.dims()[1]));
-        self.model = rank.shard(self.model)?;
+        self.model = shard_pool(rank, self.model)?;
         route_value_grads(&mut self.model, !self.row_optims.is_empty());
         self.value_ids = value_param_ids(&self.model);
         if let (Some((id, d)), true) = (whole, sharded) {
@@ -173,4 +174,35 @@ impl<B: TrainBackend> Stepper<B> {
         self.value_optim = self.value_optim.clone().load_record(records);
         Ok(())
     }
+}
+
+/// Keeps `rank`'s columns of the pool of `model`, which holds the same values on every
+/// rank (materialised: Burn initialises parameters lazily, separately in each clone) in
+/// tensors of its own (`Module::fork`: ranks sharing autodiff leaves share one graph).
+fn shard_pool<B: TrainBackend>(
+    rank: &Rank<B::InnerBackend>,
+    mut model: Transformer<B>,
+) -> Result<Transformer<B>, TrainError> {
+    let p = rank.shards();
+    if p == 1 {
+        return Ok(model);
+    }
+    if let Some(pool) = model.pool.take() {
+        let [rows, d] = pool.weight.dims();
+        if !d.is_multiple_of(p) {
+            return Err(TrainError::Parallel(format!(
+                "the value dimension {d} is not divisible by --memory-parallel {p}"
+            )));
+        }
+        let (offset, w) = rank.pool_columns(d);
+        // Sliced outside the graph, so the shard is a fresh leaf parameter.
+        let columns = Tensor::from_inner(
+            pool.weight
+                .val()
+                .inner()
+                .slice([0..rows, offset..offset + w]),
+        );
+        model.pool = Some(ValueTable::from_tensor(columns, offset, d)?);
+    }
+    Ok(model)
 }

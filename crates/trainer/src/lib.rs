@@ -11,8 +11,8 @@
 //!   pool sharded over them (parallel memory).
 //! - [`Stepper`]: the model and its optimizer groups; one step alone ([`Stepper::step`]) or as
 //!   one [`Rank`] of a parallel run ([`Stepper::step_parallel`]).
-//! - [`eval`]: validation loss, QA exact match / F1 / answer NLL, memory usage; [`evaluate`]
-//!   and [`open_run`] for trained runs.
+//! - [`evaluate`] → [`EvalReport`]: validation loss, QA exact match / F1 / answer NLL, memory
+//!   usage; [`open_run`] loads a trained run for evaluation or generation.
 
 mod atomic;
 mod backend;
@@ -20,10 +20,10 @@ mod checkpoint;
 mod config;
 pub mod data;
 mod error;
-pub mod eval;
+mod eval;
 mod layout;
 mod loss;
-pub mod metrics;
+mod metrics;
 mod optim;
 mod prepare;
 mod rank;
@@ -33,12 +33,11 @@ mod strategy;
 mod train_loop;
 
 pub use backend::TrainBackend;
-pub use checkpoint::{TrainState, find_checkpoint, load_model, load_state};
 pub use config::{
     DataConfig, Decay, OptimConfig, Precision, RunConfig, TrainConfig, ValueOptimizer,
 };
 pub use error::TrainError;
-pub use eval::{OpenRun, evaluate, open_run};
+pub use eval::{EvalReport, LayerUsage, OpenRun, evaluate, open_run};
 pub use layout::Layout;
 pub use optim::value_param_ids;
 pub use prepare::{RunData, prepare_data};

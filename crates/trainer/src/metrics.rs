@@ -1,4 +1,4 @@
-//! `metrics.jsonl` (one object per logged step), `eval.json`, `loss.svg`.
+//! `metrics.jsonl` (one object per logged step) and `loss.svg`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -16,7 +16,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
 use memory_parallel::{Collective, Group, Mesh, ShardedBackend, ShardedValues};
-use memory_values::{RowGrads, ValueBackend, ValueTable};
+use memory_values::{RowGrads, ValueBackend};
 use model_zoo::Transformer;
 
 use crate::TrainError;
@@ -30,10 +30,6 @@ pub struct Rank<B: Backend> {
     device: B::Device,
 }
 
-fn parallel_error(e: impl std::fmt::Display) -> TrainError {
-    TrainError::Parallel(e.to_string())
-}
-
 impl<B: Backend> Rank<B> {
     /// Rank `collective.rank()` among all `collective.world()` ranks, on `device`, in memory
     /// groups of `memory_parallel` ranks.
@@ -43,7 +39,7 @@ impl<B: Backend> Rank<B> {
         memory_parallel: usize,
     ) -> Result<Self, TrainError> {
         Ok(Self {
-            mesh: Mesh::new(collective, memory_parallel).map_err(parallel_error)?,
+            mesh: Mesh::new(collective, memory_parallel)?,
             device,
         })
     }
@@ -63,37 +59,6 @@ impl<B: Backend> Rank<B> {
         self.mesh.memory().size()
     }
 
-    /// Keeps this rank's columns of the pool of `model`, which holds the same values on every
-    /// rank (materialised: Burn initialises parameters lazily, separately in each clone) in
-    /// tensors of its own (`Module::fork`: ranks sharing autodiff leaves share one graph).
-    pub fn shard<A>(&self, mut model: Transformer<A>) -> Result<Transformer<A>, TrainError>
-    where
-        A: AutodiffBackend<InnerBackend = B>,
-    {
-        let p = self.shards();
-        if p == 1 {
-            return Ok(model);
-        }
-        if let Some(pool) = model.pool.take() {
-            let [rows, d] = pool.weight.dims();
-            if !d.is_multiple_of(p) {
-                return Err(TrainError::Parallel(format!(
-                    "the value dimension {d} is not divisible by --memory-parallel {p}"
-                )));
-            }
-            let (offset, w) = self.pool_columns(d);
-            // Sliced outside the graph, so the shard is a fresh leaf parameter.
-            let columns = Tensor::from_inner(
-                pool.weight
-                    .val()
-                    .inner()
-                    .slice([0..rows, offset..offset + w]),
-            );
-            model.pool = Some(ValueTable::from_tensor(columns, offset, d)?);
-        }
-        Ok(model)
-    }
-
     /// Where this rank's pool columns start, and how many it holds, for a pool `d` wide.
     pub(crate) fn pool_columns(&self, d: usize) -> (usize, usize) {
         let w = d / self.shards();
@@ -104,11 +69,7 @@ impl<B: Backend> Rank<B> {
     /// calls it; all get the result).
     pub(crate) fn gather_columns(&self, shard: Tensor<B, 2>) -> Result<Tensor<B, 2>, TrainError> {
         let [rows, _] = shard.dims();
-        let stacked = self
-            .mesh
-            .memory()
-            .all_gather(shard)
-            .map_err(parallel_error)?;
+        let stacked = self.mesh.memory().all_gather(shard)?;
         Ok(Tensor::cat(
             (0..self.shards())
                 .map(|j| stacked.clone().narrow(0, j * rows, rows))
@@ -134,7 +95,7 @@ impl<B: Backend> Rank<B> {
     /// Sum of `value` over the ranks.
     pub(crate) fn sum(&self, value: f64) -> Result<f64, TrainError> {
         let t = Tensor::<B, 1>::from_floats([value as f32], &self.device);
-        let sum = self.mesh.world().all_reduce(t).map_err(parallel_error)?;
+        let sum = self.mesh.world().all_reduce(t)?;
         Ok(sum.into_scalar().elem::<f64>())
     }
 
@@ -233,9 +194,7 @@ impl<B: Backend> Rank<B> {
                     ids: g.ids.inner(),
                     rows: g.rows.inner(),
                 });
-                let summed = group
-                    .sum_rows(local, table.columns().width, &self.device)
-                    .map_err(parallel_error)?;
+                let summed = group.sum_rows(local, table.columns().width, &self.device)?;
                 Ok(summed.map(|g| RowGrads {
                     ids: Tensor::from_inner(g.ids),
                     rows: Tensor::from_inner(g.rows.div_scalar(group.size() as f64)),
@@ -259,7 +218,7 @@ impl<B: Backend> Rank<B> {
         model
             .pool
             .as_ref()
-            .map(|pool| ShardedValues::new(pool, self.mesh.memory()).map_err(parallel_error))
+            .map(|pool| ShardedValues::new(pool, self.mesh.memory()).map_err(TrainError::from))
             .transpose()
     }
 }
@@ -269,8 +228,5 @@ fn mean<B: Backend, const D: usize>(
     group: &Group<B>,
     tensor: Tensor<B, D>,
 ) -> Result<Tensor<B, D>, TrainError> {
-    Ok(group
-        .all_reduce(tensor)
-        .map_err(parallel_error)?
-        .div_scalar(group.size() as f64))
+    Ok(group.all_reduce(tensor)?.div_scalar(group.size() as f64))
 }

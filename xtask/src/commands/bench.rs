@@ -19,10 +19,9 @@ use crate::bench_result::BenchResult;
 /// Arguments of `cargo xtask bench`.
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Suite: `default` (every contract case, ≤ 10 min on 2 cores), `kernels` (retrieval,
-    /// lookup, triad) or `train` (train steps).
-    #[arg(long, default_value = "default")]
-    suite: String,
+    /// Which cases to time.
+    #[arg(long, value_enum, default_value = "default")]
+    suite: Suite,
     /// Write the results to this JSON file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -117,20 +116,24 @@ fn stream_triad() -> BenchResult {
     )
 }
 
-struct Suite(String);
+/// A named set of benchmark cases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Suite {
+    /// Every contract case (≤ 10 min on 2 cores).
+    Default,
+    /// Retrieval, lookup, Memory+ vs SwiGLU, memory bandwidth (triad).
+    Kernels,
+    /// Whole train steps.
+    Train,
+}
 
-impl Job for &Suite {
+impl Job for Suite {
     type Output = Vec<BenchResult>;
 
     fn run<B: TrainBackend>(self, devices: &[B::Device]) -> anyhow::Result<Vec<BenchResult>> {
         let device = &devices[0];
-        let kernels = matches!(self.0.as_str(), "default" | "kernels");
-        let train = matches!(self.0.as_str(), "default" | "train");
-        anyhow::ensure!(
-            kernels || train,
-            "unknown suite `{}`; expected default, kernels or train",
-            self.0
-        );
+        let kernels = matches!(self, Suite::Default | Suite::Kernels);
+        let train = matches!(self, Suite::Default | Suite::Train);
         let mut out = Vec::new();
         if kernels {
             out.push(stream_triad());
@@ -327,7 +330,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             Path::new("docs/performance.md"),
         );
     }
-    let results = dispatch(args.backend, &Suite(args.suite.clone()))?;
+    let results = dispatch(args.backend, args.suite)?;
     let text = serde_json::to_string_pretty(&results)?;
     match &args.json {
         Some(path) => {

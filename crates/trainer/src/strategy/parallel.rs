@@ -43,7 +43,7 @@ pub fn train_parallel<B: TrainBackend>(
                         CollectiveConfig::default().with_num_devices(n),
                         n,
                     )
-                    .map_err(|e| TrainError::Parallel(e.to_string()))?;
+                    .map_err(TrainError::from)?;
                     let collective = Arc::new(collective);
                     let summary =
                         Rank::new(collective.clone(), device.clone(), layout.memory_parallel)
@@ -52,8 +52,8 @@ pub fn train_parallel<B: TrainBackend>(
                                 run.train_loop(stepper, &Parallel(&rank), device)
                             });
                     // Unregistered whatever happened, so that this process can start another run.
-                    let finished = Arc::into_inner(collective)
-                        .map(|c| c.finish().map_err(|e| TrainError::Parallel(e.to_string())));
+                    let finished =
+                        Arc::into_inner(collective).map(|c| c.finish().map_err(TrainError::from));
                     let summary = summary?;
                     finished.transpose()?;
                     Ok(summary)

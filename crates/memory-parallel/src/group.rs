@@ -1,0 +1,313 @@
+//! The group operations parallel memory needs, built on a [`Collective`].
+//!
+//! burn-collective 0.21 offers all-reduce, reduce and broadcast over every registered peer (one
+//! world, no sub-groups). A [`Group`], one group of a partition of the world, runs all-gather,
+//! all-to-all, reduce-scatter, all-reduce and sparse row sums among its members as ONE world
+//! all-reduce of a buffer in which each peer (or each group) fills its own slot: every peer of
+//! the world takes part in every group operation (all groups of the partition act at the same
+//! time in SPMD training). The traffic per call is written on each method; a transport with
+//! sub-communicators (NCCL) would move `world/size` times less. A partition of single peers
+//! needs no communication at all.
+
+use std::sync::Arc;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorPrimitive};
+use memory_values::{RowGrads, ValueBackend};
+
+use crate::{Collective, ParallelError};
+
+/// Int values travel as two floats (`hi·2¹² + lo`), each exact in f32 below 2²⁴: indices up to
+/// 2³⁶.
+const INT_SPLIT: i64 = 1 << 12;
+
+/// `[R, C]` ints as `[R, 2C]` floats: the high parts, then the low parts.
+fn ints_to_floats<B: Backend>(ints: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+    let hi = ints.clone().div_scalar(INT_SPLIT);
+    let lo = ints - hi.clone().mul_scalar(INT_SPLIT);
+    Tensor::cat(vec![hi.float(), lo.float()], 1)
+}
+
+/// The inverse of [`ints_to_floats`].
+fn floats_to_ints<B: Backend>(floats: Tensor<B, 2>) -> Tensor<B, 2, Int> {
+    let [rows, c2] = floats.dims();
+    let c = c2 / 2;
+    let hi = floats.clone().slice([0..rows, 0..c]).round().int();
+    let lo = floats.slice([0..rows, c..c2]).round().int();
+    hi.mul_scalar(INT_SPLIT) + lo
+}
+
+/// Peers that exchange data among themselves: the `P` shards of one replica (a memory group),
+/// the replicas of one shard, or the whole world. Groups come as a partition of the world:
+/// every peer is in exactly one group of the partition, and all groups of a partition run the
+/// same operation at the same time (SPMD).
+#[derive(Clone)]
+pub struct Group<B: Backend> {
+    collective: Arc<dyn Collective<B>>,
+    members: Vec<usize>,
+    position: usize,
+    /// This group's index in its partition, and how many groups the partition has.
+    slot: usize,
+    slots: usize,
+}
+
+impl<B: Backend> std::fmt::Debug for Group<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("members", &self.members)
+            .field("position", &self.position)
+            .finish()
+    }
+}
+
+impl<B: Backend> Group<B> {
+    /// This peer's group in `partition`: lists of world ranks (each in group order) that
+    /// together hold every rank exactly once.
+    pub fn new(
+        collective: Arc<dyn Collective<B>>,
+        partition: Vec<Vec<usize>>,
+    ) -> Result<Self, ParallelError> {
+        let (rank, world) = (collective.rank(), collective.world());
+        let mut seen = vec![0usize; world];
+        for &m in partition.iter().flatten() {
+            if m >= world {
+                return Err(ParallelError::Layout(format!(
+                    "groups {partition:?} name rank {m}, outside a world of {world}"
+                )));
+            }
+            seen[m] += 1;
+        }
+        if seen.iter().any(|&n| n != 1) {
+            return Err(ParallelError::Layout(format!(
+                "groups {partition:?} must hold every rank below {world} exactly once"
+            )));
+        }
+        let slots = partition.len();
+        let (slot, members) = partition
+            .into_iter()
+            .enumerate()
+            .find(|(_, g)| g.contains(&rank))
+            .expect("every rank is in one group");
+        let position = members
+            .iter()
+            .position(|&m| m == rank)
+            .expect("the group holds this rank");
+        Ok(Self {
+            collective,
+            members,
+            position,
+            slot,
+            slots,
+        })
+    }
+
+    /// The whole world as one group.
+    pub fn world(collective: Arc<dyn Collective<B>>) -> Self {
+        let world = collective.world();
+        Self::new(collective, vec![(0..world).collect()]).expect("the world is a partition")
+    }
+
+    /// Members.
+    pub fn size(&self) -> usize {
+        self.members.len()
+    }
+
+    /// This peer's place in the group, `0..size`.
+    pub fn position(&self) -> usize {
+        self.position
+    }
+
+    /// The underlying collective.
+    pub fn collective(&self) -> &Arc<dyn Collective<B>> {
+        &self.collective
+    }
+
+    /// Every member's `[R, C]` rows stacked in group order: `[size·R, C]`. One world
+    /// all-reduce of `world·R·C` values.
+    pub fn all_gather(&self, tensor: Tensor<B, 2>) -> Result<Tensor<B, 2>, ParallelError> {
+        if self.solo() {
+            return Ok(tensor);
+        }
+        let [r, c] = tensor.dims();
+        let (rank, world) = (self.collective.rank(), self.collective.world());
+        let buffer = Tensor::zeros([world * r, c], &tensor.device())
+            .slice_assign([rank * r..(rank + 1) * r, 0..c], tensor);
+        let all = self.world_sum(buffer)?;
+        Ok(Tensor::cat(
+            self.members
+                .iter()
+                .map(|&m| all.clone().slice([m * r..(m + 1) * r, 0..c]))
+                .collect(),
+            0,
+        ))
+    }
+
+    /// [`all_gather`](Self::all_gather) of int values (as two floats each; `|v| < 2³⁶`).
+    pub fn all_gather_ints(
+        &self,
+        tensor: Tensor<B, 2, Int>,
+    ) -> Result<Tensor<B, 2, Int>, ParallelError> {
+        Ok(floats_to_ints(self.all_gather(ints_to_floats(tensor))?))
+    }
+
+    /// Sends `parts[j]` (all `[R, C]`) to member `j`; returns what each member sent to this
+    /// one, in group order. One world all-reduce of `world·size·R·C` values.
+    pub fn all_to_all(&self, parts: Vec<Tensor<B, 2>>) -> Result<Vec<Tensor<B, 2>>, ParallelError> {
+        let size = self.size();
+        if parts.len() != size {
+            return Err(ParallelError::Layout(format!(
+                "all_to_all needs one part per member ({size}), got {}",
+                parts.len()
+            )));
+        }
+        let [r, c] = parts[0].dims();
+        if parts.iter().any(|p| p.dims() != [r, c]) {
+            return Err(ParallelError::Layout(
+                "all_to_all parts must have equal shapes".into(),
+            ));
+        }
+        if self.solo() {
+            return Ok(parts);
+        }
+        let (rank, world) = (self.collective.rank(), self.collective.world());
+        let device = parts[0].device();
+        // Slot (source rank, destination position) holds rows ((src·size + dst)·R ..).
+        let mine = Tensor::cat(parts, 0);
+        let start = rank * size * r;
+        let buffer = Tensor::zeros([world * size * r, c], &device)
+            .slice_assign([start..start + size * r, 0..c], mine);
+        let all = self.world_sum(buffer)?;
+        Ok(self
+            .members
+            .iter()
+            .map(|&m| {
+                let at = (m * size + self.position) * r;
+                all.clone().slice([at..at + r, 0..c])
+            })
+            .collect())
+    }
+
+    /// Sums `tensor [size·R, C]` over the members; member `j` receives rows block `j`: `[R, C]`.
+    /// Built on [`all_gather`](Self::all_gather): `world·size·R·C` values.
+    pub fn reduce_scatter(&self, tensor: Tensor<B, 2>) -> Result<Tensor<B, 2>, ParallelError> {
+        let [rows, c] = tensor.dims();
+        let size = self.size();
+        if !rows.is_multiple_of(size) {
+            return Err(ParallelError::Layout(format!(
+                "reduce_scatter needs rows ({rows}) divisible by the group size ({size})"
+            )));
+        }
+        let r = rows / size;
+        let gathered = self.all_gather(tensor)?;
+        let block = self.position * r;
+        Ok((0..size)
+            .map(|m| {
+                let at = m * rows + block;
+                gathered.clone().slice([at..at + r, 0..c])
+            })
+            .reduce(|a, b| a + b)
+            .expect("a group has a member"))
+    }
+
+    /// Element-wise sum over the members. One world all-reduce of `slots·bytes` (the
+    /// partition's groups side by side).
+    pub fn all_reduce<const D: usize>(
+        &self,
+        tensor: Tensor<B, D>,
+    ) -> Result<Tensor<B, D>, ParallelError> {
+        if self.solo() {
+            return Ok(tensor);
+        }
+        let shape = tensor.shape();
+        let n = shape.num_elements();
+        let flat = tensor.reshape([1, n]);
+        let sum = if self.slots == 1 {
+            self.world_sum(flat)?
+        } else {
+            let buffer = Tensor::zeros([self.slots, n], &flat.device())
+                .slice_assign([self.slot..self.slot + 1, 0..n], flat);
+            self.world_sum(buffer)?
+                .slice([self.slot..self.slot + 1, 0..n])
+        };
+        Ok(sum.reshape(shape))
+    }
+
+    /// Sums sparse row gradients over the members: every member gets the rows any member
+    /// touched, ids distinct and ascending, summed in member order (so all members get the same
+    /// bits). `width` and `device` describe the rows when this member has none. One world
+    /// all-reduce of the counts, then an [`all_gather`](Self::all_gather) of
+    /// `max_count × (width + 2)` values per peer.
+    pub fn sum_rows(
+        &self,
+        grads: Option<RowGrads<B>>,
+        width: usize,
+        device: &B::Device,
+    ) -> Result<Option<RowGrads<B>>, ParallelError>
+    where
+        B: ValueBackend,
+    {
+        if self.solo() {
+            return Ok(grads);
+        }
+        let (rank, world) = (self.collective.rank(), self.collective.world());
+        let count = grads.as_ref().map_or(0, |g| g.ids.dims()[0]);
+        let mine = Tensor::zeros([world, 1], device).slice_assign(
+            [rank..rank + 1, 0..1],
+            Tensor::from_floats([[count as f32]], device),
+        );
+        let counts: Vec<usize> = self
+            .world_sum(mine)?
+            .into_data()
+            .iter::<f32>()
+            .map(|c| c as usize)
+            .collect();
+        let most = counts.iter().copied().max().unwrap_or(0);
+        if most == 0 {
+            return Ok(None);
+        }
+        let columns = width + 2;
+        let block = match grads {
+            None => Tensor::zeros([most, columns], device),
+            Some(g) => {
+                let ids = ints_to_floats(g.ids.reshape([count, 1]));
+                let block = Tensor::cat(vec![ids, g.rows], 1);
+                if count < most {
+                    Tensor::cat(
+                        vec![block, Tensor::zeros([most - count, columns], device)],
+                        0,
+                    )
+                } else {
+                    block
+                }
+            }
+        };
+        let gathered = self.all_gather(block)?;
+        let parts = self
+            .members
+            .iter()
+            .enumerate()
+            .filter(|&(_, &m)| counts[m] > 0)
+            .map(|(j, &m)| {
+                let rows = j * most..j * most + counts[m];
+                RowGrads {
+                    ids: floats_to_ints(gathered.clone().slice([rows.clone(), 0..2]))
+                        .reshape([counts[m]]),
+                    rows: gathered.clone().slice([rows, 2..columns]),
+                }
+            })
+            .collect();
+        Ok(RowGrads::coalesce(parts))
+    }
+
+    /// Every group of the partition is one peer: group operations need no communication.
+    fn solo(&self) -> bool {
+        self.slots == self.collective.world()
+    }
+
+    fn world_sum(&self, buffer: Tensor<B, 2>) -> Result<Tensor<B, 2>, ParallelError> {
+        let sum = self
+            .collective
+            .all_reduce(buffer.into_primitive().tensor())?;
+        Ok(Tensor::from_primitive(TensorPrimitive::Float(sum)))
+    }
+}

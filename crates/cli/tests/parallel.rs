@@ -5,29 +5,13 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use common::{checkpoint_step, fresh, kill_after_checkpoint, memory_layers, metrics};
+use common::{checkpoint_step, fresh, kill_after_checkpoint, losses, memory_layers, train};
 
-fn train(out: &Path, extra: &[&str]) -> Command {
-    let mut cmd = memory_layers();
-    cmd.args(["train", "--model", "memory-plus", "--size", "tiny"])
-        .args(["--steps", "30", "--seed", "5", "--checkpoint-every", "10"])
-        .args(extra)
-        .arg("--out")
-        .arg(out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    cmd
-}
-
-fn losses(out: &Path) -> Vec<(u64, f64)> {
-    metrics(out)
-        .iter()
-        .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
-        .collect()
-}
+/// The runs of this file: 30 steps from one seed.
+const STEPS: u32 = 30;
+const SEED: u64 = 5;
 
 fn assert_follows(actual: &[(u64, f64)], expected: &[(u64, f64)], what: &str) {
     assert_eq!(actual.len(), expected.len(), "{what}: logged steps");
@@ -43,28 +27,33 @@ fn assert_follows(actual: &[(u64, f64)], expected: &[(u64, f64)], what: &str) {
 #[test]
 fn several_devices_follow_one_and_their_checkpoint_resumes_on_one() {
     let one = fresh("one");
-    assert!(train(&one, &[]).status().unwrap().success());
+    assert!(train(&one, STEPS, SEED, &[]).status().unwrap().success());
     let expected = losses(&one);
     assert_eq!(expected.last().unwrap().0, 30);
 
     let two = fresh("two");
     let args = ["--devices", "2", "--memory-parallel", "2"];
-    assert!(train(&two, &args).status().unwrap().success());
+    assert!(train(&two, STEPS, SEED, &args).status().unwrap().success());
     assert_follows(&losses(&two), &expected, "2 devices");
 
     let four = fresh("four");
     let mesh = ["--devices", "4", "--memory-parallel", "2"];
-    assert!(train(&four, &mesh).status().unwrap().success());
+    assert!(train(&four, STEPS, SEED, &mesh).status().unwrap().success());
     assert_follows(&losses(&four), &expected, "4 devices, memory groups of 2");
 
     // Dense AdamW: the run's parameters are materialised in one order however it runs (Burn
     // initialises them lazily, in the order of first use, which each optimizer changes).
     let dense = ["--value-optimizer", "dense-adamw"];
     let one_dense = fresh("one-dense");
-    assert!(train(&one_dense, &dense).status().unwrap().success());
+    assert!(
+        train(&one_dense, STEPS, SEED, &dense)
+            .status()
+            .unwrap()
+            .success()
+    );
     let two_dense = fresh("two-dense");
     assert!(
-        train(&two_dense, &[&args[..], &dense[..]].concat())
+        train(&two_dense, STEPS, SEED, &[&args[..], &dense[..]].concat())
             .status()
             .unwrap()
             .success()
@@ -77,7 +66,7 @@ fn several_devices_follow_one_and_their_checkpoint_resumes_on_one() {
 
     // Killed after a checkpoint on two devices, resumed on one.
     let cut = fresh("cut");
-    kill_after_checkpoint(train(&cut, &args), &cut, 10);
+    kill_after_checkpoint(train(&cut, STEPS, SEED, &args), &cut, 10);
     let status = memory_layers()
         .args(["train", "--resume", "--out"])
         .arg(&cut)

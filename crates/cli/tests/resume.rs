@@ -5,45 +5,34 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use common::{checkpoint_step, fresh, kill_after_checkpoint, memory_layers, metrics};
+use common::{checkpoint_step, fresh, kill_after_checkpoint, losses, memory_layers, train};
 
-fn train(out: &Path) -> Command {
-    let mut cmd = memory_layers();
-    cmd.args([
-        "train",
-        "--model",
-        "memory-plus",
-        "--size",
-        "tiny",
-        "--steps",
-        "40",
-        "--seed",
-        "3",
-    ])
-    .args(["--checkpoint-every", "10", "--out"])
-    .arg(out)
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    cmd
-}
+/// The runs of this file: 40 steps from one seed.
+const STEPS: u32 = 40;
+const SEED: u64 = 3;
 
-fn losses(out: &Path) -> Vec<(u64, String)> {
-    metrics(out)
-        .iter()
-        .map(|v| (v["step"].as_u64().unwrap(), v["loss"].to_string()))
-        .collect()
+/// Runs `memory-layers ARGS`, asserts that it fails with a stderr containing `needle`, and
+/// returns that stderr.
+fn fails_with(args: &[&str], needle: &str) -> String {
+    let out = memory_layers().args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{args:?} succeeded: {stderr}");
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: stderr without {needle:?}: {stderr}"
+    );
+    stderr
 }
 
 #[test]
 fn sigkill_then_resume_matches_an_uninterrupted_run() {
     let whole = fresh("whole");
-    assert!(train(&whole).status().unwrap().success());
+    assert!(train(&whole, STEPS, SEED, &[]).status().unwrap().success());
 
     let cut = fresh("cut");
-    kill_after_checkpoint(train(&cut), &cut, 20);
+    kill_after_checkpoint(train(&cut, STEPS, SEED, &[]), &cut, 20);
     let killed_at = checkpoint_step(&cut);
     assert!(
         killed_at < 40,
@@ -134,43 +123,40 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
 
 #[test]
 fn bad_command_lines_are_clear_errors() {
-    let out = memory_layers()
-        .args(["train", "--devices", "3", "--batch-size", "4"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("divisible by --devices 3"));
-    let out = memory_layers()
-        .args(["train", "--devices", "2", "--memory-parallel", "3"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("must divide"));
-    let out = memory_layers()
-        .args(["train", "--model", "transformer"])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("memory-plus"));
-    let out = memory_layers()
-        .args(["train", "--value-optimizer", "sgd"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("rowwise-adagrad"));
-    let out = memory_layers()
-        .args(["train", "--data", "/nonexistent.txt", "--size", "tiny"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.txt"));
+    fails_with(
+        &["train", "--devices", "3", "--batch-size", "4"],
+        "divisible by --devices 3",
+    );
+    fails_with(
+        &["train", "--devices", "2", "--memory-parallel", "3"],
+        "must divide",
+    );
+    let stderr = fails_with(&["train", "--model", "transformer"], "memory-plus");
+    assert!(
+        stderr.contains("transformer"),
+        "the bad value named: {stderr}"
+    );
+    fails_with(&["train", "--value-optimizer", "sgd"], "rowwise-adagrad");
+    // `--out` in the temporary directory: the default, runs/, is relative to the working
+    // directory (the crate, under cargo test).
+    let no_data = fresh("no-data");
+    fails_with(
+        &[
+            "train",
+            "--data",
+            "/nonexistent.txt",
+            "--size",
+            "tiny",
+            "--out",
+            no_data.to_str().unwrap(),
+        ],
+        "/nonexistent.txt",
+    );
     let missing = fresh("missing");
-    let out = memory_layers()
-        .args(["train", "--resume", "--out"])
-        .arg(&missing)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("config.toml"));
+    fails_with(
+        &["train", "--resume", "--out", missing.to_str().unwrap()],
+        "config.toml",
+    );
 }
 
 #[test]
@@ -194,10 +180,7 @@ fn bf16_training_runs_and_learns() {
     assert!(status.success());
     let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
     assert!(config.contains("precision = \"bf16\""));
-    let losses: Vec<f64> = losses(&out)
-        .iter()
-        .map(|(_, l)| l.parse().unwrap())
-        .collect();
+    let losses: Vec<f64> = losses(&out).iter().map(|&(_, l)| l).collect();
     assert!(losses.iter().all(|l| l.is_finite()));
     assert!(losses.last().unwrap() < &losses[0], "{losses:?}");
 }

@@ -5,6 +5,7 @@ use burn::tensor::{Distribution, Tensor};
 use memory_keys::reference::{BruteForce, TopK, compare_topk};
 use memory_keys::{KeysError, ProductKeysConfig, retrieve};
 use proptest::prelude::*;
+use test_support::host;
 use test_support::random_data as random;
 
 type B = Flex;
@@ -97,7 +98,7 @@ fn qk_norm_normalises_queries_and_keys() {
         .init::<B>(&device)
         .unwrap();
     let x = Tensor::<B, 2>::random([3, 8], Distribution::Normal(0.0, 5.0), &device);
-    let mean_square = |t: Tensor<B, 2>| t.square().mean_dim(1).into_data().to_vec::<f32>().unwrap();
+    let mean_square = |t: Tensor<B, 2>| host(t.square().mean_dim(1));
     let queries = keys.queries(x).reshape([3 * 2 * 2, 3]);
     let sub_keys = keys.sub_keys().reshape([2 * 2 * 4, 3]);
     for ms in mean_square(queries)
@@ -137,7 +138,7 @@ fn init_follows_the_paper() {
         .unwrap();
     assert_eq!(keys.keys.dims(), [2 * 4 * 64, 16]);
     let bound = 1.0 / 32f32.sqrt();
-    let values = keys.keys.val().into_data().to_vec::<f32>().unwrap();
+    let values = host(keys.keys.val());
     assert!(values.iter().all(|v| v.abs() <= bound));
     assert!(
         values.iter().any(|v| v.abs() > 0.9 * bound),
@@ -146,13 +147,7 @@ fn init_follows_the_paper() {
     let bias = keys.query_proj.bias.as_ref().unwrap().val();
     assert_eq!(bias.abs().sum().into_scalar(), 0.0);
     let xavier = (6.0f32 / (64.0 + 128.0)).sqrt();
-    let weight = keys
-        .query_proj
-        .weight
-        .val()
-        .into_data()
-        .to_vec::<f32>()
-        .unwrap();
+    let weight = host(keys.query_proj.weight.val());
     assert!(weight.iter().all(|w| w.abs() <= xavier));
 }
 

@@ -5,6 +5,7 @@ use burn::backend::Flex;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use memory_layer::MemoryLayerConfig;
+use test_support::host;
 
 fn run(seed: u64) -> Vec<f32> {
     let device = Default::default();
@@ -14,22 +15,8 @@ fn run(seed: u64) -> Vec<f32> {
         .init_with_values::<Flex>(&device)
         .unwrap();
     let x = Tensor::<Flex, 2>::random([4, 16], burn::tensor::Distribution::Default, &device);
-    let mut out: Vec<f32> = memory
-        .forward(x)
-        .unwrap()
-        .output
-        .into_data()
-        .to_vec()
-        .unwrap();
-    out.extend(
-        memory
-            .values
-            .weight
-            .val()
-            .into_data()
-            .to_vec::<f32>()
-            .unwrap(),
-    );
+    let mut out = host(memory.forward(x).unwrap().output);
+    out.extend(host(memory.values.weight.val()));
     out
 }
 

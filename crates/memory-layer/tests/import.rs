@@ -8,21 +8,8 @@ use burn::backend::Flex;
 use memory_layer::import::{
     ImportError, ReferenceFile, ReferenceLayer, ReferenceParam, load_reference,
 };
-use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
-
-fn fixtures() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/parity");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-        .collect();
-    files.sort();
-    files
-}
-
-type Tensors = HashMap<String, (Dtype, Vec<usize>, Vec<u8>)>;
+use test_support::{Tensors, fixture, fixtures, rewrite_fixture};
 
 /// The names of the layer parameters in a fixture (which also holds inputs and expected results).
 fn param_names(fixture: &Path) -> Vec<String> {
@@ -43,36 +30,15 @@ fn layer_file(
     edit: impl FnOnce(&mut Tensors, &mut HashMap<String, String>),
 ) -> PathBuf {
     let params = param_names(fixture);
-    let bytes = std::fs::read(fixture).unwrap();
-    let tensors = SafeTensors::deserialize(&bytes).unwrap();
-    let (_, metadata) = SafeTensors::read_metadata(&bytes).unwrap();
-    let mut metadata = metadata.metadata().clone().unwrap();
-    let mut owned: Tensors = tensors
-        .tensors()
-        .into_iter()
-        .filter(|(n, _)| params.contains(n))
-        .map(|(n, v)| (n, (v.dtype(), v.shape().to_vec(), v.data().to_vec())))
-        .collect();
-    edit(&mut owned, &mut metadata);
-    let views: Vec<(String, TensorView<'_>)> = owned
-        .iter()
-        .map(|(n, (d, s, b))| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
-        .collect();
-    let path = std::env::temp_dir().join(format!(
-        "memory-layer-import-{}-{name}.safetensors",
-        std::process::id()
-    ));
-    safetensors::serialize_to_file(views, Some(metadata), &path).unwrap();
-    path
+    rewrite_fixture(fixture, &format!("import-{name}"), |tensors, metadata| {
+        tensors.retain(|n, _| params.contains(n));
+        edit(tensors, metadata);
+    })
 }
 
 /// The layer of the Memory+ fixture, with `edit` applied.
 fn edited(name: &str, edit: impl FnOnce(&mut Tensors, &mut HashMap<String, String>)) -> PathBuf {
-    let source = fixtures()
-        .into_iter()
-        .find(|p| p.ends_with("memory_plus_h2.safetensors"))
-        .unwrap();
-    layer_file(&source, name, edit)
+    layer_file(&fixture("memory_plus_h2"), name, edit)
 }
 
 fn import_error(path: &Path) -> ImportError {

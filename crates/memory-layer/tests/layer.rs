@@ -169,52 +169,13 @@ fn usage_statistics_count_what_was_selected() {
 #[test]
 fn every_invalid_config_is_an_error_naming_the_field() {
     let device = Default::default();
-    let keys_field = |config: MemoryLayerConfig| match config.init::<B>(&device) {
-        Err(MemoryError::Keys(KeysError::InvalidConfig { field, .. })) => field,
-        other => panic!("{config:?}: {other:?}"),
-    };
-    assert_eq!(
-        keys_field(MemoryLayerConfig::new(ProductKeysConfig::new(
-            0, 1, 4, 1, 2
-        ))),
-        "dim"
-    );
-    assert_eq!(
-        keys_field(MemoryLayerConfig::new(ProductKeysConfig::new(
-            8, 0, 4, 1, 2
-        ))),
-        "heads"
-    );
-    assert_eq!(
-        keys_field(MemoryLayerConfig::new(ProductKeysConfig::new(
-            8, 1, 3, 1, 2
-        ))),
-        "k_dim"
-    );
-    assert_eq!(
-        keys_field(MemoryLayerConfig::new(ProductKeysConfig::new(
-            8, 1, 0, 1, 2
-        ))),
-        "k_dim"
-    );
-    assert_eq!(
-        keys_field(MemoryLayerConfig::new(ProductKeysConfig::new(
-            8, 1, 4, 0, 2
-        ))),
-        "knn"
-    );
-    assert_eq!(
-        keys_field(MemoryLayerConfig::new(ProductKeysConfig::new(
-            8, 1, 4, 3, 2
-        ))),
-        "knn"
-    );
-    assert_eq!(
-        keys_field(MemoryLayerConfig::new(ProductKeysConfig::new(
-            8, 1, 4, 1, 0
-        ))),
-        "n_keys"
-    );
+    // Every field of ProductKeysConfig has its case in memory-keys' retrieval tests; here,
+    // one of them passed through as the layer's error.
+    let too_many = MemoryLayerConfig::new(ProductKeysConfig::new(8, 1, 4, 3, 2));
+    match too_many.init::<B>(&device) {
+        Err(MemoryError::Keys(KeysError::InvalidConfig { field, .. })) => assert_eq!(field, "knn"),
+        other => panic!("{too_many:?}: {other:?}"),
+    }
     let zero_v = MemoryLayerConfig::new(ProductKeysConfig::new(8, 1, 4, 1, 2)).with_v_dim(Some(0));
     assert!(matches!(
         zero_v.init::<B>(&device),

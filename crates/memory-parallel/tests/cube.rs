@@ -12,7 +12,7 @@ use std::sync::Arc;
 use burn::backend::Wgpu;
 use burn::tensor::{Tensor, TensorPrimitive};
 use memory_parallel::Collective;
-use test_support::run_peers;
+use test_support::{host, run_peers};
 
 #[test]
 fn every_peer_on_one_device_gets_its_own_result() {
@@ -29,7 +29,7 @@ fn every_peer_on_one_device_gets_its_own_result() {
             let mean =
                 Tensor::<Wgpu, 1>::from_primitive(TensorPrimitive::Float(sum)).div_scalar(2.0);
             let expected = (3 + 2 * op) as f32 / 2.0;
-            let values = mean.into_data().to_vec::<f32>().unwrap();
+            let values = host(mean);
             if values
                 .iter()
                 .any(|v| (v - expected).abs() > 1e-3 * expected)

@@ -5,21 +5,9 @@ use std::path::{Path, PathBuf};
 use burn::backend::{Autodiff, Flex};
 use memory_layer::import::ImportError;
 use memory_parity::{F32_TOLERANCE, ParityError, check_fixture};
-use safetensors::SafeTensors;
-use safetensors::tensor::TensorView;
+use test_support::{fixture, fixtures, rewrite_fixture};
 
 type A = Autodiff<Flex>;
-
-fn fixtures() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/parity");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-        .collect();
-    files.sort();
-    files
-}
 
 #[test]
 fn every_committed_fixture_passes() {
@@ -50,27 +38,17 @@ fn every_committed_fixture_passes() {
 /// The Memory+ fixture rewritten with tensor `remove` left out and `add` (a copy of `input`)
 /// added.
 fn edited(name: &str, remove: &str, add: Option<&str>) -> PathBuf {
-    let source = fixtures()
-        .into_iter()
-        .find(|p| p.ends_with("memory_plus_h2.safetensors"))
-        .unwrap();
-    let bytes = std::fs::read(source).unwrap();
-    let tensors = SafeTensors::deserialize(&bytes).unwrap();
-    let (_, metadata) = SafeTensors::read_metadata(&bytes).unwrap();
-    let mut views: Vec<(String, TensorView<'_>)> = tensors
-        .tensors()
-        .into_iter()
-        .filter(|(n, _)| n != remove)
-        .collect();
-    if let Some(add) = add {
-        views.push((add.into(), tensors.tensor("input").unwrap()));
-    }
-    let path = std::env::temp_dir().join(format!(
-        "memory-parity-{}-{name}.safetensors",
-        std::process::id()
-    ));
-    safetensors::serialize_to_file(views, metadata.metadata().clone(), &path).unwrap();
-    path
+    rewrite_fixture(
+        &fixture("memory_plus_h2"),
+        &format!("parity-{name}"),
+        |tensors, _| {
+            let input = tensors["input"].clone();
+            tensors.remove(remove);
+            if let Some(add) = add {
+                tensors.insert(add.into(), input);
+            }
+        },
+    )
 }
 
 fn check_error(path: &Path) -> ParityError {

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 type G = Wgpu;
 
 use test_support::pseudo_random as data;
-use test_support::{host, host_ints};
+use test_support::{check_close, host, host_ints};
 
 fn float<B: Backend, const D: usize>(values: Vec<f32>, shape: [usize; D]) -> Tensor<B, D> {
     Tensor::from_data(TensorData::new(values, shape), &Default::default())
@@ -33,19 +33,8 @@ fn back<const D: usize>(
     Tensor::from_primitive(TensorPrimitive::Float(t))
 }
 
-fn close(a: &[f32], b: &[f32], what: &str) -> Result<(), String> {
-    if a.len() != b.len() {
-        return Err(format!("{what}: {} vs {} elements", a.len(), b.len()));
-    }
-    match a
-        .iter()
-        .zip(b)
-        .position(|(x, y)| (x - y).abs() > 1e-5 * (1.0 + y.abs()))
-    {
-        Some(i) => Err(format!("{what}, element {i}: {} vs {}", a[i], b[i])),
-        None => Ok(()),
-    }
-}
+/// The tolerance of every kernel-vs-reference comparison (relative, see `check_close`).
+const TOL: f32 = 1e-5;
 
 /// Lookup, dot products and sparse rows of one random case, kernel vs reference.
 fn lookup_case(rows: usize, d: usize, t: usize, k: usize, seed: u64) -> Result<(), String> {
@@ -66,7 +55,7 @@ fn lookup_case(rows: usize, d: usize, t: usize, k: usize, seed: u64) -> Result<(
         ints(ids.clone(), [t, k]),
         float(weights.clone(), [t, k]),
     );
-    close(&host(out), &host(expected), "bag_sum")?;
+    check_close(&host(out), &host(expected), TOL, "bag_sum")?;
 
     let out = back::<2>(G::bag_dot(
         prim(float::<G, 2>(values.clone(), [rows, d])),
@@ -78,7 +67,7 @@ fn lookup_case(rows: usize, d: usize, t: usize, k: usize, seed: u64) -> Result<(
         ints(ids.clone(), [t, k]),
         float(x.clone(), [t, d]),
     );
-    close(&host(out), &host(expected), "bag_dot")?;
+    check_close(&host(out), &host(expected), TOL, "bag_dot")?;
 
     let (u, sums) = G::bag_rows(
         ints::<G, 2>(ids.clone(), [t, k]).into_primitive(),
@@ -94,7 +83,7 @@ fn lookup_case(rows: usize, d: usize, t: usize, k: usize, seed: u64) -> Result<(
     if u != ref_u {
         return Err(format!("bag_rows ids {u:?} vs {ref_u:?}"));
     }
-    close(&host(back::<2>(sums)), &host(ref_sums), "bag_rows")
+    check_close(&host(back::<2>(sums)), &host(ref_sums), TOL, "bag_rows")
 }
 
 proptest! {
@@ -128,7 +117,7 @@ proptest! {
             &step,
         );
         for ((fast, slow), what) in fast.into_iter().zip(slow).zip(["weight", "m", "v"]) {
-            prop_assert_eq!(close(&host(back::<2>(fast)), &host(slow), what), Ok(()));
+            prop_assert_eq!(check_close(&host(back::<2>(fast)), &host(slow), TOL, what), Ok(()));
         }
         prop_assert_eq!(host(kept), w.clone());
 
@@ -148,8 +137,8 @@ proptest! {
             float(g, [u, d]),
             &adagrad,
         );
-        prop_assert_eq!(close(&host(back::<2>(fw)), &host(sw), "adagrad weight"), Ok(()));
-        prop_assert_eq!(close(&host(back::<1>(fa)), &host(sa), "adagrad acc"), Ok(()));
+        prop_assert_eq!(check_close(&host(back::<2>(fw)), &host(sw), TOL, "adagrad weight"), Ok(()));
+        prop_assert_eq!(check_close(&host(back::<1>(fa)), &host(sa), TOL, "adagrad acc"), Ok(()));
     }
 }
 
@@ -203,6 +192,6 @@ proptest! {
         let (u, sums) =
             reference::bag_rows::<Flex>(ints(ids, [t, k]), float(weights, [t, k]), float(x, [t, d]));
         let expected = reference::scatter_rows::<Flex>(rows, u, sums);
-        prop_assert_eq!(close(&host(dense), &host(expected), "bag_scatter"), Ok(()));
+        prop_assert_eq!(check_close(&host(dense), &host(expected), TOL, "bag_scatter"), Ok(()));
     }
 }

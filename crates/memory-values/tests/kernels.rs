@@ -9,27 +9,18 @@ use proptest::prelude::*;
 type B = Flex;
 
 use test_support::pseudo_random as data;
+use test_support::{check_close, host, host_ints};
 
 fn float(values: Vec<f32>, shape: [usize; 2]) -> Tensor<B, 2> {
     Tensor::from_data(TensorData::new(values, shape), &Default::default())
 }
 
+/// Same shape, and values within `check_close`'s relative tolerance of 1e-5.
 fn close(a: Tensor<B, 2>, b: Tensor<B, 2>) -> Result<(), String> {
     if a.dims() != b.dims() {
         return Err(format!("shapes {:?} vs {:?}", a.dims(), b.dims()));
     }
-    let (a, b) = (
-        a.into_data().to_vec::<f32>().unwrap(),
-        b.into_data().to_vec::<f32>().unwrap(),
-    );
-    match a
-        .iter()
-        .zip(&b)
-        .position(|(x, y)| (x - y).abs() > 1e-5 * (1.0 + y.abs()))
-    {
-        Some(i) => Err(format!("element {i}: {} vs {}", a[i], b[i])),
-        None => Ok(()),
-    }
+    check_close(&host(a), &host(b), 1e-5, "values")
 }
 
 fn prim(t: Tensor<B, 2>) -> <B as burn::tensor::backend::BackendTypes>::FloatTensorPrimitive {
@@ -59,7 +50,7 @@ proptest! {
         prop_assert_eq!(close(fast, reference::bag_dot(values.clone(), indices.clone(), x.clone())), Ok(()));
         let (ids, sums) = B::bag_rows(indices.clone().into_primitive(), prim(weights.clone()), prim(x.clone()));
         let (ref_ids, ref_sums) = reference::bag_rows(indices, weights, x);
-        prop_assert_eq!(ints(Tensor::from_primitive(ids)), ints(ref_ids));
+        prop_assert_eq!(host_ints::<B, 1>(Tensor::from_primitive(ids)), host_ints(ref_ids));
         prop_assert_eq!(close(back(sums), ref_sums), Ok(()));
     }
 
@@ -86,8 +77,4 @@ proptest! {
         prop_assert_eq!(close(back(w), ref_w), Ok(()));
         prop_assert_eq!(close(back::<1>(a).reshape([1, rows]), ref_a.reshape([1, rows])), Ok(()));
     }
-}
-
-fn ints(t: Tensor<B, 1, Int>) -> Vec<i64> {
-    t.into_data().convert::<i64>().to_vec::<i64>().unwrap()
 }

@@ -15,8 +15,8 @@ const RULE: RowRule = RowRule::AdamW {
     weight_decay: 0.1,
 };
 
-use test_support::assert_close;
 use test_support::pseudo_random as seq;
+use test_support::{assert_close, host};
 
 fn table(rows: usize, dim: usize) -> ValueTable<A> {
     let values = Tensor::from_data(
@@ -46,7 +46,7 @@ fn backward(table: &ValueTable<A>, ids: &[i64], seed: u64) {
 }
 
 fn values(table: &ValueTable<A>) -> Vec<f32> {
-    table.weight.val().into_data().to_vec::<f32>().unwrap()
+    host(table.weight.val())
 }
 
 #[test]

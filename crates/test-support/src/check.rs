@@ -16,14 +16,70 @@ pub fn host_ints<B: Backend, const D: usize>(tensor: Tensor<B, D, Int>) -> Vec<i
     tensor.into_data().convert::<i64>().to_vec().unwrap()
 }
 
-/// Asserts `|actual - expected| ≤ tolerance · (1 + |expected|)` element-wise; the message
-/// names `what` and the first element off.
+/// Checks `|actual - expected| ≤ tolerance · (1 + |expected|)` element-wise (a NaN is never
+/// close); the error names `what` and the first element off.
+pub fn check_close(
+    actual: &[f32],
+    expected: &[f32],
+    tolerance: f32,
+    what: &str,
+) -> Result<(), String> {
+    if actual.len() != expected.len() {
+        return Err(format!(
+            "{what}: {} vs {} elements",
+            actual.len(),
+            expected.len()
+        ));
+    }
+    match actual
+        .iter()
+        .zip(expected)
+        .position(|(&a, &e)| !within(a, e, tolerance))
+    {
+        Some(i) => Err(format!(
+            "{what}, element {i}: {} vs {}",
+            actual[i], expected[i]
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Asserts [`check_close`]: panics with its message.
 pub fn assert_close(actual: &[f32], expected: &[f32], tolerance: f32, what: &str) {
-    assert_eq!(actual.len(), expected.len(), "{what}: lengths");
-    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
-        assert!(
-            (a - e).abs() <= tolerance * (1.0 + e.abs()),
-            "{what}, element {i}: {a} vs {e}"
+    if let Err(message) = check_close(actual, expected, tolerance, what) {
+        panic!("{message}");
+    }
+}
+
+/// `|actual - expected| ≤ tolerance · (1 + |expected|)`: false when either is NaN.
+fn within(actual: f32, expected: f32, tolerance: f32) -> bool {
+    (actual - expected).abs() <= tolerance * (1.0 + expected.abs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_close_is_relative_to_one_plus_the_expected_value() {
+        assert_eq!(check_close(&[1.0, 102.0], &[1.0, 100.0], 0.02, "x"), Ok(()));
+        assert_eq!(
+            check_close(&[1.0, 103.0], &[1.0, 100.0], 0.02, "x"),
+            Err("x, element 1: 103 vs 100".into())
         );
+        assert_eq!(
+            check_close(&[f32::NAN], &[f32::NAN], 1.0, "nan"),
+            Err("nan, element 0: NaN vs NaN".into())
+        );
+        assert_eq!(
+            check_close(&[1.0], &[1.0, 2.0], 0.0, "len"),
+            Err("len: 1 vs 2 elements".into())
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "y, element 0: 2 vs 1")]
+    fn assert_close_panics_with_the_message() {
+        assert_close(&[2.0], &[1.0], 0.1, "y");
     }
 }

@@ -2,13 +2,21 @@
 //!
 //! - [`Lcg`], [`pseudo_random`], [`random_data`]: reproducible inputs without a dependency;
 //! - [`host`], [`host_f64`], [`host_ints`]: read a tensor back to the host;
-//! - [`assert_close`]: element-wise comparison with a relative tolerance;
-//! - [`run_peers`], [`serial`]: peers on threads, each registered with burn-collective.
+//! - [`check_close`], [`assert_close`]: element-wise comparison with a relative tolerance;
+//! - [`fixtures`], [`fixture`], [`rewrite_fixture`]: the parity fixtures
+//!   (`fixtures/parity/*.safetensors`) and edited copies of them;
+//! - with the feature `peers`, `run_peers` and `serial`: peers on threads, each registered
+//!   with burn-collective. Only the crates that test peers (memory-parallel, trainer) enable
+//!   it, so the kernel crates' tests build neither burn-collective nor memory-parallel.
 
 mod check;
+mod fixtures;
+#[cfg(feature = "peers")]
 mod peers;
 mod rng;
 
-pub use check::{assert_close, host, host_f64, host_ints};
+pub use check::{assert_close, check_close, host, host_f64, host_ints};
+pub use fixtures::{Tensors, fixture, fixtures, rewrite_fixture};
+#[cfg(feature = "peers")]
 pub use peers::{run_peers, serial};
 pub use rng::{Lcg, pseudo_random, random_data};

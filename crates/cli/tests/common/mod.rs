@@ -1,7 +1,7 @@
 //! Helpers shared by the command-line tests.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The `memory-layers` binary built for these tests.
@@ -25,6 +25,32 @@ pub fn checkpoint_step(out: &Path) -> u64 {
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|v| v["step"].as_u64())
         .unwrap_or(0)
+}
+
+/// `train` of a tiny Memory+ model for `steps` steps from `seed`, checkpointing every 10,
+/// with `extra` options, writing the run `out`; quiet.
+pub fn train(out: &Path, steps: u32, seed: u64, extra: &[&str]) -> Command {
+    let mut cmd = memory_layers();
+    cmd.args(["train", "--model", "memory-plus", "--size", "tiny"])
+        .arg("--steps")
+        .arg(steps.to_string())
+        .arg("--seed")
+        .arg(seed.to_string())
+        .args(["--checkpoint-every", "10"])
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// The (step, loss) of every line of a run's metrics.jsonl.
+pub fn losses(out: &Path) -> Vec<(u64, f64)> {
+    metrics(out)
+        .iter()
+        .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
+        .collect()
 }
 
 /// An empty run directory for this test process.

@@ -2,7 +2,7 @@
 
 use clap::Subcommand;
 
-use crate::{eval, generate, train};
+use crate::{eval, experiment, generate, train};
 
 /// A `memory-layers` command.
 #[derive(Subcommand)]
@@ -13,6 +13,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Continue a prompt with a trained run (greedy, temperature, top-p; KV cache).
     Generate(generate::GenerateArgs),
+    /// Train a suite of runs (models, memory-size, ablations) and write its table and plots.
+    Experiment(experiment::ExperimentArgs),
 }
 
 impl Command {
@@ -22,6 +24,7 @@ impl Command {
             Command::Train(args) => train::run(*args),
             Command::Eval(args) => eval::run(args),
             Command::Generate(args) => generate::run(args),
+            Command::Experiment(args) => experiment::run(args),
         }
     }
 }

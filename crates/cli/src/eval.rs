@@ -1,5 +1,5 @@
-//! `eval`: scores a trained run (validation loss, held-out QA, memory usage) and prints the
-//! report as JSON.
+//! `eval`: scores a trained run (validation loss, held-out QA, fact recall, memory usage) and
+//! prints the report as JSON.
 
 use std::path::PathBuf;
 
@@ -23,6 +23,12 @@ pub struct EvalArgs {
     /// Questions scored (0: all).
     #[arg(long)]
     qa_limit: Option<usize>,
+    /// Fact-recall probes (.jsonl with "prompt" and "answer") instead of the run's.
+    #[arg(long)]
+    recall: Option<PathBuf>,
+    /// Recall probes scored (0: all).
+    #[arg(long)]
+    recall_limit: Option<usize>,
     /// Also write the report to this JSON file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -49,6 +55,12 @@ impl Job for &EvalArgs {
         }
         if let Some(limit) = self.qa_limit {
             config.run.qa_limit = limit;
+        }
+        if let Some(recall) = &self.recall {
+            config.data.recall = Some(recall.clone());
+        }
+        if let Some(limit) = self.recall_limit {
+            config.run.recall_limit = limit;
         }
         let data: RunData = prepare_data(&mut config, &run.dir, true)?;
         Ok(evaluate(&run.model, &config, &data, device)?)

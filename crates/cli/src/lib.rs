@@ -4,6 +4,7 @@
 //! - `train [...]`: trains a model and evaluates it (docs/training.md).
 //! - `eval --checkpoint DIR`: validation loss, held-out QA, memory usage (JSON).
 //! - `generate --checkpoint DIR --prompt TEXT`: greedy or top-p sampling with a KV cache.
+//! - `experiment SUITE`: a suite of training runs, its table and plots (docs/results.md).
 //!
 //! A library as well, so that `cargo xtask` offers the same commands and runs its own on the
 //! same backend dispatch ([`dispatch`]).
@@ -11,6 +12,7 @@
 mod backend;
 mod command;
 mod eval;
+mod experiment;
 mod generate;
 mod train;
 

@@ -30,6 +30,9 @@ pub struct TrainArgs {
     /// Held-out QA set (.jsonl with "question" and "answer") for the final evaluation.
     #[arg(long)]
     qa: Option<PathBuf>,
+    /// Fact-recall probes (.jsonl with "prompt" and "answer") for the final evaluation.
+    #[arg(long)]
+    recall: Option<PathBuf>,
     /// Optimizer steps.
     #[arg(long)]
     steps: Option<usize>,
@@ -117,6 +120,7 @@ impl TrainArgs {
             config.data.paths = self.data.clone();
         }
         set(&mut config.data.qa, self.qa.clone().map(Some));
+        set(&mut config.data.recall, self.recall.clone().map(Some));
         set(&mut config.data.tokenizer, self.tokenizer);
         if self.no_facts {
             config.data.facts = None;
@@ -241,17 +245,34 @@ fn print_summary(s: &TrainSummary) {
             "val loss / ppl",
             format!("{:.4} / {:.2}", e.val_loss, e.val_ppl),
         ),
-        (
-            "QA exact match",
-            format!("{:.2}% of {}", e.qa_exact_match, e.qa_count),
-        ),
-        ("QA F1", format!("{:.2}%", e.qa_f1)),
-        ("QA answer NLL", format!("{:.4}", e.qa_answer_nll)),
     ];
+    let probes = if e.qa_total == 0 {
+        vec![("QA", "no QA set".to_string())]
+    } else {
+        vec![
+            (
+                "QA exact match",
+                format!(
+                    "{:.2}% ({} of {} questions asked)",
+                    e.qa_exact_match, e.qa_count, e.qa_total
+                ),
+            ),
+            ("QA F1", format!("{:.2}%", e.qa_f1)),
+            ("QA answer NLL", format!("{:.4}", e.qa_answer_nll)),
+        ]
+    };
+    let recall = match e.fact_recall {
+        Some(recall) => format!(
+            "{recall:.2}% ({} of {} probes asked)",
+            e.recall_count, e.recall_total
+        ),
+        None => "no recall probes".to_string(),
+    };
     println!("\n{:-<60}", "");
-    for (name, value) in rows {
+    for (name, value) in rows.into_iter().chain(probes) {
         println!("{name:<20} {value}");
     }
+    println!("{:<20} {recall}", "fact recall");
     for layer in &e.memory_layers {
         println!(
             "{:<20} used {:.1}%  KL(uniform) {:.3}  top-1 score {:.3}",

@@ -31,6 +31,10 @@ pub struct DataConfig {
     /// Held-out QA set for evaluation (.jsonl). Default: the generated facts' held-out set.
     #[serde(default)]
     pub qa: Option<PathBuf>,
+    /// Fact-recall probes for evaluation (.jsonl with "prompt" and "answer"). Default: the
+    /// generated facts' probes.
+    #[serde(default)]
+    pub recall: Option<PathBuf>,
     /// The generated knowledge corpus mixed into training (`None`: none).
     #[serde(default)]
     pub facts: Option<FactsConfig>,
@@ -146,9 +150,17 @@ pub struct RunConfig {
     pub eval_batches: usize,
     /// QA questions scored at the end (0: all).
     pub qa_limit: usize,
+    /// Recall probes scored at the end (0: all).
+    #[serde(default = "default_recall_limit")]
+    pub recall_limit: usize,
     /// Floating-point type.
     #[serde(default)]
     pub precision: Precision,
+}
+
+/// Recall probes scored by default: 300 (50 people of the generated corpus).
+fn default_recall_limit() -> usize {
+    300
 }
 
 impl TrainConfig {
@@ -172,6 +184,7 @@ impl TrainConfig {
             data: DataConfig {
                 paths: Vec::new(),
                 qa: None,
+                recall: None,
                 facts: Some(FactsConfig::default()),
                 tokenizer,
                 val_fraction: 0.02,
@@ -202,6 +215,7 @@ impl TrainConfig {
                 eval_every: 50,
                 eval_batches: 16,
                 qa_limit: if size == Size::Tiny { 60 } else { 300 },
+                recall_limit: default_recall_limit(),
                 precision: Precision::F32,
             },
         }

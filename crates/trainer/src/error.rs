@@ -51,6 +51,9 @@ pub enum TrainError {
     /// A parallel run cannot go on (a layout it does not support, a collective that failed).
     #[error("parallel training: {0}")]
     Parallel(String),
+    /// A chart could not be drawn.
+    #[error("plot: {0}")]
+    Plot(String),
     /// A value table or its optimizer failed.
     #[error(transparent)]
     Values(#[from] memory_values::ValueError),

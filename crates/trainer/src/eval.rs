@@ -1,22 +1,20 @@
-//! Evaluation: validation loss and perplexity, QA (exact match, F1, answer NLL), memory usage;
-//! a run's final evaluation, and trained runs opened for evaluation or generation.
+//! Evaluation: validation loss and perplexity, memory usage, the QA and recall probes
+//! (probe.rs); a run's final evaluation, and trained runs opened for evaluation or generation.
 
 use std::path::{Path, PathBuf};
 
 use burn::tensor::ElementConversion;
-use memory_layer::{MemoryBackend, UsageStats};
-use model_zoo::{Sampler, Transformer, generate};
+use memory_layer::{MemoryBackend, UsageStats, UsageSummary};
+use model_zoo::Transformer;
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 use crate::checkpoint::{checkpoint_error, find_checkpoint, load_model};
 use crate::config::TrainConfig;
-use crate::data::{Batches, QaPair, QaScores, Tokenizer, exact_match, prompt, token_f1};
-use crate::loss::{lm_loss, nll, token_tensor};
+use crate::data::{Batches, Tokenizer};
+use crate::loss::lm_loss;
 use crate::prepare::RunData;
-
-/// Longest generated answer, in tokens.
-const MAX_ANSWER_TOKENS: usize = 24;
+use crate::probe::{first, qa_scores, recall_score};
 
 /// How one product-key layer was used on the validation set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +29,28 @@ pub struct LayerUsage {
     pub kl_uniform_weighted: f64,
     /// Mean best score.
     pub top1_score: f64,
+    /// Standard deviation of the layer's output.
+    #[serde(default)]
+    pub output_std: f64,
+}
+
+impl LayerUsage {
+    /// The usage of the product-key layer in block `layer`.
+    pub fn new(layer: usize, s: &UsageSummary) -> Self {
+        Self {
+            layer,
+            used_pct: s.used_pct,
+            kl_uniform: s.kl_uniform,
+            kl_uniform_weighted: s.kl_uniform_weighted,
+            top1_score: s.top1_score,
+            output_std: s.output_std,
+        }
+    }
+}
+
+/// A usage record that could not be taken (an index outside the memory) as a model error.
+pub(crate) fn memory_error(e: memory_values::ValueError) -> TrainError {
+    TrainError::Model(model_zoo::ZooError::Memory(e.into()))
 }
 
 /// `eval.json`.
@@ -48,6 +68,19 @@ pub struct EvalReport {
     pub qa_answer_nll: f64,
     /// Questions scored.
     pub qa_count: usize,
+    /// Questions in the QA set (`qa_limit` scores the first `qa_count` of them).
+    #[serde(default)]
+    pub qa_total: usize,
+    /// Percent of recall probes whose greedy continuation starts with the fact; `None`
+    /// without probes.
+    #[serde(default)]
+    pub fact_recall: Option<f64>,
+    /// Recall probes scored.
+    #[serde(default)]
+    pub recall_count: usize,
+    /// Recall probes in the set (`recall_limit` scores the first `recall_count`).
+    #[serde(default)]
+    pub recall_total: usize,
     /// Per product-key layer.
     pub memory_layers: Vec<LayerUsage>,
 }
@@ -72,83 +105,18 @@ pub fn validate<B: MemoryBackend>(
             if stats.len() <= i {
                 stats.push((*layer, UsageStats::new(memory_size)));
             }
-            stats[i]
-                .1
-                .record(memory)
-                .map_err(|e| TrainError::Model(model_zoo::ZooError::Memory(e.into())))?;
+            stats[i].1.record(memory).map_err(memory_error)?;
         }
     }
     let usage = stats
         .into_iter()
-        .map(|(layer, s)| {
-            let s = s.summary();
-            LayerUsage {
-                layer,
-                used_pct: s.used_pct,
-                kl_uniform: s.kl_uniform,
-                kl_uniform_weighted: s.kl_uniform_weighted,
-                top1_score: s.top1_score,
-            }
-        })
+        .map(|(layer, s)| LayerUsage::new(layer, &s.summary()))
         .collect();
     Ok((total / count.max(1) as f64, usage))
 }
 
-/// Scores the first `limit` QA pairs (0: all): greedy answers up to a newline, SQuAD exact
-/// match and F1, and the NLL of ` {answer}\n` after the prompt (prompt and answer are
-/// tokenized separately and concatenated).
-pub fn qa_scores<B: MemoryBackend>(
-    model: &Transformer<B>,
-    tokenizer: &Tokenizer,
-    qa: &[QaPair],
-    limit: usize,
-    device: &B::Device,
-) -> Result<QaScores, TrainError> {
-    let qa = if limit == 0 {
-        qa
-    } else {
-        &qa[..limit.min(qa.len())]
-    };
-    let (mut em, mut f1, mut answer_nll) = (0.0, 0.0, 0.0);
-    for pair in qa {
-        let prompt_ids = tokenizer.encode(&prompt(&pair.question));
-        let answer = generate(
-            model,
-            &prompt_ids,
-            MAX_ANSWER_TOKENS,
-            Sampler::Greedy,
-            |ids| tokenizer.decode(ids).contains('\n'),
-        )?;
-        let text = tokenizer.decode(&answer);
-        let predicted = text.split('\n').next().unwrap_or_default().trim();
-        em += exact_match(predicted, &pair.answer);
-        f1 += token_f1(predicted, &pair.answer);
-
-        let answer_ids = tokenizer.encode(&format!(" {}\n", pair.answer));
-        let ids: Vec<u32> = prompt_ids.iter().chain(&answer_ids).copied().collect();
-        let all = token_tensor::<B>(&ids, 1, device);
-        let n = ids.len();
-        let logits = model.forward(all.clone().slice_dim(1, 0..n - 1))?.logits;
-        let per_token = nll(logits, all.slice_dim(1, 1..n));
-        let start = prompt_ids.len() - 1;
-        answer_nll += per_token
-            .slice_dim(1, start..n - 1)
-            .mean()
-            .into_scalar()
-            .elem::<f64>();
-    }
-    let count = qa.len();
-    let mean = |x: f64| if count == 0 { 0.0 } else { x / count as f64 };
-    Ok(QaScores {
-        exact_match: 100.0 * mean(em),
-        f1: 100.0 * mean(f1),
-        answer_nll: mean(answer_nll),
-        count,
-    })
-}
-
 /// The final evaluation of a run: validation loss and memory usage over every validation
-/// sequence, and the first `qa_limit` QA pairs.
+/// sequence, the first `qa_limit` QA pairs and the first `recall_limit` recall probes.
 pub fn evaluate<B: MemoryBackend>(
     model: &Transformer<B>,
     config: &TrainConfig,
@@ -161,10 +129,11 @@ pub fn evaluate<B: MemoryBackend>(
     let qa = qa_scores(
         model,
         &data.tokenizer,
-        &data.qa,
-        config.run.qa_limit,
+        first(&data.qa, config.run.qa_limit),
         device,
     )?;
+    let recall = first(&data.recall, config.run.recall_limit);
+    let fact_recall = recall_score(model, &data.tokenizer, recall)?;
     Ok(EvalReport {
         val_loss,
         val_ppl: val_loss.exp(),
@@ -172,6 +141,10 @@ pub fn evaluate<B: MemoryBackend>(
         qa_f1: qa.f1,
         qa_answer_nll: qa.answer_nll,
         qa_count: qa.count,
+        qa_total: data.qa.len(),
+        fact_recall,
+        recall_count: recall.len(),
+        recall_total: data.recall.len(),
         memory_layers,
     })
 }

@@ -11,8 +11,9 @@
 //!   pool sharded over them (parallel memory).
 //! - [`Stepper`]: the model and its optimizer groups; one step alone ([`Stepper::step`]) or as
 //!   one [`Rank`] of a parallel run ([`Stepper::step_parallel`]).
-//! - [`evaluate`] → [`EvalReport`]: validation loss, QA exact match / F1 / answer NLL, memory
-//!   usage; [`open_run`] loads a trained run for evaluation or generation.
+//! - [`evaluate`] → [`EvalReport`]: validation loss, QA exact match / F1 / answer NLL, fact
+//!   recall, memory usage; [`open_run`] loads a trained run for evaluation or generation.
+//! - [`plot`]: SVG charts (loss curves, experiment figures).
 
 mod atomic;
 mod backend;
@@ -25,7 +26,9 @@ mod layout;
 mod loss;
 mod metrics;
 mod optim;
+pub mod plot;
 mod prepare;
+mod probe;
 mod rank;
 mod run;
 mod stepper;
@@ -33,12 +36,14 @@ mod strategy;
 mod train_loop;
 
 pub use backend::TrainBackend;
+pub use checkpoint::find_checkpoint;
 pub use config::{
     DataConfig, Decay, OptimConfig, Precision, RunConfig, TrainConfig, ValueOptimizer,
 };
 pub use error::TrainError;
 pub use eval::{EvalReport, LayerUsage, OpenRun, evaluate, open_run};
 pub use layout::Layout;
+pub use metrics::{MetricsLine, read_metrics};
 pub use optim::value_param_ids;
 pub use prepare::{RunData, prepare_data};
 pub use rank::Rank;

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::TrainError;
+use crate::plot::{Chart, Series};
+use crate::{LayerUsage, TrainError};
 
 /// One metrics line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,12 +30,16 @@ pub struct MetricsLine {
     /// Validation loss, on evaluation steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_loss: Option<f64>,
-    /// Percent of memory values used (first product-key layer), where the model has memory.
+    /// Percent of memory values used by the first product-key layer on the step's last
+    /// micro-batch, where the model has memory (every layer: `memory_layers`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub used_pct: Option<f64>,
-    /// KL of the access distribution to uniform (first product-key layer).
+    /// KL of the first product-key layer's access distribution to uniform.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kl_uniform: Option<f64>,
+    /// Usage of every product-key layer on the step's last micro-batch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub memory_layers: Vec<LayerUsage>,
 }
 
 /// Appends metrics lines to `metrics.jsonl`.
@@ -86,60 +91,19 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricsLine>, TrainError> {
         .collect()
 }
 
-/// Draws training and validation loss against steps as an SVG.
-pub fn loss_svg(lines: &[MetricsLine]) -> String {
-    let (w, h, pad) = (720.0, 420.0, 50.0);
-    let train: Vec<(f64, f64)> = lines.iter().map(|l| (l.step as f64, l.loss)).collect();
+/// Training and validation loss against steps, as an SVG chart.
+pub fn loss_svg(lines: &[MetricsLine]) -> Result<String, TrainError> {
+    let mut chart = Chart::new("loss", "step", "loss (nats/token)");
+    chart.series.push(Series::line(
+        "train",
+        lines.iter().map(|l| (l.step as f64, l.loss)).collect(),
+    ));
     let val: Vec<(f64, f64)> = lines
         .iter()
         .filter_map(|l| l.val_loss.map(|v| (l.step as f64, v)))
         .collect();
-    let all = train.iter().chain(&val);
-    let max_step = all.clone().map(|p| p.0).fold(1.0, f64::max);
-    let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
-        (lo.min(p.1), hi.max(p.1))
-    });
-    let (lo, hi) = if lo.is_finite() {
-        (lo, hi.max(lo + 1e-9))
-    } else {
-        (0.0, 1.0)
-    };
-    let x = |s: f64| pad + (w - 2.0 * pad) * s / max_step;
-    let y = |v: f64| h - pad - (h - 2.0 * pad) * (v - lo) / (hi - lo);
-    let path = |points: &[(f64, f64)]| -> String {
-        points
-            .iter()
-            .map(|&(s, v)| format!("{:.1},{:.1}", x(s), y(v)))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <line x1=\"{pad}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"black\"/>\n\
-         <line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{b}\" stroke=\"black\"/>\n\
-         <text x=\"{cx}\" y=\"{ty}\" text-anchor=\"middle\">step (0 to {max_step})</text>\n\
-         <text x=\"10\" y=\"{pad}\">{hi:.3}</text><text x=\"10\" y=\"{b}\">{lo:.3}</text>\n\
-         <text x=\"{cx}\" y=\"30\" text-anchor=\"middle\" font-size=\"14\">loss (nats/token): train (blue), validation (orange)</text>\n",
-        b = h - pad,
-        r = w - pad,
-        cx = w / 2.0,
-        ty = h - 15.0,
-    );
-    svg += &format!(
-        "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\" points=\"{}\"/>\n",
-        path(&train)
-    );
-    svg += &format!(
-        "<polyline fill=\"none\" stroke=\"#ff7f0e\" stroke-width=\"2\" points=\"{}\"/>\n",
-        path(&val)
-    );
-    for &(s, v) in &val {
-        svg += &format!(
-            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"#ff7f0e\"/>\n",
-            x(s),
-            y(v)
-        );
+    if !val.is_empty() {
+        chart.series.push(Series::line("validation", val));
     }
-    svg + "</svg>\n"
+    chart.svg()
 }

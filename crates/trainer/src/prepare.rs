@@ -1,14 +1,16 @@
-//! Data preparation: a run's tokenizer, batches and held-out QA from its configuration.
+//! Data preparation: a run's tokenizer, batches, held-out QA and recall probes from its
+//! configuration.
 
 use std::path::Path;
 
 use crate::TrainError;
 use crate::config::TrainConfig;
 use crate::data::{
-    Batches, Facts, QaPair, Tokenizer, TokenizerKind, embedded_shakespeare, load_documents, load_qa,
+    Batches, Facts, QaPair, RecallProbe, Tokenizer, TokenizerKind, embedded_shakespeare,
+    load_documents, load_qa, load_recall,
 };
 
-/// The data of a run: tokenizer, batches and held-out QA.
+/// The data of a run: tokenizer, batches, held-out QA and recall probes.
 pub struct RunData {
     /// The tokenizer (trained on the training text, or loaded from the run).
     pub tokenizer: Tokenizer,
@@ -16,6 +18,8 @@ pub struct RunData {
     pub batches: Batches,
     /// QA pairs for evaluation.
     pub qa: Vec<QaPair>,
+    /// Fact-recall probes for evaluation.
+    pub recall: Vec<RecallProbe>,
 }
 
 /// Builds the run's data; trains and saves the tokenizer unless the run directory has one
@@ -66,9 +70,15 @@ pub fn prepare_data(
         (None, Some(facts)) => facts.heldout_qa.clone(),
         (None, None) => Vec::new(),
     };
+    let recall = match (&data.recall, &facts) {
+        (Some(path), _) => load_recall(path)?,
+        (None, Some(facts)) => facts.recall.clone(),
+        (None, None) => Vec::new(),
+    };
     Ok(RunData {
         tokenizer,
         batches,
         qa,
+        recall,
     })
 }

@@ -7,11 +7,12 @@ use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::ElementConversion;
 use burn::tensor::backend::AutodiffBackend;
-use memory_layer::{UsageStats, UsageSummary, ValueStore};
+use memory_layer::{UsageStats, ValueStore};
 use memory_values::RowOptimizer;
 use model_zoo::Transformer;
 
 use crate::config::OptimConfig;
+use crate::eval::{LayerUsage, memory_error};
 use crate::loss::lm_loss;
 use crate::optim::{
     adamw, clip_factor, clip_global_norm, row_rule, row_squared_norms, scale_grads, scale_rows,
@@ -35,7 +36,7 @@ pub struct Stepper<B: AutodiffBackend> {
 }
 
 /// What one step measured.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StepReport {
     /// Mean loss over the micro-batches.
     pub loss: f64,
@@ -43,8 +44,9 @@ pub struct StepReport {
     pub grad_norm: f64,
     /// Global gradient norm of the values, before clipping.
     pub value_grad_norm: f64,
-    /// Usage of the first product-key layer on the last micro-batch, when asked for.
-    pub usage: Option<UsageSummary>,
+    /// Usage of every product-key layer on the last micro-batch, when asked for (empty
+    /// otherwise, and for models without one).
+    pub usage: Vec<LayerUsage>,
 }
 
 impl<B: TrainBackend> Stepper<B> {
@@ -72,7 +74,7 @@ impl<B: TrainBackend> Stepper<B> {
     }
 
     /// One step over `micro_batches` (each `batch_size` windows of `seq_len + 1` tokens) at
-    /// learning-rate multiplier `multiplier`. With `usage_of = Some(size)`, the first
+    /// learning-rate multiplier `multiplier`. With `usage_of = Some(size)`, every
     /// product-key layer's usage on the last micro-batch is reported.
     pub fn step(
         &mut self,
@@ -117,7 +119,7 @@ impl<B: TrainBackend> Stepper<B> {
         let store = sharded.as_ref().map(|s| s as &dyn ValueStore<B>);
         let mut main = GradientsAccumulator::<Transformer<B>>::new();
         let mut values = GradientsAccumulator::<Transformer<B>>::new();
-        let (mut loss_sum, mut usage) = (0.0, None);
+        let (mut loss_sum, mut usage) = (0.0, Vec::new());
         for (i, tokens) in micro_batches.iter().enumerate() {
             let (loss, output) = lm_loss(&self.model, tokens, o.batch_size, device, store)?;
             let objective = match output.aux_loss.clone() {
@@ -130,13 +132,16 @@ impl<B: TrainBackend> Stepper<B> {
                 GradientsParams::from_params(&mut grads, &self.model, &self.value_ids);
             values.accumulate(&self.model, value_grads);
             main.accumulate(&self.model, GradientsParams::from_grads(grads, &self.model));
-            if let (Some(size), true, Some((_, memory))) =
-                (usage_of, i + 1 == count, output.memory.first())
-            {
-                let mut stats = UsageStats::new(size);
-                if stats.record(memory).is_ok() {
-                    usage = Some(stats.summary());
-                }
+            if let (Some(size), true) = (usage_of, i + 1 == count) {
+                usage = output
+                    .memory
+                    .iter()
+                    .map(|(layer, memory)| {
+                        let mut stats = UsageStats::new(size);
+                        stats.record(memory).map_err(memory_error)?;
+                        Ok(LayerUsage::new(*layer, &stats.summary()))
+                    })
+                    .collect::<Result<_, TrainError>>()?;
             }
         }
         let (mut main, mut values) = (main.grads(), values.grads());

@@ -1,6 +1,7 @@
 //! The training loop: steps, metrics, validation, checkpoints and the final evaluation, the
 //! same for every [`Strategy`].
 
+use std::io::IsTerminal;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
@@ -82,11 +83,11 @@ impl Run {
             .then(|| MetricsLog::open(out, state.step))
             .transpose()?;
         let o = config.optim.clone();
-        let bar = progress_bar(
-            self.options.progress && strategy.writes(),
-            o.steps,
-            state.step,
-        );
+        let show = self.options.progress && strategy.writes();
+        // On a terminal a bar; elsewhere (nohup, SLURM, CI) one line per logged step.
+        let log_lines = show && !std::io::stderr().is_terminal();
+        let bar = progress_bar(show && !log_lines, o.steps, state.step);
+        let (first_step, session) = (state.step, Instant::now());
 
         let mut last_loss = f64::NAN;
         let mut window = (Instant::now(), state.tokens_seen);
@@ -147,8 +148,9 @@ impl Run {
                     value_grad_norm: report.value_grad_norm,
                     tokens_per_s: (state.tokens_seen - window.1) as f64 / seconds,
                     val_loss,
-                    used_pct: report.usage.map(|u| u.used_pct),
-                    kl_uniform: report.usage.map(|u| u.kl_uniform),
+                    used_pct: report.usage.first().map(|u| u.used_pct),
+                    kl_uniform: report.usage.first().map(|u| u.kl_uniform),
+                    memory_layers: report.usage,
                 };
                 if let Some(log) = &mut log {
                     log.append(&line)?;
@@ -157,6 +159,19 @@ impl Run {
                     "loss {last_loss:.3} | {:.0} tok/s",
                     line.tokens_per_s
                 ));
+                if log_lines {
+                    let done = (state.step - first_step) as f64;
+                    let left = (o.steps - state.step) as f64;
+                    let eta = session.elapsed().as_secs_f64() / done.max(1.0) * left;
+                    eprintln!(
+                        "step {}/{} | loss {last_loss:.4} | lr {:.3e} | {:.0} tok/s | ETA {}",
+                        state.step,
+                        o.steps,
+                        line.lr,
+                        line.tokens_per_s,
+                        clock(eta)
+                    );
+                }
                 window = (Instant::now(), state.tokens_seen);
             }
             bar.set_position(state.step as u64);
@@ -178,7 +193,7 @@ impl Run {
                     .as_bytes(),
             )?;
             let lines = read_metrics(&out.join("metrics.jsonl"))?;
-            write_atomic(&out.join("loss.svg"), loss_svg(&lines).as_bytes())?;
+            write_atomic(&out.join("loss.svg"), loss_svg(&lines)?.as_bytes())?;
             summary = Some(TrainSummary {
                 steps: state.step,
                 final_loss: lines.last().map_or(last_loss, |l| l.loss),
@@ -190,6 +205,16 @@ impl Run {
             Ok(())
         })?;
         Ok(summary)
+    }
+}
+
+/// `seconds` as `1h02m`, `3m05s` or `42s`.
+fn clock(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s / 60 % 60),
     }
 }
 

@@ -1,11 +1,12 @@
 //! A generated knowledge corpus: synthetic biographies of N people with six attributes each,
 //! written in several phrasings, with QA lines for half of the people in the training text and
-//! a held-out QA set for the other half (whose facts appear only in biographies).
+//! a held-out QA set for the other half (whose facts appear only in biographies), and
+//! recall probes of every fact.
 
 use model_zoo::SplitMix64;
 use serde::{Deserialize, Serialize};
 
-use super::{Document, QaPair};
+use super::{Document, QaPair, RecallProbe};
 
 const FIRST: [&str; 40] = [
     "Alma", "Bruno", "Celia", "Dario", "Edith", "Felix", "Greta", "Hugo", "Ines", "Jonas", "Karla",
@@ -134,12 +135,80 @@ const MONTHS: [&str; 12] = [
     "December",
 ];
 
+/// One attribute of a person: its question and its phrasings in biographies. In both, `{n}`
+/// stands for the name; in a phrasing `{v}` stands for the value, and the text before it is
+/// the recall prompt.
+struct Attribute {
+    question: &'static str,
+    phrasings: [&'static str; 3],
+}
+
+/// The six attributes, in the order of [`Person::values`].
+const ATTRIBUTES: [Attribute; 6] = [
+    Attribute {
+        question: "When was {n} born?",
+        phrasings: [
+            "{n} was born on {v}.",
+            "{n} came into the world on {v}.",
+            "The birthday of {n} is {v}.",
+        ],
+    },
+    Attribute {
+        question: "Where was {n} born?",
+        phrasings: [
+            "{n} was born in {v}.",
+            "{n} grew up in {v}, the city of their birth.",
+            "The birthplace of {n} is {v}.",
+        ],
+    },
+    Attribute {
+        question: "Which university did {n} attend?",
+        phrasings: [
+            "{n} studied at {v}.",
+            "{n} graduated from {v}.",
+            "{n} attended {v}.",
+        ],
+    },
+    Attribute {
+        question: "What did {n} study?",
+        phrasings: [
+            "{n} majored in {v}.",
+            "At university, {n} studied {v}.",
+            "The field {n} chose was {v}.",
+        ],
+    },
+    Attribute {
+        question: "Which company does {n} work for?",
+        phrasings: [
+            "{n} works for {v}.",
+            "{n} is employed by {v}.",
+            "These days {n} has a job at {v}.",
+        ],
+    },
+    Attribute {
+        question: "In which city does {n} work?",
+        phrasings: [
+            "{n} works in {v}.",
+            "The office of {n} is in {v}.",
+            "{n} commutes to work in {v}.",
+        ],
+    },
+];
+
+/// Distinct first-and-last names; beyond them, names get a middle initial.
+const PLAIN_NAMES: usize = FIRST.len() * LAST.len();
+
+/// Most people the corpus can describe (every name with and without a middle initial).
+pub const MAX_PEOPLE: usize = PLAIN_NAMES * 27;
+
 /// Size and seed of the generated corpus.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FactsConfig {
-    /// People described (at most 1600 distinct names).
+    /// People described (at most [`MAX_PEOPLE`]; beyond 1600, names get middle initials).
     pub people: usize,
-    /// Biographies per person in the training text, each in freshly drawn phrasings.
+    /// Biographies per person in the training text, each in freshly drawn phrasings: the
+    /// exposures of each fact per pass over the corpus.
     pub bios_per_person: usize,
     /// Seed of the attributes and phrasings.
     pub seed: u64,
@@ -155,15 +224,27 @@ impl Default for FactsConfig {
     }
 }
 
+impl FactsConfig {
+    /// Information content of the facts in bits: every attribute value is drawn uniformly
+    /// and independently, so each person holds `Σ log2(choices)` bits.
+    pub fn bits(&self) -> f64 {
+        let choices = [
+            28.0 * 12.0 * 50.0, // birth day, month, year
+            CITIES.len() as f64,
+            UNIVERSITIES.len() as f64,
+            MAJORS.len() as f64,
+            EMPLOYERS.len() as f64,
+            CITIES.len() as f64,
+        ];
+        self.people as f64 * choices.iter().map(|c: &f64| c.log2()).sum::<f64>()
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Person {
     name: String,
-    birth: String,
-    city: &'static str,
-    university: &'static str,
-    major: &'static str,
-    employer: &'static str,
-    work_city: &'static str,
+    /// One value per [`ATTRIBUTES`] entry.
+    values: [String; 6],
 }
 
 /// The generated corpus.
@@ -175,104 +256,98 @@ pub struct Facts {
     pub heldout_qa: Vec<QaPair>,
     /// Questions about the first half (also in the training text).
     pub train_qa: Vec<QaPair>,
+    /// One recall probe per person and attribute (every fact is in the biographies), each in
+    /// one of the training phrasings, cut before the value; people and attributes interleaved
+    /// so that any prefix of the list covers both halves of the people.
+    pub recall: Vec<RecallProbe>,
+}
+
+fn fill(template: &str, name: &str, value: &str) -> String {
+    template.replace("{n}", name).replace("{v}", value)
 }
 
 impl Person {
     fn qa(&self) -> Vec<QaPair> {
-        let n = &self.name;
-        let pair = |q: String, a: &str| QaPair {
-            question: q,
-            answer: a.to_string(),
-        };
-        vec![
-            pair(format!("When was {n} born?"), &self.birth),
-            pair(format!("Where was {n} born?"), self.city),
-            pair(format!("Which university did {n} attend?"), self.university),
-            pair(format!("What did {n} study?"), self.major),
-            pair(format!("Which company does {n} work for?"), self.employer),
-            pair(format!("In which city does {n} work?"), self.work_city),
-        ]
+        ATTRIBUTES
+            .iter()
+            .zip(&self.values)
+            .map(|(attribute, value)| QaPair {
+                question: fill(attribute.question, &self.name, ""),
+                answer: value.clone(),
+            })
+            .collect()
+    }
+
+    /// The recall probe of attribute `a` in phrasing `p`.
+    fn recall(&self, a: usize, p: usize) -> RecallProbe {
+        let phrasing = ATTRIBUTES[a].phrasings[p];
+        let prefix = &phrasing[..phrasing.find("{v}").expect("every phrasing has a value")];
+        RecallProbe {
+            prompt: fill(prefix.trim_end(), &self.name, ""),
+            answer: self.values[a].clone(),
+        }
     }
 
     /// One biography: six sentences, each in a randomly drawn phrasing, in random order
     /// after the first.
     fn bio(&self, rng: &mut SplitMix64) -> String {
-        let n = &self.name;
-        let mut pick = |options: Vec<String>| options[rng.below(options.len())].clone();
-        let birth = pick(vec![
-            format!("{n} was born on {}.", self.birth),
-            format!("{n} came into the world on {}.", self.birth),
-            format!("The birthday of {n} is {}.", self.birth),
-        ]);
-        let city = pick(vec![
-            format!("{n} was born in {}.", self.city),
-            format!("{n} grew up in {}, the city of their birth.", self.city),
-            format!("The birthplace of {n} is {}.", self.city),
-        ]);
-        let university = pick(vec![
-            format!("{n} studied at {}.", self.university),
-            format!("{n} graduated from {}.", self.university),
-            format!("{n} attended {}.", self.university),
-        ]);
-        let major = pick(vec![
-            format!("{n} majored in {}.", self.major),
-            format!("At university, {n} studied {}.", self.major),
-            format!("The field {n} chose was {}.", self.major),
-        ]);
-        let employer = pick(vec![
-            format!("{n} works for {}.", self.employer),
-            format!("{n} is employed by {}.", self.employer),
-            format!("These days {n} has a job at {}.", self.employer),
-        ]);
-        let work_city = pick(vec![
-            format!("{n} works in {}.", self.work_city),
-            format!("The office of {n} is in {}.", self.work_city),
-            format!("{n} commutes to work in {}.", self.work_city),
-        ]);
-        let mut rest = vec![city, university, major, employer, work_city];
-        rng.shuffle(&mut rest);
-        std::iter::once(birth)
-            .chain(rest)
-            .collect::<Vec<_>>()
-            .join(" ")
+        let mut sentences: Vec<String> = ATTRIBUTES
+            .iter()
+            .zip(&self.values)
+            .map(|(attribute, value)| {
+                let phrasing = attribute.phrasings[rng.below(attribute.phrasings.len())];
+                fill(phrasing, &self.name, value)
+            })
+            .collect();
+        rng.shuffle(&mut sentences[1..]);
+        sentences.join(" ")
     }
+}
+
+/// `count` distinct names: first and last names, then the same with middle initials.
+fn names(count: usize, rng: &mut SplitMix64) -> Vec<String> {
+    let plain = || FIRST.iter().flat_map(|f| LAST.iter().map(move |l| (f, l)));
+    let mut names: Vec<String> = plain().map(|(f, l)| format!("{f} {l}")).collect();
+    rng.shuffle(&mut names);
+    if count > PLAIN_NAMES {
+        let mut more: Vec<String> = ('A'..='Z')
+            .flat_map(|i| plain().map(move |(f, l)| format!("{f} {i}. {l}")))
+            .collect();
+        rng.shuffle(&mut more);
+        names.extend(more);
+    }
+    names.truncate(count);
+    names
 }
 
 impl Facts {
     /// Generates the corpus; the same config gives the same corpus.
     pub fn generate(config: &FactsConfig) -> Self {
         let mut rng = SplitMix64::new(config.seed);
-        let mut names: Vec<String> = FIRST
-            .iter()
-            .flat_map(|f| LAST.iter().map(move |l| format!("{f} {l}")))
-            .collect();
-        rng.shuffle(&mut names);
-        let mut pick = |list: &'static [&'static str]| list[rng.below(list.len())];
-        let people: Vec<Person> = names
+        let names = names(config.people.min(MAX_PEOPLE), &mut rng);
+        let mut pick = |list: &'static [&'static str]| list[rng.below(list.len())].to_string();
+        let mut people: Vec<Person> = names
             .into_iter()
-            .take(config.people)
             .map(|name| Person {
                 name,
-                birth: String::new(),
-                city: pick(&CITIES),
-                university: pick(&UNIVERSITIES),
-                major: pick(&MAJORS),
-                employer: pick(&EMPLOYERS),
-                work_city: pick(&CITIES),
+                values: [
+                    String::new(),
+                    pick(&CITIES),
+                    pick(&UNIVERSITIES),
+                    pick(&MAJORS),
+                    pick(&EMPLOYERS),
+                    pick(&CITIES),
+                ],
             })
             .collect();
-        let people: Vec<Person> = people
-            .into_iter()
-            .map(|mut p| {
-                let (day, month, year) = (
-                    1 + rng.below(28),
-                    MONTHS[rng.below(12)],
-                    1950 + rng.below(50),
-                );
-                p.birth = format!("{month} {day}, {year}");
-                p
-            })
-            .collect();
+        for person in &mut people {
+            let (day, month, year) = (
+                1 + rng.below(28),
+                MONTHS[rng.below(12)],
+                1950 + rng.below(50),
+            );
+            person.values[0] = format!("{month} {day}, {year}");
+        }
         let half = people.len() / 2;
         let train_qa: Vec<QaPair> = people[..half].iter().flat_map(Person::qa).collect();
         let heldout_qa: Vec<QaPair> = people[half..].iter().flat_map(Person::qa).collect();
@@ -292,10 +367,19 @@ impl Facts {
                 text,
             })
             .collect();
+        // Person i's attribute a in phrasing (i + a) mod 3; alternating halves.
+        let order = (0..half)
+            .flat_map(|i| [i, half + i])
+            .chain(2 * half..people.len());
+        let recall = order
+            .flat_map(|i| (0..ATTRIBUTES.len()).map(move |a| (i, a)))
+            .map(|(i, a)| people[i].recall(a, (i + a) % 3))
+            .collect();
         Self {
             training,
             heldout_qa,
             train_qa,
+            recall,
         }
     }
 }
@@ -331,5 +415,52 @@ mod tests {
         for qa in &a.train_qa {
             assert!(text.contains(&qa.as_text()));
         }
+    }
+
+    #[test]
+    fn recall_probes_complete_training_sentences() {
+        // 30 biographies per person: every phrasing appears (miss probability (2/3)^30).
+        let facts = Facts::generate(&FactsConfig {
+            people: 10,
+            bios_per_person: 30,
+            seed: 3,
+        });
+        let text: String = facts.training.iter().map(|d| d.text.as_str()).collect();
+        assert_eq!(facts.recall.len(), 10 * 6);
+        for probe in &facts.recall {
+            let fact = format!("{} {}", probe.prompt, probe.answer);
+            assert!(text.contains(&fact), "{fact}");
+        }
+        let name = |qa: &QaPair| {
+            let q = qa.question.trim_start_matches("When was ");
+            q.trim_end_matches(" born?").to_string()
+        };
+        assert!(facts.recall[0].prompt.contains(&name(&facts.train_qa[0])));
+        assert!(facts.recall[6].prompt.contains(&name(&facts.heldout_qa[0])));
+    }
+
+    #[test]
+    fn many_people_get_distinct_names_and_bits_scale() {
+        let config = FactsConfig {
+            people: 2000,
+            bios_per_person: 1,
+            seed: 2,
+        };
+        let facts = Facts::generate(&config);
+        let mut names: Vec<&str> = facts
+            .heldout_qa
+            .iter()
+            .chain(&facts.train_qa)
+            .step_by(6)
+            .map(|qa| {
+                let q = qa.question.trim_start_matches("When was ");
+                q.trim_end_matches(" born?")
+            })
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), 2000);
+        let per_person = config.bits() / 2000.0;
+        assert!((per_person - 36.2).abs() < 0.1, "{per_person}");
     }
 }

@@ -1,0 +1,23 @@
+//! Experiment suites: the paper's comparisons in shape, on the machine at hand.
+//!
+//! - [`Suite`]: `models`, `memory-size`, `ablations`; [`Suite::runs`] turns a [`Base`] (data,
+//!   tokens per run, seeds) into [`RunSpec`]s that differ only in what is compared.
+//! - [`Budget`]: tokens per run or minutes per suite, one knob for every run.
+//! - [`run_suite`]: trains the runs in order, skips finished ones and resumes an interrupted
+//!   one, and rewrites the report after each.
+//! - [`SummaryRow`], [`markdown`], [`write_report`]: `summary.json`, `summary.md` and the
+//!   figures (recall and QA against FLOPs per token and parameters, validation loss).
+
+mod budget;
+mod error;
+mod report;
+mod runner;
+mod suite;
+mod summary;
+
+pub use budget::Budget;
+pub use error::ExperimentError;
+pub use report::{REPORT_FILES, write_report};
+pub use runner::{Event, SuitePlan, run_suite};
+pub use suite::{BASE_LAYERS, BASE_N_KEYS, Base, RunSpec, SUITE_FACTS, Suite};
+pub use summary::{LayerRow, Spread, SummaryRow, groups, markdown, read_json, si};

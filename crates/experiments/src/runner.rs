@@ -1,0 +1,301 @@
+//! Running a suite: budgets resolved once, finished runs skipped, an interrupted run resumed
+//! from its checkpoint, the report rewritten after every run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use trainer::{Stepper, TrainBackend, TrainConfig, TrainOptions, find_checkpoint, train};
+
+use crate::report::write_report;
+use crate::summary::{SummaryRow, read_json, write_json};
+use crate::{Base, Budget, ExperimentError, RunSpec, Suite};
+
+/// What a suite is asked to do.
+#[derive(Debug, Clone)]
+pub struct SuitePlan {
+    /// The suite.
+    pub suite: Suite,
+    /// Its base (data, seeds); `tokens` is set from the budget.
+    pub base: Base,
+    /// How much training it gets.
+    pub budget: Budget,
+    /// The suite's directory: `suite.json`, the report, and `runs/<run>/`.
+    pub out: PathBuf,
+}
+
+/// The resolved budget, kept in `suite.json` so that a resumed suite trains the same runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SuiteRecord {
+    suite: Suite,
+    budget: String,
+    tokens_per_run: u64,
+}
+
+/// What the runner reports as it goes.
+#[derive(Debug, Clone)]
+pub enum Event<'a> {
+    /// Step times measured (seconds per training token, per configuration).
+    Calibrated {
+        /// Training tokens every run gets.
+        tokens_per_run: u64,
+    },
+    /// Run `index` (1-based) of `total` starts, or resumes.
+    Start {
+        /// 1-based position.
+        index: usize,
+        /// Runs in the suite.
+        total: usize,
+        /// The run.
+        spec: &'a RunSpec,
+        /// Whether it continues from a checkpoint.
+        resumed: bool,
+        /// This run's expected training time.
+        run_eta: Duration,
+        /// Expected time until the whole suite is done.
+        suite_eta: Duration,
+    },
+    /// Run `index` was already finished.
+    Skipped {
+        /// 1-based position.
+        index: usize,
+        /// Runs in the suite.
+        total: usize,
+        /// The run.
+        spec: &'a RunSpec,
+    },
+    /// Run `index` finished.
+    Finished {
+        /// 1-based position.
+        index: usize,
+        /// Runs in the suite.
+        total: usize,
+        /// Its summary row.
+        row: &'a SummaryRow,
+    },
+}
+
+/// Runs the suite on `device`, reporting progress to `on_event`; returns every row, in the
+/// suite's order. `progress` shows each run's own progress (bar or log lines).
+pub fn run_suite<B: TrainBackend>(
+    plan: &SuitePlan,
+    device: &B::Device,
+    progress: bool,
+    on_event: &mut dyn FnMut(Event<'_>),
+) -> Result<Vec<SummaryRow>, ExperimentError> {
+    let out = &plan.out;
+    std::fs::create_dir_all(out.join("runs")).map_err(|e| ExperimentError::file(out, e))?;
+    let probe = plan.suite.runs(&Base {
+        tokens: 1,
+        ..plan.base.clone()
+    })?;
+    let pending: Vec<&RunSpec> = probe
+        .iter()
+        .filter(|s| !row_path(out, &s.id).exists())
+        .collect();
+    let cost = seconds_per_token::<B>(&pending, device)?;
+    let tokens = resolve_tokens(plan, &probe, &cost)?;
+    on_event(Event::Calibrated {
+        tokens_per_run: tokens,
+    });
+    let specs = plan.suite.runs(&Base {
+        tokens,
+        ..plan.base.clone()
+    })?;
+    let total = specs.len();
+    // Measured over predicted training time, and the mean time of everything else in a run
+    // (data, evaluation), from the runs started afresh in this process.
+    let (mut measured, mut predicted, mut overhead, mut fresh) = (0.0, 0.0, 0.0, 0usize);
+    let mut rows = Vec::with_capacity(total);
+    for (i, spec) in specs.iter().enumerate() {
+        let index = i + 1;
+        let path = row_path(out, &spec.id);
+        if path.exists() {
+            rows.push(read_json(&path)?);
+            on_event(Event::Skipped { index, total, spec });
+            continue;
+        }
+        let estimate = |s: &RunSpec| cost.get(&s.label).copied().unwrap_or(0.0) * tokens as f64;
+        let scale = if predicted > 0.0 {
+            measured / predicted
+        } else {
+            1.0
+        };
+        let extra = overhead / fresh.max(1) as f64;
+        let eta = |s: &RunSpec| estimate(s) * scale + extra;
+        let remaining: f64 = specs[i..]
+            .iter()
+            .filter(|s| !row_path(out, &s.id).exists())
+            .map(eta)
+            .sum();
+        let dir = out.join("runs").join(&spec.id);
+        let resumed = prepare_dir(&dir, &spec.config)?;
+        on_event(Event::Start {
+            index,
+            total,
+            spec,
+            resumed,
+            run_eta: Duration::from_secs_f64(eta(spec)),
+            suite_eta: Duration::from_secs_f64(remaining),
+        });
+        let started = Instant::now();
+        let mut config = spec.config.clone();
+        config.run.out = dir;
+        let options = TrainOptions {
+            resume: resumed,
+            progress,
+        };
+        let summary =
+            train::<B>(config, device, options).map_err(|source| ExperimentError::Run {
+                run: spec.id.clone(),
+                source,
+            })?;
+        if !resumed {
+            measured += summary.train_seconds;
+            predicted += estimate(spec);
+            overhead += (started.elapsed().as_secs_f64() - summary.train_seconds).max(0.0);
+            fresh += 1;
+        }
+        let row = SummaryRow::new(
+            &spec.id,
+            &spec.label,
+            &summary.config,
+            summary.tokens,
+            summary.train_seconds,
+            &summary.eval,
+            "tiny",
+        );
+        write_json(&path, &row)?;
+        on_event(Event::Finished {
+            index,
+            total,
+            row: &row,
+        });
+        rows.push(row);
+        write_report(out, &plan.suite.to_string(), &rows)?;
+    }
+    write_report(out, &plan.suite.to_string(), &rows)?;
+    Ok(rows)
+}
+
+/// `runs/<id>/row.json`: written when a run is finished and evaluated.
+fn row_path(out: &Path, id: &str) -> PathBuf {
+    out.join("runs").join(id).join("row.json")
+}
+
+/// Readies a run directory: `true` to resume its checkpoint (same configuration), `false`
+/// to start afresh (anything there without a checkpoint is removed).
+fn prepare_dir(dir: &Path, config: &TrainConfig) -> Result<bool, ExperimentError> {
+    if find_checkpoint(dir).is_none() {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(|e| ExperimentError::file(dir, e))?;
+        }
+        return Ok(false);
+    }
+    let saved = TrainConfig::load(&dir.join("config.toml"))?;
+    let mut expected = config.clone();
+    expected.run.out = saved.run.out.clone();
+    expected.model.vocab_size = saved.model.vocab_size;
+    let differs = [
+        ("model", saved.model != expected.model),
+        ("data", saved.data != expected.data),
+        ("optim", saved.optim != expected.optim),
+        ("run", saved.run != expected.run),
+    ];
+    match differs.iter().find(|(_, d)| *d) {
+        Some((what, _)) => Err(ExperimentError::Mismatch {
+            path: dir.to_path_buf(),
+            what: what.to_string(),
+        }),
+        None => Ok(true),
+    }
+}
+
+/// Tokens per run: the budget's, or as many as fit its minutes at the measured step times
+/// (kept in `suite.json`, so that a resumed suite does not measure again).
+fn resolve_tokens(
+    plan: &SuitePlan,
+    specs: &[RunSpec],
+    cost: &BTreeMap<String, f64>,
+) -> Result<u64, ExperimentError> {
+    let path = plan.out.join("suite.json");
+    let budget = plan.budget.to_string();
+    if path.exists() {
+        let record: SuiteRecord = read_json(&path)?;
+        if record.suite == plan.suite && record.budget == budget {
+            return Ok(record.tokens_per_run);
+        }
+        if record.suite != plan.suite {
+            return Err(ExperimentError::Setting {
+                field: "out",
+                value: plan.out.display().to_string(),
+                rule: "holds another suite; use a new --out",
+            });
+        }
+    }
+    let tokens = match plan.budget {
+        Budget::Tokens(tokens) => tokens,
+        Budget::Minutes(minutes) => {
+            let per_token: f64 = specs
+                .iter()
+                .map(|s| cost.get(&s.label).copied().unwrap_or(0.0))
+                .sum();
+            // A sixth of the time is left for evaluations and checkpoints.
+            let tokens = minutes * 60.0 * (5.0 / 6.0) / per_token.max(1e-12);
+            (tokens as u64).max(1)
+        }
+    };
+    write_json(
+        &path,
+        &SuiteRecord {
+            suite: plan.suite,
+            budget,
+            tokens_per_run: tokens,
+        },
+    )?;
+    Ok(tokens)
+}
+
+/// Seconds per training token of every configuration among `specs` (timed over a few steps
+/// on synthetic tokens after one warm-up step).
+fn seconds_per_token<B: TrainBackend>(
+    specs: &[&RunSpec],
+    device: &B::Device,
+) -> Result<BTreeMap<String, f64>, ExperimentError> {
+    const TIMED_STEPS: u32 = 3;
+    let mut cost = BTreeMap::new();
+    for spec in specs {
+        if cost.contains_key(&spec.label) {
+            continue;
+        }
+        let config = &spec.config;
+        let failed = |source| ExperimentError::Run {
+            run: spec.id.clone(),
+            source,
+        };
+        let model = config
+            .model
+            .init::<B>(device)
+            .map_err(|e| failed(e.into()))?;
+        let mut stepper = Stepper::new(model, &config.optim);
+        let o = &config.optim;
+        let vocab = config.model.vocab_size as u64;
+        let batch: Vec<u32> = (0..(o.batch_size * (o.seq_len + 1)) as u64)
+            .map(|i| (i.wrapping_mul(2_654_435_761) % vocab) as u32)
+            .collect();
+        let step = |stepper: &mut Stepper<B>| {
+            stepper
+                .step(std::slice::from_ref(&batch), 1.0, None, device)
+                .map_err(failed)
+        };
+        step(&mut stepper)?;
+        let started = Instant::now();
+        for _ in 0..TIMED_STEPS {
+            step(&mut stepper)?;
+        }
+        let tokens = (o.batch_size * o.seq_len) as f64 * f64::from(TIMED_STEPS);
+        cost.insert(spec.label.clone(), started.elapsed().as_secs_f64() / tokens);
+    }
+    Ok(cost)
+}

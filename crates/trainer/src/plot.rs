@@ -1,0 +1,284 @@
+//! Charts as SVG (plotters): axes with ticks, a light grid, a legend, optional log scales.
+//! Training writes its loss curve with it; experiment reports draw their figures with it.
+
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::ValueFormatter;
+use plotters::prelude::*;
+
+use crate::TrainError;
+
+/// How a series is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// Points joined by a line.
+    Line,
+    /// Points only, with vertical error bars where the series has them.
+    Points,
+}
+
+/// One named series of `(x, y)` points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Legend entry.
+    pub label: String,
+    /// The points, in drawing order.
+    pub points: Vec<(f64, f64)>,
+    /// Per point `(low, high)` of `y` (for example the spread over seeds); empty: none.
+    pub errors: Vec<(f64, f64)>,
+    /// How it is drawn.
+    pub mark: Mark,
+}
+
+impl Series {
+    /// A line through `points`.
+    pub fn line(label: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
+        Self {
+            label: label.into(),
+            points,
+            errors: Vec::new(),
+            mark: Mark::Line,
+        }
+    }
+
+    /// Points with error bars `errors` (one `(low, high)` per point, or none).
+    pub fn points(
+        label: impl Into<String>,
+        points: Vec<(f64, f64)>,
+        errors: Vec<(f64, f64)>,
+    ) -> Self {
+        Self {
+            label: label.into(),
+            points,
+            errors,
+            mark: Mark::Points,
+        }
+    }
+}
+
+/// A chart: title, axis labels and scales, series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chart {
+    /// Title above the plot.
+    pub title: String,
+    /// X axis label.
+    pub x_label: String,
+    /// Y axis label.
+    pub y_label: String,
+    /// Logarithmic x axis (positive values only).
+    pub log_x: bool,
+    /// Logarithmic y axis (positive values only).
+    pub log_y: bool,
+    /// What is drawn.
+    pub series: Vec<Series>,
+}
+
+/// Series colours (the Tableau 10 palette: distinct, readable on white).
+const COLORS: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// A tick label: `1.5M`, `250k`, `0.25`, `12`.
+fn short(v: f64) -> String {
+    let a = v.abs();
+    let trim = |s: String| {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        }
+    };
+    match a {
+        _ if a >= 1e9 => format!("{}G", trim(format!("{:.2}", v / 1e9))),
+        _ if a >= 1e6 => format!("{}M", trim(format!("{:.2}", v / 1e6))),
+        _ if a >= 1e4 => format!("{}k", trim(format!("{:.1}", v / 1e3))),
+        _ if a >= 10.0 || a == 0.0 => trim(format!("{v:.1}")),
+        _ => trim(format!("{v:.3}")),
+    }
+}
+
+/// Width and height of every chart, in pixels.
+const SIZE: (u32, u32) = (800, 480);
+
+impl Chart {
+    /// A chart with linear axes and no series yet.
+    pub fn new(
+        title: impl Into<String>,
+        x_label: impl Into<String>,
+        y_label: impl Into<String>,
+    ) -> Self {
+        Self {
+            title: title.into(),
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            log_x: false,
+            log_y: false,
+            series: Vec::new(),
+        }
+    }
+
+    /// The chart as an SVG document.
+    pub fn svg(&self) -> Result<String, TrainError> {
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+            self.draw(&root)
+                .map_err(|e| TrainError::Plot(e.to_string()))?;
+            root.present()
+                .map_err(|e| TrainError::Plot(e.to_string()))?;
+        }
+        Ok(svg)
+    }
+
+    /// The range of every value on one axis, padded, or `(0, 1)` without finite values.
+    fn range(&self, log: bool, value: impl Fn(&Series) -> Vec<f64>) -> (f64, f64) {
+        let values: Vec<f64> = self
+            .series
+            .iter()
+            .flat_map(value)
+            .filter(|v| v.is_finite() && (!log || *v > 0.0))
+            .collect();
+        let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if !lo.is_finite() {
+            return if log { (1.0, 10.0) } else { (0.0, 1.0) };
+        }
+        if log {
+            (lo / 1.25, hi * 1.25)
+        } else {
+            let pad = ((hi - lo) * 0.05).max(lo.abs().max(hi.abs()).max(1.0) * 0.02);
+            (lo - pad, hi + pad)
+        }
+    }
+
+    /// Whether an axis asked to be logarithmic spans enough (a decade) to show its ticks.
+    fn use_log(&self, log: bool, value: impl Fn(&Series) -> Vec<f64>) -> bool {
+        let (lo, hi) = self.range(log, value);
+        log && hi / lo >= 10.0
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> Result<(), Box<dyn std::error::Error + 'static>>
+    where
+        DB::ErrorType: 'static,
+    {
+        root.fill(&WHITE)?;
+        let xs = |s: &Series| s.points.iter().map(|p| p.0).collect();
+        let ys = |s: &Series| {
+            let ends = s.errors.iter().flat_map(|&(lo, hi)| [lo, hi]);
+            s.points.iter().map(|p| p.1).chain(ends).collect()
+        };
+        let (log_x, log_y) = (self.use_log(self.log_x, xs), self.use_log(self.log_y, ys));
+        let (x, y) = (self.range(log_x, xs), self.range(log_y, ys));
+        let mut builder = ChartBuilder::on(root);
+        builder
+            .caption(&self.title, ("sans-serif", 20))
+            .margin(14)
+            .x_label_area_size(44)
+            .y_label_area_size(64);
+        // Four coordinate types (linear or log per axis) share one drawing routine.
+        match (log_x, log_y) {
+            (false, false) => self.draw_on(builder.build_cartesian_2d(x.0..x.1, y.0..y.1)?),
+            (true, false) => {
+                self.draw_on(builder.build_cartesian_2d((x.0..x.1).log_scale(), y.0..y.1)?)
+            }
+            (false, true) => {
+                self.draw_on(builder.build_cartesian_2d(x.0..x.1, (y.0..y.1).log_scale())?)
+            }
+            (true, true) => self.draw_on(
+                builder.build_cartesian_2d((x.0..x.1).log_scale(), (y.0..y.1).log_scale())?,
+            ),
+        }
+    }
+
+    fn draw_on<'a, DB, X, Y>(
+        &self,
+        mut chart: ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    ) -> Result<(), Box<dyn std::error::Error + 'static>>
+    where
+        DB: DrawingBackend + 'a,
+        DB::ErrorType: 'static,
+        X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+        Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    {
+        chart
+            .configure_mesh()
+            .x_desc(&self.x_label)
+            .y_desc(&self.y_label)
+            .x_label_formatter(&|v| short(*v))
+            .y_label_formatter(&|v| short(*v))
+            .light_line_style(BLACK.mix(0.05))
+            .bold_line_style(BLACK.mix(0.15))
+            .draw()?;
+        for (i, series) in self.series.iter().enumerate() {
+            let color = COLORS[i % COLORS.len()].to_rgba();
+            let style = ShapeStyle::from(color).stroke_width(2);
+            let drawn = match series.mark {
+                Mark::Line => chart.draw_series(LineSeries::new(series.points.clone(), style))?,
+                Mark::Points => {
+                    let bars = series.errors.iter().zip(&series.points).map(|(e, p)| {
+                        ErrorBar::new_vertical(p.0, e.0, p.1, e.1, color.stroke_width(1), 8)
+                    });
+                    chart.draw_series(bars)?;
+                    chart.draw_series(
+                        series
+                            .points
+                            .iter()
+                            .map(|&p| Circle::new(p, 4, color.filled())),
+                    )?
+                }
+            };
+            drawn.label(&series.label).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3))
+            });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .border_style(BLACK.mix(0.4))
+            .background_style(WHITE.mix(0.85))
+            .draw()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charts_have_ticks_legend_and_every_series() {
+        let mut chart = Chart::new("loss", "step", "nats/token");
+        chart.series.push(Series::line(
+            "train",
+            vec![(1.0, 3.0), (10.0, 2.0), (100.0, 1.5)],
+        ));
+        chart
+            .series
+            .push(Series::points("val", vec![(10.0, 2.2)], vec![(2.1, 2.3)]));
+        for (log_x, log_y) in [(false, false), (true, false), (false, true), (true, true)] {
+            chart.log_x = log_x;
+            chart.log_y = log_y;
+            let svg = chart.svg().unwrap();
+            assert!(svg.starts_with("<svg"));
+            for text in ["loss", "step", "nats/token", "train", "val"] {
+                assert!(svg.contains(&format!("\n{text}\n")), "{text} is drawn");
+            }
+            assert!(svg.matches("<text").count() > 10, "tick labels");
+            assert!(svg.contains("<polyline"), "the line");
+            assert!(svg.contains("<circle"), "the points");
+        }
+        let empty = Chart::new("nothing", "x", "y").svg().unwrap();
+        assert!(empty.contains("nothing"));
+    }
+}

@@ -1,4 +1,6 @@
 //! Helpers shared by the command-line tests.
+// Each test file uses some of these helpers.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

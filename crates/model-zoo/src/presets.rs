@@ -65,6 +65,9 @@ struct Base {
     n_keys: usize,
     peer_n_keys: usize,
     knn: usize,
+    /// qk-norm of the product-key layers: on for the CPU sizes, where it keeps the memory in
+    /// use (docs/results.md); off at the paper's sizes, as in the reference implementation.
+    qk_norm: bool,
 }
 
 fn base(size: Size) -> Base {
@@ -81,6 +84,7 @@ fn base(size: Size) -> Base {
         n_keys: 1024,
         peer_n_keys: 768,
         knn: 32,
+        qk_norm: false,
     };
     match size {
         Size::Tiny => Base {
@@ -95,7 +99,8 @@ fn base(size: Size) -> Base {
             experts: 4,
             n_keys: 16,
             peer_n_keys: 16,
-            knn: 4,
+            knn: 16,
+            qk_norm: true,
         },
         Size::Small => Base {
             vocab: 4096,
@@ -110,6 +115,7 @@ fn base(size: Size) -> Base {
             n_keys: 128,
             peer_n_keys: 64,
             knn: 16,
+            qk_norm: true,
         },
         Size::M134 => paper(768, 12, 12, 10_000.0, 16),
         Size::M373 => paper(1024, 24, 16, 500_000.0, 8),
@@ -135,7 +141,9 @@ pub fn preset(kind: ModelKind, size: Size, n_keys: Option<usize>) -> Transformer
         b.n_keys
     };
     let n_keys = n_keys.unwrap_or(default_keys);
-    let product_keys = ProductKeysConfig::paper(b.dim, n_keys).with_knn(b.knn.min(n_keys));
+    let product_keys = ProductKeysConfig::paper(b.dim, n_keys)
+        .with_knn(b.knn.min(n_keys))
+        .with_qk_norm(b.qk_norm);
     TransformerConfig {
         kind,
         vocab_size: b.vocab,

@@ -35,6 +35,10 @@ pub struct DataConfig {
     /// generated facts' probes.
     #[serde(default)]
     pub recall: Option<PathBuf>,
+    /// Bytes of the embedded plays to train on, from their start, cut at a line end
+    /// (`None`: all 4.85 MB). Used when `paths` is empty.
+    #[serde(default)]
+    pub embedded_bytes: Option<usize>,
     /// The generated knowledge corpus mixed into training (`None`: none).
     #[serde(default)]
     pub facts: Option<FactsConfig>,
@@ -185,6 +189,7 @@ impl TrainConfig {
                 paths: Vec::new(),
                 qa: None,
                 recall: None,
+                embedded_bytes: None,
                 facts: Some(FactsConfig::default()),
                 tokenizer,
                 val_fraction: 0.02,
@@ -195,7 +200,9 @@ impl TrainConfig {
                 seq_len,
                 grad_accum: 1,
                 lr,
-                value_lr: 1e-3,
+                // The paper's ratio (1e-3 for values, 1e-4 for the rest): slower values let
+                // the retrieval collapse onto a few slots (docs/results.md).
+                value_lr: 10.0 * lr,
                 warmup_steps: (steps / 20).max(1),
                 decay: Decay::Cosine,
                 min_lr_ratio: 0.1,

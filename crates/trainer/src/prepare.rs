@@ -31,7 +31,13 @@ pub fn prepare_data(
 ) -> Result<RunData, TrainError> {
     let data = &config.data;
     let mut documents = if data.paths.is_empty() {
-        vec![embedded_shakespeare()]
+        let mut plays = embedded_shakespeare();
+        if let Some(limit) = data.embedded_bytes {
+            let bytes = &plays.text.as_bytes()[..limit.min(plays.text.len())];
+            let cut = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            plays.text.truncate(cut);
+        }
+        vec![plays]
     } else {
         load_documents(&data.paths)?
     };

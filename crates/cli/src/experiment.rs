@@ -35,6 +35,10 @@ pub struct ExperimentArgs {
     /// The suite's directory. Default: runs/experiments/SUITE.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Runs trained at the same time, each on a thread of its own. Default: one per CPU
+    /// core on flex (a small run keeps about one core busy), one on a GPU.
+    #[arg(long)]
+    jobs: Option<usize>,
     /// Backend.
     #[arg(long, value_enum, default_value = "flex")]
     backend: BackendKind,
@@ -44,7 +48,7 @@ impl Job for &SuitePlan {
     type Output = ();
 
     fn run<B: TrainBackend>(self, devices: &[B::Device]) -> anyhow::Result<()> {
-        run_suite::<B>(self, &devices[0], true, &mut print_event)?;
+        run_suite::<B>(self, &devices[0], &print_event)?;
         Ok(())
     }
 }
@@ -60,8 +64,18 @@ fn minutes(d: Duration) -> String {
 
 fn print_event(event: Event<'_>) {
     match event {
-        Event::Calibrated { tokens_per_run } => {
-            println!("{tokens_per_run} training tokens per run")
+        Event::Calibrated {
+            tokens_per_run,
+            seconds_per_token,
+        } => {
+            let speeds: Vec<String> = seconds_per_token
+                .iter()
+                .map(|(label, s)| format!("{label} {:.0}", 1.0 / s.max(1e-12)))
+                .collect();
+            if !speeds.is_empty() {
+                println!("measured tokens/s: {}", speeds.join(", "));
+            }
+            println!("{tokens_per_run} training tokens per run");
         }
         Event::Skipped { index, total, spec } => {
             println!(
@@ -107,8 +121,13 @@ pub fn run(args: ExperimentArgs) -> anyhow::Result<()> {
             .join("experiments")
             .join(args.suite.to_string())
     });
+    let jobs = args.jobs.unwrap_or(match args.backend {
+        BackendKind::Flex => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        _ => 1,
+    });
+    anyhow::ensure!(jobs >= 1, "--jobs must be at least 1");
     println!(
-        "experiment {}: {} seeds, budget {budget}, on {:?}; suite directory {}",
+        "experiment {}: {} seeds, budget {budget}, on {:?} with {jobs} runs at a time; suite directory {}",
         args.suite,
         args.seeds,
         args.backend,
@@ -119,6 +138,7 @@ pub fn run(args: ExperimentArgs) -> anyhow::Result<()> {
         base,
         budget,
         out: out.clone(),
+        jobs,
     };
     dispatch(args.backend, &plan)?;
     let rows: Vec<experiments::SummaryRow> = experiments::read_json(&out.join("summary.json"))?;

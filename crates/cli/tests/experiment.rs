@@ -37,8 +37,9 @@ fn write_corpus(dir: &Path) -> [String; 3] {
     })
 }
 
-/// `experiment ablations` with one seed and three steps per run on the corpus, into `out`.
-fn experiment(out: &Path, corpus: &[String; 3]) -> Command {
+/// `experiment ablations` with one seed and three steps per run on the corpus, `jobs` runs at
+/// a time, into `out`.
+fn experiment(out: &Path, corpus: &[String; 3], jobs: usize) -> Command {
     let mut cmd = memory_layers();
     cmd.args([
         "experiment",
@@ -48,7 +49,9 @@ fn experiment(out: &Path, corpus: &[String; 3]) -> Command {
         "--budget",
         "1536",
     ])
-    .args([
+    .arg("--jobs")
+    .arg(jobs.to_string());
+    cmd.args([
         "--data", &corpus[0], "--qa", &corpus[1], "--recall", &corpus[2],
     ])
     .arg("--out")
@@ -71,13 +74,14 @@ fn a_killed_suite_resumes_and_a_finished_one_is_skipped() {
 
     // Kill the suite once its second run has a checkpoint and before it is evaluated.
     let second = out.join("runs").join("one-layer-s0");
-    let mut first = experiment(&out, &corpus);
+    let mut first = experiment(&out, &corpus, 1);
     first.stdout(Stdio::null());
     kill_after_checkpoint(first, &second, 1);
     assert!(out.join("runs/memory-plus-s0/row.json").exists());
     assert!(!second.join("row.json").exists(), "killed before its end");
 
-    let log = stdout_of(experiment(&out, &corpus));
+    // Two at a time from here: the resumed run beside the next one.
+    let log = stdout_of(experiment(&out, &corpus, 2));
     assert!(
         log.contains("[run 1 of 6] memory-plus-s0: finished earlier, skipped"),
         "{log}"
@@ -122,7 +126,7 @@ fn a_killed_suite_resumes_and_a_finished_one_is_skipped() {
         assert!(out.join(file).exists(), "{file} written");
     }
 
-    let again = stdout_of(experiment(&out, &corpus));
+    let again = stdout_of(experiment(&out, &corpus, 2));
     assert_eq!(
         again.matches("finished earlier, skipped").count(),
         6,
@@ -131,4 +135,22 @@ fn a_killed_suite_resumes_and_a_finished_one_is_skipped() {
     let same: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(same, rows);
+
+    // Killed, resumed and trained two at a time, the suite equals one trained at once alone.
+    let alone = dir.join("alone");
+    stdout_of(experiment(&alone, &corpus, 1));
+    let alone: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(alone.join("summary.json")).unwrap())
+            .unwrap();
+    for (a, b) in rows.iter().zip(&alone) {
+        for field in [
+            "run",
+            "val_loss",
+            "fact_recall",
+            "qa_answer_nll",
+            "memory_layers",
+        ] {
+            assert_eq!(a[field], b[field], "{field} of {}", a["run"]);
+        }
+    }
 }

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +25,8 @@ pub struct SuitePlan {
     pub budget: Budget,
     /// The suite's directory: `suite.json`, the report, and `runs/<run>/`.
     pub out: PathBuf,
+    /// Runs trained at the same time (each on its own thread).
+    pub jobs: usize,
 }
 
 /// The resolved budget, kept in `suite.json` so that a resumed suite trains the same runs.
@@ -40,6 +44,8 @@ pub enum Event<'a> {
     Calibrated {
         /// Training tokens every run gets.
         tokens_per_run: u64,
+        /// Measured seconds per training token of each configuration still to train.
+        seconds_per_token: &'a BTreeMap<String, f64>,
     },
     /// Run `index` (1-based) of `total` starts, or resumes.
     Start {
@@ -76,13 +82,13 @@ pub enum Event<'a> {
     },
 }
 
-/// Runs the suite on `device`, reporting progress to `on_event`; returns every row, in the
-/// suite's order. `progress` shows each run's own progress (bar or log lines).
+/// Runs the suite on `device`, `plan.jobs` runs at a time, reporting progress to
+/// `on_event`; returns every row, in the suite's order. With one job at a time each run shows
+/// its own progress (bar or log lines).
 pub fn run_suite<B: TrainBackend>(
     plan: &SuitePlan,
     device: &B::Device,
-    progress: bool,
-    on_event: &mut dyn FnMut(Event<'_>),
+    on_event: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<Vec<SummaryRow>, ExperimentError> {
     let out = &plan.out;
     std::fs::create_dir_all(out.join("runs")).map_err(|e| ExperimentError::file(out, e))?;
@@ -98,47 +104,138 @@ pub fn run_suite<B: TrainBackend>(
     let tokens = resolve_tokens(plan, &probe, &cost)?;
     on_event(Event::Calibrated {
         tokens_per_run: tokens,
+        seconds_per_token: &cost,
     });
     let specs = plan.suite.runs(&Base {
         tokens,
         ..plan.base.clone()
     })?;
-    let total = specs.len();
-    // Measured over predicted training time, and the mean time of everything else in a run
-    // (data, evaluation), from the runs started afresh in this process.
-    let (mut measured, mut predicted, mut overhead, mut fresh) = (0.0, 0.0, 0.0, 0usize);
-    let mut rows = Vec::with_capacity(total);
-    for (i, spec) in specs.iter().enumerate() {
-        let index = i + 1;
-        let path = row_path(out, &spec.id);
-        if path.exists() {
-            rows.push(read_json(&path)?);
-            on_event(Event::Skipped { index, total, spec });
-            continue;
+    let jobs = plan.jobs.clamp(1, specs.len().max(1));
+    let suite = Progress {
+        specs: &specs,
+        cost: &cost,
+        tokens,
+        jobs,
+        state: Mutex::new(State {
+            rows: vec![None; specs.len()],
+            started: vec![false; specs.len()],
+            ..State::default()
+        }),
+    };
+    // Workers take runs in order; after a failure they take no new ones.
+    let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
+    let work = || -> Result<(), ExperimentError> {
+        loop {
+            let i = next.fetch_add(1, Ordering::SeqCst);
+            if i >= specs.len() || failed.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let result = suite.run::<B>(plan, i, device, jobs == 1, on_event);
+            if result.is_err() {
+                failed.store(true, Ordering::SeqCst);
+                return result;
+            }
         }
-        let estimate = |s: &RunSpec| cost.get(&s.label).copied().unwrap_or(0.0) * tokens as f64;
-        let scale = if predicted > 0.0 {
-            measured / predicted
+    };
+    let results: Vec<Result<(), ExperimentError>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs).map(|_| scope.spawn(work)).collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a suite worker panicked"))
+            .collect()
+    });
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
+    let rows: Vec<SummaryRow> = suite
+        .state
+        .into_inner()
+        .expect("no worker panicked")
+        .rows
+        .into_iter()
+        .flatten()
+        .collect();
+    write_report(out, &plan.suite.to_string(), &rows)?;
+    Ok(rows)
+}
+
+/// The runs of a suite and what is known of them, shared by its workers.
+struct Progress<'a> {
+    specs: &'a [RunSpec],
+    cost: &'a BTreeMap<String, f64>,
+    tokens: u64,
+    jobs: usize,
+    state: Mutex<State>,
+}
+
+/// What the workers have done so far.
+#[derive(Default)]
+struct State {
+    /// Finished runs, by position.
+    rows: Vec<Option<SummaryRow>>,
+    /// Runs taken by a worker.
+    started: Vec<bool>,
+    /// Training seconds measured and predicted, and other seconds (data, evaluation), over
+    /// the `fresh` runs started from scratch in this process.
+    measured: f64,
+    predicted: f64,
+    overhead: f64,
+    fresh: usize,
+}
+
+impl Progress<'_> {
+    /// Predicted training seconds of a run from the measured step times.
+    fn predict(&self, spec: &RunSpec) -> f64 {
+        self.cost.get(&spec.label).copied().unwrap_or(0.0) * self.tokens as f64
+    }
+
+    /// Expected seconds of a run, corrected by what finished runs measured.
+    fn eta(&self, state: &State, spec: &RunSpec) -> f64 {
+        let scale = if state.predicted > 0.0 {
+            state.measured / state.predicted
         } else {
             1.0
         };
-        let extra = overhead / fresh.max(1) as f64;
-        let eta = |s: &RunSpec| estimate(s) * scale + extra;
-        let remaining: f64 = specs[i..]
-            .iter()
-            .filter(|s| !row_path(out, &s.id).exists())
-            .map(eta)
-            .sum();
+        self.predict(spec) * scale + state.overhead / state.fresh.max(1) as f64
+    }
+
+    /// Runs (or skips) run `i`.
+    fn run<B: TrainBackend>(
+        &self,
+        plan: &SuitePlan,
+        i: usize,
+        device: &B::Device,
+        progress: bool,
+        on_event: &(dyn Fn(Event<'_>) + Sync),
+    ) -> Result<(), ExperimentError> {
+        let (spec, total, index) = (&self.specs[i], self.specs.len(), i + 1);
+        let out = &plan.out;
+        let path = row_path(out, &spec.id);
+        if path.exists() {
+            let row: SummaryRow = read_json(&path)?;
+            self.lock().rows[i] = Some(row);
+            on_event(Event::Skipped { index, total, spec });
+            return Ok(());
+        }
         let dir = out.join("runs").join(&spec.id);
         let resumed = prepare_dir(&dir, &spec.config)?;
-        on_event(Event::Start {
-            index,
-            total,
-            spec,
-            resumed,
-            run_eta: Duration::from_secs_f64(eta(spec)),
-            suite_eta: Duration::from_secs_f64(remaining),
-        });
+        {
+            let mut state = self.lock();
+            state.started[i] = true;
+            let run_eta = self.eta(&state, spec);
+            let left: f64 = (i..total)
+                .filter(|&j| {
+                    j == i || (!state.started[j] && !row_path(out, &self.specs[j].id).exists())
+                })
+                .map(|j| self.eta(&state, &self.specs[j]))
+                .sum();
+            on_event(Event::Start {
+                index,
+                total,
+                spec,
+                resumed,
+                run_eta: Duration::from_secs_f64(run_eta),
+                suite_eta: Duration::from_secs_f64(left / self.jobs as f64),
+            });
+        }
         let started = Instant::now();
         let mut config = spec.config.clone();
         config.run.out = dir;
@@ -151,12 +248,6 @@ pub fn run_suite<B: TrainBackend>(
                 run: spec.id.clone(),
                 source,
             })?;
-        if !resumed {
-            measured += summary.train_seconds;
-            predicted += estimate(spec);
-            overhead += (started.elapsed().as_secs_f64() - summary.train_seconds).max(0.0);
-            fresh += 1;
-        }
         let row = SummaryRow::new(
             &spec.id,
             &spec.label,
@@ -167,16 +258,28 @@ pub fn run_suite<B: TrainBackend>(
             "tiny",
         );
         write_json(&path, &row)?;
+        let mut state = self.lock();
+        if !resumed {
+            state.measured += summary.train_seconds;
+            state.predicted += self.predict(spec);
+            state.overhead += (started.elapsed().as_secs_f64() - summary.train_seconds).max(0.0);
+            state.fresh += 1;
+        }
         on_event(Event::Finished {
             index,
             total,
             row: &row,
         });
-        rows.push(row);
-        write_report(out, &plan.suite.to_string(), &rows)?;
+        state.rows[i] = Some(row);
+        let rows: Vec<SummaryRow> = state.rows.iter().flatten().cloned().collect();
+        write_report(out, &plan.suite.to_string(), &rows)
     }
-    write_report(out, &plan.suite.to_string(), &rows)?;
-    Ok(rows)
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// `runs/<id>/row.json`: written when a run is finished and evaluated.

@@ -1,7 +1,8 @@
-//! A run set up: its configuration resolved and saved, its data ready, the device seeded, and
-//! the stepper it starts from.
+//! A run set up: its configuration resolved and saved, its data ready, and the stepper it
+//! starts from (seeded).
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use burn::module::Module;
 use burn::tensor::backend::{Backend, DTypeUsage, set_default_float_dtype};
@@ -11,6 +12,9 @@ use crate::checkpoint::{checkpoint_error, find_checkpoint};
 use crate::config::{Precision, TrainConfig};
 use crate::prepare::{RunData, prepare_data};
 use crate::{Stepper, TrainBackend, TrainError};
+
+/// Held while a run seeds the device and draws its initial parameters.
+static INIT: Mutex<()> = Mutex::new(());
 
 /// How to run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -31,7 +35,7 @@ pub(crate) struct Run {
 
 impl Run {
     /// Resolves the configuration (from the run directory when resuming), prepares the data
-    /// and seeds the device.
+    /// and sets the device's float type.
     pub(crate) fn start<B: Backend>(
         mut config: TrainConfig,
         device: &B::Device,
@@ -55,7 +59,6 @@ impl Run {
             config.save(&config_path)?;
         }
         set_precision::<B>(config.run.precision, device)?;
-        B::seed(device, config.run.seed);
         Ok(Self {
             config,
             data,
@@ -72,8 +75,14 @@ impl Run {
         // Burn initialises parameters lazily, in the order of first use (which the optimizer
         // setup changes) and separately in each clone: materialise them now, in module order,
         // so that one device and every rank of a parallel run start from the same values.
-        let model = self.config.model.init::<B>(device)?;
-        let model = model.clone().load_record(model.into_record());
+        // The device's random stream is global: seeding and drawing hold a process-wide lock,
+        // so that runs started side by side in one process each draw their own seed's numbers.
+        let model = {
+            let _drawing = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            B::seed(device, self.config.run.seed);
+            let model = self.config.model.init::<B>(device)?;
+            model.clone().load_record(model.into_record())
+        };
         let stepper = Stepper::new(model, &self.config.optim);
         match &self.checkpoint {
             Some(dir) => stepper.load(dir, device),

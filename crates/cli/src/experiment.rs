@@ -25,6 +25,12 @@ pub struct ExperimentArgs {
     /// Fact-recall probes (.jsonl with "prompt" and "answer").
     #[arg(long)]
     recall: Option<PathBuf>,
+    /// People in the generated knowledge corpus (default 160; ignored with --data).
+    #[arg(long)]
+    people: Option<usize>,
+    /// Biographies per person in the generated corpus (default 10).
+    #[arg(long)]
+    bios_per_person: Option<usize>,
     /// Seeds per configuration.
     #[arg(long, default_value_t = 2)]
     seeds: usize,
@@ -116,6 +122,12 @@ pub fn run(args: ExperimentArgs) -> anyhow::Result<()> {
     base.data = args.data;
     base.qa = args.qa;
     base.recall = args.recall;
+    if let Some(people) = args.people {
+        base.facts.people = people;
+    }
+    if let Some(bios) = args.bios_per_person {
+        base.facts.bios_per_person = bios;
+    }
     let out = args.out.unwrap_or_else(|| {
         PathBuf::from("runs")
             .join("experiments")

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use experiments::{SummaryRow, default_run, groups, si};
 use model_zoo::{ModelKind, Size, preset};
 use trainer::data::TokenizerKind;
 use trainer::{
@@ -20,7 +21,8 @@ pub struct TrainArgs {
     /// Model: dense, moe, peer, memory, memory-plus.
     #[arg(long)]
     model: Option<ModelKind>,
-    /// Size: tiny, small, 134m, 373m, 720m, 1.3b, 8b.
+    /// Size: tiny, small, 134m, 373m, 720m, 1.3b, 8b. Default: the experiments' base (tiny
+    /// dims, 6 blocks, 128² values, facts-rich data), as in `experiment models`.
     #[arg(long)]
     size: Option<Size>,
     /// Training text: files, folders of .txt files, .jsonl with a "text" field (repeatable).
@@ -101,10 +103,13 @@ impl TrainArgs {
     fn config(&self) -> anyhow::Result<TrainConfig> {
         let mut config = match &self.config {
             Some(path) => TrainConfig::load(path)?,
-            None => TrainConfig::new(
-                self.model.unwrap_or(ModelKind::MemoryPlus),
-                self.size.unwrap_or(Size::Small),
-            ),
+            None => {
+                let kind = self.model.unwrap_or(ModelKind::MemoryPlus);
+                match self.size {
+                    Some(size) => TrainConfig::new(kind, size),
+                    None => default_run(kind),
+                }
+            }
         };
         if self.config.is_some() && (self.model.is_some() || self.size.is_some()) {
             let kind = self.model.unwrap_or(config.model.kind);
@@ -215,7 +220,50 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     };
     let summary = dispatch(args.backend, job)?;
     print_summary(&summary);
+    print_reference(&summary.config);
     Ok(())
+}
+
+/// The committed result of `experiment models` (docs/results/models/summary.json).
+const REFERENCE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../docs/results/models/summary.json"
+);
+
+/// After a run of the `models` suite's base (the default `train`), the suite's committed
+/// results at the same budget: dense at the same FLOPs per token, and at about 2× and 4×.
+fn print_reference(config: &TrainConfig) {
+    let mut base = default_run(config.model.kind);
+    (base.run.out, base.run.seed) = (config.run.out.clone(), config.run.seed);
+    if base != *config {
+        return;
+    }
+    let Ok(rows) = experiments::read_json::<Vec<SummaryRow>>(std::path::Path::new(REFERENCE))
+    else {
+        println!("(no committed `experiment models` result to compare with: {REFERENCE})");
+        return;
+    };
+    println!(
+        "\nthe committed `experiment models` result at the same {} tokens (docs/results.md):",
+        si(config.optim.steps as f64 * (config.optim.batch_size * config.optim.seq_len) as f64)
+    );
+    println!(
+        "{:<14} {:>12} {:>12} {:>14} {:>10}",
+        "run", "FLOPs/token", "val loss", "fact recall %", "QA EM %"
+    );
+    for group in groups(&rows) {
+        let n = group.rows.len() as f64;
+        let mean =
+            |f: &dyn Fn(&SummaryRow) -> f64| group.rows.iter().map(|r| f(r)).sum::<f64>() / n;
+        println!(
+            "{:<14} {:>12} {:>12.3} {:>14.1} {:>10.1}",
+            group.label,
+            si(group.rows[0].flops_per_token as f64),
+            mean(&|r| r.val_loss),
+            mean(&|r| r.fact_recall.unwrap_or(0.0)),
+            mean(&|r| r.qa_exact_match),
+        );
+    }
 }
 
 /// The end-of-run table.

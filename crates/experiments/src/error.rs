@@ -39,12 +39,12 @@ pub enum ExperimentError {
         message: String,
     },
     /// A run failed.
-    #[error("run {run}: {source}")]
+    #[error("run {run}: {error}")]
     Run {
         /// The run's name.
         run: String,
         /// Why.
-        source: trainer::TrainError,
+        error: trainer::TrainError,
     },
     /// A report could not be drawn.
     #[error(transparent)]

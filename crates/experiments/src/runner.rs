@@ -244,9 +244,9 @@ impl Progress<'_> {
             progress,
         };
         let summary =
-            train::<B>(config, device, options).map_err(|source| ExperimentError::Run {
+            train::<B>(config, device, options).map_err(|error| ExperimentError::Run {
                 run: spec.id.clone(),
-                source,
+                error,
             })?;
         let row = SummaryRow::new(
             &spec.id,
@@ -373,9 +373,9 @@ fn seconds_per_token<B: TrainBackend>(
             continue;
         }
         let config = &spec.config;
-        let failed = |source| ExperimentError::Run {
+        let failed = |error| ExperimentError::Run {
             run: spec.id.clone(),
-            source,
+            error,
         };
         let model = config
             .model

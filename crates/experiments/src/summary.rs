@@ -53,6 +53,8 @@ pub struct SummaryRow {
     pub val_loss: f64,
     /// Validation perplexity.
     pub val_ppl: f64,
+    /// Loss on natural text never trained on (`None` with a user's corpus).
+    pub text_val_loss: Option<f64>,
     /// QA exact match, percent.
     pub qa_exact_match: f64,
     /// QA token F1, percent.
@@ -105,6 +107,7 @@ impl SummaryRow {
             wall_s,
             val_loss: eval.val_loss,
             val_ppl: eval.val_ppl,
+            text_val_loss: eval.text_val_loss,
             qa_exact_match: eval.qa_exact_match,
             qa_f1: eval.qa_f1,
             qa_answer_nll: eval.qa_answer_nll,
@@ -232,8 +235,8 @@ pub fn si(value: f64) -> String {
 /// The markdown table of a summary: one line per configuration, mean (min–max) over seeds.
 pub fn markdown(rows: &[SummaryRow]) -> String {
     let mut out = String::from(
-        "| run | seeds | total params | active params | FLOPs/token | tokens | wall s | val loss | fact recall % | QA EM % | QA F1 % | answer NLL | memory used % |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| run | seeds | total params | active params | FLOPs/token | tokens | wall s | val loss | text loss | fact recall % | QA EM % | QA F1 % | answer NLL | memory used % |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for group in groups(rows) {
         let first = group.rows[0];
@@ -249,7 +252,7 @@ pub fn markdown(rows: &[SummaryRow]) -> String {
             }
         };
         out += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {}{} | {}{} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {}{} | {}{} | {} | {} | {} |\n",
             group.label,
             group.rows.len(),
             si(first.total_params as f64),
@@ -258,6 +261,7 @@ pub fn markdown(rows: &[SummaryRow]) -> String {
             si(first.tokens as f64),
             spread(&|r| Some(r.wall_s), 0),
             spread(&|r| Some(r.val_loss), 3),
+            spread(&|r| r.text_val_loss, 3),
             spread(&|r| r.fact_recall, 1),
             asked(first.recall_count, first.recall_total),
             spread(&|r| Some(r.qa_exact_match), 1),
@@ -291,6 +295,7 @@ mod tests {
             wall_s: 10.0,
             val_loss: 2.0 + seed as f64,
             val_ppl: 7.0,
+            text_val_loss: None,
             qa_exact_match: 0.0,
             qa_f1: 1.0,
             qa_answer_nll: 3.0,

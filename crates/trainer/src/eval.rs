@@ -60,6 +60,10 @@ pub struct EvalReport {
     pub val_loss: f64,
     /// `exp(val_loss)`.
     pub val_ppl: f64,
+    /// Mean NLL on natural text never trained on (the embedded plays after the part trained
+    /// on, when `data.embedded_bytes` is set), the language modelling alone.
+    #[serde(default)]
+    pub text_val_loss: Option<f64>,
     /// QA exact match, percent.
     pub qa_exact_match: f64,
     /// QA token F1, percent.
@@ -126,6 +130,10 @@ pub fn evaluate<B: MemoryBackend>(
     let memory_size = config.model.product_keys.n_keys.pow(2);
     let batch = config.optim.batch_size;
     let (val_loss, memory_layers) = validate(model, &data.batches, batch, 0, memory_size, device)?;
+    let text_val_loss = match &data.text_val {
+        Some(text) => Some(validate(model, text, batch, 0, memory_size, device)?.0),
+        None => None,
+    };
     let qa = qa_scores(
         model,
         &data.tokenizer,
@@ -137,6 +145,7 @@ pub fn evaluate<B: MemoryBackend>(
     Ok(EvalReport {
         val_loss,
         val_ppl: val_loss.exp(),
+        text_val_loss,
         qa_exact_match: qa.exact_match,
         qa_f1: qa.f1,
         qa_answer_nll: qa.answer_nll,

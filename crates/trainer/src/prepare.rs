@@ -20,6 +20,21 @@ pub struct RunData {
     pub qa: Vec<QaPair>,
     /// Fact-recall probes for evaluation.
     pub recall: Vec<RecallProbe>,
+    /// Natural text never trained on (the embedded plays after `embedded_bytes`), for the
+    /// validation loss of language modelling alone.
+    pub text_val: Option<Batches>,
+}
+
+/// Bytes of the embedded plays held out after `embedded_bytes` for the natural-text loss.
+const TEXT_VAL_BYTES: usize = 100_000;
+
+/// `text[from..from + len]`, both ends moved back to a line start.
+fn lines(text: &str, from: usize, len: usize) -> &str {
+    let start = |at: usize| {
+        let bytes = &text.as_bytes()[..at.min(text.len())];
+        bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+    };
+    &text[start(from)..start(from + len).max(start(from))]
 }
 
 /// Builds the run's data; trains and saves the tokenizer unless the run directory has one
@@ -30,12 +45,13 @@ pub fn prepare_data(
     reuse_tokenizer: bool,
 ) -> Result<RunData, TrainError> {
     let data = &config.data;
+    let mut held_out = None;
     let mut documents = if data.paths.is_empty() {
         let mut plays = embedded_shakespeare();
         if let Some(limit) = data.embedded_bytes {
-            let bytes = &plays.text.as_bytes()[..limit.min(plays.text.len())];
-            let cut = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-            plays.text.truncate(cut);
+            let text = lines(&plays.text, limit, TEXT_VAL_BYTES).to_string();
+            held_out = Some(text);
+            plays.text = lines(&plays.text, 0, limit).to_string();
         }
         vec![plays]
     } else {
@@ -81,10 +97,15 @@ pub fn prepare_data(
         (None, Some(facts)) => facts.recall.clone(),
         (None, None) => Vec::new(),
     };
+    let text_val = held_out
+        .filter(|text| !text.is_empty())
+        .map(|text| Batches::held_out(&tokenizer.encode(&text), config.optim.seq_len))
+        .transpose()?;
     Ok(RunData {
         tokenizer,
         batches,
         qa,
         recall,
+        text_val,
     })
 }

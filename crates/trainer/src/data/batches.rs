@@ -66,6 +66,26 @@ impl Batches {
         })
     }
 
+    /// Held-out text only: `tokens` cut into sequences of `seq_len + 1`, all of them served
+    /// by [`val_batches`](Self::val_batches) (none for training).
+    pub fn held_out(tokens: &[u32], seq_len: usize) -> Result<Self, TrainError> {
+        let window = seq_len + 1;
+        let count = tokens.len() / window;
+        if count == 0 {
+            return Err(TrainError::config(
+                "seq_len",
+                seq_len,
+                "the held-out text holds no sequence of this length",
+            ));
+        }
+        Ok(Self {
+            window,
+            train: Vec::new(),
+            val: tokens[..count * window].to_vec(),
+            seed: 0,
+        })
+    }
+
     /// Sequences in a split.
     pub fn len(&self, split: Split) -> usize {
         match split {

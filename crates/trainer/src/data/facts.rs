@@ -225,6 +225,25 @@ impl Default for FactsConfig {
 }
 
 impl FactsConfig {
+    /// Checks the sizes; the error names the field and the rule.
+    pub fn validate(&self) -> Result<(), crate::TrainError> {
+        if self.people < 2 || self.people > MAX_PEOPLE {
+            return Err(crate::TrainError::config(
+                "data.facts.people",
+                self.people,
+                "must be in 2..=43200 (half are asked about in training, half held out)",
+            ));
+        }
+        if self.bios_per_person == 0 {
+            return Err(crate::TrainError::config(
+                "data.facts.bios_per_person",
+                self.bios_per_person,
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
     /// Information content of the facts in bits: every attribute value is drawn uniformly
     /// and independently, so each person holds `Σ log2(choices)` bits.
     pub fn bits(&self) -> f64 {
@@ -321,10 +340,11 @@ fn names(count: usize, rng: &mut SplitMix64) -> Vec<String> {
 }
 
 impl Facts {
-    /// Generates the corpus; the same config gives the same corpus.
+    /// Generates the corpus; the same config gives the same corpus. At most [`MAX_PEOPLE`]
+    /// people (see [`FactsConfig::validate`]).
     pub fn generate(config: &FactsConfig) -> Self {
         let mut rng = SplitMix64::new(config.seed);
-        let names = names(config.people.min(MAX_PEOPLE), &mut rng);
+        let names = names(config.people, &mut rng);
         let mut pick = |list: &'static [&'static str]| list[rng.below(list.len())].to_string();
         let mut people: Vec<Person> = names
             .into_iter()

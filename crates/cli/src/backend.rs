@@ -50,40 +50,33 @@ pub fn dispatch<J: Job>(kind: BackendKind, job: J) -> anyhow::Result<J::Output> 
             let name = name.get_name();
             anyhow::bail!(
                 "this binary was built without the {name} backend: \
-                 cargo run --release -p memory-layers-cli --features {name} -- ... \
-                 (or -p xtask)"
+                 cargo xtask-{name} ... (or cargo run --release -p memory-layers-cli \
+                 --features {name} -- ...)"
             )
         }
     }
 }
 
-/// Fails clearly when no CUDA driver library can be found (Burn would panic on a background
-/// thread at the first tensor operation instead).
+/// Fails clearly when the dynamic loader cannot load the CUDA driver (Burn would panic on a
+/// background thread at the first tensor operation instead). The loader searches what it
+/// searches for cudarc too: LD_LIBRARY_PATH, its cache and the platform's folders (x86_64,
+/// aarch64 on GH200, WSL).
 #[cfg(feature = "cuda")]
+#[allow(unsafe_code)]
 fn probe_cuda_driver() -> anyhow::Result<()> {
-    let mut dirs: Vec<std::path::PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
-        .map(|paths| std::env::split_paths(&paths).collect())
-        .unwrap_or_default();
-    dirs.extend(
-        [
-            "/usr/lib/x86_64-linux-gnu",
-            "/usr/lib64",
-            "/usr/lib",
-            "/usr/local/cuda/lib64",
-            "/usr/local/cuda/compat",
-            "/usr/lib/wsl/lib",
-            "/lib/x86_64-linux-gnu",
-        ]
-        .map(Into::into),
-    );
-    if dirs
-        .iter()
-        .any(|d| d.join("libcuda.so.1").exists() || d.join("libcuda.so").exists())
+    let loads = |name: &str| {
+        // SAFETY: loading the driver runs its initialisers, exactly as cudarc's own load does
+        // a moment later; no symbol of it is called here.
+        unsafe { libloading::Library::new(name) }.is_ok()
+    };
+    if ["libcuda.so.1", "libcuda.so", "nvcuda.dll"]
+        .into_iter()
+        .any(loads)
     {
         Ok(())
     } else {
         anyhow::bail!(
-            "no CUDA driver found (libcuda.so.1 in LD_LIBRARY_PATH or the system library folders); \
+            "no CUDA driver found (the dynamic loader cannot load libcuda.so.1); \
              use --backend flex or wgpu on this machine"
         )
     }

@@ -34,9 +34,13 @@ pub struct BenchArgs {
     /// Our results (for --report).
     #[arg(long, default_value = "target/bench/ours.json")]
     ours: PathBuf,
-    /// PyTorch's results (for --report).
-    #[arg(long, default_value = "target/bench/torch.json")]
-    torch: PathBuf,
+    /// PyTorch's results (for --report; repeatable): tools/bench/torch_bench.py's kernels and
+    /// tools/bench/torch_train.py's train steps. Missing files are left out.
+    #[arg(
+        long,
+        default_values = ["target/bench/torch.json", "target/bench/torch-train.json"]
+    )]
+    torch: Vec<PathBuf>,
     /// GPU results to add to the report (for --report).
     #[arg(long)]
     gpu: Option<PathBuf>,

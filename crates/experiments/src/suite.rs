@@ -65,16 +65,16 @@ pub struct Base {
 pub const BASE_LAYERS: usize = 6;
 /// Sub-keys per half of the base's memory (128² = 16384 values).
 pub const BASE_N_KEYS: usize = 128;
-/// The generated corpus of the suites: 160 people, 5.8 kbit of facts, about 18 exposures of
+/// The generated corpus of the suites: 40 people, 1.4 kbit of facts, about 57 exposures of
 /// each at the default budget (docs/results.md has the sizing).
 pub const SUITE_FACTS: FactsConfig = FactsConfig {
-    people: 160,
+    people: 40,
     bios_per_person: 10,
     seed: 1,
 };
 /// Bytes of the embedded plays in the suites' training text (the next 100 kB are the
 /// natural-text validation set).
-pub const SUITE_TEXT_BYTES: usize = 200_000;
+pub const SUITE_TEXT_BYTES: usize = 100_000;
 
 /// The run `train` makes without a size: `kind` as in the `models` suite at its default
 /// budget, seed 0, so that its result compares with the committed suite.

@@ -1,12 +1,13 @@
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{Linear, RotaryEncoding};
+use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Int, Tensor};
 
 use crate::init::linear;
+use crate::rope::{RopeBackend, RopeTables};
 
 /// Keys and values of the positions seen so far, for generation.
 #[derive(Debug, Clone)]
@@ -77,12 +78,12 @@ pub struct Attention<B: Backend> {
     kv_heads: usize,
 }
 
-impl<B: Backend> Attention<B> {
+impl<B: RopeBackend> Attention<B> {
     /// `x [B, T, dim]` → `[B, T, dim]`; with a cache, `x` continues the cached positions.
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
-        rope: &RotaryEncoding<B>,
+        rope: &RopeTables<B>,
         cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
         let [b, t, dim] = x.dims();
@@ -90,8 +91,8 @@ impl<B: Backend> Attention<B> {
         let split =
             |y: Tensor<B, 3>, heads: usize| y.reshape([b, t, heads, head_dim]).swap_dims(1, 2);
         let start = cache.as_ref().map_or(0, |c| c.len());
-        let q = rope.apply(split(self.wq.forward(x.clone()), self.heads), start);
-        let mut k = rope.apply(split(self.wk.forward(x.clone()), self.kv_heads), start);
+        let q = split(rope.apply(self.wq.forward(x.clone())), self.heads);
+        let mut k = split(rope.apply(self.wk.forward(x.clone())), self.kv_heads);
         let mut v = split(self.wv.forward(x), self.kv_heads);
         if let Some(cache) = cache {
             if let (Some(pk), Some(pv)) = (cache.k.take(), cache.v.take()) {

@@ -1,5 +1,5 @@
+use crate::ZooBackend;
 use burn::tensor::{Int, Tensor, TensorData};
-use memory_layer::MemoryBackend;
 
 use crate::{SplitMix64, Transformer, ZooError};
 
@@ -22,7 +22,7 @@ pub enum Sampler {
 
 /// Continues `prompt` by up to `max_tokens` tokens with a KV cache, stopping as soon as
 /// `stop(generated)` is true (e.g. the decoded text holds a newline). Returns the new tokens.
-pub fn generate<B: MemoryBackend>(
+pub fn generate<B: ZooBackend>(
     model: &Transformer<B>,
     prompt: &[u32],
     max_tokens: usize,

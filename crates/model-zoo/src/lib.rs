@@ -34,6 +34,7 @@ mod init;
 mod moe;
 mod presets;
 mod rng;
+mod rope;
 mod swiglu;
 mod transformer;
 pub mod value_name;
@@ -48,5 +49,11 @@ pub use generate::{Sampler, generate};
 pub use moe::{Assignment, Moe, MoeConfig, Routing};
 pub use presets::{Size, preset};
 pub use rng::SplitMix64;
+pub use rope::{RopeBackend, RopeTables};
 pub use swiglu::{SwiGluFfn, SwiGluFfnConfig};
 pub use transformer::{ModelOutput, Transformer};
+
+/// Every backend extension a model needs: the memory layers' and rotary position encoding.
+pub trait ZooBackend: memory_layer::MemoryBackend + RopeBackend {}
+
+impl<B: memory_layer::MemoryBackend + RopeBackend> ZooBackend for B {}

@@ -2,11 +2,12 @@ use burn::module::{Module, Param};
 use burn::nn::{Embedding, Linear, RmsNorm, RmsNormConfig, RotaryEncoding, RotaryEncodingConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
-use memory_layer::{MemoryBackend, MemoryOutput, ValueStore, ValueTable};
+use memory_layer::{MemoryOutput, ValueStore, ValueTable};
 
 use crate::attention::KvCache;
 use crate::init::{linear, trunc_normal};
-use crate::{Block, ModelKind, TransformerConfig, ZooError};
+use crate::rope::RopeTables;
+use crate::{Block, ModelKind, TransformerConfig, ZooBackend, ZooError};
 
 /// A decoder-only language model.
 #[derive(Module, Debug)]
@@ -73,7 +74,7 @@ impl TransformerConfig {
     }
 }
 
-impl<B: MemoryBackend> Transformer<B> {
+impl<B: ZooBackend> Transformer<B> {
     /// Logits for `tokens [B, T]` (every id below the vocabulary size).
     pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Result<ModelOutput<B>, ZooError> {
         self.run(tokens, None, None)
@@ -123,6 +124,7 @@ impl<B: MemoryBackend> Transformer<B> {
                 max: self.max_seq_len,
             });
         }
+        let rope = RopeTables::new(&self.rope, start, t);
         let mut h = self.embedding.forward(tokens);
         let mut aux_loss: Option<Tensor<B, 1>> = None;
         let mut memory = Vec::new();
@@ -131,7 +133,7 @@ impl<B: MemoryBackend> Transformer<B> {
             h = h.clone()
                 + block
                     .attention
-                    .forward(block.attn_norm.forward(h), &self.rope, cache);
+                    .forward(block.attn_norm.forward(h), &rope, cache);
             let out = block
                 .ffn
                 .forward(block.ffn_norm.forward(h.clone()), values)?;

@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::ElementConversion;
-use memory_layer::{MemoryBackend, UsageStats, UsageSummary};
+use memory_layer::{UsageStats, UsageSummary};
 use model_zoo::Transformer;
+use model_zoo::ZooBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
@@ -90,7 +91,7 @@ pub struct EvalReport {
 }
 
 /// Validation loss over the first `limit` batches (0: all), and the memory usage seen there.
-pub fn validate<B: MemoryBackend>(
+pub fn validate<B: ZooBackend>(
     model: &Transformer<B>,
     batches: &Batches,
     batch_size: usize,
@@ -121,7 +122,7 @@ pub fn validate<B: MemoryBackend>(
 
 /// The final evaluation of a run: validation loss and memory usage over every validation
 /// sequence, the first `qa_limit` QA pairs and the first `recall_limit` recall probes.
-pub fn evaluate<B: MemoryBackend>(
+pub fn evaluate<B: ZooBackend>(
     model: &Transformer<B>,
     config: &TrainConfig,
     data: &RunData,
@@ -159,7 +160,7 @@ pub fn evaluate<B: MemoryBackend>(
 }
 
 /// A trained run opened for evaluation or generation.
-pub struct OpenRun<B: MemoryBackend> {
+pub struct OpenRun<B: ZooBackend> {
     /// The run directory.
     pub dir: PathBuf,
     /// Its configuration.
@@ -171,10 +172,7 @@ pub struct OpenRun<B: MemoryBackend> {
 }
 
 /// Opens a run directory, or a checkpoint folder inside one.
-pub fn open_run<B: MemoryBackend>(
-    path: &Path,
-    device: &B::Device,
-) -> Result<OpenRun<B>, TrainError> {
+pub fn open_run<B: ZooBackend>(path: &Path, device: &B::Device) -> Result<OpenRun<B>, TrainError> {
     let dir = if path.join("state.json").exists() {
         path.parent().unwrap_or(path).to_path_buf()
     } else {

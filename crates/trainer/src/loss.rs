@@ -1,12 +1,13 @@
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
-use memory_layer::{MemoryBackend, ValueStore};
+use memory_layer::ValueStore;
+use model_zoo::ZooBackend;
 use model_zoo::{ModelOutput, Transformer};
 
 use crate::TrainError;
 
 /// Token ids `[batch, len]` on the device.
-pub(crate) fn token_tensor<B: MemoryBackend>(
+pub(crate) fn token_tensor<B: ZooBackend>(
     tokens: &[u32],
     batch: usize,
     device: &B::Device,
@@ -19,7 +20,7 @@ pub(crate) fn token_tensor<B: MemoryBackend>(
 /// Mean next-token NLL of `batch` sequences of `seq_len + 1` tokens (inputs, then targets
 /// shifted by one), and the model's output.
 /// With `values`, the memory layers read it instead of the model's pool.
-pub(crate) fn lm_loss<B: MemoryBackend>(
+pub(crate) fn lm_loss<B: ZooBackend>(
     model: &Transformer<B>,
     tokens: &[u32],
     batch: usize,
@@ -39,10 +40,7 @@ pub(crate) fn lm_loss<B: MemoryBackend>(
 }
 
 /// Per-token NLL `[B, T]` of `targets` under `logits [B, T, V]`.
-pub(crate) fn nll<B: MemoryBackend>(
-    logits: Tensor<B, 3>,
-    targets: Tensor<B, 2, Int>,
-) -> Tensor<B, 2> {
+pub(crate) fn nll<B: ZooBackend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
     let [b, t, _] = logits.dims();
     log_softmax(logits, 2)
         .gather(2, targets.unsqueeze_dim(2))

@@ -1,7 +1,7 @@
 //! Probes that generate: held-out QA (exact match, F1, answer NLL) and fact recall.
 
 use burn::tensor::ElementConversion;
-use memory_layer::MemoryBackend;
+use model_zoo::ZooBackend;
 use model_zoo::{Sampler, Transformer, generate};
 
 use crate::TrainError;
@@ -27,7 +27,7 @@ pub(crate) fn first<T>(items: &[T], limit: usize) -> &[T] {
 
 /// The greedy continuation of `prompt_ids`, at most `max_tokens` tokens, up to its first
 /// newline.
-fn greedy_line<B: MemoryBackend>(
+fn greedy_line<B: ZooBackend>(
     model: &Transformer<B>,
     tokenizer: &Tokenizer,
     prompt_ids: &[u32],
@@ -43,7 +43,7 @@ fn greedy_line<B: MemoryBackend>(
 /// Scores QA pairs: greedy answers up to a newline, SQuAD exact match and F1, and the NLL
 /// of ` {answer}\n` after the prompt (prompt and answer are tokenized separately and
 /// concatenated).
-pub(crate) fn qa_scores<B: MemoryBackend>(
+pub(crate) fn qa_scores<B: ZooBackend>(
     model: &Transformer<B>,
     tokenizer: &Tokenizer,
     qa: &[QaPair],
@@ -81,7 +81,7 @@ pub(crate) fn qa_scores<B: MemoryBackend>(
 
 /// Percent of `probes` whose greedy continuation (at most the answer's tokens plus
 /// [`RECALL_SLACK_TOKENS`], up to a newline) [`recalls`] the answer; `None` without probes.
-pub(crate) fn recall_score<B: MemoryBackend>(
+pub(crate) fn recall_score<B: ZooBackend>(
     model: &Transformer<B>,
     tokenizer: &Tokenizer,
     probes: &[RecallProbe],

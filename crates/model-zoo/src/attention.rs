@@ -8,6 +8,7 @@ use burn::tensor::{Bool, Int, Tensor};
 
 use crate::init::linear;
 use crate::rope::{RopeBackend, RopeTables};
+use crate::rows::on_rows;
 
 /// Keys and values of the positions seen so far, for generation.
 #[derive(Debug, Clone)]
@@ -91,9 +92,10 @@ impl<B: RopeBackend> Attention<B> {
         let split =
             |y: Tensor<B, 3>, heads: usize| y.reshape([b, t, heads, head_dim]).swap_dims(1, 2);
         let start = cache.as_ref().map_or(0, |c| c.len());
-        let q = split(rope.apply(self.wq.forward(x.clone())), self.heads);
-        let mut k = split(rope.apply(self.wk.forward(x.clone())), self.kv_heads);
-        let mut v = split(self.wv.forward(x), self.kv_heads);
+        let project = |linear: &Linear<B>| on_rows(x.clone(), |x| linear.forward(x));
+        let q = split(rope.apply(project(&self.wq)), self.heads);
+        let mut k = split(rope.apply(project(&self.wk)), self.kv_heads);
+        let mut v = split(project(&self.wv), self.kv_heads);
         if let Some(cache) = cache {
             if let (Some(pk), Some(pv)) = (cache.k.take(), cache.v.take()) {
                 k = Tensor::cat(vec![pk, k], 2);
@@ -117,7 +119,9 @@ impl<B: RopeBackend> Attention<B> {
             is_causal,
         };
         let out = attention(q, k, v, mask, None, options);
-        self.wo.forward(out.swap_dims(1, 2).reshape([b, t, dim]))
+        on_rows(out.swap_dims(1, 2).reshape([b, t, dim]), |y| {
+            self.wo.forward(y)
+        })
     }
 
     /// `[B, kv_heads, T, d]` → `[B, heads, T, d]`, each key/value head serving `heads/kv_heads`.

@@ -35,6 +35,7 @@ mod moe;
 mod presets;
 mod rng;
 mod rope;
+mod rows;
 mod swiglu;
 mod transformer;
 pub mod value_name;

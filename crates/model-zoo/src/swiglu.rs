@@ -6,6 +6,7 @@ use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 
 use crate::init::linear;
+use crate::rows::on_rows;
 
 /// Configuration of [`SwiGluFfn`], the SwiGLU feed-forward block.
 #[derive(Config, Debug)]
@@ -43,7 +44,9 @@ pub struct SwiGluFfn<B: Backend> {
 impl<B: Backend> SwiGluFfn<B> {
     /// `x [..., dim]` → `[..., dim]`.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        self.w2
-            .forward(silu(self.w1.forward(x.clone())) * self.w3.forward(x))
+        on_rows(x, |x| {
+            self.w2
+                .forward(silu(self.w1.forward(x.clone())) * self.w3.forward(x))
+        })
     }
 }

@@ -7,6 +7,7 @@ use memory_layer::{MemoryOutput, ValueStore, ValueTable};
 use crate::attention::KvCache;
 use crate::init::{linear, trunc_normal};
 use crate::rope::RopeTables;
+use crate::rows::on_rows;
 use crate::{Block, ModelKind, TransformerConfig, ZooBackend, ZooError};
 
 /// A decoder-only language model.
@@ -149,7 +150,7 @@ impl<B: ZooBackend> Transformer<B> {
             }
         }
         Ok(ModelOutput {
-            logits: self.output.forward(self.norm.forward(h)),
+            logits: on_rows(self.norm.forward(h), |h| self.output.forward(h)),
             aux_loss,
             memory,
         })

@@ -22,6 +22,13 @@ pub const REPORT_FILES: [&str; 7] = [
 /// A metric of a row, for the y axis.
 type Metric = fn(&SummaryRow) -> Option<f64>;
 
+/// The x axis of a figure: what it measures of a row, and whether it is logarithmic.
+struct Axis {
+    label: &'static str,
+    of: fn(&SummaryRow) -> f64,
+    log: bool,
+}
+
 /// Writes `summary.json`, `summary.md` and the figures of `rows` under `dir`; loss curves come
 /// from `dir/runs/<run>/metrics.jsonl`.
 pub fn write_report(dir: &Path, title: &str, rows: &[SummaryRow]) -> Result<(), ExperimentError> {
@@ -32,46 +39,31 @@ pub fn write_report(dir: &Path, title: &str, rows: &[SummaryRow]) -> Result<(), 
     )?;
     let recall: Metric = |r| r.fact_recall;
     let qa: Metric = |r| Some(r.qa_exact_match);
-    let flops = |r: &SummaryRow| r.flops_per_token as f64;
-    let params = |r: &SummaryRow| r.total_params as f64;
-    let figures: [(&str, &str, Metric, &str, &dyn Fn(&SummaryRow) -> f64, bool); 4] = [
-        (
-            "recall_vs_flops.svg",
-            "fact recall (%)",
-            recall,
-            "forward FLOPs per token",
-            &flops,
-            false,
-        ),
-        (
-            "recall_vs_params.svg",
-            "fact recall (%)",
-            recall,
-            "total parameters",
-            &params,
-            true,
-        ),
-        (
-            "qa_vs_flops.svg",
-            "held-out QA exact match (%)",
-            qa,
-            "forward FLOPs per token",
-            &flops,
-            false,
-        ),
+    let flops = Axis {
+        label: "forward FLOPs per token",
+        of: |r| r.flops_per_token as f64,
+        log: false,
+    };
+    let params = Axis {
+        label: "total parameters",
+        of: |r| r.total_params as f64,
+        log: true,
+    };
+    let figures = [
+        ("recall_vs_flops.svg", "fact recall (%)", recall, &flops),
+        ("recall_vs_params.svg", "fact recall (%)", recall, &params),
+        ("qa_vs_flops.svg", "held-out QA exact match (%)", qa, &flops),
         (
             "qa_vs_params.svg",
             "held-out QA exact match (%)",
             qa,
-            "total parameters",
             &params,
-            true,
         ),
     ];
-    for (file, y_label, metric, x_label, x, log_x) in figures {
-        let mut chart = Chart::new(format!("{title}: {y_label}"), x_label, y_label);
-        chart.log_x = log_x;
-        chart.series = scatter(rows, metric, x);
+    for (file, y_label, metric, x) in figures {
+        let mut chart = Chart::new(format!("{title}: {y_label}"), x.label, y_label);
+        chart.log_x = x.log;
+        chart.series = scatter(rows, metric, x.of);
         write_text(&dir.join(file), &chart.svg()?)?;
     }
     write_text(
@@ -81,7 +73,7 @@ pub fn write_report(dir: &Path, title: &str, rows: &[SummaryRow]) -> Result<(), 
 }
 
 /// One series per configuration: the mean over seeds with the min–max as an error bar.
-fn scatter(rows: &[SummaryRow], metric: Metric, x: &dyn Fn(&SummaryRow) -> f64) -> Vec<Series> {
+fn scatter(rows: &[SummaryRow], metric: Metric, x: fn(&SummaryRow) -> f64) -> Vec<Series> {
     groups(rows)
         .into_iter()
         .filter_map(|group| {

@@ -64,7 +64,7 @@ impl<B: Backend> RopeTables<B> {
     pub fn new(rope: &RotaryEncoding<B>, start: usize, len: usize) -> Self {
         // freq_complex: [positions, head_dim, 2] = (cos, sin), already repeated per pair.
         let [_, head_dim, _] = rope.freq_complex.dims();
-        let freq = rope.freq_complex.clone().slice([start..start + len]);
+        let freq = rope.freq_complex.clone().narrow(0, start, len);
         let part = |i: usize| freq.clone().narrow(2, i, 1).reshape([len, head_dim]);
         let signs: Vec<f32> = (0..head_dim)
             .map(|j| if j % 2 == 0 { -1.0 } else { 1.0 })

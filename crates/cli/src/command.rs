@@ -7,7 +7,8 @@ use crate::{eval, experiment, generate, train};
 /// A `memory-layers` command.
 #[derive(Subcommand)]
 pub enum Command {
-    /// Train a model (defaults: Memory+, small, embedded data, CPU).
+    /// Train a model (defaults: Memory+ on the experiments' base, embedded data, CPU).
+    #[command(allow_negative_numbers = true)]
     Train(Box<train::TrainArgs>),
     /// Evaluate a trained run: validation loss, QA, memory usage.
     Eval(eval::EvalArgs),

@@ -25,7 +25,7 @@ pub struct ExperimentArgs {
     /// Fact-recall probes (.jsonl with "prompt" and "answer").
     #[arg(long)]
     recall: Option<PathBuf>,
-    /// People in the generated knowledge corpus (default 160; ignored with --data).
+    /// People in the generated knowledge corpus (default 40; ignored with --data).
     #[arg(long)]
     people: Option<usize>,
     /// Biographies per person in the generated corpus (default 10).
@@ -151,6 +151,7 @@ pub fn run(args: ExperimentArgs) -> anyhow::Result<()> {
         budget,
         out: out.clone(),
         jobs,
+        interrupt: crate::signals::interrupt_on_signals()?,
     };
     dispatch(args.backend, &plan)?;
     let rows: Vec<experiments::SummaryRow> = experiments::read_json(&out.join("summary.json"))?;

@@ -14,6 +14,7 @@ mod command;
 mod eval;
 mod experiment;
 mod generate;
+mod signals;
 mod train;
 
 pub use backend::{BackendKind, Job, dispatch};

@@ -93,17 +93,37 @@ pub struct TrainArgs {
     /// Steps between checkpoints.
     #[arg(long)]
     checkpoint_every: Option<usize>,
-    /// Continue the run in --out from its last checkpoint (its config.toml is used).
+    /// Checkpoints to keep: the latest in checkpoint/, earlier ones in checkpoint-STEP/.
+    #[arg(long)]
+    keep_checkpoints: Option<usize>,
+    /// Set any key of config.toml, e.g. --set optim.warmup_steps=100 (repeatable; applied
+    /// after every other flag).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Continue the run in --out from its last checkpoint, with its config.toml; --steps
+    /// extends it (the schedule stretches over the new total), flags that would change the
+    /// model, data or optimizer are refused.
     #[arg(long)]
     resume: bool,
+    /// Replace the run already in --out (without it, training into an existing run is an
+    /// error).
+    #[arg(long, conflicts_with = "resume")]
+    overwrite: bool,
 }
 
 impl TrainArgs {
-    /// The configuration the flags describe.
+    /// The configuration the flags describe: over the run's own config.toml when resuming,
+    /// else over `--config` or the preset; `--set` last.
     fn config(&self) -> anyhow::Result<TrainConfig> {
-        let mut config = match &self.config {
-            Some(path) => TrainConfig::load(path)?,
-            None => {
+        let saved = match (self.resume, &self.out) {
+            (true, Some(out)) => Some(TrainConfig::load(&out.join("config.toml"))?),
+            (true, None) => anyhow::bail!("--resume needs --out DIR (the run to continue)"),
+            (false, _) => None,
+        };
+        let mut config = match (&saved, &self.config) {
+            (Some(saved), _) => saved.clone(),
+            (None, Some(path)) => TrainConfig::load(path)?,
+            (None, None) => {
                 let kind = self.model.unwrap_or(ModelKind::MemoryPlus);
                 match self.size {
                     Some(size) => TrainConfig::new(kind, size),
@@ -111,7 +131,9 @@ impl TrainArgs {
                 }
             }
         };
-        if self.config.is_some() && (self.model.is_some() || self.size.is_some()) {
+        if (saved.is_some() || self.config.is_some())
+            && (self.model.is_some() || self.size.is_some())
+        {
             let kind = self.model.unwrap_or(config.model.kind);
             let size = self.size.unwrap_or(Size::Small);
             config.model = preset(kind, size, None);
@@ -130,11 +152,14 @@ impl TrainArgs {
         if self.no_facts {
             config.data.facts = None;
         }
-        let o = &mut config.optim;
         if let Some(steps) = self.steps {
-            o.steps = steps;
-            o.warmup_steps = o.warmup_steps.min(steps);
+            // A resumed run keeps its warmup; a new one keeps warmup's share of the steps.
+            match saved {
+                Some(_) => config.optim.steps = steps,
+                None => config.set_steps(steps),
+            }
         }
+        let o = &mut config.optim;
         set(&mut o.batch_size, self.batch_size);
         set(&mut o.seq_len, self.seq_len);
         set(&mut o.grad_accum, self.grad_accum);
@@ -144,7 +169,14 @@ impl TrainArgs {
         set(&mut config.run.seed, self.seed);
         set(&mut config.run.out, self.out.clone());
         set(&mut config.run.checkpoint_every, self.checkpoint_every);
+        set(&mut config.run.keep_checkpoints, self.keep_checkpoints);
         set(&mut config.run.precision, self.precision);
+        for assignment in &self.set {
+            let (key, value) = assignment
+                .split_once('=')
+                .with_context(|| format!("--set {assignment}: write KEY=VALUE"))?;
+            config.set(key.trim(), value.trim())?;
+        }
         Ok(config)
     }
 }
@@ -188,14 +220,7 @@ impl Job for Train {
 /// Trains, then prints a summary table.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let layout = layout(&args);
-    let mut config = args.config()?;
-    if args.resume {
-        let out = args
-            .out
-            .clone()
-            .context("--resume needs --out DIR (the run to continue)")?;
-        config.run.out = out;
-    }
+    let config = args.config()?;
     let out = config.run.out.clone();
     println!(
         "training {} ({}) for {} steps on {:?}; run directory {}",
@@ -211,7 +236,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     );
     let options = TrainOptions {
         resume: args.resume,
+        overwrite: args.overwrite,
         progress: true,
+        interrupt: crate::signals::interrupt_on_signals()?,
     };
     let job = Train {
         config,
@@ -224,11 +251,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The committed result of `experiment models` (docs/results/models/summary.json).
-const REFERENCE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../docs/results/models/summary.json"
-);
+/// The committed result of `experiment models` (docs/results/models/summary.json), built
+/// into the binary so that it travels with it.
+const REFERENCE: &str = include_str!("../../../docs/results/models/summary.json");
 
 /// After a run of the `models` suite's base (the default `train`), the suite's committed
 /// results at the same budget: dense at the same FLOPs per token, and at about 2× and 4×.
@@ -238,10 +263,12 @@ fn print_reference(config: &TrainConfig) {
     if base != *config {
         return;
     }
-    let Ok(rows) = experiments::read_json::<Vec<SummaryRow>>(std::path::Path::new(REFERENCE))
-    else {
-        println!("(no committed `experiment models` result to compare with: {REFERENCE})");
-        return;
+    let rows: Vec<SummaryRow> = match serde_json::from_str(REFERENCE) {
+        Ok(rows) => rows,
+        Err(err) => {
+            println!("(the committed `experiment models` result does not parse: {err})");
+            return;
+        }
     };
     println!(
         "\nthe committed `experiment models` result at the same {} tokens (docs/results.md):",

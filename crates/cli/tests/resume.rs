@@ -1,11 +1,12 @@
 //! A run killed with SIGKILL after a checkpoint and resumed with `--resume` ends at the same
 //! step with the same loss as an uninterrupted run, and writes every file of a run directory
 //! (config.toml, metrics.jsonl, eval.json, loss.svg, checkpoint/) that `eval` and `generate`
-//! then read.
+//! then read. SIGTERM checkpoints before it stops, so its resume loses nothing.
 
 mod common;
 
-use std::process::Stdio;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::{checkpoint_step, fresh, kill_after_checkpoint, losses, memory_layers, train};
 
@@ -122,6 +123,81 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
 }
 
 #[test]
+fn sigterm_checkpoints_and_resume_matches_an_uninterrupted_run() {
+    let whole = fresh("term-whole");
+    assert!(train(&whole, STEPS, SEED, &[]).status().unwrap().success());
+
+    let cut = fresh("term-cut");
+    let child = train(&cut, STEPS, SEED, &[])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while checkpoint_step(&cut) < 10 {
+        assert!(start.elapsed() < Duration::from_secs(300), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let saved = checkpoint_step(&cut);
+    assert!(
+        !out.status.success(),
+        "an interrupted run exits with an error"
+    );
+    assert!(
+        stderr.contains(&format!("interrupted at step {saved}")) && stderr.contains("--resume"),
+        "{stderr}"
+    );
+    assert!(saved < 40, "stopped before the end (step {saved})");
+
+    let status = memory_layers()
+        .args(["train", "--resume", "--out"])
+        .arg(&cut)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(losses(&whole), losses(&cut), "nothing lost to SIGTERM");
+
+    // --steps extends a finished run.
+    let status = memory_layers()
+        .args(["train", "--resume", "--steps", "50", "--out"])
+        .arg(&cut)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(checkpoint_step(&cut), 50);
+    assert_eq!(losses(&cut).last().unwrap().0, 50);
+
+    // What a resumed run may not change, an existing run, a typo'd key and a damaged
+    // checkpoint are errors that name the problem.
+    let dir = cut.to_str().unwrap();
+    let stderr = fails_with(
+        &["train", "--resume", "--lr", "1e-2", "--out", dir],
+        "cannot resume with a different configuration",
+    );
+    assert!(stderr.contains("optim.lr"), "{stderr}");
+    fails_with(&["train", "--size", "tiny", "--out", dir], "--overwrite");
+    fails_with(
+        &["train", "--resume", "--set", "optim.nope=1", "--out", dir],
+        "optim.nope",
+    );
+    let model = cut.join("checkpoint/model.bin");
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
+    fails_with(
+        &["train", "--resume", "--steps", "60", "--out", dir],
+        "model.bin",
+    );
+}
+
+#[test]
 fn bad_command_lines_are_clear_errors() {
     fails_with(
         &["train", "--devices", "3", "--batch-size", "4"],
@@ -137,6 +213,8 @@ fn bad_command_lines_are_clear_errors() {
         "the bad value named: {stderr}"
     );
     fails_with(&["train", "--value-optimizer", "sgd"], "rowwise-adagrad");
+    // A negative number is a value, not a flag.
+    fails_with(&["train", "--lr", "-1"], "optim.lr");
     // `--out` in the temporary directory: the default, runs/, is relative to the working
     // directory (the crate, under cargo test).
     let no_data = fresh("no-data");

@@ -20,16 +20,6 @@ pub enum ExperimentError {
         /// The rule it breaks.
         rule: &'static str,
     },
-    /// A run directory of the suite belongs to a different run.
-    #[error(
-        "{path}: this run directory holds a run with another configuration ({what} differs); use a new --out, or delete it to start that run again"
-    )]
-    Mismatch {
-        /// The run directory.
-        path: PathBuf,
-        /// The first differing part of the configuration.
-        what: String,
-    },
     /// A file could not be read or written.
     #[error("{path}: {message}")]
     File {

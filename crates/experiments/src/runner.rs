@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use trainer::{Stepper, TrainBackend, TrainConfig, TrainOptions, find_checkpoint, train};
+use trainer::{Interrupt, Stepper, TrainBackend, TrainOptions, find_checkpoint, train};
 
 use crate::report::write_report;
 use crate::summary::{SummaryRow, read_json, write_json};
@@ -27,6 +27,8 @@ pub struct SuitePlan {
     pub out: PathBuf,
     /// Runs trained at the same time (each on its own thread).
     pub jobs: usize,
+    /// Stops the runs in progress (each writes a checkpoint), and so the suite.
+    pub interrupt: Interrupt,
 }
 
 /// The resolved budget, kept in `suite.json` so that a resumed suite trains the same runs.
@@ -216,7 +218,7 @@ impl Progress<'_> {
             return Ok(());
         }
         let dir = out.join("runs").join(&spec.id);
-        let resumed = prepare_dir(&dir, &spec.config)?;
+        let resumed = prepare_dir(&dir)?;
         {
             let mut state = self.lock();
             state.started[i] = true;
@@ -241,7 +243,9 @@ impl Progress<'_> {
         config.run.out = dir;
         let options = TrainOptions {
             resume: resumed,
+            overwrite: false,
             progress,
+            interrupt: plan.interrupt.clone(),
         };
         let summary =
             train::<B>(config, device, options).map_err(|error| ExperimentError::Run {
@@ -287,32 +291,17 @@ fn row_path(out: &Path, id: &str) -> PathBuf {
     out.join("runs").join(id).join("row.json")
 }
 
-/// Readies a run directory: `true` to resume its checkpoint (same configuration), `false`
-/// to start afresh (anything there without a checkpoint is removed).
-fn prepare_dir(dir: &Path, config: &TrainConfig) -> Result<bool, ExperimentError> {
-    if find_checkpoint(dir).is_none() {
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).map_err(|e| ExperimentError::file(dir, e))?;
-        }
-        return Ok(false);
+/// Readies a run directory: `true` to resume its checkpoint (the trainer checks that the
+/// configuration is the same), `false` to start afresh (anything there without a checkpoint
+/// is removed).
+fn prepare_dir(dir: &Path) -> Result<bool, ExperimentError> {
+    if find_checkpoint(dir).is_some() {
+        return Ok(true);
     }
-    let saved = TrainConfig::load(&dir.join("config.toml"))?;
-    let mut expected = config.clone();
-    expected.run.out = saved.run.out.clone();
-    expected.model.vocab_size = saved.model.vocab_size;
-    let differs = [
-        ("model", saved.model != expected.model),
-        ("data", saved.data != expected.data),
-        ("optim", saved.optim != expected.optim),
-        ("run", saved.run != expected.run),
-    ];
-    match differs.iter().find(|(_, d)| *d) {
-        Some((what, _)) => Err(ExperimentError::Mismatch {
-            path: dir.to_path_buf(),
-            what: what.to_string(),
-        }),
-        None => Ok(true),
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| ExperimentError::file(dir, e))?;
     }
+    Ok(false)
 }
 
 /// Tokens per run: the budget's, or as many as fit its minutes at the measured step times

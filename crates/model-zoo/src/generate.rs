@@ -8,11 +8,14 @@ use crate::{SplitMix64, Transformer, ZooError};
 pub enum Sampler {
     /// The most likely token.
     Greedy,
-    /// Sample from `softmax(logits / temperature)`, restricted to the smallest set of tokens
-    /// whose probability reaches `top_p` (`top_p = 1` keeps all).
+    /// Sample from `softmax(logits / temperature)`, restricted to the `top_k` most likely
+    /// tokens (`0`: no limit) and within them to the smallest set whose probability reaches
+    /// `top_p` (`top_p = 1` keeps all).
     Sample {
         /// Softmax temperature (> 0).
         temperature: f64,
+        /// Most likely tokens kept (`0`: all).
+        top_k: usize,
         /// Nucleus mass in `(0, 1]`.
         top_p: f64,
         /// Seed of the sampler's random stream.
@@ -67,7 +70,10 @@ fn choose(logits: &[f64], sampler: Sampler, rng: &mut SplitMix64) -> u32 {
             .unwrap_or(0) as u32
     };
     let Sampler::Sample {
-        temperature, top_p, ..
+        temperature,
+        top_k,
+        top_p,
+        ..
     } = sampler
     else {
         return argmax();
@@ -82,6 +88,9 @@ fn choose(logits: &[f64], sampler: Sampler, rng: &mut SplitMix64) -> u32 {
         .map(|(i, &l)| (i, ((l - best) / temperature).exp()))
         .collect();
     probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    if top_k > 0 {
+        probs.truncate(top_k);
+    }
     let total: f64 = probs.iter().map(|p| p.1).sum();
     let mut kept = 0.0;
     let mut nucleus = Vec::new();

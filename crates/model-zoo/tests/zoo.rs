@@ -103,6 +103,7 @@ fn generation_is_greedy_or_seeded() {
     let sample = |seed| {
         let s = Sampler::Sample {
             temperature: 1.5,
+            top_k: 0,
             top_p: 0.9,
             seed,
         };

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::optim::Optimizer;
-use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder, RecorderError};
 use burn::tensor::backend::Backend;
 use memory_values::{RowOptimizer, RowOptimizerRecord};
 use model_zoo::Transformer;
@@ -44,6 +44,26 @@ pub(crate) fn checkpoint_error(path: &Path, e: impl std::fmt::Display) -> TrainE
     }
 }
 
+/// A record file `name` of checkpoint folder `dir` that could not be read or written, named,
+/// with a plain reason (a truncated file says so instead of Burn's `UnexpectedEof`).
+fn record_error(dir: &Path, name: &str) -> impl Fn(RecorderError) -> TrainError {
+    let path = dir.join(format!("{name}.bin"));
+    move |e| {
+        let text = e.to_string();
+        let message = if text.contains("UnexpectedEof") {
+            "the file ends early: truncated or corrupt".to_string()
+        } else if text.contains("NotFound") || matches!(e, RecorderError::FileNotFound(_)) {
+            "missing".to_string()
+        } else {
+            format!("cannot be used: {text}")
+        };
+        TrainError::Checkpoint {
+            path: path.clone(),
+            message,
+        }
+    }
+}
+
 /// The checkpoint folder of run directory `out`.
 fn checkpoint_dir(out: &Path) -> PathBuf {
     out.join("checkpoint")
@@ -57,10 +77,12 @@ pub fn find_checkpoint(out: &Path) -> Option<PathBuf> {
 }
 
 /// Writes a checkpoint: `fill` writes the record files into a fresh folder, then the state
-/// is added and the folder swapped in.
+/// is added and the folder swapped in. With `keep > 1` the one it replaces moves to
+/// `checkpoint-STEP/`, and the oldest of those go so that `keep` checkpoints remain.
 pub(crate) fn save_checkpoint(
     out: &Path,
     state: &TrainState,
+    keep: usize,
     fill: impl FnOnce(&Path) -> Result<(), TrainError>,
 ) -> Result<(), TrainError> {
     let tmp = out.join(".checkpoint.tmp");
@@ -81,7 +103,36 @@ pub(crate) fn save_checkpoint(
     }
     std::fs::rename(&tmp, &dir).map_err(TrainError::io(&tmp))?;
     if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(TrainError::io(&old))?;
+        match load_state(&old) {
+            Ok(previous) if keep > 1 => {
+                let kept = out.join(format!("checkpoint-{}", previous.step));
+                std::fs::rename(&old, &kept).map_err(TrainError::io(&old))?;
+            }
+            _ => std::fs::remove_dir_all(&old).map_err(TrainError::io(&old))?,
+        }
+    }
+    prune_checkpoints(out, keep.saturating_sub(1))
+}
+
+/// Removes the oldest `checkpoint-STEP/` folders of `out` beyond the newest `keep`.
+fn prune_checkpoints(out: &Path, keep: usize) -> Result<(), TrainError> {
+    let mut kept: Vec<(usize, PathBuf)> = std::fs::read_dir(out)
+        .map_err(TrainError::io(out))?
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let step = path
+                .file_name()?
+                .to_str()?
+                .strip_prefix("checkpoint-")?
+                .parse()
+                .ok()?;
+            Some((step, path))
+        })
+        .collect();
+    kept.sort_unstable();
+    let extra = kept.len().saturating_sub(keep);
+    for (_, path) in kept.into_iter().take(extra) {
+        std::fs::remove_dir_all(&path).map_err(TrainError::io(&path))?;
     }
     Ok(())
 }
@@ -100,43 +151,45 @@ impl<B: TrainBackend> Stepper<B> {
     /// Writes the model and optimizer records into checkpoint folder `dir`.
     pub fn save(&self, dir: &Path) -> Result<(), TrainError> {
         let recorder = Rec::default();
-        let fail = |e| checkpoint_error(dir, e);
         self.model
             .clone()
             .save_file(dir.join("model"), &recorder)
-            .map_err(fail)?;
+            .map_err(record_error(dir, "model"))?;
         recorder
             .record(self.optim.to_record(), dir.join("optim"))
-            .map_err(fail)?;
+            .map_err(record_error(dir, "optim"))?;
         recorder
             .record(self.value_optim.to_record(), dir.join("value_optim"))
-            .map_err(fail)?;
+            .map_err(record_error(dir, "value_optim"))?;
         let rows: Vec<RowOptimizerRecord<B>> = self
             .row_optims
             .iter()
             .map(RowOptimizer::to_record)
             .collect();
-        recorder.record(rows, dir.join("value_rows")).map_err(fail)
+        recorder
+            .record(rows, dir.join("value_rows"))
+            .map_err(record_error(dir, "value_rows"))
     }
 
     /// Loads the model and optimizer records from checkpoint folder `dir`.
     pub fn load(mut self, dir: &Path, device: &B::Device) -> Result<Self, TrainError> {
         let recorder = Rec::default();
-        let fail = |e| checkpoint_error(dir, e);
         self.model = load_model(self.model, dir, device)?;
         // Parameter ids come with the record: the value group must be found again.
         self.value_ids = value_param_ids(&self.model);
-        self.optim = self
-            .optim
-            .load_record(recorder.load(dir.join("optim"), device).map_err(fail)?);
+        self.optim = self.optim.load_record(
+            recorder
+                .load(dir.join("optim"), device)
+                .map_err(record_error(dir, "optim"))?,
+        );
         self.value_optim = self.value_optim.load_record(
             recorder
                 .load(dir.join("value_optim"), device)
-                .map_err(fail)?,
+                .map_err(record_error(dir, "value_optim"))?,
         );
         let rows: Vec<RowOptimizerRecord<B>> = recorder
             .load(dir.join("value_rows"), device)
-            .map_err(fail)?;
+            .map_err(record_error(dir, "value_rows"))?;
         if rows.len() != self.row_optims.len() {
             return Err(checkpoint_error(
                 dir,
@@ -166,5 +219,5 @@ pub fn load_model<B: Backend>(
 ) -> Result<Transformer<B>, TrainError> {
     model
         .load_file(dir.join("model"), &Rec::default(), device)
-        .map_err(|e| checkpoint_error(dir, e))
+        .map_err(record_error(dir, "model"))
 }

@@ -147,6 +147,9 @@ pub struct RunConfig {
     pub out: PathBuf,
     /// Steps between checkpoints (the last step is always saved).
     pub checkpoint_every: usize,
+    /// Checkpoints kept: the latest in `checkpoint/`, earlier ones in `checkpoint-STEP/`.
+    #[serde(default = "one")]
+    pub keep_checkpoints: usize,
     /// Steps between metrics lines.
     pub log_every: usize,
     /// Steps between validation losses in metrics.jsonl (0: only at the end).
@@ -161,6 +164,10 @@ pub struct RunConfig {
     /// Floating-point type.
     #[serde(default)]
     pub precision: Precision,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Recall probes scored by default: 300 (50 people of the generated corpus).
@@ -219,6 +226,7 @@ impl TrainConfig {
                 seed: 0,
                 out: PathBuf::from("runs").join(format!("{kind}-{size}")),
                 checkpoint_every: 50,
+                keep_checkpoints: 1,
                 log_every: 10,
                 eval_every: 50,
                 eval_batches: 16,
@@ -229,11 +237,18 @@ impl TrainConfig {
         }
     }
 
-    /// Reads a `config.toml` (as a run writes it).
+    /// Reads a `config.toml` (as a run writes it); unknown keys are errors.
     pub fn load(path: &Path) -> Result<Self, TrainError> {
         let text = crate::data::read_utf8(path)?;
-        toml::from_str(&text)
-            .map_err(|e| TrainError::data(path, None, format!("invalid config: {e}")))
+        Self::parse(&text).map_err(|e| TrainError::data(path, None, format!("invalid config: {e}")))
+    }
+
+    /// Sets the number of steps, keeping warmup the same fraction of them.
+    pub fn set_steps(&mut self, steps: usize) {
+        let o = &mut self.optim;
+        let fraction = o.warmup_steps as f64 / o.steps.max(1) as f64;
+        o.steps = steps;
+        o.warmup_steps = ((steps as f64 * fraction).round() as usize).clamp(1, steps.max(1));
     }
 
     /// Writes the config as TOML.
@@ -251,6 +266,7 @@ impl TrainConfig {
             ("optim.seq_len", o.seq_len),
             ("optim.grad_accum", o.grad_accum),
             ("run.checkpoint_every", self.run.checkpoint_every),
+            ("run.keep_checkpoints", self.run.keep_checkpoints),
             ("run.log_every", self.run.log_every),
         ];
         for (field, value) in positive {

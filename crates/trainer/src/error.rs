@@ -54,6 +54,36 @@ pub enum TrainError {
     /// A chart could not be drawn.
     #[error("plot: {0}")]
     Plot(String),
+    /// `--set KEY=VALUE` does not fit the configuration.
+    #[error("--set {key}={value}: {rule}")]
+    Setting {
+        /// The dotted key.
+        key: String,
+        /// The value given.
+        value: String,
+        /// What is wrong.
+        rule: String,
+    },
+    /// A resumed run asks for a configuration its checkpoint was not trained with.
+    #[error(
+        "cannot resume with a different configuration: {0}; only the number of steps and the \
+         logging, checkpoint and evaluation settings may change (or train into a new --out)"
+    )]
+    Resume(String),
+    /// The run stopped early on request (SIGINT, SIGTERM) after writing a checkpoint.
+    #[error("interrupted at step {step}: checkpoint saved in {out}; continue with --resume")]
+    Interrupted {
+        /// The last step done (and saved).
+        step: usize,
+        /// The run directory.
+        out: PathBuf,
+    },
+    /// The run directory already holds a run.
+    #[error(
+        "{0}: this run directory already holds a run; pass --resume to continue it or \
+         --overwrite to replace it"
+    )]
+    RunExists(PathBuf),
     /// A value table or its optimizer failed.
     #[error(transparent)]
     Values(#[from] memory_values::ValueError),

@@ -2,7 +2,8 @@
 //! starts from (seeded).
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use burn::module::Module;
 use burn::tensor::backend::{Backend, DTypeUsage, set_default_float_dtype};
@@ -16,13 +17,41 @@ use crate::{Stepper, TrainBackend, TrainError};
 /// Held while a run seeds the device and draws its initial parameters.
 static INIT: Mutex<()> = Mutex::new(());
 
+/// A request to stop a run early (SIGINT, SIGTERM): the loop finishes its step, writes a
+/// checkpoint and returns [`TrainError::Interrupted`]. Clones share the request.
+#[derive(Debug, Clone, Default)]
+pub struct Interrupt(Arc<AtomicBool>);
+
+impl Interrupt {
+    /// A request not yet made.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The flag that makes the request, for a signal handler to set.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.0.clone()
+    }
+
+    /// Whether the request was made.
+    pub fn requested(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
 /// How to run.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct TrainOptions {
-    /// Continue the run in `config.run.out` from its checkpoint, with its `config.toml`.
+    /// Continue the run in `config.run.out` from its checkpoint. The configuration must be
+    /// the saved one but for the number of steps and the logging, checkpoint and evaluation
+    /// settings ([`TrainConfig::check_resumes`]).
     pub resume: bool,
+    /// Replace a run already in `config.run.out` (otherwise an error).
+    pub overwrite: bool,
     /// Show a progress bar.
     pub progress: bool,
+    /// Stop early when this is requested.
+    pub interrupt: Interrupt,
 }
 
 /// A run set up: configuration resolved and saved, data ready, the checkpoint to resume.
@@ -44,20 +73,24 @@ impl Run {
         let out = config.run.out.clone();
         let config_path = out.join("config.toml");
         let checkpoint = if options.resume {
-            config = TrainConfig::load(&config_path)?;
             let dir = find_checkpoint(&out)
                 .ok_or_else(|| checkpoint_error(&out, "no checkpoint to resume from"))?;
+            config.check_resumes(&TrainConfig::load(&config_path)?)?;
             Some(dir)
         } else {
+            if config_path.exists() || find_checkpoint(&out).is_some() {
+                if !options.overwrite {
+                    return Err(TrainError::RunExists(out));
+                }
+                std::fs::remove_dir_all(&out).map_err(TrainError::io(&out))?;
+            }
             None
         };
         config.validate()?;
         std::fs::create_dir_all(&out).map_err(TrainError::io(&out))?;
         let data = prepare_data(&mut config, &out, options.resume)?;
         config.validate()?;
-        if !options.resume {
-            config.save(&config_path)?;
-        }
+        config.save(&config_path)?;
         set_precision::<B>(config.run.precision, device)?;
         Ok(Self {
             config,

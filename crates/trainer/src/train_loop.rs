@@ -48,6 +48,8 @@ pub(crate) trait Strategy<B: TrainBackend> {
         usage_of: Option<usize>,
         device: &B::Device,
     ) -> Result<StepReport, TrainError>;
+    /// Whether any rank saw `local` true (every rank calls this at the same step).
+    fn any(&self, local: bool) -> Result<bool, TrainError>;
     /// Runs `f` on the whole stepper where this strategy writes; every rank takes part in
     /// assembling it, and all fail together if `f` fails.
     fn with_whole(
@@ -175,10 +177,23 @@ impl Run {
                 window = (Instant::now(), state.tokens_seen);
             }
             bar.set_position(state.step as u64);
-            if state.step.is_multiple_of(config.run.checkpoint_every) || state.step == o.steps {
+            let interrupted = strategy.any(self.options.interrupt.requested())?;
+            if interrupted
+                || state.step.is_multiple_of(config.run.checkpoint_every)
+                || state.step == o.steps
+            {
                 strategy.with_whole(&stepper, &mut |whole| {
-                    save_checkpoint(out, &state, |dir| whole.save(dir))
+                    save_checkpoint(out, &state, config.run.keep_checkpoints, |dir| {
+                        whole.save(dir)
+                    })
                 })?;
+            }
+            if interrupted && state.step < o.steps {
+                bar.finish_and_clear();
+                return Err(TrainError::Interrupted {
+                    step: state.step,
+                    out: out.clone(),
+                });
             }
         }
         bar.finish_and_clear();

@@ -102,6 +102,10 @@ impl<B: TrainBackend> Strategy<B> for Parallel<'_, B::InnerBackend> {
         stepper.step_parallel(self.0, micro_batches, multiplier, usage_of, device)
     }
 
+    fn any(&self, local: bool) -> Result<bool, TrainError> {
+        Ok(self.0.sum(f64::from(u8::from(local)))? > 0.0)
+    }
+
     fn with_whole(
         &self,
         stepper: &Stepper<B>,

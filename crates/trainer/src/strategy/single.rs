@@ -40,6 +40,10 @@ impl<B: TrainBackend> Strategy<B> for Single {
         stepper.step(micro_batches, multiplier, usage_of, device)
     }
 
+    fn any(&self, local: bool) -> Result<bool, TrainError> {
+        Ok(local)
+    }
+
     fn with_whole(
         &self,
         stepper: &Stepper<B>,

@@ -88,20 +88,17 @@ fn scatter(rows: &[SummaryRow], metric: Metric, x: fn(&SummaryRow) -> f64) -> Ve
         .collect()
 }
 
-/// Validation loss against training tokens, the first seed of every configuration.
+/// Training loss against training tokens, the first seed of every configuration.
 fn loss_curves(dir: &Path, title: &str, rows: &[SummaryRow]) -> Result<Chart, ExperimentError> {
     let mut chart = Chart::new(
-        format!("{title}: validation loss"),
+        format!("{title}: training loss"),
         "training tokens",
-        "validation loss (nats/token)",
+        "training loss (nats/token)",
     );
     for group in groups(rows) {
         let run = group.rows[0];
         let lines = read_metrics(&dir.join("runs").join(&run.run).join("metrics.jsonl"))?;
-        let points = lines
-            .iter()
-            .filter_map(|l| l.val_loss.map(|v| (l.tokens as f64, v)))
-            .collect();
+        let points = lines.iter().map(|l| (l.tokens as f64, l.loss)).collect();
         chart.series.push(Series::line(group.label, points));
     }
     Ok(chart)

@@ -165,6 +165,59 @@ impl Chart {
         log && hi / lo >= 10.0
     }
 
+    /// The corner of the plot area that the legend covers least data in (upper right when
+    /// several are free): each corner's box is about the legend's size.
+    fn legend_corner(
+        &self,
+        (x, log_x): ((f64, f64), bool),
+        (y, log_y): ((f64, f64), bool),
+    ) -> SeriesLabelPosition {
+        let unit = |v: f64, (lo, hi): (f64, f64), log: bool| {
+            if log {
+                (v.ln() - lo.ln()) / (hi.ln() - lo.ln())
+            } else {
+                (v - lo) / (hi - lo)
+            }
+        };
+        let marks: Vec<(f64, f64)> = self
+            .series
+            .iter()
+            .flat_map(|s| {
+                let ends = s
+                    .errors
+                    .iter()
+                    .zip(&s.points)
+                    .flat_map(|(e, p)| [(p.0, e.0), (p.0, e.1)]);
+                s.points.iter().copied().chain(ends).collect::<Vec<_>>()
+            })
+            .map(|(px, py)| (unit(px, x, log_x), unit(py, y, log_y)))
+            .collect();
+        let (width, height) = (0.3, 0.1 + 0.06 * self.series.len() as f64);
+        let corners = [
+            (SeriesLabelPosition::UpperRight, true, true),
+            (SeriesLabelPosition::UpperLeft, false, true),
+            (SeriesLabelPosition::LowerRight, true, false),
+            (SeriesLabelPosition::LowerLeft, false, false),
+        ];
+        let covered = |right: bool, upper: bool| {
+            marks
+                .iter()
+                .filter(|&&(u, v)| {
+                    (if right { u >= 1.0 - width } else { u <= width })
+                        && (if upper {
+                            v >= 1.0 - height
+                        } else {
+                            v <= height
+                        })
+                })
+                .count()
+        };
+        corners
+            .into_iter()
+            .min_by_key(|&(_, right, upper)| covered(right, upper))
+            .map_or(SeriesLabelPosition::UpperRight, |(corner, _, _)| corner)
+    }
+
     fn draw<DB: DrawingBackend>(
         &self,
         root: &DrawingArea<DB, Shift>,
@@ -180,6 +233,7 @@ impl Chart {
         };
         let (log_x, log_y) = (self.use_log(self.log_x, xs), self.use_log(self.log_y, ys));
         let (x, y) = (self.range(log_x, xs), self.range(log_y, ys));
+        let legend = self.legend_corner((x, log_x), (y, log_y));
         let mut builder = ChartBuilder::on(root);
         builder
             .caption(&self.title, ("sans-serif", 20))
@@ -188,15 +242,18 @@ impl Chart {
             .y_label_area_size(64);
         // Four coordinate types (linear or log per axis) share one drawing routine.
         match (log_x, log_y) {
-            (false, false) => self.draw_on(builder.build_cartesian_2d(x.0..x.1, y.0..y.1)?),
-            (true, false) => {
-                self.draw_on(builder.build_cartesian_2d((x.0..x.1).log_scale(), y.0..y.1)?)
-            }
-            (false, true) => {
-                self.draw_on(builder.build_cartesian_2d(x.0..x.1, (y.0..y.1).log_scale())?)
-            }
+            (false, false) => self.draw_on(builder.build_cartesian_2d(x.0..x.1, y.0..y.1)?, legend),
+            (true, false) => self.draw_on(
+                builder.build_cartesian_2d((x.0..x.1).log_scale(), y.0..y.1)?,
+                legend,
+            ),
+            (false, true) => self.draw_on(
+                builder.build_cartesian_2d(x.0..x.1, (y.0..y.1).log_scale())?,
+                legend,
+            ),
             (true, true) => self.draw_on(
                 builder.build_cartesian_2d((x.0..x.1).log_scale(), (y.0..y.1).log_scale())?,
+                legend,
             ),
         }
     }
@@ -204,6 +261,7 @@ impl Chart {
     fn draw_on<'a, DB, X, Y>(
         &self,
         mut chart: ChartContext<'a, DB, Cartesian2d<X, Y>>,
+        legend: SeriesLabelPosition,
     ) -> Result<(), Box<dyn std::error::Error + 'static>>
     where
         DB: DrawingBackend + 'a,
@@ -244,7 +302,7 @@ impl Chart {
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(legend)
             .border_style(BLACK.mix(0.4))
             .background_style(WHITE.mix(0.85))
             .draw()?;

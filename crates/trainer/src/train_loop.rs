@@ -96,7 +96,10 @@ impl Run {
         let started = Instant::now() - std::time::Duration::from_secs_f64(state.elapsed_s);
         while state.step < o.steps {
             let step = state.step;
-            let log_now = (step + 1).is_multiple_of(config.run.log_every) || step + 1 == o.steps;
+            // Evaluation steps are logged too: their validation loss goes into the line.
+            let eval_now = step + 1 == o.steps
+                || (config.run.eval_every > 0 && (step + 1).is_multiple_of(config.run.eval_every));
+            let log_now = eval_now || (step + 1).is_multiple_of(config.run.log_every);
             let micro_batches: Vec<Vec<u32>> = (0..o.grad_accum)
                 .map(|i| {
                     strategy.share(
@@ -121,9 +124,6 @@ impl Run {
             state.elapsed_s = started.elapsed().as_secs_f64();
 
             if log_now {
-                let eval_now = state.step == o.steps
-                    || (config.run.eval_every > 0
-                        && state.step.is_multiple_of(config.run.eval_every));
                 let mut val_loss = None;
                 if eval_now {
                     strategy.with_whole(&stepper, &mut |whole| {

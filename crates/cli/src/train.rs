@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use clap::ValueEnum;
 use experiments::{SummaryRow, default_run, groups, si};
 use model_zoo::{ModelKind, Size, preset};
 use trainer::data::TokenizerKind;
@@ -25,10 +26,14 @@ pub struct TrainArgs {
     /// dims, 6 blocks, 128² values, facts-rich data), as in `experiment models`.
     #[arg(long)]
     size: Option<Size>,
-    /// Training text: files, folders of .txt files, .jsonl with a "text" field (repeatable).
-    /// Default: the embedded Shakespeare plays and the generated knowledge corpus.
+    /// Training text (repeatable): .txt files, .jsonl files (one document per record), either
+    /// gzipped (.gz), or folders of them. Default: the embedded Shakespeare plays and the
+    /// generated knowledge corpus.
     #[arg(long = "data")]
     data: Vec<PathBuf>,
+    /// The field of a .jsonl record that holds its text (default "text").
+    #[arg(long)]
+    text_field: Option<String>,
     /// Held-out QA set (.jsonl with "question" and "answer") for the final evaluation.
     #[arg(long)]
     qa: Option<PathBuf>,
@@ -61,9 +66,10 @@ pub struct TrainArgs {
     /// the table).
     #[arg(long, value_enum)]
     value_optimizer: Option<ValueOptimizer>,
-    /// Tokenizer: byte or bpe.
-    #[arg(long, value_enum)]
-    tokenizer: Option<TokenizerKind>,
+    /// Tokenizer: byte, bpe (trained on the run's text), or a Hugging Face tokenizer.json
+    /// (GPT-2, Llama, …), whose vocabulary size the model takes.
+    #[arg(long, value_parser = parse_tokenizer)]
+    tokenizer: Option<TokenizerChoice>,
     /// Floating-point type: f32 or bf16 (where the backend computes in bf16).
     #[arg(long, value_enum)]
     precision: Option<Precision>,
@@ -111,6 +117,26 @@ pub struct TrainArgs {
     overwrite: bool,
 }
 
+/// `--tokenizer`: a kind, or a tokenizer file.
+#[derive(Debug, Clone)]
+enum TokenizerChoice {
+    Kind(TokenizerKind),
+    File(PathBuf),
+}
+
+/// `byte` or `bpe`, else a path to a `.json` file.
+fn parse_tokenizer(value: &str) -> Result<TokenizerChoice, String> {
+    if let Ok(kind) = TokenizerKind::from_str(value, true) {
+        return Ok(TokenizerChoice::Kind(kind));
+    }
+    if value.ends_with(".json") {
+        return Ok(TokenizerChoice::File(PathBuf::from(value)));
+    }
+    Err(format!(
+        "expected byte, bpe or a tokenizer .json file, got {value:?}"
+    ))
+}
+
 impl TrainArgs {
     /// The configuration the flags describe: over the run's own config.toml when resuming,
     /// else over `--config` or the preset; `--set` last.
@@ -148,7 +174,18 @@ impl TrainArgs {
         }
         set(&mut config.data.qa, self.qa.clone().map(Some));
         set(&mut config.data.recall, self.recall.clone().map(Some));
-        set(&mut config.data.tokenizer, self.tokenizer);
+        match &self.tokenizer {
+            Some(TokenizerChoice::Kind(kind)) => {
+                config.data.tokenizer = *kind;
+                config.data.tokenizer_file = None;
+            }
+            Some(TokenizerChoice::File(path)) => {
+                config.data.tokenizer = TokenizerKind::Bpe;
+                config.data.tokenizer_file = Some(path.clone());
+            }
+            None => {}
+        }
+        set(&mut config.data.text_field, self.text_field.clone());
         if self.no_facts {
             config.data.facts = None;
         }

@@ -24,10 +24,14 @@ pub struct TrainConfig {
 /// Training data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataConfig {
-    /// Text files, folders of .txt files, or .jsonl files with a "text" field. Empty: the
-    /// embedded Shakespeare plays.
+    /// Text files, .jsonl files (one document per line, in `text_field`), either of them
+    /// gzipped (`.txt.gz`, `.jsonl.gz`), or folders of such files. Empty: the embedded
+    /// Shakespeare plays.
     #[serde(default)]
     pub paths: Vec<PathBuf>,
+    /// The field of a .jsonl record that holds its text.
+    #[serde(default = "text_field")]
+    pub text_field: String,
     /// Held-out QA set for evaluation (.jsonl). Default: the generated facts' held-out set.
     #[serde(default)]
     pub qa: Option<PathBuf>,
@@ -45,6 +49,10 @@ pub struct DataConfig {
     pub facts: Option<FactsConfig>,
     /// Tokenizer.
     pub tokenizer: TokenizerKind,
+    /// A Hugging Face `tokenizer.json` to use instead of training one (with `tokenizer =
+    /// "bpe"`); the vocabulary size comes from it.
+    #[serde(default)]
+    pub tokenizer_file: Option<PathBuf>,
     /// Fraction of sequences kept for validation.
     pub val_fraction: f64,
 }
@@ -170,6 +178,10 @@ fn one() -> usize {
     1
 }
 
+fn text_field() -> String {
+    "text".into()
+}
+
 /// Recall probes scored by default: 300 (50 people of the generated corpus).
 fn default_recall_limit() -> usize {
     300
@@ -195,11 +207,13 @@ impl TrainConfig {
             model,
             data: DataConfig {
                 paths: Vec::new(),
+                text_field: text_field(),
                 qa: None,
                 recall: None,
                 embedded_bytes: None,
                 facts: Some(FactsConfig::default()),
                 tokenizer,
+                tokenizer_file: None,
                 val_fraction: 0.02,
             },
             optim: OptimConfig {
@@ -285,6 +299,13 @@ impl TrainConfig {
             if !value.is_finite() || value <= 0.0 {
                 return Err(TrainError::config(field, value, "must be positive"));
             }
+        }
+        if self.data.tokenizer_file.is_some() && self.data.tokenizer == TokenizerKind::Byte {
+            return Err(TrainError::config(
+                "data.tokenizer_file",
+                "set",
+                "needs data.tokenizer = \"bpe\" (a tokenizer file replaces the trained BPE)",
+            ));
         }
         if !(0.0..=1.0).contains(&o.min_lr_ratio) {
             return Err(TrainError::config(

@@ -55,7 +55,7 @@ pub fn prepare_data(
         }
         vec![plays]
     } else {
-        load_documents(&data.paths)?
+        load_documents(&data.paths, &data.text_field)?
     };
     let facts = data.facts.as_ref().map(Facts::generate);
     if let Some(facts) = &facts {
@@ -64,9 +64,10 @@ pub fn prepare_data(
     let tokenizer = if reuse_tokenizer {
         Tokenizer::load(data.tokenizer, out)?
     } else {
-        let tokenizer = match data.tokenizer {
-            TokenizerKind::Byte => Tokenizer::Byte,
-            TokenizerKind::Bpe => Tokenizer::train_bpe(
+        let tokenizer = match (data.tokenizer, &data.tokenizer_file) {
+            (TokenizerKind::Byte, _) => Tokenizer::Byte,
+            (TokenizerKind::Bpe, Some(file)) => Tokenizer::from_file(file)?,
+            (TokenizerKind::Bpe, None) => Tokenizer::train_bpe(
                 documents.iter().map(|d| d.text.as_str()),
                 config.model.vocab_size,
             )?,
@@ -75,7 +76,7 @@ pub fn prepare_data(
         tokenizer
     };
     config.model.vocab_size = tokenizer.vocab_size();
-    let separator = tokenizer.encode("\n\n");
+    let separator = tokenizer.document_separator();
     let mut tokens = Vec::new();
     for document in &documents {
         tokens.extend(tokenizer.encode(&document.text));

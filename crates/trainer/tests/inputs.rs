@@ -32,14 +32,14 @@ fn data_error(result: Result<impl std::fmt::Debug, TrainError>) -> (String, Opti
 #[test]
 fn text_inputs() {
     let d = dir("text");
-    let (msg, _) = data_error(load_documents(&[d.join("missing.txt")]));
+    let (msg, _) = data_error(load_documents(&[d.join("missing.txt")], "text"));
     assert!(
         msg.contains("missing.txt") && msg.contains("no such file"),
         "{msg}"
     );
 
     let bad = write(&d.join("latin1.txt"), b"line one\nline two\ncaf\xe9\n");
-    let (msg, line) = data_error(load_documents(&[bad]));
+    let (msg, line) = data_error(load_documents(&[bad], "text"));
     assert_eq!(line, Some(3));
     assert!(
         msg.contains("latin1.txt:3") && msg.contains("not UTF-8"),
@@ -47,23 +47,75 @@ fn text_inputs() {
     );
 
     let empty = write(&d.join("empty.txt"), b"  \n\n");
-    assert!(data_error(load_documents(&[empty])).0.contains("empty"));
+    assert!(
+        data_error(load_documents(&[empty], "text"))
+            .0
+            .contains("empty")
+    );
 
     let folder = d.join("folder");
     std::fs::create_dir_all(folder.join("sub")).unwrap();
     assert!(
-        data_error(load_documents(std::slice::from_ref(&folder)))
+        data_error(load_documents(std::slice::from_ref(&folder), "text"))
             .0
-            .contains("no .txt file")
+            .contains("no .txt, .jsonl, .txt.gz, .jsonl.gz file")
     );
     write(&folder.join("sub/b.txt"), b"second");
     write(&folder.join("a.txt"), b"first");
     write(&folder.join("notes.md"), b"ignored: not .txt");
-    let docs = load_documents(&[folder]).unwrap();
+    let docs = load_documents(&[folder], "text").unwrap();
     assert_eq!(
         docs.iter().map(|d| d.text.as_str()).collect::<Vec<_>>(),
         ["first", "second"]
     );
+}
+
+/// gzip-compressed `bytes`.
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[test]
+fn gzipped_jsonl_shards_with_another_field() {
+    let d = dir("shards");
+    let shards = d.join("corpus");
+    std::fs::create_dir_all(&shards).unwrap();
+    write(
+        &shards.join("part-00001.jsonl.gz"),
+        &gz(b"{\"content\": \"three\"}\n"),
+    );
+    write(
+        &shards.join("part-00000.jsonl.gz"),
+        &gz(b"{\"content\": \"one\", \"id\": 1}\n{\"content\": \"two\"}\n"),
+    );
+    write(&shards.join("notes.txt.gz"), &gz(b"four"));
+    let docs = load_documents(std::slice::from_ref(&shards), "content").unwrap();
+    assert_eq!(
+        docs.iter().map(|d| d.text.as_str()).collect::<Vec<_>>(),
+        ["four", "one", "two", "three"],
+        "every shard, in name order"
+    );
+    assert!(docs[1].source.ends_with("part-00000.jsonl.gz:1"));
+    // The default field is "text": these records lack it.
+    let (msg, line) = data_error(load_documents(std::slice::from_ref(&shards), "text"));
+    assert_eq!(line, Some(1));
+    assert!(msg.contains("no \"text\" field"), "{msg}");
+    let broken = write(&d.join("broken.txt.gz"), b"not gzip at all");
+    let (msg, _) = data_error(load_documents(&[broken], "text"));
+    assert!(
+        msg.contains("broken.txt.gz") && msg.contains("gzip"),
+        "{msg}"
+    );
+    let latin1 = write(
+        &d.join("latin1.jsonl.gz"),
+        &gz(b"{\"text\": \"caf\xe9\"}\n"),
+    );
+    let (msg, line) = data_error(load_documents(&[latin1], "text"));
+    assert_eq!(line, Some(1));
+    assert!(msg.contains("not UTF-8"), "{msg}");
 }
 
 #[test]
@@ -73,7 +125,7 @@ fn jsonl_inputs() {
         &d.join("ok.jsonl"),
         b"{\"text\": \"one\"}\n{\"text\": \"two\"}\n",
     );
-    assert_eq!(load_documents(&[ok]).unwrap().len(), 2);
+    assert_eq!(load_documents(&[ok], "text").unwrap().len(), 2);
     let cases: [(&str, &[u8], usize, &str); 4] = [
         (
             "badjson.jsonl",
@@ -97,7 +149,7 @@ fn jsonl_inputs() {
     ];
     for (name, bytes, expected_line, what) in cases {
         let path = write(&d.join(name), bytes);
-        let (msg, line) = data_error(load_documents(&[path]));
+        let (msg, line) = data_error(load_documents(&[path], "text"));
         assert_eq!(line, Some(expected_line), "{msg}");
         assert!(msg.contains(name) && msg.contains(what), "{msg}");
     }

@@ -26,49 +26,76 @@ pub fn embedded_shakespeare() -> Document {
     }
 }
 
-/// Loads `--data` paths: UTF-8 text files, folders (every `.txt` below, sorted), or `.jsonl`
-/// files with a `"text"` field per line. Missing files, invalid UTF-8, empty texts and bad
-/// JSON lines are errors naming the file and line; nothing is skipped.
-pub fn load_documents(paths: &[PathBuf]) -> Result<Vec<Document>, TrainError> {
+/// The kinds of file `--data` reads, gzipped or not.
+const EXTENSIONS: [&str; 4] = [".txt", ".jsonl", ".txt.gz", ".jsonl.gz"];
+
+/// Loads `--data` paths: UTF-8 text files, `.jsonl` files whose records hold their text in
+/// `text_field`, either gzipped (`.gz`), or folders of such files (every one below, sorted).
+/// Missing files, invalid UTF-8, empty texts and bad JSON lines are errors naming the file
+/// and line; nothing is skipped.
+pub fn load_documents(paths: &[PathBuf], text_field: &str) -> Result<Vec<Document>, TrainError> {
     let mut documents = Vec::new();
     for path in paths {
         if path.is_dir() {
             let mut files = Vec::new();
-            collect_txt(path, &mut files)?;
+            collect_files(path, &mut files)?;
             if files.is_empty() {
-                return Err(TrainError::data(path, None, "folder holds no .txt file"));
+                return Err(TrainError::data(
+                    path,
+                    None,
+                    format!("folder holds no {} file", EXTENSIONS.join(", ")),
+                ));
             }
             files.sort();
             for file in files {
-                documents.push(read_text(&file)?);
+                documents.extend(read_file(&file, text_field)?);
             }
-        } else if path.extension().is_some_and(|e| e == "jsonl") {
-            documents.extend(read_jsonl(path)?);
         } else {
-            documents.push(read_text(path)?);
+            documents.extend(read_file(path, text_field)?);
         }
     }
     Ok(documents)
 }
 
-fn collect_txt(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), TrainError> {
+/// The documents of one file: a .jsonl's records, or the whole text.
+fn read_file(path: &Path, text_field: &str) -> Result<Vec<Document>, TrainError> {
+    let name = path.to_string_lossy();
+    if name.ends_with(".jsonl") || name.ends_with(".jsonl.gz") {
+        read_jsonl(path, text_field)
+    } else {
+        Ok(vec![read_text(path)?])
+    }
+}
+
+fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), TrainError> {
     for entry in std::fs::read_dir(dir).map_err(TrainError::io(dir))? {
         let path = entry.map_err(TrainError::io(dir))?.path();
         if path.is_dir() {
-            collect_txt(&path, files)?;
-        } else if path.extension().is_some_and(|e| e == "txt") {
+            collect_files(&path, files)?;
+        } else if EXTENSIONS
+            .iter()
+            .any(|e| path.to_string_lossy().ends_with(e))
+        {
             files.push(path);
         }
     }
     Ok(())
 }
 
-/// Reads a file as UTF-8; invalid bytes are reported with their line.
+/// Reads a file (gunzipped when it ends in `.gz`) as UTF-8; invalid bytes are reported with
+/// their line.
 pub(crate) fn read_utf8(path: &Path) -> Result<String, TrainError> {
     if !path.exists() {
         return Err(TrainError::data(path, None, "no such file or folder"));
     }
-    let bytes = std::fs::read(path).map_err(TrainError::io(path))?;
+    let mut bytes = std::fs::read(path).map_err(TrainError::io(path))?;
+    if path.extension().is_some_and(|e| e == "gz") {
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(bytes.as_slice())
+            .read_to_end(&mut plain)
+            .map_err(|e| TrainError::data(path, None, format!("not valid gzip: {e}")))?;
+        bytes = plain;
+    }
     String::from_utf8(bytes).map_err(|e| {
         let valid = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..valid]
@@ -143,13 +170,13 @@ pub(crate) fn string_field<'a>(
     }
 }
 
-fn read_jsonl(path: &Path) -> Result<Vec<Document>, TrainError> {
+fn read_jsonl(path: &Path, text_field: &str) -> Result<Vec<Document>, TrainError> {
     jsonl_lines(path)?
         .iter()
         .map(|(line, value)| {
             Ok(Document {
                 source: format!("{}:{line}", path.display()),
-                text: string_field(path, *line, value, "text")?.to_string(),
+                text: string_field(path, *line, value, text_field)?.to_string(),
             })
         })
         .collect()

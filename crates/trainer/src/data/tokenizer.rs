@@ -15,7 +15,8 @@ use crate::TrainError;
 pub enum TokenizerKind {
     /// One token per byte (vocabulary 256).
     Byte,
-    /// Byte-level BPE trained on the run's training text.
+    /// A Hugging Face tokenizer: byte-level BPE trained on the run's training text, or the
+    /// `tokenizer.json` of `data.tokenizer_file`.
     Bpe,
 }
 
@@ -24,7 +25,7 @@ pub enum TokenizerKind {
 pub enum Tokenizer {
     /// One token per byte.
     Byte,
-    /// Byte-level BPE.
+    /// A Hugging Face tokenizer (byte-level BPE when trained here).
     Bpe(Box<tokenizers::Tokenizer>),
 }
 
@@ -58,6 +59,30 @@ impl Tokenizer {
             .train(&mut trainer, texts)
             .map_err(|e| TrainError::Tokenizer(format!("BPE training failed: {e}")))?;
         Ok(Self::Bpe(Box::new(tokenizer)))
+    }
+
+    /// Loads a Hugging Face `tokenizer.json` (GPT-2, Llama, …).
+    pub fn from_file(path: &Path) -> Result<Self, TrainError> {
+        if !path.exists() {
+            return Err(TrainError::data(path, None, "no such file"));
+        }
+        tokenizers::Tokenizer::from_file(path)
+            .map(|t| Self::Bpe(Box::new(t)))
+            .map_err(|e| TrainError::data(path, None, format!("not a tokenizer.json: {e}")))
+    }
+
+    /// The tokens put between documents: the tokenizer's end-of-text token when it has one
+    /// (`<|endoftext|>`, `</s>`, `<|end_of_text|>`, `<eos>`), else a blank line.
+    pub fn document_separator(&self) -> Vec<u32> {
+        if let Self::Bpe(t) = self {
+            let eos = ["<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>"]
+                .iter()
+                .find_map(|name| t.token_to_id(name));
+            if let Some(id) = eos {
+                return vec![id];
+            }
+        }
+        self.encode("\n\n")
     }
 
     /// Vocabulary size.
@@ -103,12 +128,9 @@ impl Tokenizer {
 
     /// Loads the tokenizer a run directory holds.
     pub fn load(kind: TokenizerKind, dir: &Path) -> Result<Self, TrainError> {
-        let path = dir.join(FILE);
         match kind {
             TokenizerKind::Byte => Ok(Self::Byte),
-            TokenizerKind::Bpe => tokenizers::Tokenizer::from_file(&path)
-                .map(|t| Self::Bpe(Box::new(t)))
-                .map_err(|e| TrainError::data(&path, None, format!("cannot load tokenizer: {e}"))),
+            TokenizerKind::Bpe => Self::from_file(&dir.join(FILE)),
         }
     }
 }
@@ -132,5 +154,21 @@ mod tests {
         bpe.save(&dir).unwrap();
         let loaded = Tokenizer::load(TokenizerKind::Bpe, &dir).unwrap();
         assert_eq!(loaded.encode(text), ids);
+    }
+
+    #[test]
+    fn documents_are_separated_by_the_end_of_text_token_when_there_is_one() {
+        assert_eq!(Tokenizer::Byte.document_separator(), vec![10, 10]);
+        let corpus = vec!["To be, or not to be."; 50].join("\n");
+        let Tokenizer::Bpe(mut inner) =
+            Tokenizer::train_bpe([corpus.as_str()].into_iter(), 300).unwrap()
+        else {
+            unreachable!("train_bpe makes a BPE tokenizer")
+        };
+        let blank = Tokenizer::Bpe(inner.clone()).encode("\n\n");
+        assert_eq!(Tokenizer::Bpe(inner.clone()).document_separator(), blank);
+        inner.add_special_tokens(&[tokenizers::AddedToken::from("</s>", true)]);
+        let eos = inner.token_to_id("</s>").unwrap();
+        assert_eq!(Tokenizer::Bpe(inner).document_separator(), vec![eos]);
     }
 }

@@ -1,0 +1,145 @@
+//! A user's own corpus: a folder of gzipped .jsonl shards with the text in another field, and
+//! a tokenizer.json made elsewhere, train from the command line; the run takes the
+//! tokenizer's vocabulary and keeps a copy of it.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Stdio;
+
+use common::{fresh, losses, memory_layers};
+
+/// Writes `records` (texts) as a gzipped .jsonl shard with the text under "content".
+fn shard(path: &Path, records: &[String]) {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for text in records {
+        let line = serde_json::json!({ "content": text, "source": "test" });
+        writeln!(encoder, "{line}").unwrap();
+    }
+    std::fs::write(path, encoder.finish().unwrap()).unwrap();
+}
+
+/// `train` on tiny for 4 steps into `out` with `extra` flags; panics with stderr on failure.
+fn train(out: &Path, extra: &[&str]) {
+    let result = memory_layers()
+        .args([
+            "train", "--size", "tiny", "--model", "dense", "--steps", "4",
+        ])
+        .args(["--no-facts", "--checkpoint-every", "4"])
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+}
+
+#[test]
+fn gzipped_jsonl_shards_and_a_tokenizer_file_train() {
+    let corpus = fresh("shards");
+    std::fs::create_dir_all(&corpus).unwrap();
+    for part in 0..3 {
+        let records: Vec<String> = (0..40)
+            .map(|i| {
+                format!("Record {i} of part {part}: the quick brown fox jumps over the lazy dog.")
+            })
+            .collect();
+        shard(&corpus.join(format!("part-{part:05}.jsonl.gz")), &records);
+    }
+    let data = corpus.to_str().unwrap();
+
+    // A BPE tokenizer trained by one run is the tokenizer file of the next.
+    let first = fresh("bpe-run");
+    train(
+        &first,
+        &[
+            "--data",
+            data,
+            "--text-field",
+            "content",
+            "--tokenizer",
+            "bpe",
+            "--set",
+            "model.vocab_size=300",
+        ],
+    );
+    let tokenizer = first.join("tokenizer.json");
+    assert!(tokenizer.exists());
+
+    let second = fresh("file-run");
+    train(
+        &second,
+        &[
+            "--data",
+            data,
+            "--text-field",
+            "content",
+            "--tokenizer",
+            tokenizer.to_str().unwrap(),
+        ],
+    );
+    let config = std::fs::read_to_string(second.join("config.toml")).unwrap();
+    let first_config = std::fs::read_to_string(first.join("config.toml")).unwrap();
+    let vocab = |c: &str| {
+        c.lines()
+            .find(|l| l.starts_with("vocab_size"))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        vocab(&config),
+        vocab(&first_config),
+        "the file's vocabulary"
+    );
+    assert!(config.contains("text_field = \"content\""), "{config}");
+    assert_eq!(
+        std::fs::read(second.join("tokenizer.json")).unwrap(),
+        std::fs::read(&tokenizer).unwrap(),
+        "the run keeps its tokenizer"
+    );
+    assert_eq!(losses(&second).last().unwrap().0, 4);
+
+    // The default field is "text", which these records lack; a missing tokenizer file is
+    // named.
+    let bad = memory_layers()
+        .args([
+            "train",
+            "--size",
+            "tiny",
+            "--no-facts",
+            "--data",
+            data,
+            "--out",
+        ])
+        .arg(fresh("no-field"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && stderr.contains("no \"text\" field"),
+        "{stderr}"
+    );
+    let bad = memory_layers()
+        .args([
+            "train",
+            "--size",
+            "tiny",
+            "--tokenizer",
+            "/nonexistent/tok.json",
+            "--out",
+        ])
+        .arg(fresh("no-tokenizer"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && stderr.contains("/nonexistent/tok.json"),
+        "{stderr}"
+    );
+}

@@ -62,8 +62,8 @@ impl Job for &EvalArgs {
         if let Some(limit) = self.recall_limit {
             config.run.recall_limit = limit;
         }
-        let data: RunData = prepare_data(&mut config, &run.dir, true)?;
-        Ok(evaluate(&run.model, &config, &data, device)?)
+        let data: RunData = prepare_data(&mut config, &run.dir, true, true)?;
+        Ok(evaluate(&run.model, &config, &data, device, true)?)
     }
 }
 

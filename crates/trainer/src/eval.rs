@@ -9,6 +9,8 @@ use model_zoo::Transformer;
 use model_zoo::ZooBackend;
 use serde::{Deserialize, Serialize};
 
+use crate::phase::Phase;
+
 use crate::TrainError;
 use crate::checkpoint::{checkpoint_error, find_checkpoint, load_model};
 use crate::config::TrainConfig;
@@ -127,22 +129,31 @@ pub fn evaluate<B: ZooBackend>(
     config: &TrainConfig,
     data: &RunData,
     device: &B::Device,
+    progress: bool,
 ) -> Result<EvalReport, TrainError> {
     let memory_size = config.model.product_keys.n_keys.pow(2);
     let batch = config.optim.batch_size;
+    let phase = Phase::start(progress, "evaluating: validation loss");
     let (val_loss, memory_layers) = validate(model, &data.batches, batch, 0, memory_size, device)?;
     let text_val_loss = match &data.text_val {
         Some(text) => Some(validate(model, text, batch, 0, memory_size, device)?.0),
         None => None,
     };
-    let qa = qa_scores(
-        model,
-        &data.tokenizer,
-        first(&data.qa, config.run.qa_limit),
-        device,
-    )?;
+    phase.done(format!("{val_loss:.4}"));
+    let questions = first(&data.qa, config.run.qa_limit);
+    let phase = Phase::start(
+        progress,
+        format!("evaluating: {} QA questions", questions.len()),
+    );
+    let qa = qa_scores(model, &data.tokenizer, questions, device)?;
+    phase.done(format!("exact match {:.2}%", qa.exact_match));
     let recall = first(&data.recall, config.run.recall_limit);
+    let phase = Phase::start(
+        progress,
+        format!("evaluating: {} fact-recall probes", recall.len()),
+    );
     let fact_recall = recall_score(model, &data.tokenizer, recall)?;
+    phase.done(fact_recall.map_or("no probes".to_string(), |r| format!("{r:.2}%")));
     Ok(EvalReport {
         val_loss,
         val_ppl: val_loss.exp(),

@@ -27,6 +27,7 @@ mod layout;
 mod loss;
 mod metrics;
 mod optim;
+mod phase;
 pub mod plot;
 mod prepare;
 mod probe;

@@ -9,6 +9,7 @@ use crate::data::{
     Batches, Facts, QaPair, RecallProbe, Tokenizer, TokenizerKind, embedded_shakespeare,
     load_documents, load_qa, load_recall,
 };
+use crate::phase::{Phase, megabytes};
 
 /// The data of a run: tokenizer, batches, held-out QA and recall probes.
 pub struct RunData {
@@ -38,14 +39,17 @@ fn lines(text: &str, from: usize, len: usize) -> &str {
 }
 
 /// Builds the run's data; trains and saves the tokenizer unless the run directory has one
-/// (`reuse_tokenizer`). Sets `config.model.vocab_size` from the tokenizer.
+/// (`reuse_tokenizer`). Sets `config.model.vocab_size` from the tokenizer. With `progress`,
+/// each slow phase prints a line on stderr.
 pub fn prepare_data(
     config: &mut TrainConfig,
     out: &Path,
     reuse_tokenizer: bool,
+    progress: bool,
 ) -> Result<RunData, TrainError> {
     let data = &config.data;
     let mut held_out = None;
+    let reading = Phase::start(progress, "reading the training text");
     let mut documents = if data.paths.is_empty() {
         let mut plays = embedded_shakespeare();
         if let Some(limit) = data.embedded_bytes {
@@ -61,9 +65,26 @@ pub fn prepare_data(
     if let Some(facts) = &facts {
         documents.extend(facts.training.iter().cloned());
     }
+    let bytes: usize = documents.iter().map(|d| d.text.len()).sum();
+    reading.done(format!(
+        "{} documents, {}",
+        documents.len(),
+        megabytes(bytes)
+    ));
     let tokenizer = if reuse_tokenizer {
         Tokenizer::load(data.tokenizer, out)?
     } else {
+        let training = (data.tokenizer == TokenizerKind::Bpe && data.tokenizer_file.is_none())
+            .then(|| {
+                Phase::start(
+                    progress,
+                    format!(
+                        "training a BPE tokenizer (vocabulary {}) on {}",
+                        config.model.vocab_size,
+                        megabytes(bytes)
+                    ),
+                )
+            });
         let tokenizer = match (data.tokenizer, &data.tokenizer_file) {
             (TokenizerKind::Byte, _) => Tokenizer::Byte,
             (TokenizerKind::Bpe, Some(file)) => Tokenizer::from_file(file)?,
@@ -72,9 +93,13 @@ pub fn prepare_data(
                 config.model.vocab_size,
             )?,
         };
+        if let Some(training) = training {
+            training.done(format!("{} tokens", tokenizer.vocab_size()));
+        }
         tokenizer.save(out)?;
         tokenizer
     };
+    let tokenizing = Phase::start(progress, format!("tokenizing {}", megabytes(bytes)));
     config.model.vocab_size = tokenizer.vocab_size();
     let separator = tokenizer.document_separator();
     let mut tokens = Vec::new();
@@ -82,6 +107,7 @@ pub fn prepare_data(
         tokens.extend(tokenizer.encode(&document.text));
         tokens.extend_from_slice(&separator);
     }
+    tokenizing.done(format!("{} tokens", tokens.len()));
     let batches = Batches::new(
         &tokens,
         config.optim.seq_len,

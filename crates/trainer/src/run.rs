@@ -88,7 +88,7 @@ impl Run {
         };
         config.validate()?;
         std::fs::create_dir_all(&out).map_err(TrainError::io(&out))?;
-        let data = prepare_data(&mut config, &out, options.resume)?;
+        let data = prepare_data(&mut config, &out, options.resume, options.progress)?;
         config.validate()?;
         config.save(&config_path)?;
         set_precision::<B>(config.run.precision, device)?;

@@ -200,7 +200,13 @@ impl Run {
 
         let mut summary = None;
         strategy.with_whole(&stepper, &mut |whole| {
-            let eval = evaluate(&whole.model.valid(), config, data, device)?;
+            let eval = evaluate(
+                &whole.model.valid(),
+                config,
+                data,
+                device,
+                self.options.progress,
+            )?;
             write_atomic(
                 &out.join("eval.json"),
                 serde_json::to_string_pretty(&eval)

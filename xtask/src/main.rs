@@ -2,16 +2,18 @@
 //!
 //! - `parity FILE...`: checks the memory layers against reference fixtures
 //!   (docs/parity-fixtures.md); `--backend flex|wgpu|cuda`.
-//! - `train [...]`, `eval --checkpoint DIR`, `generate --checkpoint DIR --prompt TEXT`: the
-//!   `memory-layers` commands (crate memory-layers-cli), run in this process.
+//! - `train [...]`, `eval --checkpoint DIR`, `generate --checkpoint DIR --prompt TEXT`,
+//!   `experiment SUITE`: the `memory-layers` commands (crate memory-layers-cli), run in this
+//!   process.
 //! - `bench [--suite NAME] [--json FILE] [--report]` (docs/performance.md).
 //! - `zoo [--json FILE]`: parameters and FLOPs of every preset and model.
+//! - `results`: the suites' tables into docs/results.md and README.md.
 
 mod bench_result;
 mod commands;
 
 use clap::{Parser, Subcommand};
-use commands::{bench, parity, zoo};
+use commands::{bench, parity, results, zoo};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Memory-layer project commands")]
@@ -30,6 +32,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Print total and active parameters and FLOPs per token of every preset and model.
     Zoo(zoo::ZooArgs),
+    /// Copy each suite's table (docs/results/SUITE/summary.md) into docs/results.md and README.md.
+    Results(results::ResultsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,5 +42,6 @@ fn main() -> anyhow::Result<()> {
         Command::Product(command) => command.run(),
         Command::Bench(args) => bench::run(args),
         Command::Zoo(args) => zoo::run(args),
+        Command::Results(args) => results::run(args),
     }
 }

@@ -91,7 +91,7 @@ pub struct TrainArgs {
     #[arg(long)]
     seed: Option<u64>,
     /// Start from this config.toml (as a run writes it); flags override it.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     config: Option<PathBuf>,
     /// Run directory.
     #[arg(long)]
@@ -200,7 +200,11 @@ impl TrainArgs {
         set(&mut o.batch_size, self.batch_size);
         set(&mut o.seq_len, self.seq_len);
         set(&mut o.grad_accum, self.grad_accum);
-        set(&mut o.lr, self.lr);
+        if let Some(lr) = self.lr {
+            // Values keep their ratio to the rest (10× in the presets) unless given.
+            o.value_lr *= lr / o.lr;
+            o.lr = lr;
+        }
         set(&mut o.value_lr, self.value_lr);
         set(&mut o.value_optimizer, self.value_optimizer);
         set(&mut config.run.seed, self.seed);

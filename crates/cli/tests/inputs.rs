@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
 
-use common::{fresh, losses, memory_layers};
+use common::{fails_with, fresh, losses, memory_layers};
 
 /// Writes `records` (texts) as a gzipped .jsonl shard with the text under "content".
 fn shard(path: &Path, records: &[String]) {
@@ -107,39 +107,31 @@ fn gzipped_jsonl_shards_and_a_tokenizer_file_train() {
 
     // The default field is "text", which these records lack; a missing tokenizer file is
     // named.
-    let bad = memory_layers()
-        .args([
-            "train",
-            "--size",
-            "tiny",
-            "--no-facts",
-            "--data",
-            data,
-            "--out",
-        ])
-        .arg(fresh("no-field"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert!(
-        !bad.status.success() && stderr.contains("no \"text\" field"),
-        "{stderr}"
+    let no_field = fresh("no-field");
+    let args = [
+        "train",
+        "--size",
+        "tiny",
+        "--no-facts",
+        "--data",
+        data,
+        "--out",
+    ];
+    fails_with(
+        &[&args[..], &[no_field.to_str().unwrap()]].concat(),
+        "no \"text\" field",
     );
-    let bad = memory_layers()
-        .args([
+    let no_tokenizer = fresh("no-tokenizer");
+    fails_with(
+        &[
             "train",
             "--size",
             "tiny",
             "--tokenizer",
             "/nonexistent/tok.json",
             "--out",
-        ])
-        .arg(fresh("no-tokenizer"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert!(
-        !bad.status.success() && stderr.contains("/nonexistent/tok.json"),
-        "{stderr}"
+            no_tokenizer.to_str().unwrap(),
+        ],
+        "/nonexistent/tok.json",
     );
 }

@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::process::Stdio;
-
-use common::{checkpoint_step, fresh, kill_after_checkpoint, losses, memory_layers, train};
+use common::{checkpoint_step, fresh, kill_after_checkpoint, losses, resume, train};
 
 /// The runs of this file: 30 steps from one seed.
 const STEPS: u32 = 30;
@@ -67,13 +65,7 @@ fn several_devices_follow_one_and_their_checkpoint_resumes_on_one() {
     // Killed after a checkpoint on two devices, resumed on one.
     let cut = fresh("cut");
     kill_after_checkpoint(train(&cut, STEPS, SEED, &args), &cut, 10);
-    let status = memory_layers()
-        .args(["train", "--resume", "--out"])
-        .arg(&cut)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    assert!(resume(&cut, &[]));
     assert_eq!(checkpoint_step(&cut), 30);
     assert_follows(&losses(&cut), &expected, "resumed on 1 device");
 }

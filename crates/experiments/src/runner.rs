@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use trainer::{Interrupt, Stepper, TrainBackend, TrainOptions, find_checkpoint, train};
+use trainer::{
+    Interrupt, Stepper, TrainBackend, TrainConfig, TrainOptions, find_checkpoint, train,
+};
 
 use crate::report::write_report;
 use crate::summary::{SummaryRow, read_json, write_json};
@@ -212,6 +214,26 @@ impl Progress<'_> {
         let out = &plan.out;
         let path = row_path(out, &spec.id);
         if path.exists() {
+            // A finished run counts only if it is the run the suite asks for now (another
+            // --people, --data or --budget is another suite).
+            let dir = out.join("runs").join(&spec.id);
+            let saved = TrainConfig::load(&dir.join("config.toml")).map_err(|error| {
+                ExperimentError::Run {
+                    run: spec.id.clone(),
+                    error,
+                }
+            })?;
+            let mut asked = spec.config.clone();
+            asked.model.vocab_size = saved.model.vocab_size;
+            asked.run.out = saved.run.out.clone();
+            if asked != saved {
+                return Err(ExperimentError::Setting {
+                    field: "out",
+                    value: out.display().to_string(),
+                    rule: "holds a finished run trained with other settings (data, people, \
+                           budget or a changed suite); use a new --out for these settings",
+                });
+            }
             let row: SummaryRow = read_json(&path)?;
             self.lock().rows[i] = Some(row);
             on_event(Event::Skipped { index, total, spec });
@@ -317,6 +339,14 @@ fn resolve_tokens(
         let record: SuiteRecord = read_json(&path)?;
         if record.suite == plan.suite && record.budget == budget {
             return Ok(record.tokens_per_run);
+        }
+        if record.suite == plan.suite {
+            return Err(ExperimentError::Setting {
+                field: "budget",
+                value: budget,
+                rule: "differs from the budget this suite's directory was run with; continue \
+                       with that budget or use a new --out",
+            });
         }
         if record.suite != plan.suite {
             return Err(ExperimentError::Setting {

@@ -47,7 +47,7 @@ pub struct SummaryRow {
     pub flops_per_token: u64,
     /// Training tokens.
     pub tokens: u64,
-    /// Training wall time, seconds.
+    /// Wall time of the training steps, seconds (not the final evaluation).
     pub wall_s: f64,
     /// Validation loss (nats per token).
     pub val_loss: f64,
@@ -235,7 +235,7 @@ pub fn si(value: f64) -> String {
 /// The markdown table of a summary: one line per configuration, mean (min–max) over seeds.
 pub fn markdown(rows: &[SummaryRow]) -> String {
     let mut out = String::from(
-        "| run | seeds | total params | active params | FLOPs/token | tokens | wall s | val loss | text loss | fact recall % | QA EM % | QA F1 % | answer NLL | memory used % |\n\
+        "| run | seeds | total params | active params | FLOPs/token | tokens | train s | val loss | text loss | fact recall % | QA EM % | QA F1 % | answer NLL | memory used % |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for group in groups(rows) {

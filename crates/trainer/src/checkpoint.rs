@@ -221,3 +221,53 @@ pub fn load_model<B: Backend>(
         .load_file(dir.join("model"), &Rec::default(), device)
         .map_err(record_error(dir, "model"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(step: usize) -> TrainState {
+        TrainState {
+            step,
+            batches_seen: step,
+            tokens_seen: step as u64,
+            seed: 0,
+            elapsed_s: 0.0,
+        }
+    }
+
+    /// The checkpoint folders of `out`, sorted.
+    fn folders(out: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_latest_checkpoints_are_kept() {
+        let out = std::env::temp_dir().join(format!("trainer-keep-{}", std::process::id()));
+        for keep in [1, 3] {
+            let _ = std::fs::remove_dir_all(&out);
+            std::fs::create_dir_all(&out).unwrap();
+            for step in 1..=5 {
+                save_checkpoint(&out, &state(step), keep, |dir| {
+                    std::fs::write(dir.join("model.bin"), step.to_string())
+                        .map_err(TrainError::io(dir))
+                })
+                .unwrap();
+            }
+            let expected: &[&str] = match keep {
+                1 => &["checkpoint"],
+                _ => &["checkpoint", "checkpoint-3", "checkpoint-4"],
+            };
+            assert_eq!(folders(&out), expected, "keep {keep}");
+            assert_eq!(load_state(&find_checkpoint(&out).unwrap()).unwrap().step, 5);
+            if keep == 3 {
+                assert_eq!(load_state(&out.join("checkpoint-3")).unwrap().step, 3);
+            }
+        }
+    }
+}

@@ -295,6 +295,13 @@ impl TrainConfig {
                 "must not exceed model.max_seq_len",
             ));
         }
+        if self.run.seed > i64::MAX as u64 {
+            return Err(TrainError::config(
+                "run.seed",
+                self.run.seed,
+                "must be at most 2^63 - 1 (config.toml stores it as a TOML integer)",
+            ));
+        }
         for (field, value) in [("optim.lr", o.lr), ("optim.value_lr", o.value_lr)] {
             if !value.is_finite() || value <= 0.0 {
                 return Err(TrainError::config(field, value, "must be positive"));

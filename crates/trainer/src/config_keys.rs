@@ -87,21 +87,30 @@ impl TrainConfig {
             .ok()
             .and_then(|mut t| t.remove("v"))
             .unwrap_or_else(|| Value::String(value.to_string()));
+        let no_such_key = || bad("no such key in the configuration".to_string());
         let mut root = to_value(self);
         let mut slot = &mut root;
+        // Unset options (`data.qa`, `data.facts` after --no-facts) are absent from the
+        // serialised configuration: missing keys are added, and the key must then survive a
+        // round trip through the configuration to count as one of its own.
         for part in key.split('.') {
             slot = slot
                 .as_table_mut()
-                .and_then(|table| table.get_mut(part))
-                .ok_or_else(|| bad("no such key in the configuration".to_string()))?;
+                .ok_or_else(no_such_key)?
+                .entry(part)
+                .or_insert_with(|| Value::Table(Default::default()));
         }
-        if slot.is_table() {
+        if slot.as_table().is_some_and(|t| !t.is_empty()) {
             return Err(bad("names a section; set one of its keys".to_string()));
         }
         *slot = parsed;
-        *self = root
+        let config: TrainConfig = root
             .try_into()
             .map_err(|e: toml::de::Error| bad(e.message().to_string()))?;
+        if !leaves(&to_value(&config)).contains_key(key) {
+            return Err(no_such_key());
+        }
+        *self = config;
         Ok(())
     }
 
@@ -163,8 +172,15 @@ mod tests {
         assert_eq!(config.optim.decay, crate::Decay::Linear);
         config.set("model.product_keys.qk_norm", "false").unwrap();
         assert!(!config.model.product_keys.qk_norm);
+        // Options that are unset are keys too.
+        assert_eq!(config.data.qa, None);
+        config.set("data.qa", "held-out.jsonl").unwrap();
+        assert_eq!(config.data.qa, Some("held-out.jsonl".into()));
+        config.set("model.memory.layers", "[1, 2]").unwrap();
+        assert_eq!(config.model.memory.layers, Some(vec![1, 2]));
         for (key, value, rule) in [
             ("optim.warmup", "1", "no such key"),
+            ("data.nope.deeper", "1", "no such key"),
             ("optim", "1", "names a section"),
             ("optim.steps", "-3", "invalid value"),
             ("optim.lr", "fast", "invalid type"),

@@ -315,6 +315,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_legend_avoids_the_points() {
+        let mut chart = Chart::new("recall", "FLOPs", "%");
+        // Points in the upper right and upper left corners: the legend goes below.
+        chart.series = vec![
+            Series::points("a", vec![(10.0, 10.0), (0.0, 10.0)], vec![]),
+            Series::points("b", vec![(9.5, 9.5), (0.5, 9.0)], vec![]),
+            Series::points("c", vec![(5.0, 0.0)], vec![]),
+        ];
+        let (x, y) = (
+            chart.range(false, |s| s.points.iter().map(|p| p.0).collect()),
+            chart.range(false, |s| s.points.iter().map(|p| p.1).collect()),
+        );
+        let corner = chart.legend_corner((x, false), (y, false));
+        assert!(
+            matches!(corner, SeriesLabelPosition::LowerRight),
+            "upper corners are taken, lower right is free"
+        );
+        chart.series.truncate(1);
+        chart.series[0].points = vec![(0.0, 0.0), (10.0, 0.0)];
+        let corner = chart.legend_corner((x, false), (y, false));
+        assert!(
+            matches!(corner, SeriesLabelPosition::UpperRight),
+            "the default when free"
+        );
+    }
+
+    #[test]
     fn charts_have_ticks_legend_and_every_series() {
         let mut chart = Chart::new("loss", "step", "nats/token");
         chart.series.push(Series::line(

@@ -1,7 +1,7 @@
 //! A run set up: its configuration resolved and saved, its data ready, and the stepper it
 //! starts from (seeded).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::tensor::backend::{Backend, DTypeUsage, set_default_float_dtype};
 use burn::tensor::{DType, FloatDType};
 
-use crate::checkpoint::{checkpoint_error, find_checkpoint};
+use crate::checkpoint::{checkpoint_error, find_checkpoint, load_state};
 use crate::config::{Precision, TrainConfig};
 use crate::prepare::{RunData, prepare_data};
 use crate::{Stepper, TrainBackend, TrainError};
@@ -54,6 +54,29 @@ pub struct TrainOptions {
     pub interrupt: Interrupt,
 }
 
+/// Removes what a run wrote into `out` (not the folder, nor files it did not write: a
+/// tokenizer file given with `--tokenizer` may live there).
+fn remove_run(out: &Path) -> Result<(), TrainError> {
+    for entry in std::fs::read_dir(out).map_err(TrainError::io(out))? {
+        let path = entry.map_err(TrainError::io(out))?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let ours = name.as_deref().is_some_and(|n| {
+            ["config.toml", "metrics.jsonl", "eval.json", "loss.svg"].contains(&n)
+                || n.starts_with("checkpoint")
+                || n.starts_with(".checkpoint")
+        });
+        if ours {
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(TrainError::io(&path))?;
+        }
+    }
+    Ok(())
+}
+
 /// A run set up: configuration resolved and saved, data ready, the checkpoint to resume.
 pub(crate) struct Run {
     pub(crate) config: TrainConfig,
@@ -72,21 +95,29 @@ impl Run {
     ) -> Result<Self, TrainError> {
         let out = config.run.out.clone();
         let config_path = out.join("config.toml");
+        config.validate()?;
         let checkpoint = if options.resume {
             let dir = find_checkpoint(&out)
                 .ok_or_else(|| checkpoint_error(&out, "no checkpoint to resume from"))?;
             config.check_resumes(&TrainConfig::load(&config_path)?)?;
+            let done = load_state(&dir)?.step;
+            if done > config.optim.steps {
+                return Err(TrainError::config(
+                    "optim.steps",
+                    format!("{} (the checkpoint is at step {done})", config.optim.steps),
+                    "must not be below the checkpoint's step: a resumed run can only go on",
+                ));
+            }
             Some(dir)
         } else {
             if config_path.exists() || find_checkpoint(&out).is_some() {
                 if !options.overwrite {
                     return Err(TrainError::RunExists(out));
                 }
-                std::fs::remove_dir_all(&out).map_err(TrainError::io(&out))?;
+                remove_run(&out)?;
             }
             None
         };
-        config.validate()?;
         std::fs::create_dir_all(&out).map_err(TrainError::io(&out))?;
         let data = prepare_data(&mut config, &out, options.resume, options.progress)?;
         config.validate()?;

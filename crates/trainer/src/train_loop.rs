@@ -124,6 +124,7 @@ impl Run {
             state.elapsed_s = started.elapsed().as_secs_f64();
 
             if log_now {
+                let seconds = window.0.elapsed().as_secs_f64().max(1e-9);
                 let mut val_loss = None;
                 if eval_now {
                     strategy.with_whole(&stepper, &mut |whole| {
@@ -139,7 +140,6 @@ impl Run {
                         Ok(())
                     })?;
                 }
-                let seconds = window.0.elapsed().as_secs_f64().max(1e-9);
                 let line = MetricsLine {
                     step: state.step,
                     tokens: state.tokens_seen,

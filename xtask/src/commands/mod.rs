@@ -3,4 +3,5 @@
 pub mod bench;
 pub mod parity;
 pub mod report;
+pub mod results;
 pub mod zoo;

@@ -78,3 +78,29 @@ pub fn kill_after_checkpoint(mut train: Command, out: &Path, step: u64) {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// `train --resume` of the run `out` with `extra` flags; whether it succeeded (quiet).
+pub fn resume(out: &Path, extra: &[&str]) -> bool {
+    memory_layers()
+        .args(["train", "--resume"])
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// Runs `memory-layers ARGS`, asserts that it fails with a stderr containing `needle`, and
+/// returns that stderr.
+pub fn fails_with(args: &[&str], needle: &str) -> String {
+    let out = memory_layers().args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{args:?} succeeded: {stderr}");
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: stderr without {needle:?}: {stderr}"
+    );
+    stderr
+}

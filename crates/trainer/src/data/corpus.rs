@@ -91,7 +91,7 @@ pub(crate) fn read_utf8(path: &Path) -> Result<String, TrainError> {
     let mut bytes = std::fs::read(path).map_err(TrainError::io(path))?;
     if path.extension().is_some_and(|e| e == "gz") {
         let mut plain = Vec::new();
-        flate2::read::GzDecoder::new(bytes.as_slice())
+        flate2::read::MultiGzDecoder::new(bytes.as_slice())
             .read_to_end(&mut plain)
             .map_err(|e| TrainError::data(path, None, format!("not valid gzip: {e}")))?;
         bytes = plain;

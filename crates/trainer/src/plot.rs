@@ -105,6 +105,18 @@ fn short(v: f64) -> String {
     }
 }
 
+/// A tick label: on a logarithmic axis only at 1, 2 and 5 times a power of ten (the others
+/// crowd each other towards the top of a decade), elsewhere every tick.
+fn tick(v: f64, log: bool) -> String {
+    if log && v > 0.0 {
+        let mantissa = v / 10f64.powf(v.log10().floor());
+        if ![1.0, 2.0, 5.0].iter().any(|m| (mantissa - m).abs() < 1e-6) {
+            return String::new();
+        }
+    }
+    short(v)
+}
+
 /// Width and height of every chart, in pixels.
 const SIZE: (u32, u32) = (800, 480);
 
@@ -242,18 +254,25 @@ impl Chart {
             .y_label_area_size(64);
         // Four coordinate types (linear or log per axis) share one drawing routine.
         match (log_x, log_y) {
-            (false, false) => self.draw_on(builder.build_cartesian_2d(x.0..x.1, y.0..y.1)?, legend),
+            (false, false) => self.draw_on(
+                builder.build_cartesian_2d(x.0..x.1, y.0..y.1)?,
+                legend,
+                (log_x, log_y),
+            ),
             (true, false) => self.draw_on(
                 builder.build_cartesian_2d((x.0..x.1).log_scale(), y.0..y.1)?,
                 legend,
+                (log_x, log_y),
             ),
             (false, true) => self.draw_on(
                 builder.build_cartesian_2d(x.0..x.1, (y.0..y.1).log_scale())?,
                 legend,
+                (log_x, log_y),
             ),
             (true, true) => self.draw_on(
                 builder.build_cartesian_2d((x.0..x.1).log_scale(), (y.0..y.1).log_scale())?,
                 legend,
+                (log_x, log_y),
             ),
         }
     }
@@ -262,6 +281,7 @@ impl Chart {
         &self,
         mut chart: ChartContext<'a, DB, Cartesian2d<X, Y>>,
         legend: SeriesLabelPosition,
+        log: (bool, bool),
     ) -> Result<(), Box<dyn std::error::Error + 'static>>
     where
         DB: DrawingBackend + 'a,
@@ -273,8 +293,8 @@ impl Chart {
             .configure_mesh()
             .x_desc(&self.x_label)
             .y_desc(&self.y_label)
-            .x_label_formatter(&|v| short(*v))
-            .y_label_formatter(&|v| short(*v))
+            .x_label_formatter(&|v| tick(*v, log.0))
+            .y_label_formatter(&|v| tick(*v, log.1))
             .light_line_style(BLACK.mix(0.05))
             .bold_line_style(BLACK.mix(0.15))
             .draw()?;

@@ -99,6 +99,49 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
         text.starts_with("ROMEO.") && text.len() > "ROMEO.\n".len(),
         "{text}"
     );
+
+    // Sampling from the single most likely token is greedy decoding; several samples are
+    // headed by their seeds; a prompt longer than the context is refused unless cut.
+    let generate = |extra: &[&str]| {
+        let out = memory_layers()
+            .args(["generate", "--max-tokens", "8", "--checkpoint"])
+            .arg(&cut)
+            .args(extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr,
+        )
+    };
+    let (ok, top1, _) = generate(&["--prompt", "ROMEO.", "--temperature", "1", "--top-k", "1"]);
+    assert!(ok);
+    assert_eq!(top1, text, "top-k 1 is greedy");
+    let (ok, two, _) = generate(&[
+        "--prompt",
+        "ROMEO.",
+        "--temperature",
+        "1",
+        "--num-samples",
+        "2",
+        "--seed",
+        "7",
+    ]);
+    assert!(ok);
+    assert!(
+        two.contains("--- sample 1 (seed 7)") && two.contains("--- sample 2 (seed 8)"),
+        "{two}"
+    );
+    let long = "To be, or not to be. ".repeat(100);
+    let (ok, _, stderr) = generate(&["--prompt", &long]);
+    assert!(!ok && stderr.contains("--truncate-prompt"), "{stderr}");
+    let (ok, out, _) = generate(&["--prompt", &long, "--truncate-prompt"]);
+    assert!(
+        ok && out.len() < long.len(),
+        "only the prompt's end is kept"
+    );
 }
 
 #[test]

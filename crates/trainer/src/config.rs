@@ -267,7 +267,8 @@ impl TrainConfig {
 
     /// Writes the config as TOML.
     pub fn save(&self, path: &Path) -> Result<(), TrainError> {
-        let text = toml::to_string_pretty(self).expect("configs serialise");
+        let text = toml::to_string_pretty(self)
+            .map_err(|e| TrainError::config("run", e, "cannot be written as TOML"))?;
         crate::atomic::write_atomic(path, text.as_bytes())
     }
 

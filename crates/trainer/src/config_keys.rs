@@ -45,8 +45,9 @@ fn leaves(value: &Value) -> BTreeMap<String, Value> {
     out
 }
 
-fn to_value(config: &TrainConfig) -> Value {
-    Value::try_from(config).expect("configs serialise")
+/// `config` as a TOML value; a value TOML cannot hold (a seed past 2^63 - 1) is an error.
+fn to_value(config: &TrainConfig) -> Result<Value, TrainError> {
+    Value::try_from(config).map_err(|e| TrainError::config("run", e, "cannot be written as TOML"))
 }
 
 /// Whether `key` names a table of `value` or a leaf inside one.
@@ -64,7 +65,7 @@ impl TrainConfig {
             .clone()
             .try_into()
             .map_err(|e: toml::de::Error| e.to_string())?;
-        let parsed = to_value(&config);
+        let parsed = to_value(&config).map_err(|e| e.to_string())?;
         let unknown: Vec<String> = leaves(&input)
             .into_keys()
             .filter(|key| !known(&parsed, key))
@@ -88,7 +89,7 @@ impl TrainConfig {
             .and_then(|mut t| t.remove("v"))
             .unwrap_or_else(|| Value::String(value.to_string()));
         let no_such_key = || bad("no such key in the configuration".to_string());
-        let mut root = to_value(self);
+        let mut root = to_value(self)?;
         let mut slot = &mut root;
         // Unset options (`data.qa`, `data.facts` after --no-facts) are absent from the
         // serialised configuration: missing keys are added, and the key must then survive a
@@ -107,7 +108,7 @@ impl TrainConfig {
         let config: TrainConfig = root
             .try_into()
             .map_err(|e: toml::de::Error| bad(e.message().to_string()))?;
-        if !leaves(&to_value(&config)).contains_key(key) {
+        if !leaves(&to_value(&config)?).contains_key(key) {
             return Err(no_such_key());
         }
         *self = config;
@@ -120,7 +121,7 @@ impl TrainConfig {
     pub fn check_resumes(&self, saved: &TrainConfig) -> Result<(), TrainError> {
         let mut this = self.clone();
         this.model.vocab_size = saved.model.vocab_size;
-        let (new, old) = (leaves(&to_value(&this)), leaves(&to_value(saved)));
+        let (new, old) = (leaves(&to_value(&this)?), leaves(&to_value(saved)?));
         let keys: std::collections::BTreeSet<&String> = new.keys().chain(old.keys()).collect();
         let changed: Vec<String> = keys
             .into_iter()
@@ -188,6 +189,17 @@ mod tests {
             let err = config.set(key, value).unwrap_err().to_string();
             assert!(err.contains(key) && err.contains(rule), "{err}");
         }
+        // A seed TOML cannot hold is an error, not a panic.
+        config.run.seed = u64::MAX;
+        let err = config.set("optim.steps", "10").unwrap_err().to_string();
+        assert!(err.contains("cannot be written as TOML"), "{err}");
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("run.seed")
+        );
     }
 
     #[test]

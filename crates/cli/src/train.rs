@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::ValueEnum;
-use experiments::{SummaryRow, default_run, groups, si};
+use experiments::{Spread, SummaryRow, default_run, groups, si};
 use model_zoo::{ModelKind, Size, preset};
 use trainer::data::TokenizerKind;
 use trainer::{
@@ -320,16 +320,16 @@ fn print_reference(config: &TrainConfig) {
         "run", "FLOPs/token", "val loss", "fact recall %", "QA EM %"
     );
     for group in groups(&rows) {
-        let n = group.rows.len() as f64;
-        let mean =
-            |f: &dyn Fn(&SummaryRow) -> f64| group.rows.iter().map(|r| f(r)).sum::<f64>() / n;
+        let mean = |f: &dyn Fn(&SummaryRow) -> Option<f64>| {
+            Spread::of(group.rows.iter().filter_map(|r| f(r))).map_or(f64::NAN, |s| s.mean)
+        };
         println!(
             "{:<14} {:>12} {:>12.3} {:>14.1} {:>10.1}",
             group.label,
             si(group.rows[0].flops_per_token as f64),
-            mean(&|r| r.val_loss),
-            mean(&|r| r.fact_recall.unwrap_or(0.0)),
-            mean(&|r| r.qa_exact_match),
+            mean(&|r| Some(r.val_loss)),
+            mean(&|r| r.fact_recall),
+            mean(&|r| Some(r.qa_exact_match)),
         );
     }
 }

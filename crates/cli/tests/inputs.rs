@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
 
-use common::{fails_with, fresh, losses, memory_layers};
+use common::{fails_with, fresh, losses, memory_layers, succeeds};
 
 /// Writes `records` (texts) as a gzipped .jsonl shard with the text under "content".
 fn shard(path: &Path, records: &[String]) {
@@ -22,21 +22,16 @@ fn shard(path: &Path, records: &[String]) {
 
 /// `train` on tiny for 4 steps into `out` with `extra` flags; panics with stderr on failure.
 fn train(out: &Path, extra: &[&str]) {
-    let result = memory_layers()
-        .args([
-            "train", "--size", "tiny", "--model", "dense", "--steps", "4",
-        ])
-        .args(["--no-facts", "--checkpoint-every", "4"])
-        .args(extra)
-        .arg("--out")
-        .arg(out)
-        .stdout(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
+    succeeds(
+        memory_layers()
+            .args([
+                "train", "--size", "tiny", "--model", "dense", "--steps", "4",
+            ])
+            .args(["--no-facts", "--checkpoint-every", "4"])
+            .args(extra)
+            .arg("--out")
+            .arg(out)
+            .stdout(Stdio::null()),
     );
 }
 

@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    checkpoint_step, fails_with, fresh, kill_after_checkpoint, losses, memory_layers, resume, train,
+    checkpoint_step, fails_with, fresh, kill_after_checkpoint, losses, memory_layers, resume,
+    succeeds, train,
 };
 
 /// The runs of this file: 40 steps from one seed.
@@ -61,15 +62,10 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
     }
 
     // The trained run serves `eval` and `generate`.
-    let out = memory_layers()
-        .args(["eval", "--qa-limit", "4", "--checkpoint"])
-        .arg(&cut)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeds(
+        memory_layers()
+            .args(["eval", "--qa-limit", "4", "--checkpoint"])
+            .arg(&cut),
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
@@ -77,22 +73,11 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
         "eval reproduces the run's validation loss"
     );
     assert_eq!(report["qa_count"], 4);
-    let out = memory_layers()
-        .args([
-            "generate",
-            "--prompt",
-            "ROMEO.",
-            "--max-tokens",
-            "8",
-            "--checkpoint",
-        ])
-        .arg(cut.join("checkpoint"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeds(
+        memory_layers()
+            .args(["generate", "--prompt", "ROMEO.", "--max-tokens", "8"])
+            .arg("--checkpoint")
+            .arg(cut.join("checkpoint")),
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

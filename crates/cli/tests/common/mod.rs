@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The `memory-layers` binary built for these tests.
@@ -103,4 +103,15 @@ pub fn fails_with(args: &[&str], needle: &str) -> String {
         "{args:?}: stderr without {needle:?}: {stderr}"
     );
     stderr
+}
+
+/// Runs `cmd`, asserts that it succeeds (showing its stderr otherwise), and returns its output.
+pub fn succeeds(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }

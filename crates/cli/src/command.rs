@@ -2,11 +2,14 @@
 
 use clap::Subcommand;
 
-use crate::{eval, experiment, generate, train};
+use crate::{eval, experiment, generate, prepare, train};
 
 /// A `memory-layers` command.
 #[derive(Subcommand)]
 pub enum Command {
+    /// Tokenize a corpus once into token shards for `train --data-dir` (parallel, streamed,
+    /// whole documents held out for validation).
+    Prepare(prepare::PrepareArgs),
     /// Train a model (defaults: Memory+ on the experiments' base, embedded data, CPU).
     #[command(allow_negative_numbers = true)]
     Train(Box<train::TrainArgs>),
@@ -25,6 +28,7 @@ impl Command {
             Command::Train(args) => train::run(*args),
             Command::Eval(args) => eval::run(args),
             Command::Generate(args) => generate::run(args),
+            Command::Prepare(args) => prepare::run(args),
             Command::Experiment(args) => experiment::run(args),
         }
     }

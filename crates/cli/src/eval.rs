@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use trainer::data::{PrepareConfig, TokenizerKind, prepare_corpus};
 use trainer::{EvalReport, RunData, TrainBackend, evaluate, open_run, prepare_data};
 
 use crate::backend::{BackendKind, Job, dispatch};
@@ -17,7 +18,8 @@ pub struct EvalArgs {
     /// QA set (.jsonl) instead of the run's held-out QA.
     #[arg(long)]
     qa: Option<PathBuf>,
-    /// Evaluate the loss on this text instead of the run's validation split (repeatable).
+    /// Evaluate the loss on this text instead of the run's validation split (repeatable; files
+    /// and folders as `train --data` reads them).
     #[arg(long = "data")]
     data: Vec<PathBuf>,
     /// Questions scored (0: all).
@@ -44,11 +46,26 @@ impl Job for &EvalArgs {
         let device = &devices[0];
         let run = open_run::<B::InnerBackend>(&self.checkpoint, device)?;
         let mut config = run.config.clone();
+        // The given text, tokenised with the run's tokenizer, all of it held out.
+        let scratch = Scratch(std::env::temp_dir().join(format!(
+            "memory-layers-eval-{}",
+            std::process::id()
+        )));
         if !self.data.is_empty() {
-            // Evaluate (nearly) all of the given text: one sequence must stay "training".
-            config.data.paths = self.data.clone();
+            let tokenizer_file = (config.data.tokenizer == TokenizerKind::Bpe)
+                .then(|| run.dir.join("tokenizer.json"));
+            let prepare = PrepareConfig {
+                text_field: config.data.text_field.clone(),
+                tokenizer: config.data.tokenizer,
+                tokenizer_file,
+                val_fraction: 1.0,
+                ..PrepareConfig::new(self.data.clone(), scratch.0.clone())
+            };
+            prepare_corpus(&prepare, &[], true)?;
+            config.data.paths.clear();
+            config.data.tokenizer_file = None;
+            config.data.prepared = Some(scratch.0.clone());
             config.data.facts = None;
-            config.data.val_fraction = 0.999;
         }
         if let Some(qa) = &self.qa {
             config.data.qa = Some(qa.clone());
@@ -64,6 +81,15 @@ impl Job for &EvalArgs {
         }
         let data: RunData = prepare_data(&mut config, &run.dir, true, true)?;
         Ok(evaluate(&run.model, &config, &data, device, true)?)
+    }
+}
+
+/// A folder removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `memory-layers` command: train a memory-layer language model, evaluate a trained run,
 //! continue a prompt with it; on the CPU (Flex), wgpu or CUDA.
 //!
+//! - `prepare --data PATH --out DIR`: tokenises a corpus into token shards.
 //! - `train [...]`: trains a model and evaluates it (docs/training.md).
 //! - `eval --checkpoint DIR`: validation loss, held-out QA, memory usage (JSON).
 //! - `generate --checkpoint DIR --prompt TEXT`: greedy or top-p sampling with a KV cache.
@@ -16,6 +17,7 @@ mod experiment;
 mod generate;
 mod signals;
 mod train;
+mod prepare;
 
 pub use backend::{BackendKind, Job, dispatch};
 pub use command::Command;

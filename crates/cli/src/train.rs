@@ -27,10 +27,14 @@ pub struct TrainArgs {
     #[arg(long)]
     size: Option<Size>,
     /// Training text (repeatable): .txt files, .jsonl files (one document per record), either
-    /// gzipped (.gz), or folders of them. Default: the embedded Shakespeare plays and the
-    /// generated knowledge corpus.
+    /// compressed (.gz, .zst), or folders of them; prepared into token shards in OUT/data/
+    /// once, whole documents held out for validation. Default: the embedded Shakespeare plays
+    /// and the generated knowledge corpus.
     #[arg(long = "data")]
     data: Vec<PathBuf>,
+    /// A folder `prepare` wrote (token shards, tokenizer, manifest), instead of --data.
+    #[arg(long, conflicts_with_all = ["data", "tokenizer", "text_field"])]
+    data_dir: Option<PathBuf>,
     /// The field of a .jsonl record that holds its text (default "text").
     #[arg(long)]
     text_field: Option<String>,
@@ -67,7 +71,8 @@ pub struct TrainArgs {
     #[arg(long, value_enum)]
     value_optimizer: Option<ValueOptimizer>,
     /// Tokenizer: byte, bpe (trained on the run's text), or a Hugging Face tokenizer.json
-    /// (GPT-2, Llama, …), whose vocabulary size the model takes.
+    /// (GPT-2, Llama, …), whose vocabulary size the model takes. Documents are separated by
+    /// its end-of-text token when it has one, else by a blank line.
     #[arg(long, value_parser = parse_tokenizer)]
     tokenizer: Option<TokenizerChoice>,
     /// Floating-point type: f32 or bf16 (where the backend computes in bf16).
@@ -119,17 +124,27 @@ pub struct TrainArgs {
 
 /// `--tokenizer`: a kind, or a tokenizer file.
 #[derive(Debug, Clone)]
-enum TokenizerChoice {
+pub(crate) enum TokenizerChoice {
     Kind(TokenizerKind),
     File(PathBuf),
 }
 
 /// `byte` or `bpe`, else a path to a `.json` file.
-fn parse_tokenizer(value: &str) -> Result<TokenizerChoice, String> {
+pub(crate) fn parse_tokenizer(value: &str) -> Result<TokenizerChoice, String> {
     if let Ok(kind) = TokenizerKind::from_str(value, true) {
         return Ok(TokenizerChoice::Kind(kind));
     }
     if value.ends_with(".json") {
+impl TokenizerChoice {
+    /// The choice as a kind and an optional tokenizer file.
+    pub(crate) fn resolve(&self) -> (TokenizerKind, Option<PathBuf>) {
+        match self {
+            Self::Kind(kind) => (*kind, None),
+            Self::File(path) => (TokenizerKind::Bpe, Some(path.clone())),
+        }
+    }
+}
+
         return Ok(TokenizerChoice::File(PathBuf::from(value)));
     }
     Err(format!(
@@ -174,16 +189,11 @@ impl TrainArgs {
         }
         set(&mut config.data.qa, self.qa.clone().map(Some));
         set(&mut config.data.recall, self.recall.clone().map(Some));
-        match &self.tokenizer {
-            Some(TokenizerChoice::Kind(kind)) => {
-                config.data.tokenizer = *kind;
-                config.data.tokenizer_file = None;
-            }
-            Some(TokenizerChoice::File(path)) => {
-                config.data.tokenizer = TokenizerKind::Bpe;
-                config.data.tokenizer_file = Some(path.clone());
-            }
-            None => {}
+        if let Some(dir) = &self.data_dir {
+            config.data.prepared = Some(dir.clone());
+        }
+        if let Some(choice) = &self.tokenizer {
+            (config.data.tokenizer, config.data.tokenizer_file) = choice.resolve();
         }
         set(&mut config.data.text_field, self.text_field.clone());
         if self.no_facts {

@@ -130,3 +130,95 @@ fn gzipped_jsonl_shards_and_a_tokenizer_file_train() {
         "/nonexistent/tok.json",
     );
 }
+
+/// `train` on tiny for `steps` steps into `out` with `extra` flags: its stderr.
+fn train_stderr(out: &Path, steps: &str, extra: &[&str]) -> String {
+    let output = succeeds(
+        memory_layers()
+            .args(["train", "--size", "tiny", "--model", "dense", "--steps", steps])
+            .args(["--no-facts", "--checkpoint-every", "2"])
+            .args(extra)
+            .arg("--out")
+            .arg(out),
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_corpus_is_tokenized_once_per_run_or_by_prepare() {
+    let corpus = fresh("prepare-corpus");
+    std::fs::create_dir_all(&corpus).unwrap();
+    for part in 0..2 {
+        let records: Vec<String> = (0..60)
+            .map(|i| format!("Record {i} of part {part}: {}", "to be or not to be. ".repeat(4)))
+            .collect();
+        shard(&corpus.join(format!("part-{part}.jsonl.gz")), &records);
+    }
+    let corpus = corpus.to_str().unwrap();
+
+    // `prepare`, then a run on its folder: no tokenizing in the run.
+    let prepared = fresh("prepared");
+    let output = succeeds(memory_layers().args([
+        "prepare",
+        "--data",
+        corpus,
+        "--text-field",
+        "content",
+        "--tokenizer",
+        "byte",
+        "--val-fraction",
+        "0.1",
+        "--shard-tokens",
+        "3000",
+        "--min-val-tokens",
+        "500",
+        "--out",
+        prepared.to_str().unwrap(),
+    ]));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("--data-dir"));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(prepared.join("manifest.json")).unwrap())
+            .unwrap();
+    assert!(manifest["train"]["shards"].as_array().unwrap().len() > 1);
+    let run = fresh("prepared-run");
+    let stderr = train_stderr(&run, "2", &["--data-dir", prepared.to_str().unwrap()]);
+    assert!(!stderr.contains("tokenizing"), "{stderr}");
+    assert_eq!(losses(&run).last().unwrap().0, 2);
+
+    // `--data` prepares into the run's data/ once: neither resume nor eval tokenizes again.
+    let run = fresh("data-run");
+    let data = ["--data", corpus, "--text-field", "content"];
+    let stderr = train_stderr(&run, "2", &data);
+    assert!(stderr.contains("tokenizing"), "{stderr}");
+    assert!(run.join("data/manifest.json").exists());
+    let output = succeeds(
+        memory_layers()
+            .args(["train", "--resume", "--steps", "4", "--out"])
+            .arg(&run),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("tokenizing"), "{stderr}");
+    assert_eq!(losses(&run).last().unwrap().0, 4);
+    let output = succeeds(memory_layers().args(["eval", "--checkpoint"]).arg(&run));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("tokenizing"), "{stderr}");
+
+    // --data-dir replaces --data and the tokenizer; a folder never prepared is named.
+    fails_with(
+        &["train", "--data-dir", "/x", "--data", corpus],
+        "cannot be used with",
+    );
+    let nowhere = fresh("nowhere");
+    fails_with(
+        &[
+            "train",
+            "--size",
+            "tiny",
+            "--data-dir",
+            nowhere.to_str().unwrap(),
+            "--out",
+            fresh("nowhere-run").to_str().unwrap(),
+        ],
+        "memory-layers prepare",
+    );
+}

@@ -25,10 +25,15 @@ pub struct TrainConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataConfig {
     /// Text files, .jsonl files (one document per line, in `text_field`), either of them
-    /// gzipped (`.txt.gz`, `.jsonl.gz`), or folders of such files. Empty: the embedded
-    /// Shakespeare plays.
+    /// compressed (`.gz`, `.zst`), or folders of such files. Empty (and no `prepared`): the
+    /// embedded Shakespeare plays.
     #[serde(default)]
     pub paths: Vec<PathBuf>,
+    /// A folder `memory-layers prepare` wrote (token shards, tokenizer, manifest) to train
+    /// on instead of `paths`; its tokenizer replaces `tokenizer`. Runs given `paths` prepare
+    /// them into `RUN/data/` themselves.
+    #[serde(default)]
+    pub prepared: Option<PathBuf>,
     /// The field of a .jsonl record that holds its text.
     #[serde(default = "text_field")]
     pub text_field: String,
@@ -212,6 +217,7 @@ impl TrainConfig {
                 recall: None,
                 embedded_bytes: None,
                 facts: Some(FactsConfig::default()),
+                prepared: None,
                 tokenizer,
                 tokenizer_file: None,
                 val_fraction: 0.02,
@@ -321,6 +327,22 @@ impl TrainConfig {
                 o.min_lr_ratio,
                 "must be in [0, 1]",
             ));
+        if let Some(dir) = &self.data.prepared {
+            if !self.data.paths.is_empty() {
+                return Err(TrainError::config(
+                    "data.prepared",
+                    dir.display(),
+                    "takes the place of data.paths: give one of them",
+                ));
+            }
+            if self.data.tokenizer_file.is_some() {
+                return Err(TrainError::config(
+                    "data.prepared",
+                    dir.display(),
+                    "holds its own tokenizer: data.tokenizer_file applies to `prepare`",
+                ));
+            }
+        }
         }
         for (field, value) in [("optim.beta1", o.beta1), ("optim.beta2", o.beta2)] {
             if !(0.0..1.0).contains(&value) {

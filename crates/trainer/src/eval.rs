@@ -104,7 +104,8 @@ pub fn validate<B: ZooBackend>(
     let limit = if limit == 0 { usize::MAX } else { limit };
     let (mut total, mut count) = (0.0, 0usize);
     let mut stats: Vec<(usize, UsageStats)> = Vec::new();
-    for (tokens, sequences) in batches.val_batches(batch_size).take(limit) {
+    for batch in batches.val_batches(batch_size).take(limit) {
+        let (tokens, sequences) = batch?;
         let (loss, out) = lm_loss(model, &tokens, sequences, device, None)?;
         total += loss.into_scalar().elem::<f64>() * sequences as f64;
         count += sequences;

@@ -1,13 +1,14 @@
-//! Data preparation: a run's tokenizer, batches, held-out QA and recall probes from its
+//! A run's data: its tokenizer, batches, held-out QA and recall probes from its
 //! configuration.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::TrainError;
 use crate::config::TrainConfig;
 use crate::data::{
-    Batches, Facts, QaPair, RecallProbe, Tokenizer, TokenizerKind, embedded_shakespeare,
-    load_documents, load_qa, load_recall,
+    Batches, Document, Facts, MANIFEST, Manifest, PrepareConfig, QaPair, RecallProbe, Segment,
+    Split, Tokenizer, TokenizerKind, embedded_shakespeare, load_qa, load_recall,
+    prepare_corpus,
 };
 use crate::phase::{Phase, megabytes};
 
@@ -29,6 +30,9 @@ pub struct RunData {
 /// Bytes of the embedded plays held out after `embedded_bytes` for the natural-text loss.
 const TEXT_VAL_BYTES: usize = 100_000;
 
+/// Validation sequences at least, when a run prepares its corpus.
+const VAL_SEQUENCES: usize = 8;
+
 /// `text[from..from + len]`, both ends moved back to a line start.
 fn lines(text: &str, from: usize, len: usize) -> &str {
     let start = |at: usize| {
@@ -38,40 +42,67 @@ fn lines(text: &str, from: usize, len: usize) -> &str {
     &text[start(from)..start(from + len).max(start(from))]
 }
 
-/// Builds the run's data; trains and saves the tokenizer unless the run directory has one
-/// (`reuse_tokenizer`). Sets `config.model.vocab_size` from the tokenizer. With `progress`,
-/// each slow phase prints a line on stderr.
+/// Builds the run's data; with `reuse` (resuming, evaluating) the tokenizer and prepared
+/// shards the run directory holds are used as they are. Sets `config.model.vocab_size` from
+/// the tokenizer. With `progress`, each slow phase prints a line on stderr.
+///
+/// The embedded plays and the generated facts are tokenised in memory and split into
+/// random sequences. A corpus of files (`data.paths`) is prepared into `RUN/data/` once
+/// (token shards, whole documents held out for validation) and read from disk while
+/// training, as is a folder `prepare` wrote (`data.prepared`); the generated facts then
+/// join the training split from memory.
 pub fn prepare_data(
     config: &mut TrainConfig,
     out: &Path,
-    reuse_tokenizer: bool,
+    reuse: bool,
     progress: bool,
 ) -> Result<RunData, TrainError> {
+    let facts = config.data.facts.as_ref().map(Facts::generate);
+    let facts_docs = facts.as_ref().map_or(&[][..], |f| f.training.as_slice());
+    let (tokenizer, batches, text_val) =
+        if config.data.paths.is_empty() && config.data.prepared.is_none() {
+            embedded(config, out, reuse, facts_docs, progress)?
+        } else {
+            prepared(config, out, reuse, facts_docs, progress)?
+        };
     let data = &config.data;
-    let mut held_out = None;
-    let reading = Phase::start(progress, "reading the training text");
-    let mut documents = if data.paths.is_empty() {
-        let mut plays = embedded_shakespeare();
-        if let Some(limit) = data.embedded_bytes {
-            let text = lines(&plays.text, limit, TEXT_VAL_BYTES).to_string();
-            held_out = Some(text);
-            plays.text = lines(&plays.text, 0, limit).to_string();
-        }
-        vec![plays]
-    } else {
-        load_documents(&data.paths, &data.text_field)?
+    let qa = match (&data.qa, &facts) {
+        (Some(path), _) => load_qa(path)?,
+        (None, Some(facts)) => facts.heldout_qa.clone(),
+        (None, None) => Vec::new(),
     };
-    let facts = data.facts.as_ref().map(Facts::generate);
-    if let Some(facts) = &facts {
-        documents.extend(facts.training.iter().cloned());
+    let recall = match (&data.recall, &facts) {
+        (Some(path), _) => load_recall(path)?,
+        (None, Some(facts)) => facts.recall.clone(),
+        (None, None) => Vec::new(),
+    };
+    Ok(RunData {
+        tokenizer,
+        batches,
+        qa,
+        recall,
+        text_val,
+    })
+}
+
+/// The tokenizer, batches and held-out natural text of a run on the embedded plays.
+fn embedded(
+    config: &mut TrainConfig,
+    out: &Path,
+    reuse: bool,
+    facts: &[Document],
+    progress: bool,
+) -> Result<(Tokenizer, Batches, Option<Batches>), TrainError> {
+    let data = &config.data;
+    let mut plays = embedded_shakespeare();
+    let mut held_out = None;
+    if let Some(limit) = data.embedded_bytes {
+        held_out = Some(lines(&plays.text, limit, TEXT_VAL_BYTES).to_string());
+        plays.text = lines(&plays.text, 0, limit).to_string();
     }
+    let documents: Vec<&Document> = std::iter::once(&plays).chain(facts).collect();
     let bytes: usize = documents.iter().map(|d| d.text.len()).sum();
-    reading.done(format!(
-        "{} documents, {}",
-        documents.len(),
-        megabytes(bytes)
-    ));
-    let tokenizer = if reuse_tokenizer {
+    let tokenizer = if reuse {
         Tokenizer::load(data.tokenizer, out)?
     } else {
         let training = (data.tokenizer == TokenizerKind::Bpe && data.tokenizer_file.is_none())
@@ -101,38 +132,113 @@ pub fn prepare_data(
     };
     let tokenizing = Phase::start(progress, format!("tokenizing {}", megabytes(bytes)));
     config.model.vocab_size = tokenizer.vocab_size();
-    let separator = tokenizer.document_separator();
-    let mut tokens = Vec::new();
-    for document in &documents {
-        tokens.extend(tokenizer.encode(&document.text));
-        tokens.extend_from_slice(&separator);
-    }
+    let tokens = tokenize(&tokenizer, documents)?;
     tokenizing.done(format!("{} tokens", tokens.len()));
     let batches = Batches::new(
         &tokens,
         config.optim.seq_len,
-        data.val_fraction,
+        config.data.val_fraction,
         config.run.seed,
     )?;
-    let qa = match (&data.qa, &facts) {
-        (Some(path), _) => load_qa(path)?,
-        (None, Some(facts)) => facts.heldout_qa.clone(),
-        (None, None) => Vec::new(),
-    };
-    let recall = match (&data.recall, &facts) {
-        (Some(path), _) => load_recall(path)?,
-        (None, Some(facts)) => facts.recall.clone(),
-        (None, None) => Vec::new(),
-    };
     let text_val = held_out
         .filter(|text| !text.is_empty())
         .map(|text| Batches::held_out(&tokenizer.encode(&text), config.optim.seq_len))
         .transpose()?;
-    Ok(RunData {
-        tokenizer,
-        batches,
-        qa,
-        recall,
-        text_val,
-    })
+    Ok((tokenizer, batches, text_val))
+}
+
+/// `documents` tokenised in parallel, each followed by the tokenizer's separator.
+fn tokenize<'a>(
+    tokenizer: &Tokenizer,
+    documents: impl IntoIterator<Item = &'a Document>,
+) -> Result<Vec<u32>, TrainError> {
+    let texts: Vec<&str> = documents.into_iter().map(|d| d.text.as_str()).collect();
+    let separator = tokenizer.document_separator();
+    let mut tokens = Vec::new();
+    for document in tokenizer.encode_batch(&texts)? {
+        tokens.extend(document);
+        tokens.extend_from_slice(&separator);
+    }
+    Ok(tokens)
+}
+
+/// The tokenizer and batches of a run on prepared shards: `data.prepared`, or `data.paths`
+/// prepared into `RUN/data/` (again unless `reuse` finds them there).
+fn prepared(
+    config: &mut TrainConfig,
+    out: &Path,
+    reuse: bool,
+    facts: &[Document],
+    progress: bool,
+) -> Result<(Tokenizer, Batches, Option<Batches>), TrainError> {
+    let data = &config.data;
+    let dir = data.prepared.clone().unwrap_or_else(|| out.join("data"));
+    let manifest = if data.prepared.is_some() || (reuse && dir.join(MANIFEST).exists()) {
+        Manifest::load(&dir)?
+    } else {
+        // A run resumed or evaluated without its shards keeps the tokenizer it trained with.
+        let tokenizer_file = match (reuse, data.tokenizer) {
+            (true, TokenizerKind::Bpe) => Some(out.join("tokenizer.json")),
+            _ => data.tokenizer_file.clone(),
+        };
+        let prepare = PrepareConfig {
+            paths: data.paths.clone(),
+            text_field: data.text_field.clone(),
+            tokenizer: data.tokenizer,
+            tokenizer_file,
+            vocab_size: config.model.vocab_size,
+            val_fraction: data.val_fraction,
+            seed: config.run.seed,
+            min_val_tokens: VAL_SEQUENCES * (config.optim.seq_len + 1),
+            out: dir.clone(),
+            ..PrepareConfig::new(Vec::new(), PathBuf::new())
+        };
+        prepare_corpus(&prepare, facts, progress)?
+    };
+    let tokenizer = Tokenizer::load(manifest.tokenizer, &dir)?;
+    if tokenizer.vocab_size() != manifest.vocab_size {
+        return Err(TrainError::data(
+            dir.join(MANIFEST),
+            None,
+            format!(
+                "says a vocabulary of {} where its tokenizer has {}",
+                manifest.vocab_size,
+                tokenizer.vocab_size()
+            ),
+        ));
+    }
+    if !reuse {
+        tokenizer.save(out)?;
+    }
+    config.data.tokenizer = manifest.tokenizer;
+    config.model.vocab_size = tokenizer.vocab_size();
+    let file_segments = |split| -> Result<Vec<Segment>, TrainError> {
+        Ok(Manifest::open(&dir, split)?
+            .into_iter()
+            .map(Segment::File)
+            .collect())
+    };
+    let mut train = file_segments(&manifest.train)?;
+    if !facts.is_empty() {
+        train.push(Segment::Owned(tokenize(&tokenizer, facts)?));
+    }
+    let batches = Batches::from_segments(
+        train,
+        file_segments(&manifest.val)?,
+        config.optim.seq_len,
+        config.run.seed,
+    );
+    if batches.len(Split::Val) == 0 {
+        return Err(TrainError::data(
+            dir.join(MANIFEST),
+            None,
+            format!(
+                "the validation split holds {} tokens, less than one sequence of seq_len + 1 = \
+                 {}: prepare with a larger --val-fraction or more documents",
+                manifest.val.tokens,
+                config.optim.seq_len + 1
+            ),
+        ));
+    }
+    Ok((tokenizer, batches, None))
 }

@@ -11,6 +11,7 @@ use burn::tensor::{DType, FloatDType};
 
 use crate::checkpoint::{checkpoint_error, find_checkpoint, load_state};
 use crate::config::{Precision, TrainConfig};
+use crate::data::Split;
 use crate::prepare::{RunData, prepare_data};
 use crate::{Stepper, TrainBackend, TrainError};
 
@@ -120,6 +121,13 @@ impl Run {
         };
         std::fs::create_dir_all(&out).map_err(TrainError::io(&out))?;
         let data = prepare_data(&mut config, &out, options.resume, options.progress)?;
+        if data.batches.len(Split::Train) == 0 {
+            return Err(TrainError::config(
+                "optim.seq_len",
+                config.optim.seq_len,
+                "the training split holds no sequence of seq_len + 1 tokens",
+            ));
+        }
         config.validate()?;
         config.save(&config_path)?;
         set_precision::<B>(config.run.precision, device)?;

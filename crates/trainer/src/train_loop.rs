@@ -100,15 +100,14 @@ impl Run {
             let eval_now = step + 1 == o.steps
                 || (config.run.eval_every > 0 && (step + 1).is_multiple_of(config.run.eval_every));
             let log_now = eval_now || (step + 1).is_multiple_of(config.run.log_every);
-            let micro_batches: Vec<Vec<u32>> = (0..o.grad_accum)
+            let micro_batches = (0..o.grad_accum)
                 .map(|i| {
-                    strategy.share(
-                        data.batches
-                            .train_batch(state.batches_seen + i, o.batch_size),
-                        o.batch_size,
-                    )
+                    let batch = data
+                        .batches
+                        .train_batch(state.batches_seen + i, o.batch_size)?;
+                    Ok(strategy.share(batch, o.batch_size))
                 })
-                .collect();
+                .collect::<Result<Vec<Vec<u32>>, TrainError>>()?;
             let multiplier = config.lr_multiplier(step);
             let report = strategy.step(
                 &mut stepper,

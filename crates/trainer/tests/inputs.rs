@@ -6,7 +6,7 @@ use clap::ValueEnum;
 use model_zoo::{ModelKind, Size};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use trainer::data::{TokenizerKind, load_documents, load_qa};
+use trainer::data::{Document, TokenizerKind, documents, load_qa};
 use trainer::{Decay, Precision, TrainConfig, TrainError, ValueOptimizer};
 
 fn dir(name: &str) -> PathBuf {
@@ -19,6 +19,11 @@ fn dir(name: &str) -> PathBuf {
 fn write(path: &Path, bytes: &[u8]) -> PathBuf {
     std::fs::write(path, bytes).unwrap();
     path.to_path_buf()
+}
+
+/// Every document of `paths`, read as a run streams them.
+fn load_documents(paths: &[PathBuf], field: &str) -> Result<Vec<Document>, TrainError> {
+    documents(paths, field)?.collect()
 }
 
 /// The error of loading `paths`, as (message, line).
@@ -58,7 +63,7 @@ fn text_inputs() {
     assert!(
         data_error(load_documents(std::slice::from_ref(&folder), "text"))
             .0
-            .contains("no .txt, .jsonl, .txt.gz, .jsonl.gz file")
+            .contains("no .txt, .jsonl, .txt.gz, .jsonl.gz, .txt.zst, .jsonl.zst file")
     );
     write(&folder.join("sub/b.txt"), b"second");
     write(&folder.join("a.txt"), b"first");
@@ -107,6 +112,12 @@ fn gzipped_jsonl_shards_with_another_field() {
     let (msg, _) = data_error(load_documents(&[broken], "text"));
     assert!(
         msg.contains("broken.txt.gz") && msg.contains("gzip"),
+        "{msg}"
+    );
+    let broken = write(&d.join("broken.jsonl.zst"), b"not zstd either");
+    let (msg, _) = data_error(load_documents(&[broken], "text"));
+    assert!(
+        msg.contains("broken.jsonl.zst") && msg.contains("zstd"),
         "{msg}"
     );
     let latin1 = write(

@@ -1,4 +1,5 @@
-use std::io::Read;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::TrainError;
@@ -26,45 +27,41 @@ pub fn embedded_shakespeare() -> Document {
     }
 }
 
-/// The kinds of file `--data` reads, gzipped or not.
-const EXTENSIONS: [&str; 4] = [".txt", ".jsonl", ".txt.gz", ".jsonl.gz"];
+/// The kinds of file `--data` reads: text and .jsonl, plain, gzipped or zstd-compressed.
+const EXTENSIONS: [&str; 6] = [
+    ".txt",
+    ".jsonl",
+    ".txt.gz",
+    ".jsonl.gz",
+    ".txt.zst",
+    ".jsonl.zst",
+];
 
-/// Loads `--data` paths: UTF-8 text files, `.jsonl` files whose records hold their text in
-/// `text_field`, either gzipped (`.gz`), or folders of such files (every one below, sorted).
-/// Missing files, invalid UTF-8, empty texts and bad JSON lines are errors naming the file
-/// and line; nothing is skipped.
-pub fn load_documents(paths: &[PathBuf], text_field: &str) -> Result<Vec<Document>, TrainError> {
-    let mut documents = Vec::new();
+/// The files `--data` paths name: files as given, folders expanded to every file below with
+/// a known extension, sorted by path. A missing path or a folder without such files is an
+/// error naming it.
+pub fn input_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, TrainError> {
+    let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let mut files = Vec::new();
-            collect_files(path, &mut files)?;
-            if files.is_empty() {
+            let mut found = Vec::new();
+            collect_files(path, &mut found)?;
+            if found.is_empty() {
                 return Err(TrainError::data(
                     path,
                     None,
                     format!("folder holds no {} file", EXTENSIONS.join(", ")),
                 ));
             }
-            files.sort();
-            for file in files {
-                documents.extend(read_file(&file, text_field)?);
-            }
+            found.sort();
+            files.extend(found);
+        } else if path.exists() {
+            files.push(path.clone());
         } else {
-            documents.extend(read_file(path, text_field)?);
+            return Err(TrainError::data(path, None, "no such file or folder"));
         }
     }
-    Ok(documents)
-}
-
-/// The documents of one file: a .jsonl's records, or the whole text.
-fn read_file(path: &Path, text_field: &str) -> Result<Vec<Document>, TrainError> {
-    let name = path.to_string_lossy();
-    if name.ends_with(".jsonl") || name.ends_with(".jsonl.gz") {
-        read_jsonl(path, text_field)
-    } else {
-        Ok(vec![read_text(path)?])
-    }
+    Ok(files)
 }
 
 fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), TrainError> {
@@ -82,20 +79,136 @@ fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), TrainError>
     Ok(())
 }
 
-/// Reads a file (gunzipped when it ends in `.gz`) as UTF-8; invalid bytes are reported with
-/// their line.
-pub(crate) fn read_utf8(path: &Path) -> Result<String, TrainError> {
+/// The documents of `--data` paths, read one at a time: a text file is one document, a
+/// .jsonl record (its `text_field`) another. Files are decompressed as they are read, so
+/// only the current document is in memory. Invalid UTF-8, bad JSON, blank lines, missing
+/// fields and empty files are errors naming the file and line; nothing is skipped.
+pub fn documents(
+    paths: &[PathBuf],
+    text_field: &str,
+) -> Result<impl Iterator<Item = Result<Document, TrainError>>, TrainError> {
+    let field = text_field.to_string();
+    Ok(input_files(paths)?
+        .into_iter()
+        .flat_map(move |path| FileDocuments::new(path, field.clone())))
+}
+
+/// The documents of one file, as an iterator that stops after its first error.
+enum FileDocuments {
+    /// A text file not yet read.
+    Text(Option<PathBuf>),
+    /// A .jsonl file being read line by line.
+    Jsonl {
+        path: PathBuf,
+        field: String,
+        lines: Option<std::io::Lines<BufReader<Box<dyn Read + Send>>>>,
+        line: usize,
+    },
+}
+
+impl FileDocuments {
+    fn new(path: PathBuf, field: String) -> Self {
+        let name = path.to_string_lossy();
+        if name.ends_with(".jsonl") || name.ends_with(".jsonl.gz") || name.ends_with(".jsonl.zst")
+        {
+            Self::Jsonl {
+                path,
+                field,
+                lines: None,
+                line: 0,
+            }
+        } else {
+            Self::Text(Some(path))
+        }
+    }
+}
+
+impl Iterator for FileDocuments {
+    type Item = Result<Document, TrainError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Self::Text(path) => path.take().map(|p| read_text(&p)),
+            Self::Jsonl {
+                path,
+                field,
+                lines,
+                line,
+            } => {
+                let stop = |lines: &mut Option<_>, e| {
+                    *lines = None;
+                    Some(Err(e))
+                };
+                if *line == 0 {
+                    match open_decoded(path) {
+                        Ok(reader) => *lines = Some(BufReader::new(reader).lines()),
+                        Err(e) => return stop(lines, e),
+                    }
+                }
+                let next = lines.as_mut()?.next();
+                *line += 1;
+                let text = match next {
+                    None if *line == 1 => {
+                        return stop(lines, TrainError::data(&*path, None, "file is empty"));
+                    }
+                    None => return None,
+                    Some(Err(e)) => return stop(lines, read_error(path, *line, e)),
+                    Some(Ok(text)) => text,
+                };
+                let record = jsonl_record(path, *line, &text)
+                    .and_then(|value| Ok(string_field(path, *line, &value, field)?.to_string()));
+                match record {
+                    Ok(text) => Some(Ok(Document {
+                        source: format!("{}:{line}", path.display()),
+                        text,
+                    })),
+                    Err(e) => stop(lines, e),
+                }
+            }
+        }
+    }
+}
+
+/// A reader of `path`'s bytes, decompressed when it ends in `.gz` (every gzip member) or
+/// `.zst` (every zstd frame).
+pub(crate) fn open_decoded(path: &Path) -> Result<Box<dyn Read + Send>, TrainError> {
     if !path.exists() {
         return Err(TrainError::data(path, None, "no such file or folder"));
     }
-    let mut bytes = std::fs::read(path).map_err(TrainError::io(path))?;
-    if path.extension().is_some_and(|e| e == "gz") {
-        let mut plain = Vec::new();
-        flate2::read::MultiGzDecoder::new(bytes.as_slice())
-            .read_to_end(&mut plain)
-            .map_err(|e| TrainError::data(path, None, format!("not valid gzip: {e}")))?;
-        bytes = plain;
+    let file = BufReader::new(File::open(path).map_err(TrainError::io(path))?);
+    Ok(match path.extension().and_then(|e| e.to_str()) {
+        Some("gz") => Box::new(flate2::read::MultiGzDecoder::new(file)),
+        Some("zst") => Box::new(
+            zstd::stream::read::Decoder::with_buffer(file)
+                .map_err(|e| TrainError::data(path, None, format!("not valid zstd: {e}")))?,
+        ),
+        _ => Box::new(file),
+    })
+}
+
+/// An error met while reading `path` at `line`: bad compression or invalid UTF-8, named.
+fn read_error(path: &Path, line: usize, e: std::io::Error) -> TrainError {
+    let format = match path.extension().and_then(|e| e.to_str()) {
+        Some("gz") => "gzip",
+        Some("zst") => "zstd",
+        _ => "",
+    };
+    if e.kind() == std::io::ErrorKind::InvalidData && e.to_string().contains("UTF-8") {
+        TrainError::data(path, Some(line), "not UTF-8")
+    } else if !format.is_empty() {
+        TrainError::data(path, Some(line), format!("not valid {format}: {e}"))
+    } else {
+        TrainError::io(path)(e)
     }
+}
+
+/// Reads a file (decompressed as [`open_decoded`] does) as UTF-8; invalid bytes are
+/// reported with their line.
+pub(crate) fn read_utf8(path: &Path) -> Result<String, TrainError> {
+    let mut bytes = Vec::new();
+    open_decoded(path)?
+        .read_to_end(&mut bytes)
+        .map_err(|e| read_error(path, 1, e))?;
     String::from_utf8(bytes).map_err(|e| {
         let valid = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..valid]
@@ -122,25 +235,27 @@ fn read_text(path: &Path) -> Result<Document, TrainError> {
     })
 }
 
-/// Non-blank lines of a .jsonl file with their 1-based numbers; a blank line inside the file
-/// is an error (a trailing newline is not).
+/// A .jsonl line parsed; a blank line is an error (a trailing newline is not a line).
+fn jsonl_record(path: &Path, line: usize, text: &str) -> Result<serde_json::Value, TrainError> {
+    if text.trim().is_empty() {
+        return Err(TrainError::data(path, Some(line), "blank line"));
+    }
+    serde_json::from_str(text)
+        .map_err(|e| TrainError::data(path, Some(line), format!("invalid JSON: {e}")))
+}
+
+/// Non-blank lines of a small .jsonl file (QA sets, recall probes) with their 1-based
+/// numbers; a blank line inside the file is an error (a trailing newline is not).
 pub(crate) fn jsonl_lines(path: &Path) -> Result<Vec<(usize, serde_json::Value)>, TrainError> {
     let text = read_utf8(path)?;
-    let mut lines = Vec::new();
     let body = text.strip_suffix('\n').unwrap_or(&text);
-    for (i, line) in body.split('\n').enumerate() {
-        let line_no = i + 1;
-        if line.trim().is_empty() {
-            return Err(TrainError::data(path, Some(line_no), "blank line"));
-        }
-        let value = serde_json::from_str(line)
-            .map_err(|e| TrainError::data(path, Some(line_no), format!("invalid JSON: {e}")))?;
-        lines.push((line_no, value));
-    }
-    if lines.is_empty() {
+    if body.is_empty() {
         return Err(TrainError::data(path, None, "file is empty"));
     }
-    Ok(lines)
+    body.split('\n')
+        .enumerate()
+        .map(|(i, line)| Ok((i + 1, jsonl_record(path, i + 1, line)?)))
+        .collect()
 }
 
 /// The string field `field` of a .jsonl record, or an error naming the line.
@@ -168,16 +283,4 @@ pub(crate) fn string_field<'a>(
             format!("no \"{field}\" field"),
         )),
     }
-}
-
-fn read_jsonl(path: &Path, text_field: &str) -> Result<Vec<Document>, TrainError> {
-    jsonl_lines(path)?
-        .iter()
-        .map(|(line, value)| {
-            Ok(Document {
-                source: format!("{}:{line}", path.display()),
-                text: string_field(path, *line, value, text_field)?.to_string(),
-            })
-        })
-        .collect()
 }

@@ -34,8 +34,8 @@ const FILE: &str = "tokenizer.json";
 
 impl Tokenizer {
     /// Trains a byte-level BPE with `vocab_size` tokens on `texts` (deterministic).
-    pub fn train_bpe<'a>(
-        texts: impl Iterator<Item = &'a str> + Send,
+    pub fn train_bpe<S: AsRef<str> + Send>(
+        texts: impl Iterator<Item = S> + Send,
         vocab_size: usize,
     ) -> Result<Self, TrainError> {
         if vocab_size < 257 {
@@ -101,6 +101,17 @@ impl Tokenizer {
                 .encode(text, false)
                 .map(|e| e.get_ids().to_vec())
                 .unwrap_or_default(),
+        }
+    }
+
+    /// Token ids of each text, tokenised in parallel.
+    pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, TrainError> {
+        match self {
+            Self::Byte => Ok(texts.iter().map(|t| self.encode(t)).collect()),
+            Self::Bpe(t) => t
+                .encode_batch(texts.to_vec(), false)
+                .map(|all| all.iter().map(|e| e.get_ids().to_vec()).collect())
+                .map_err(|e| TrainError::Tokenizer(format!("encoding failed: {e}"))),
         }
     }
 

@@ -11,7 +11,7 @@ use crate::train::{TokenizerChoice, parse_tokenizer};
 #[derive(clap::Args)]
 pub struct PrepareArgs {
     /// Input (repeatable): .txt files, .jsonl files (one document per record), either
-    /// compressed (.gz, .zst), or folders of them.
+    /// compressed (.gz, .zst), parquet files (one document per row), or folders of them.
     #[arg(long = "data", required = true)]
     data: Vec<PathBuf>,
     /// The field of a .jsonl record that holds its text.

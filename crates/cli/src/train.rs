@@ -27,8 +27,8 @@ pub struct TrainArgs {
     #[arg(long)]
     size: Option<Size>,
     /// Training text (repeatable): .txt files, .jsonl files (one document per record), either
-    /// compressed (.gz, .zst), or folders of them; prepared into token shards in OUT/data/
-    /// once, whole documents held out for validation. Default: the embedded Shakespeare plays
+    /// compressed (.gz, .zst), parquet files (one document per row), or folders of them;
+    /// prepared into token shards in OUT/data/ once, whole documents held out for validation. Default: the embedded Shakespeare plays
     /// and the generated knowledge corpus.
     #[arg(long = "data")]
     data: Vec<PathBuf>,

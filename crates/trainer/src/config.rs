@@ -25,7 +25,8 @@ pub struct TrainConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataConfig {
     /// Text files, .jsonl files (one document per line, in `text_field`), either of them
-    /// compressed (`.gz`, `.zst`), or folders of such files. Empty (and no `prepared`): the
+    /// compressed (`.gz`, `.zst`), parquet files (`text_field` is their column), or folders of
+    /// such files. Empty (and no `prepared`): the
     /// embedded Shakespeare plays.
     #[serde(default)]
     pub paths: Vec<PathBuf>,

@@ -63,7 +63,7 @@ fn text_inputs() {
     assert!(
         data_error(load_documents(std::slice::from_ref(&folder), "text"))
             .0
-            .contains("no .txt, .jsonl, .txt.gz, .jsonl.gz, .txt.zst, .jsonl.zst file")
+            .contains("no .txt, .jsonl, .txt.gz, .jsonl.gz, .txt.zst, .jsonl.zst, .parquet file")
     );
     write(&folder.join("sub/b.txt"), b"second");
     write(&folder.join("a.txt"), b"first");
@@ -290,4 +290,30 @@ fn choices_keep_their_names() {
         (Decay::Cosine, "cosine", "cosine"),
         (Decay::Linear, "linear", "linear"),
     ]);
+}
+
+/// Parquet files written by pyarrow (tests/data/make_parquet.py): snappy and zstd pages, two
+/// row groups, the text in another column.
+#[test]
+fn parquet_inputs() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    for file in ["records-snappy.parquet", "records-zstd.parquet"] {
+        let docs = load_documents(&[data.join(file)], "content").unwrap();
+        assert_eq!(docs.len(), 50, "{file}: both row groups");
+        assert_eq!(docs[31].text, "Parquet record 31: to be, or not to be.");
+        assert!(docs[0].source.ends_with(&format!("{file}:1")));
+    }
+    let (msg, _) = data_error(load_documents(&[data.join("records-zstd.parquet")], "text"));
+    assert!(msg.contains("no \"text\" column"), "{msg}");
+    let (msg, line) = data_error(load_documents(&[data.join("null-text.parquet")], "content"));
+    assert_eq!(line, Some(2));
+    assert!(msg.contains("is null"), "{msg}");
+    let (msg, _) = data_error(load_documents(&[data.join("int-text.parquet")], "content"));
+    assert!(msg.contains("not a string"), "{msg}");
+    let (msg, _) = data_error(load_documents(&[data.join("records-gzip.parquet")], "content"));
+    assert!(msg.to_lowercase().contains("gzip"), "the codec named: {msg}");
+    let d = dir("parquet");
+    let fake = write(&d.join("fake.parquet"), b"{\"text\": \"not parquet\"}\n");
+    let (msg, _) = data_error(load_documents(&[fake], "text"));
+    assert!(msg.contains("fake.parquet") && msg.contains("parquet"), "{msg}");
 }

@@ -2,6 +2,11 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::record::reader::RowIter;
+use parquet::record::{Field, Row};
+use parquet::schema::types::Type as ParquetType;
+
 use crate::TrainError;
 
 /// One training text and where it came from.
@@ -27,14 +32,16 @@ pub fn embedded_shakespeare() -> Document {
     }
 }
 
-/// The kinds of file `--data` reads: text and .jsonl, plain, gzipped or zstd-compressed.
-const EXTENSIONS: [&str; 6] = [
+/// The kinds of file `--data` reads: text and .jsonl, plain, gzipped or zstd-compressed, and
+/// parquet.
+const EXTENSIONS: [&str; 7] = [
     ".txt",
     ".jsonl",
     ".txt.gz",
     ".jsonl.gz",
     ".txt.zst",
     ".jsonl.zst",
+    ".parquet",
 ];
 
 /// The files `--data` paths name: files as given, folders expanded to every file below with
@@ -80,7 +87,7 @@ fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), TrainError>
 }
 
 /// The documents of `--data` paths, read one at a time: a text file is one document, a
-/// .jsonl record (its `text_field`) another. Files are decompressed as they are read, so
+/// .jsonl record (its `text_field`) or a parquet row (its `text_field` column) another. Files are decompressed as they are read, so
 /// only the current document is in memory. Invalid UTF-8, bad JSON, blank lines, missing
 /// fields and empty files are errors naming the file and line; nothing is skipped.
 pub fn documents(
@@ -97,6 +104,13 @@ pub fn documents(
 enum FileDocuments {
     /// A text file not yet read.
     Text(Option<PathBuf>),
+    /// A parquet file being read row by row (its text column only).
+    Parquet {
+        path: PathBuf,
+        field: String,
+        rows: Option<RowIter<'static>>,
+        row: usize,
+    },
     /// A .jsonl file being read line by line.
     Jsonl {
         path: PathBuf,
@@ -109,6 +123,14 @@ enum FileDocuments {
 impl FileDocuments {
     fn new(path: PathBuf, field: String) -> Self {
         let name = path.to_string_lossy();
+        if name.ends_with(".parquet") {
+            return Self::Parquet {
+                path,
+                field,
+                rows: None,
+                row: 0,
+            };
+        }
         if name.ends_with(".jsonl") || name.ends_with(".jsonl.gz") || name.ends_with(".jsonl.zst")
         {
             Self::Jsonl {
@@ -129,6 +151,41 @@ impl Iterator for FileDocuments {
     fn next(&mut self) -> Option<Self::Item> {
         match self {
             Self::Text(path) => path.take().map(|p| read_text(&p)),
+            Self::Parquet {
+                path,
+                field,
+                rows,
+                row,
+            } => {
+                if *row == 0 {
+                    match parquet_rows(path, field) {
+                        Ok(iter) => *rows = Some(iter),
+                        Err(e) => {
+                            *row = 1;
+                            return Some(Err(e));
+                        }
+                    }
+                }
+                let next = rows.as_mut()?.next();
+                *row += 1;
+                let text = match next {
+                    None if *row == 1 => Err(TrainError::data(&*path, None, "file is empty")),
+                    None => return None,
+                    Some(Err(e)) => Err(TrainError::data(
+                        &*path,
+                        Some(*row),
+                        format!("not readable as parquet: {e}"),
+                    )),
+                    Some(Ok(record)) => parquet_text(path, *row, &record, field),
+                };
+                if text.is_err() {
+                    *rows = None;
+                }
+                Some(text.map(|text| Document {
+                    source: format!("{}:{row}", path.display()),
+                    text,
+                }))
+            }
             Self::Jsonl {
                 path,
                 field,
@@ -166,6 +223,40 @@ impl Iterator for FileDocuments {
                 }
             }
         }
+    }
+}
+
+/// The rows of a parquet file, projected on its `field` column.
+fn parquet_rows(path: &Path, field: &str) -> Result<RowIter<'static>, TrainError> {
+    let bad = |e: parquet::errors::ParquetError| {
+        TrainError::data(path, None, format!("not readable as parquet: {e}"))
+    };
+    let file = File::open(path).map_err(TrainError::io(path))?;
+    let reader = SerializedFileReader::new(file).map_err(bad)?;
+    let schema = reader.metadata().file_metadata().schema();
+    let column = schema
+        .get_fields()
+        .iter()
+        .find(|f| f.name() == field)
+        .ok_or_else(|| TrainError::data(path, None, format!("no \"{field}\" column")))?
+        .clone();
+    let projection = ParquetType::group_type_builder(schema.name())
+        .with_fields(vec![column])
+        .build()
+        .map_err(bad)?;
+    RowIter::from_file_into(Box::new(reader))
+        .project(Some(projection))
+        .map_err(bad)
+}
+
+/// The text of a parquet row's one column, or an error naming the row.
+fn parquet_text(path: &Path, row: usize, record: &Row, field: &str) -> Result<String, TrainError> {
+    let bad = |what: &str| TrainError::data(path, Some(row), format!("column \"{field}\" {what}"));
+    match record.get_column_iter().next().map(|(_, value)| value) {
+        Some(Field::Str(text)) if !text.trim().is_empty() => Ok(text.clone()),
+        Some(Field::Str(_)) => Err(bad("is empty")),
+        Some(Field::Null) | None => Err(bad("is null")),
+        Some(_) => Err(bad("is not a string")),
     }
 }
 

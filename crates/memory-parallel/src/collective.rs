@@ -1,7 +1,9 @@
-//! One collective trait for parallel memory and data-parallel training, and its
-//! burn-collective implementation (all-reduce, broadcast over every registered peer).
+//! One collective trait for parallel memory and data-parallel training, the group
+//! operations a transport with sub-communicators offers natively, and the burn-collective
+//! implementation (all-reduce, broadcast over every registered peer; no sub-groups).
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use burn::collective::{self, CollectiveConfig, PeerId, ReduceOperation};
 use burn::tensor::backend::Backend;
@@ -21,6 +23,37 @@ pub trait Collective<B: Backend>: Send + Sync {
     fn all_reduce(&self, tensor: FloatTensor<B>) -> Result<FloatTensor<B>, ParallelError>;
     /// Rank 0's tensor on every peer (`Some` on rank 0, `None` elsewhere): `bytes` per peer.
     fn broadcast(&self, tensor: Option<FloatTensor<B>>) -> Result<FloatTensor<B>, ParallelError>;
+    /// The group of `partition` (lists of world ranks, each in group order) that holds this
+    /// peer, as a communicator of its own where the transport has them (MPI); `None` where it
+    /// has not, and [`Group`](crate::Group) builds the group operations from world
+    /// all-reduces. Every peer calls it with the same partition, in the same order.
+    fn split(
+        &self,
+        _partition: &[Vec<usize>],
+    ) -> Result<Option<Arc<dyn GroupCollective<B>>>, ParallelError> {
+        Ok(None)
+    }
+}
+
+/// The operations of one group among its own members (a sub-communicator): each member
+/// calls each operation with tensors of the same shape, in the same order. Tensors are
+/// `[rows, columns]` unless said otherwise.
+pub trait GroupCollective<B: Backend>: Send + Sync {
+    /// Every member's `[R, C]` stacked in group order: `[size·R, C]`.
+    fn all_gather(&self, tensor: FloatTensor<B>) -> Result<FloatTensor<B>, ParallelError>;
+    /// `[size·R, C]`: row block `j` goes to member `j`; returns the blocks received, block
+    /// `j` from member `j`.
+    fn all_to_all(&self, tensor: FloatTensor<B>) -> Result<FloatTensor<B>, ParallelError>;
+    /// `[size·R, C]` summed over the members; member `j` receives row block `j`: `[R, C]`.
+    fn reduce_scatter(&self, tensor: FloatTensor<B>) -> Result<FloatTensor<B>, ParallelError>;
+    /// Element-wise sum over the members (any shape).
+    fn all_reduce(&self, tensor: FloatTensor<B>) -> Result<FloatTensor<B>, ParallelError>;
+    /// Every member's `[counts[j], C]` stacked in group order: `[Σ counts, C]`.
+    fn all_gather_rows(
+        &self,
+        tensor: FloatTensor<B>,
+        counts: &[usize],
+    ) -> Result<FloatTensor<B>, ParallelError>;
 }
 
 /// [`Collective`] on burn-collective: threads of one process share its local server;

@@ -1,13 +1,14 @@
 //! The group operations parallel memory needs, built on a [`Collective`].
 //!
-//! burn-collective 0.21 offers all-reduce, reduce and broadcast over every registered peer (one
-//! world, no sub-groups). A [`Group`], one group of a partition of the world, runs all-gather,
-//! all-to-all, reduce-scatter, all-reduce and sparse row sums among its members as ONE world
-//! all-reduce of a buffer in which each peer (or each group) fills its own slot: every peer of
-//! the world takes part in every group operation (all groups of the partition act at the same
-//! time in SPMD training). The traffic per call is written on each method; a transport with
-//! sub-communicators (NCCL) would move `world/size` times less. A partition of single peers
-//! needs no communication at all.
+//! A [`Group`], one group of a partition of the world, runs all-gather, all-to-all,
+//! reduce-scatter, all-reduce and sparse row sums among its members. Where the transport has
+//! sub-communicators (MPI: [`Collective::split`]), each is the transport's own operation among
+//! the members. burn-collective 0.21 has none (all-reduce, reduce and broadcast over every
+//! registered peer): there each operation is ONE world all-reduce of a buffer in which each
+//! peer (or each group) fills its own slot, so every peer of the world takes part in every
+//! group operation (all groups of the partition act at the same time in SPMD training). The
+//! traffic per call of that path is written on each method; it moves `world/size` times more
+//! than the native one. A partition of single peers needs no communication at all.
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorPrimitive};
 use memory_values::{RowGrads, ValueBackend};
 
-use crate::{Collective, ParallelError};
+use crate::{Collective, GroupCollective, ParallelError};
 
 /// Int values travel as two floats (`hi·2¹² + lo`), each exact in f32 below 2²⁴: indices up to
 /// 2³⁶.
@@ -44,6 +45,8 @@ fn floats_to_ints<B: Backend>(floats: Tensor<B, 2>) -> Tensor<B, 2, Int> {
 #[derive(Clone)]
 pub struct Group<B: Backend> {
     collective: Arc<dyn Collective<B>>,
+    /// The group's own communicator, where the transport has them.
+    native: Option<Arc<dyn GroupCollective<B>>>,
     members: Vec<usize>,
     position: usize,
     /// This group's index in its partition, and how many groups the partition has.
@@ -83,6 +86,11 @@ impl<B: Backend> Group<B> {
             )));
         }
         let slots = partition.len();
+        let native = if slots == world {
+            None
+        } else {
+            collective.split(&partition)?
+        };
         let (slot, members) = partition
             .into_iter()
             .enumerate()
@@ -94,6 +102,7 @@ impl<B: Backend> Group<B> {
             .expect("the group holds this rank");
         Ok(Self {
             collective,
+            native,
             members,
             position,
             slot,
@@ -127,6 +136,9 @@ impl<B: Backend> Group<B> {
     pub fn all_gather(&self, tensor: Tensor<B, 2>) -> Result<Tensor<B, 2>, ParallelError> {
         if self.solo() {
             return Ok(tensor);
+        }
+        if let Some(native) = &self.native {
+            return Ok(float(native.all_gather(primitive(tensor))?));
         }
         let [r, c] = tensor.dims();
         let (rank, world) = (self.collective.rank(), self.collective.world());
@@ -169,6 +181,12 @@ impl<B: Backend> Group<B> {
         if self.solo() {
             return Ok(parts);
         }
+        if let Some(native) = &self.native {
+            let received = float::<B, 2>(native.all_to_all(primitive(Tensor::cat(parts, 0)))?);
+            return Ok((0..size)
+                .map(|j| received.clone().slice([j * r..(j + 1) * r, 0..c]))
+                .collect());
+        }
         let (rank, world) = (self.collective.rank(), self.collective.world());
         let device = parts[0].device();
         // Slot (source rank, destination position) holds rows ((src·size + dst)·R ..).
@@ -197,6 +215,9 @@ impl<B: Backend> Group<B> {
                 "reduce_scatter needs rows ({rows}) divisible by the group size ({size})"
             )));
         }
+        if let Some(native) = &self.native {
+            return Ok(float(native.reduce_scatter(primitive(tensor))?));
+        }
         let r = rows / size;
         let gathered = self.all_gather(tensor)?;
         let block = self.position * r;
@@ -217,6 +238,9 @@ impl<B: Backend> Group<B> {
     ) -> Result<Tensor<B, D>, ParallelError> {
         if self.solo() {
             return Ok(tensor);
+        }
+        if let Some(native) = &self.native {
+            return Ok(float(native.all_reduce(primitive(tensor))?));
         }
         let shape = tensor.shape();
         let n = shape.num_elements();
@@ -249,23 +273,37 @@ impl<B: Backend> Group<B> {
         if self.solo() {
             return Ok(grads);
         }
-        let (rank, world) = (self.collective.rank(), self.collective.world());
         let count = grads.as_ref().map_or(0, |g| g.ids.dims()[0]);
-        let mine = Tensor::zeros([world, 1], device).slice_assign(
-            [rank..rank + 1, 0..1],
-            Tensor::from_floats([[count as f32]], device),
-        );
-        let counts: Vec<usize> = self
-            .world_sum(mine)?
-            .into_data()
-            .iter::<f32>()
-            .map(|c| c as usize)
-            .collect();
+        let counts = self.counts(count, device)?;
         let most = counts.iter().copied().max().unwrap_or(0);
         if most == 0 {
             return Ok(None);
         }
         let columns = width + 2;
+        if let Some(native) = &self.native {
+            // Each member's rows as they are: no padding to the largest count.
+            let block = match grads {
+                None => Tensor::zeros([0, columns], device),
+                Some(g) => Tensor::cat(vec![ints_to_floats(g.ids.reshape([count, 1])), g.rows], 1),
+            };
+            let counts: Vec<usize> = self.members.iter().map(|&m| counts[m]).collect();
+            let gathered = float::<B, 2>(native.all_gather_rows(primitive(block), &counts)?);
+            let mut at = 0;
+            let parts = counts
+                .iter()
+                .filter(|&&n| n > 0)
+                .map(|&n| {
+                    let rows = at..at + n;
+                    at += n;
+                    RowGrads {
+                        ids: floats_to_ints(gathered.clone().slice([rows.clone(), 0..2]))
+                            .reshape([n]),
+                        rows: gathered.clone().slice([rows, 2..columns]),
+                    }
+                })
+                .collect();
+            return Ok(RowGrads::coalesce(parts));
+        }
         let block = match grads {
             None => Tensor::zeros([most, columns], device),
             Some(g) => {
@@ -299,6 +337,31 @@ impl<B: Backend> Group<B> {
         Ok(RowGrads::coalesce(parts))
     }
 
+    /// Every world rank's `count` (zero outside this group's members, on the slot path).
+    fn counts(&self, count: usize, device: &B::Device) -> Result<Vec<usize>, ParallelError> {
+        let (rank, world) = (self.collective.rank(), self.collective.world());
+        let values: Vec<f32> = match &self.native {
+            Some(native) => {
+                let mine = Tensor::<B, 2>::from_floats([[count as f32]], device);
+                let gathered = float::<B, 2>(native.all_gather(primitive(mine))?);
+                let by_member: Vec<f32> = gathered.into_data().iter::<f32>().collect();
+                let mut all = vec![0.0; world];
+                for (&m, &c) in self.members.iter().zip(&by_member) {
+                    all[m] = c;
+                }
+                all
+            }
+            None => {
+                let mine = Tensor::zeros([world, 1], device).slice_assign(
+                    [rank..rank + 1, 0..1],
+                    Tensor::from_floats([[count as f32]], device),
+                );
+                self.world_sum(mine)?.into_data().iter::<f32>().collect()
+            }
+        };
+        Ok(values.into_iter().map(|c| c as usize).collect())
+    }
+
     /// Every group of the partition is one peer: group operations need no communication.
     fn solo(&self) -> bool {
         self.slots == self.collective.world()
@@ -310,4 +373,14 @@ impl<B: Backend> Group<B> {
             .all_reduce(buffer.into_primitive().tensor())?;
         Ok(Tensor::from_primitive(TensorPrimitive::Float(sum)))
     }
+}
+
+fn primitive<B: Backend, const D: usize>(
+    tensor: Tensor<B, D>,
+) -> burn::tensor::ops::FloatTensor<B> {
+    tensor.into_primitive().tensor()
+}
+
+fn float<B: Backend, const D: usize>(tensor: burn::tensor::ops::FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(tensor))
 }

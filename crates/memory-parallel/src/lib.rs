@@ -2,8 +2,10 @@
 //!
 //! - [`Collective`]: the collective operations of one peer (all-reduce, broadcast), with
 //!   [`BurnCollective`] on burn-collective (threads of a process, or nodes through its
-//!   orchestrator); [`Group`] builds all-gather, all-to-all and reduce-scatter among a subset
-//!   of peers on top; a [`Mesh`] arranges the peers as replicas × memory shards.
+//!   orchestrator) and `MpiCollective` on MPI (feature `mpi`: one peer per process, groups as
+//!   communicators of their own, [`GroupCollective`]); [`Group`] runs all-gather, all-to-all
+//!   and reduce-scatter among a subset of peers, natively or on world all-reduces; a [`Mesh`]
+//!   arranges the peers as replicas × memory shards.
 //! - [`ShardedValues`]: a [`ValueStore`](memory_values::ValueStore) whose table is split by
 //!   columns over a memory group; layers read it like a whole table. [`ShardedBackend`] is the
 //!   backend extension behind it (forward with collectives, backward through autodiff).
@@ -16,13 +18,17 @@ mod collective;
 mod error;
 mod group;
 mod mesh;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod nodes;
 mod sharded;
 
 pub use burn::collective::CollectiveConfig;
-pub use collective::{BurnCollective, Collective};
+pub use collective::{BurnCollective, Collective, GroupCollective};
 pub use error::ParallelError;
 pub use group::Group;
 pub use mesh::Mesh;
+#[cfg(feature = "mpi")]
+pub use mpi::MpiCollective;
 pub use nodes::{node_config, run_orchestrator};
 pub use sharded::{ShardedBackend, ShardedValues};

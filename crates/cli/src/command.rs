@@ -2,7 +2,7 @@
 
 use clap::Subcommand;
 
-use crate::{eval, experiment, generate, prepare, train};
+use crate::{eval, experiment, export, generate, prepare, train};
 
 /// A `memory-layers` command.
 #[derive(Subcommand)]
@@ -19,6 +19,9 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Train a suite of runs (models, memory-size, ablations) and write its table and plots.
     Experiment(experiment::ExperimentArgs),
+    /// Write a trained run's weights under Hugging Face Llama names (model.safetensors,
+    /// config.json) with reference logits for tools/export/check_logits.py.
+    Export(export::ExportArgs),
 }
 
 impl Command {
@@ -30,6 +33,7 @@ impl Command {
             Command::Generate(args) => generate::run(args),
             Command::Prepare(args) => prepare::run(args),
             Command::Experiment(args) => experiment::run(args),
+            Command::Export(args) => export::run(args),
         }
     }
 }

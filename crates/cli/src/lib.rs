@@ -6,6 +6,7 @@
 //! - `eval --checkpoint DIR`: validation loss, held-out QA, memory usage (JSON).
 //! - `generate --checkpoint DIR --prompt TEXT`: greedy or top-p sampling with a KV cache.
 //! - `experiment SUITE`: a suite of training runs, its table and plots (docs/results.md).
+//! - `export --checkpoint DIR --out DIR`: the weights under Hugging Face Llama names.
 //!
 //! A library as well, so that `cargo xtask` offers the same commands and runs its own on the
 //! same backend dispatch ([`dispatch`]).
@@ -14,6 +15,7 @@ mod backend;
 mod command;
 mod eval;
 mod experiment;
+mod export;
 mod generate;
 mod signals;
 mod train;

@@ -116,6 +116,12 @@ pub struct TrainArgs {
     /// model, data or optimizer are refused.
     #[arg(long)]
     resume: bool,
+    /// Initialise the new model from a safetensors file with Hugging Face Llama names (what
+    /// `export` writes, or a Llama checkpoint of the same shapes): embeddings, attention,
+    /// norms, the FFNs of dense blocks and lm_head must be there; memory layers load where the
+    /// file has them, else stay fresh (docs/training.md, "Export and retrofit").
+    #[arg(long, value_name = "FILE.safetensors", conflicts_with = "resume")]
+    init_from: Option<PathBuf>,
     /// Replace the run already in --out (without it, training into an existing run is an
     /// error).
     #[arg(long, conflicts_with = "resume")]
@@ -222,6 +228,14 @@ impl TrainArgs {
         set(&mut config.run.checkpoint_every, self.checkpoint_every);
         set(&mut config.run.keep_checkpoints, self.keep_checkpoints);
         set(&mut config.run.precision, self.precision);
+        if let Some(path) = &self.init_from {
+            anyhow::ensure!(
+                path.is_file(),
+                "--init-from {}: no such file",
+                path.display()
+            );
+            config.run.init_from = Some(path.clone());
+        }
         for assignment in &self.set {
             let (key, value) = assignment
                 .split_once('=')

@@ -178,6 +178,11 @@ pub struct RunConfig {
     /// Floating-point type.
     #[serde(default)]
     pub precision: Precision,
+    /// A safetensors file with Hugging Face Llama names (`memory-layers export` writes one)
+    /// whose tensors initialise a new run's model ([`crate::export::load_hf`] has the rules);
+    /// a resumed run takes its weights from its checkpoint instead.
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
 }
 
 fn one() -> usize {
@@ -254,6 +259,7 @@ impl TrainConfig {
                 qa_limit: if size == Size::Tiny { 60 } else { 300 },
                 recall_limit: default_recall_limit(),
                 precision: Precision::F32,
+                init_from: None,
             },
         }
     }

@@ -87,6 +87,9 @@ pub enum TrainError {
     /// A value table or its optimizer failed.
     #[error(transparent)]
     Values(#[from] memory_values::ValueError),
+    /// `run.init_from` could not be loaded into the fresh model.
+    #[error("run.init_from: {0}")]
+    InitFrom(Box<crate::export::ExportError>),
 }
 
 impl TrainError {

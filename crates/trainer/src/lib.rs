@@ -14,6 +14,8 @@
 //! - [`evaluate`] → [`EvalReport`]: validation loss, QA exact match / F1 / answer NLL, fact
 //!   recall, memory usage; [`open_run`] loads a trained run for evaluation or generation.
 //! - [`plot`]: SVG charts (loss curves, experiment figures).
+//! - [`export`]: a run's weights under Hugging Face Llama names (`model.safetensors`,
+//!   `config.json`), and such a file loaded into a fresh model (`run.init_from`).
 
 mod atomic;
 mod backend;
@@ -23,6 +25,7 @@ mod config_keys;
 pub mod data;
 mod error;
 mod eval;
+pub mod export;
 mod layout;
 mod loss;
 mod metrics;

@@ -155,6 +155,21 @@ impl Run {
             let model = self.config.model.init::<B>(device)?;
             model.clone().load_record(model.into_record())
         };
+        // A new run may start from a Hugging Face-named checkpoint (`run.init_from`); a
+        // resumed one has its weights in its checkpoint.
+        let model = match (&self.checkpoint, &self.config.run.init_from) {
+            (None, Some(path)) => {
+                let phase = crate::phase::Phase::start(
+                    self.options.progress,
+                    format!("initialising from {}", path.display()),
+                );
+                let (model, report) = crate::export::load_hf(model, &self.config.model, path)
+                    .map_err(|e| TrainError::InitFrom(Box::new(e)))?;
+                phase.done(report.summary());
+                model
+            }
+            _ => model,
+        };
         let stepper = Stepper::new(model, &self.config.optim);
         match &self.checkpoint {
             Some(dir) => stepper.load(dir, device),

@@ -47,10 +47,9 @@ impl Job for &EvalArgs {
         let run = open_run::<B::InnerBackend>(&self.checkpoint, device)?;
         let mut config = run.config.clone();
         // The given text, tokenised with the run's tokenizer, all of it held out.
-        let scratch = Scratch(std::env::temp_dir().join(format!(
-            "memory-layers-eval-{}",
-            std::process::id()
-        )));
+        let scratch = Scratch(
+            std::env::temp_dir().join(format!("memory-layers-eval-{}", std::process::id())),
+        );
         if !self.data.is_empty() {
             let tokenizer_file = (config.data.tokenizer == TokenizerKind::Bpe)
                 .then(|| run.dir.join("tokenizer.json"));

@@ -71,7 +71,12 @@ impl Job for &GenerateArgs {
         }
         let room = context - prompt.len();
         if self.max_tokens > room {
-            eprintln!("(at most {room} tokens fit in the context after the prompt)");
+            let tokens = if room == 1 {
+                "token fits"
+            } else {
+                "tokens fit"
+            };
+            eprintln!("(at most {room} {tokens} in the context after the prompt)");
         }
         for sample in 0..self.num_samples as u64 {
             let sampler = if self.temperature == 0.0 {

@@ -135,12 +135,6 @@ pub(crate) enum TokenizerChoice {
     File(PathBuf),
 }
 
-/// `byte` or `bpe`, else a path to a `.json` file.
-pub(crate) fn parse_tokenizer(value: &str) -> Result<TokenizerChoice, String> {
-    if let Ok(kind) = TokenizerKind::from_str(value, true) {
-        return Ok(TokenizerChoice::Kind(kind));
-    }
-    if value.ends_with(".json") {
 impl TokenizerChoice {
     /// The choice as a kind and an optional tokenizer file.
     pub(crate) fn resolve(&self) -> (TokenizerKind, Option<PathBuf>) {
@@ -151,6 +145,12 @@ impl TokenizerChoice {
     }
 }
 
+/// `byte` or `bpe`, else a path to a `.json` file.
+pub(crate) fn parse_tokenizer(value: &str) -> Result<TokenizerChoice, String> {
+    if let Ok(kind) = TokenizerKind::from_str(value, true) {
+        return Ok(TokenizerChoice::Kind(kind));
+    }
+    if value.ends_with(".json") {
         return Ok(TokenizerChoice::File(PathBuf::from(value)));
     }
     Err(format!(
@@ -182,7 +182,10 @@ impl TrainArgs {
             && (self.model.is_some() || self.size.is_some())
         {
             let kind = self.model.unwrap_or(config.model.kind);
-            let size = self.size.unwrap_or(Size::Small);
+            let size = self.size.context(
+                "--model over a config.toml needs --size too: the new model's dims come from a \
+                 preset, not from the file",
+            )?;
             config.model = preset(kind, size, None);
         }
         if let Some(n_keys) = self.n_keys {
@@ -205,20 +208,18 @@ impl TrainArgs {
         if self.no_facts {
             config.data.facts = None;
         }
-        if let Some(steps) = self.steps {
-            // A resumed run keeps its warmup; a new one keeps warmup's share of the steps.
-            match saved {
-                Some(_) => config.optim.steps = steps,
-                None => config.set_steps(steps),
-            }
-        }
+        // A new run keeps warmup's share of the steps (below); a resumed one its warmup.
+        let base = (config.optim.steps, config.optim.warmup_steps);
+        set(&mut config.optim.steps, self.steps);
         let o = &mut config.optim;
         set(&mut o.batch_size, self.batch_size);
         set(&mut o.seq_len, self.seq_len);
         set(&mut o.grad_accum, self.grad_accum);
         if let Some(lr) = self.lr {
-            // Values keep their ratio to the rest (10× in the presets) unless given.
-            o.value_lr *= lr / o.lr;
+            // Values keep their ratio to the rest (10× in the presets) unless given; the
+            // ratio rounded so that 0.03 / 0.003 is 10, not 9.999999999999998.
+            let ratio = (o.value_lr / o.lr * 1e9).round() / 1e9;
+            o.value_lr = lr * ratio;
             o.lr = lr;
         }
         set(&mut o.value_lr, self.value_lr);
@@ -236,11 +237,21 @@ impl TrainArgs {
             );
             config.run.init_from = Some(path.clone());
         }
+        let mut keys = Vec::new();
         for assignment in &self.set {
             let (key, value) = assignment
                 .split_once('=')
                 .with_context(|| format!("--set {assignment}: write KEY=VALUE"))?;
             config.set(key.trim(), value.trim())?;
+            keys.push(key.trim());
+        }
+        // --steps or --set optim.steps: warmup keeps its share of the base's steps, unless
+        // --set gives it.
+        if saved.is_none() && config.optim.steps != base.0 && !keys.contains(&"optim.warmup_steps")
+        {
+            let steps = config.optim.steps;
+            (config.optim.steps, config.optim.warmup_steps) = base;
+            config.set_steps(steps);
         }
         Ok(config)
     }
@@ -286,6 +297,8 @@ impl Job for Train {
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let layout = layout(&args);
     let config = args.config()?;
+    // A bad value is refused before the banner announces a run.
+    config.validate()?;
     let out = config.run.out.clone();
     println!(
         "training {} ({}) for {} steps on {:?}; run directory {}",

@@ -135,7 +135,9 @@ fn gzipped_jsonl_shards_and_a_tokenizer_file_train() {
 fn train_stderr(out: &Path, steps: &str, extra: &[&str]) -> String {
     let output = succeeds(
         memory_layers()
-            .args(["train", "--size", "tiny", "--model", "dense", "--steps", steps])
+            .args([
+                "train", "--size", "tiny", "--model", "dense", "--steps", steps,
+            ])
             .args(["--no-facts", "--checkpoint-every", "2"])
             .args(extra)
             .arg("--out")
@@ -150,7 +152,12 @@ fn a_corpus_is_tokenized_once_per_run_or_by_prepare() {
     std::fs::create_dir_all(&corpus).unwrap();
     for part in 0..2 {
         let records: Vec<String> = (0..60)
-            .map(|i| format!("Record {i} of part {part}: {}", "to be or not to be. ".repeat(4)))
+            .map(|i| {
+                format!(
+                    "Record {i} of part {part}: {}",
+                    "to be or not to be. ".repeat(4)
+                )
+            })
             .collect();
         shard(&corpus.join(format!("part-{part}.jsonl.gz")), &records);
     }

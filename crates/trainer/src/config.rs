@@ -218,12 +218,12 @@ impl TrainConfig {
             model,
             data: DataConfig {
                 paths: Vec::new(),
+                prepared: None,
                 text_field: text_field(),
                 qa: None,
                 recall: None,
                 embedded_bytes: None,
                 facts: Some(FactsConfig::default()),
-                prepared: None,
                 tokenizer,
                 tokenizer_file: None,
                 val_fraction: 0.02,
@@ -328,12 +328,6 @@ impl TrainConfig {
                 "needs data.tokenizer = \"bpe\" (a tokenizer file replaces the trained BPE)",
             ));
         }
-        if !(0.0..=1.0).contains(&o.min_lr_ratio) {
-            return Err(TrainError::config(
-                "optim.min_lr_ratio",
-                o.min_lr_ratio,
-                "must be in [0, 1]",
-            ));
         if let Some(dir) = &self.data.prepared {
             if !self.data.paths.is_empty() {
                 return Err(TrainError::config(
@@ -350,6 +344,12 @@ impl TrainConfig {
                 ));
             }
         }
+        if !(0.0..=1.0).contains(&o.min_lr_ratio) {
+            return Err(TrainError::config(
+                "optim.min_lr_ratio",
+                o.min_lr_ratio,
+                "must be in [0, 1]",
+            ));
         }
         for (field, value) in [("optim.beta1", o.beta1), ("optim.beta2", o.beta2)] {
             if !(0.0..1.0).contains(&value) {

@@ -30,12 +30,12 @@ pub enum TrainError {
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file or folder.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message, not a source: printed once).
+        error: std::io::Error,
     },
     /// A checkpoint or run directory is unusable.
     #[error("{path}: {message}")]
@@ -115,7 +115,7 @@ impl TrainError {
 
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
-        move |source| Self::Io { path, source }
+        move |error| Self::Io { path, error }
     }
 }
 

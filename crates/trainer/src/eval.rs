@@ -142,12 +142,17 @@ pub fn evaluate<B: ZooBackend>(
     };
     phase.done(format!("{val_loss:.4}"));
     let questions = first(&data.qa, config.run.qa_limit);
-    let phase = Phase::start(
-        progress,
-        format!("evaluating: {} QA questions", questions.len()),
-    );
-    let qa = qa_scores(model, &data.tokenizer, questions, device)?;
-    phase.done(format!("exact match {:.2}%", qa.exact_match));
+    let qa = if questions.is_empty() {
+        qa_scores(model, &data.tokenizer, questions, device)?
+    } else {
+        let phase = Phase::start(
+            progress,
+            format!("evaluating: {} QA questions", questions.len()),
+        );
+        let qa = qa_scores(model, &data.tokenizer, questions, device)?;
+        phase.done(format!("exact match {:.2}%", qa.exact_match));
+        qa
+    };
     let recall = first(&data.recall, config.run.recall_limit);
     let phase = Phase::start(
         progress,

@@ -7,8 +7,7 @@ use crate::TrainError;
 use crate::config::TrainConfig;
 use crate::data::{
     Batches, Document, Facts, MANIFEST, Manifest, PrepareConfig, QaPair, RecallProbe, Segment,
-    Split, Tokenizer, TokenizerKind, embedded_shakespeare, load_qa, load_recall,
-    prepare_corpus,
+    Split, Tokenizer, TokenizerKind, embedded_shakespeare, load_qa, load_recall, prepare_corpus,
 };
 use crate::phase::{Phase, megabytes};
 

@@ -310,10 +310,19 @@ fn parquet_inputs() {
     assert!(msg.contains("is null"), "{msg}");
     let (msg, _) = data_error(load_documents(&[data.join("int-text.parquet")], "content"));
     assert!(msg.contains("not a string"), "{msg}");
-    let (msg, _) = data_error(load_documents(&[data.join("records-gzip.parquet")], "content"));
-    assert!(msg.to_lowercase().contains("gzip"), "the codec named: {msg}");
+    let (msg, _) = data_error(load_documents(
+        &[data.join("records-gzip.parquet")],
+        "content",
+    ));
+    assert!(
+        msg.to_lowercase().contains("gzip"),
+        "the codec named: {msg}"
+    );
     let d = dir("parquet");
     let fake = write(&d.join("fake.parquet"), b"{\"text\": \"not parquet\"}\n");
     let (msg, _) = data_error(load_documents(&[fake], "text"));
-    assert!(msg.contains("fake.parquet") && msg.contains("parquet"), "{msg}");
+    assert!(
+        msg.contains("fake.parquet") && msg.contains("parquet"),
+        "{msg}"
+    );
 }

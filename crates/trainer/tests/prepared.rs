@@ -19,7 +19,10 @@ fn dir(name: &str) -> PathBuf {
 
 /// Document `i`: a line of text without blank lines (the byte tokenizer's separator).
 fn text(i: usize) -> String {
-    format!("Document {i}: {}", "memory layers at scale. ".repeat(1 + i % 7))
+    format!(
+        "Document {i}: {}",
+        "memory layers at scale. ".repeat(1 + i % 7)
+    )
 }
 
 /// `count` documents as .jsonl shards under "content": gzipped, zstd-compressed and plain.
@@ -77,11 +80,18 @@ fn shards_hold_every_document_once_and_validation_whole_documents() {
     };
     let manifest = prepare_corpus(&config, &[], false).unwrap();
     let out = &config.out;
-    assert_eq!(manifest, Manifest::load(out).unwrap(), "the manifest on disk");
+    assert_eq!(
+        manifest,
+        Manifest::load(out).unwrap(),
+        "the manifest on disk"
+    );
     assert_eq!(manifest.sources.len(), 3);
     assert!(manifest.sources[0].path.ends_with("part-0.jsonl.gz"));
     assert_eq!(manifest.sources[0].sha256.len(), 64);
-    assert!(manifest.train.shards.len() > 3, "several shards of 4096 tokens");
+    assert!(
+        manifest.train.shards.len() > 3,
+        "several shards of 4096 tokens"
+    );
     assert!(manifest.train.shards.iter().all(|s| s.tokens <= 4096));
 
     let val = whole_documents(out, &manifest, count);
@@ -136,15 +146,25 @@ fn a_validation_split_too_small_takes_whole_documents_from_the_end() {
     let manifest = prepare_corpus(&config, &[], false).unwrap();
     let val = whole_documents(&config.out, &manifest, count);
     assert!(manifest.val.tokens >= 2000, "{}", manifest.val.tokens);
-    assert!(manifest.val.tokens < 2000 + 250, "no more than one document past");
-    assert!(val.iter().any(|t| t.starts_with("Document 99:")), "the last document");
+    assert!(
+        manifest.val.tokens < 2000 + 250,
+        "no more than one document past"
+    );
+    assert!(
+        val.iter().any(|t| t.starts_with("Document 99:")),
+        "the last document"
+    );
 }
 
 #[test]
 fn one_document_gives_validation_its_end() {
     let root = dir("one");
     let file = root.join("book.txt");
-    std::fs::write(&file, "To be, or not to be: that is the question.\n".repeat(500)).unwrap();
+    std::fs::write(
+        &file,
+        "To be, or not to be: that is the question.\n".repeat(500),
+    )
+    .unwrap();
     let config = PrepareConfig {
         tokenizer: TokenizerKind::Byte,
         min_val_tokens: 100,
@@ -179,10 +199,18 @@ fn a_run_trains_from_prepared_shards_and_damage_is_named() {
     let out = root.join("run");
     std::fs::create_dir_all(&out).unwrap();
     let data = prepare_data(&mut run, &out, false, false).unwrap();
-    assert_eq!(run.model.vocab_size, manifest.vocab_size, "the folder's tokenizer");
+    assert_eq!(
+        run.model.vocab_size, manifest.vocab_size,
+        "the folder's tokenizer"
+    );
     assert_eq!(run.data.tokenizer, TokenizerKind::Bpe);
     let window = run.optim.seq_len + 1;
-    let expected: usize = manifest.train.shards.iter().map(|s| s.tokens / window).sum();
+    let expected: usize = manifest
+        .train
+        .shards
+        .iter()
+        .map(|s| s.tokens / window)
+        .sum();
     assert_eq!(data.batches.len(Split::Train), expected);
     // A batch is windows of the shards: the same as reading them by hand.
     let files = Manifest::open(&config.out, &manifest.train).unwrap();
@@ -201,7 +229,9 @@ fn a_run_trains_from_prepared_shards_and_damage_is_named() {
     let shard = config.out.join(&manifest.train.shards[1].file);
     let bytes = std::fs::read(&shard).unwrap();
     std::fs::write(&shard, &bytes[..bytes.len() - 4]).unwrap();
-    let err = prepare_data(&mut run.clone(), &out, false, false).err().unwrap();
+    let err = prepare_data(&mut run.clone(), &out, false, false)
+        .err()
+        .unwrap();
     assert!(
         matches!(&err, TrainError::Data { path, .. } if path == &shard)
             && err.to_string().contains("damaged"),

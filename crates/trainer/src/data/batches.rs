@@ -230,7 +230,10 @@ mod tests {
         assert_eq!(b.len(Split::Train) + b.len(Split::Val), 100);
         assert_eq!(b.len(Split::Val), 10);
         let again = Batches::new(&tokens, 9, 0.1, 7).unwrap();
-        assert_eq!(b.train_batch(5, 4).unwrap(), again.train_batch(5, 4).unwrap());
+        assert_eq!(
+            b.train_batch(5, 4).unwrap(),
+            again.train_batch(5, 4).unwrap()
+        );
         let mut firsts: Vec<u32> = (0..90)
             .flat_map(|i| b.train_batch(i, 1).unwrap())
             .step_by(10)
@@ -242,7 +245,11 @@ mod tests {
             90,
             "one epoch visits every training sequence once"
         );
-        let val: Vec<u32> = b.val_batches(3).flat_map(|r| r.unwrap().0).step_by(10).collect();
+        let val: Vec<u32> = b
+            .val_batches(3)
+            .flat_map(|r| r.unwrap().0)
+            .step_by(10)
+            .collect();
         assert!(
             val.iter().all(|v| !firsts.contains(v)),
             "validation never trains"

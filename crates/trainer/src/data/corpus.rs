@@ -131,8 +131,7 @@ impl FileDocuments {
                 row: 0,
             };
         }
-        if name.ends_with(".jsonl") || name.ends_with(".jsonl.gz") || name.ends_with(".jsonl.zst")
-        {
+        if name.ends_with(".jsonl") || name.ends_with(".jsonl.gz") || name.ends_with(".jsonl.zst") {
             Self::Jsonl {
                 path,
                 field,

@@ -163,7 +163,10 @@ pub fn prepare_corpus(
     };
     phase.done(format!(
         "{} training tokens in {} documents, {} validation tokens in {}",
-        manifest.train.tokens, manifest.train.documents, manifest.val.tokens, manifest.val.documents
+        manifest.train.tokens,
+        manifest.train.documents,
+        manifest.val.tokens,
+        manifest.val.documents
     ));
     manifest.save(out)?;
     Ok(manifest)

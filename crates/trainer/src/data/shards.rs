@@ -213,7 +213,14 @@ pub struct TokenFile {
 impl TokenFile {
     /// Opens `path`, which must hold `tokens` tokens (a shorter or longer file is damaged).
     pub fn open(path: &Path, tokens: usize) -> Result<Self, TrainError> {
-        let file = File::open(path).map_err(TrainError::io(path))?;
+        let file = File::open(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => TrainError::data(
+                path,
+                None,
+                "missing: the folder is damaged, prepare it again",
+            ),
+            _ => TrainError::io(path)(e),
+        })?;
         let bytes = file.metadata().map_err(TrainError::io(path))?.len();
         if bytes != (tokens * TOKEN_BYTES) as u64 {
             return Err(TrainError::data(

@@ -68,7 +68,13 @@ impl Tokenizer {
         }
         tokenizers::Tokenizer::from_file(path)
             .map(|t| Self::Bpe(Box::new(t)))
-            .map_err(|e| TrainError::data(path, None, format!("not a tokenizer.json: {e}")))
+            .map_err(|e| {
+                TrainError::data(
+                    path,
+                    None,
+                    format!("not a Hugging Face tokenizer file ({e})"),
+                )
+            })
     }
 
     /// The tokens put between documents: the tokenizer's end-of-text token when it has one

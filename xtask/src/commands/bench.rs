@@ -129,6 +129,9 @@ enum Suite {
     Kernels,
     /// Whole train steps.
     Train,
+    /// The GPU check: the kernels, the train steps, and dense vs Memory+ steps at 134m
+    /// (8 × 4096 tokens; a GPU's job, hours on a CPU).
+    Gpu,
 }
 
 impl Job for Suite {
@@ -136,15 +139,18 @@ impl Job for Suite {
 
     fn run<B: TrainBackend>(self, devices: &[B::Device]) -> anyhow::Result<Vec<BenchResult>> {
         let device = &devices[0];
-        let kernels = matches!(self, Suite::Default | Suite::Kernels);
-        let train = matches!(self, Suite::Default | Suite::Train);
+        let kernels = matches!(self, Suite::Default | Suite::Kernels | Suite::Gpu);
+        let train = matches!(self, Suite::Default | Suite::Train | Suite::Gpu);
         let mut out = Vec::new();
         if kernels {
             out.push(stream_triad());
             out.extend(kernel_cases::<B>(device)?);
         }
         if train {
-            out.extend(train_cases::<B>(device)?);
+            out.extend(train_cases::<B>(device, Size::Small)?);
+        }
+        if self == Suite::Gpu {
+            out.extend(train_cases::<B>(device, Size::M134)?);
         }
         Ok(out)
     }
@@ -249,35 +255,35 @@ fn available_memory() -> Option<u64> {
     Some(kb * 1024)
 }
 
-fn train_cases<B: TrainBackend>(device: &B::Device) -> anyhow::Result<Vec<BenchResult>> {
+/// Whole train steps at `size`: dense and Memory+, and at `small` Memory+ with pools of 2^16,
+/// 2^20 and 2^22 values.
+fn train_cases<B: TrainBackend>(
+    device: &B::Device,
+    size: Size,
+) -> anyhow::Result<Vec<BenchResult>> {
     let mut out = Vec::new();
-    let cases = [
-        ("train_step_dense_small", ModelKind::Dense, None),
-        ("train_step_memory_plus_small", ModelKind::MemoryPlus, None),
+    let mut cases = vec![
+        (format!("train_step_dense_{size}"), ModelKind::Dense, None),
         (
-            "train_step_memory_plus_small_values_16",
+            format!("train_step_memory_plus_{size}"),
             ModelKind::MemoryPlus,
-            Some(256),
-        ),
-        (
-            "train_step_memory_plus_small_values_20",
-            ModelKind::MemoryPlus,
-            Some(1024),
-        ),
-        (
-            "train_step_memory_plus_small_values_22",
-            ModelKind::MemoryPlus,
-            Some(2048),
+            None,
         ),
     ];
+    if size == Size::Small {
+        for (bits, n_keys) in [(16, 256), (20, 1024), (22, 2048)] {
+            let name = format!("train_step_memory_plus_small_values_{bits}");
+            cases.push((name, ModelKind::MemoryPlus, Some(n_keys)));
+        }
+    }
     for (name, kind, n_keys) in cases {
-        let mut config = TrainConfig::new(kind, Size::Small);
-        config.model = preset(kind, Size::Small, n_keys);
+        let mut config = TrainConfig::new(kind, size);
+        config.model = preset(kind, size, n_keys);
         let (batch, seq) = (config.optim.batch_size, config.optim.seq_len);
         let values = config.model.product_keys.n_keys.pow(2) * config.model.dim;
         let value_optimizer = config.optim.value_optimizer;
         let case_config = serde_json::json!({
-            "model": kind, "size": "small", "batch": batch, "seq_len": seq,
+            "model": kind, "size": size, "batch": batch, "seq_len": seq,
             "values": if kind == ModelKind::Dense { 0 } else { config.model.product_keys.n_keys.pow(2) },
             "value_optimizer": value_optimizer.to_string(),
         });
@@ -294,7 +300,7 @@ fn train_cases<B: TrainBackend>(device: &B::Device) -> anyhow::Result<Vec<BenchR
                 needed as f64 / 1e9
             );
             out.push(BenchResult {
-                name: name.into(),
+                name,
                 config: case_config,
                 median_s: None,
                 throughput: None,
@@ -313,7 +319,7 @@ fn train_cases<B: TrainBackend>(device: &B::Device) -> anyhow::Result<Vec<BenchR
             stepper.step(&batches, 1.0, None, device).expect("step");
         });
         out.push(result(
-            name,
+            &name,
             case_config,
             seconds,
             (batch * seq) as f64,

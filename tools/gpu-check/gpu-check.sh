@@ -51,7 +51,7 @@ step() {
     local start=$SECONDS
     timeout "$limit" "$@" > "$out/$name.log" 2>&1
     local rc=$?
-    printf '%-14s rc=%-3s %4ss  %s\n' "$name" "$rc" "$((SECONDS - start))" "$(tail -1 "$out/$name.log")" \
+    printf '%-14s rc=%-3s %4ss  %s\n' "$name" "$rc" "$((SECONDS - start))" "$(grep -v '^[[:space:]]*$' "$out/$name.log" | tail -1)" \
         | tee -a "$out/summary.txt"
 }
 

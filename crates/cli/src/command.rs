@@ -28,10 +28,10 @@ impl Command {
     /// Runs the command.
     pub fn run(self) -> anyhow::Result<()> {
         match self {
+            Command::Prepare(args) => prepare::run(args),
             Command::Train(args) => train::run(*args),
             Command::Eval(args) => eval::run(args),
             Command::Generate(args) => generate::run(args),
-            Command::Prepare(args) => prepare::run(args),
             Command::Experiment(args) => experiment::run(args),
             Command::Export(args) => export::run(args),
         }

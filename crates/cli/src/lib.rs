@@ -17,9 +17,9 @@ mod eval;
 mod experiment;
 mod export;
 mod generate;
+mod prepare;
 mod signals;
 mod train;
-mod prepare;
 
 pub use backend::{BackendKind, Job, dispatch};
 pub use command::Command;

@@ -113,6 +113,14 @@ fn shards_hold_every_document_once_and_validation_whole_documents() {
     assert_ne!(split_texts(&root.join("other"), &other, Split::Val), val);
 }
 
+/// The number of "Document N: …".
+fn number(text: &str) -> usize {
+    text.strip_prefix("Document ")
+        .and_then(|r| r.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
 /// Checks that every document of `0..count` is in exactly one split, whole, and returns the
 /// validation documents.
 fn whole_documents(out: &Path, manifest: &Manifest, count: usize) -> Vec<String> {
@@ -121,19 +129,14 @@ fn whole_documents(out: &Path, manifest: &Manifest, count: usize) -> Vec<String>
     assert_eq!(train.len(), manifest.train.documents);
     assert_eq!(val.len(), manifest.val.documents);
     let mut merged: Vec<&String> = train.iter().chain(&val).collect();
-    merged.sort_by_key(|t| {
-        t.strip_prefix("Document ")
-            .and_then(|r| r.split(':').next())
-            .and_then(|n| n.parse::<usize>().ok())
-            .unwrap()
-    });
+    merged.sort_by_key(|t| number(t));
     let expected: Vec<String> = (0..count).map(text).collect();
     assert_eq!(merged, expected.iter().collect::<Vec<_>>());
     val
 }
 
 #[test]
-fn a_validation_split_too_small_takes_whole_documents_from_the_end() {
+fn a_validation_split_too_small_takes_documents_from_the_end() {
     let root = dir("top-up");
     let count = 100;
     let config = PrepareConfig {
@@ -144,16 +147,44 @@ fn a_validation_split_too_small_takes_whole_documents_from_the_end() {
         ..PrepareConfig::new(vec![corpus(&root, count)], root.join("prepared"))
     };
     let manifest = prepare_corpus(&config, &[], false).unwrap();
-    let val = whole_documents(&config.out, &manifest, count);
-    assert!(manifest.val.tokens >= 2000, "{}", manifest.val.tokens);
-    assert!(
-        manifest.val.tokens < 2000 + 250,
-        "no more than one document past"
+    assert_eq!(manifest.val.tokens, 2000, "topped up to the minimum, exactly");
+    let val = split_texts(&config.out, &manifest, Split::Val);
+    let train = split_texts(&config.out, &manifest, Split::Train);
+    assert!(val.last().unwrap().starts_with("Document 99:"), "the last document");
+    // Whole documents (drawn, or from the end), and the end of one document cut in two:
+    // its start closes the training split, its end comes before the documents after it.
+    let pieces: Vec<usize> = (0..val.len())
+        .filter(|&i| !val[i].starts_with("Document "))
+        .collect();
+    assert_eq!(pieces.len(), 1, "{val:?}");
+    let next = number(&val[pieces[0] + 1]);
+    let cut = train.last().unwrap();
+    assert_eq!(format!("{cut}{}", val[pieces[0]]), text(next - 1));
+    let tail: Vec<usize> = val[pieces[0] + 1..].iter().map(|t| number(t)).collect();
+    assert_eq!(tail, (next..count).collect::<Vec<_>>(), "the last documents");
+    let expected: usize = (0..count).map(|i| text(i).len() + 2).sum();
+    assert_eq!(manifest.train.tokens + manifest.val.tokens, expected);
+}
+
+#[test]
+fn a_large_last_document_is_split_not_held_out_whole() {
+    let root = dir("large-last");
+    let small = root.join("a.txt");
+    std::fs::write(&small, "A short note.").unwrap();
+    let large = root.join("b.txt");
+    std::fs::write(&large, "All the world's a stage. ".repeat(40)).unwrap();
+    let config = PrepareConfig {
+        tokenizer: TokenizerKind::Byte,
+        min_val_tokens: 100,
+        ..PrepareConfig::new(vec![small, large], root.join("prepared"))
+    };
+    let manifest = prepare_corpus(&config, &[], false).unwrap();
+    let total = manifest.train.tokens + manifest.val.tokens;
+    assert_eq!(
+        manifest.val.tokens, 100,
+        "the end of the last document, not all of it"
     );
-    assert!(
-        val.iter().any(|t| t.starts_with("Document 99:")),
-        "the last document"
-    );
+    assert!(manifest.val.tokens <= total / 2);
 }
 
 #[test]

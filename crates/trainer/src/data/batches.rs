@@ -194,6 +194,13 @@ impl Batches {
     /// flattened. An error only when a shard cannot be read.
     pub fn train_batch(&self, index: usize, batch_size: usize) -> Result<Vec<u32>, TrainError> {
         let n = self.train.len();
+        if n == 0 {
+            return Err(TrainError::config(
+                "data",
+                "a training split",
+                "holds no sequence to train on",
+            ));
+        }
         let mut out = Vec::with_capacity(batch_size * self.window);
         for slot in index * batch_size..(index + 1) * batch_size {
             let order = self.epoch_order(slot / n);

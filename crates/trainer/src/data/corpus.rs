@@ -198,7 +198,10 @@ impl Iterator for FileDocuments {
                 if *line == 0 {
                     match open_decoded(path) {
                         Ok(reader) => *lines = Some(BufReader::new(reader).lines()),
-                        Err(e) => return stop(lines, e),
+                        Err(e) => {
+                            *line = 1;
+                            return stop(lines, e);
+                        }
                     }
                 }
                 let next = lines.as_mut()?.next();

@@ -89,9 +89,16 @@ pub fn prepare_corpus(
     }
     let out = &config.out;
     std::fs::create_dir_all(out).map_err(TrainError::io(out))?;
+    // An earlier preparation here goes first: its manifest, then its shards.
     let manifest_path = out.join(MANIFEST);
     if manifest_path.exists() {
         std::fs::remove_file(&manifest_path).map_err(TrainError::io(&manifest_path))?;
+    }
+    for entry in std::fs::read_dir(out).map_err(TrainError::io(out))? {
+        let path = entry.map_err(TrainError::io(out))?.path();
+        if path.extension().is_some_and(|e| e == "tokens") {
+            std::fs::remove_file(&path).map_err(TrainError::io(&path))?;
+        }
     }
     let files = input_files(&config.paths)?;
     let phase = Phase::start(progress, format!("hashing {} input files", files.len()));
@@ -213,7 +220,8 @@ impl Splitter {
 
     /// Tops a validation split of fewer than `min_val` tokens up to `min_val` or
     /// `val_fraction` of the corpus, whichever is more (at most half of it): whole documents
-    /// from the end, then the end of the last training document. Writes what is left.
+    /// from the end that fit below that target, then the end of the last training document.
+    /// Writes what is left.
     fn finish(mut self, val_fraction: f64) -> Result<(SplitFiles, SplitFiles), TrainError> {
         let total = self.tokens();
         let held: usize = self.pending.iter().filter(|d| d.1).map(|d| d.0.len()).sum();
@@ -226,7 +234,7 @@ impl Splitter {
                 if val >= target {
                     break;
                 }
-                if !*held_out && tokens.len() < train {
+                if !*held_out && tokens.len() < train && val + tokens.len() <= target {
                     *held_out = true;
                     val += tokens.len();
                     train -= tokens.len();
@@ -234,10 +242,13 @@ impl Splitter {
             }
             let last_train = self.pending.iter().rposition(|d| !d.1);
             if let (true, Some(i)) = (val < target, last_train) {
-                let (mut head, _) = self.pending.remove(i).expect("found");
-                let tail = head.split_off(head.len() - (target - val).min(head.len() / 2));
-                self.pending.insert(i, (tail, true));
-                self.pending.insert(i, (head, false));
+                let cut = (target - val).min(self.pending[i].0.len() / 2);
+                if cut > 0 {
+                    let (mut head, _) = self.pending.remove(i).expect("found");
+                    let tail = head.split_off(head.len() - cut);
+                    self.pending.insert(i, (tail, true));
+                    self.pending.insert(i, (head, false));
+                }
             }
         }
         while let Some((tokens, held_out)) = self.pending.pop_front() {

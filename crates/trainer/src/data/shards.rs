@@ -2,7 +2,7 @@
 //! (`train-00000.tokens`, …, `val-00000.tokens`) with a `manifest.json`, read back one
 //! sequence at a time so that a corpus larger than memory trains.
 //!
-//! Shards are read with positioned reads, not memory maps: a sequence is one read of
+//! Shards are read with a seek and one read per sequence, not memory maps: a read of
 //! `4 × (seq_len + 1)` bytes that the page cache serves as a map would, and no `unsafe`
 //! is needed (docs/decisions/0004-token-shards.md).
 

@@ -82,13 +82,22 @@ pub struct TrainArgs {
     #[arg(long)]
     no_facts: bool,
     /// Data-parallel peers in the whole run (threads on the CPU, one per GPU with CUDA); the
-    /// global batch is split over them.
-    #[arg(long, default_value_t = 1)]
-    devices: usize,
+    /// global batch is split over them. Default 1; with --mpi, the number of processes.
+    #[arg(long)]
+    devices: Option<usize>,
     /// Peers sharing one copy of the value pool, each holding 1/P of its columns (P divides
     /// --devices and the value dimension); --devices / P replicas of it average gradients.
     #[arg(long, default_value_t = 1)]
     memory_parallel: usize,
+    /// One peer per process of an MPI job (`mpirun -np N memory-layers train --mpi ...`, or
+    /// `srun`): rank and world size from the launcher, rank 0 writing the run directory. Needs
+    /// a build with the `mpi` feature (docs/parallel-memory.md).
+    #[arg(long)]
+    mpi: bool,
+    /// With --mpi: run the memory groups on world all-reduces of slot buffers, as on
+    /// burn-collective, instead of their own communicators (to measure what those save).
+    #[arg(long, requires = "mpi")]
+    mpi_world_groups: bool,
     /// Backend.
     #[arg(long, value_enum, default_value = "flex")]
     backend: BackendKind,
@@ -116,16 +125,16 @@ pub struct TrainArgs {
     /// model, data or optimizer are refused.
     #[arg(long)]
     resume: bool,
+    /// Replace the run already in --out (without it, training into an existing run is an
+    /// error).
+    #[arg(long, conflicts_with = "resume")]
+    overwrite: bool,
     /// Initialise the new model from a safetensors file with Hugging Face Llama names (what
     /// `export` writes, or a Llama checkpoint of the same shapes): embeddings, attention,
     /// norms, the FFNs of dense blocks and lm_head must be there; memory layers load where the
     /// file has them, else stay fresh (docs/training.md, "Export and retrofit").
     #[arg(long, value_name = "FILE.safetensors", conflicts_with = "resume")]
     init_from: Option<PathBuf>,
-    /// Replace the run already in --out (without it, training into an existing run is an
-    /// error).
-    #[arg(long, conflicts_with = "resume")]
-    overwrite: bool,
 }
 
 /// `--tokenizer`: a kind, or a tokenizer file.
@@ -257,10 +266,12 @@ impl TrainArgs {
     }
 }
 
-/// The parallel layout the flags describe (`None`: one device).
+/// The parallel layout the flags describe (`None`: one device; an MPI job's world size is
+/// known only once MPI starts, so `--mpi` without `--devices` leaves it 0 until then).
 fn layout(args: &TrainArgs) -> Option<Layout> {
-    (args.devices != 1 || args.memory_parallel != 1).then_some(Layout {
-        devices: args.devices,
+    let devices = args.devices.unwrap_or(usize::from(!args.mpi));
+    (args.mpi || devices != 1 || args.memory_parallel != 1).then_some(Layout {
+        devices,
         memory_parallel: args.memory_parallel,
     })
 }
@@ -271,26 +282,121 @@ fn set<T>(field: &mut T, value: Option<T>) {
     }
 }
 
-/// A training run: on one device, or on the peers of a layout ([`train_parallel`]).
+/// A training run: on one device, on the peers of a layout ([`train_parallel`]), or as this
+/// process's peer of an MPI job ([`trainer::train_peer`]).
 struct Train {
     config: TrainConfig,
     options: TrainOptions,
     layout: Option<Layout>,
+    mpi: bool,
+    mpi_world_groups: bool,
 }
 
 impl Job for Train {
-    type Output = TrainSummary;
+    /// The summary; `None` on the ranks of an MPI job but rank 0.
+    type Output = Option<TrainSummary>;
 
     fn devices(&self) -> usize {
-        self.layout.as_ref().map_or(1, |layout| layout.devices)
+        match (&self.layout, self.mpi) {
+            (Some(layout), false) => layout.devices,
+            // Devices up to this process's own (the last), as GPU `local rank` of its node.
+            (_, true) => mpi_device() + 1,
+            (None, false) => 1,
+        }
     }
 
-    fn run<B: TrainBackend>(self, devices: &[B::Device]) -> anyhow::Result<TrainSummary> {
-        Ok(match &self.layout {
-            Some(layout) => train_parallel::<B>(self.config, devices, self.options, layout)?,
-            None => train::<B>(self.config, &devices[0], self.options)?,
+    fn run<B: TrainBackend>(self, devices: &[B::Device]) -> anyhow::Result<Option<TrainSummary>> {
+        Ok(match (&self.layout, self.mpi) {
+            (Some(layout), true) => train_mpi::<B>(
+                self.config,
+                devices.last().expect("one device at least"),
+                self.options,
+                layout,
+                self.mpi_world_groups,
+            )?,
+            (Some(layout), false) => Some(train_parallel::<B>(
+                self.config,
+                devices,
+                self.options,
+                layout,
+            )?),
+            (None, _) => Some(train::<B>(self.config, &devices[0], self.options)?),
         })
     }
+}
+
+/// [`trainer::train_peer`] on MPI: the world size fills in a layout without `--devices`.
+#[cfg(feature = "mpi")]
+fn train_mpi<B: TrainBackend>(
+    config: TrainConfig,
+    device: &B::Device,
+    options: TrainOptions,
+    layout: &Layout,
+    world_groups: bool,
+) -> anyhow::Result<Option<TrainSummary>> {
+    use std::sync::Arc;
+
+    use memory_parallel::{Collective, MpiCollective, WorldGroups};
+    let mpi = Arc::new(MpiCollective::<B::InnerBackend>::init()?);
+    let layout = Layout {
+        devices: match layout.devices {
+            0 => mpi.world(),
+            n => n,
+        },
+        ..layout.clone()
+    };
+    let mut collective: Arc<dyn Collective<B::InnerBackend>> = mpi.clone();
+    if world_groups {
+        collective = Arc::new(WorldGroups(collective));
+    }
+    match trainer::train_peer::<B>(config, device, options, &layout, collective) {
+        Ok(summary) => Ok(summary),
+        // The other ranks may be waiting in a collective for this one: end the whole job.
+        Err(e) => {
+            eprintln!("Error on rank {} of {}: {e}", mpi.rank(), mpi.world());
+            mpi.abort(1)
+        }
+    }
+}
+
+#[cfg(not(feature = "mpi"))]
+fn train_mpi<B: TrainBackend>(
+    _: TrainConfig,
+    _: &B::Device,
+    _: TrainOptions,
+    _: &Layout,
+    _: bool,
+) -> anyhow::Result<Option<TrainSummary>> {
+    anyhow::bail!(
+        "--mpi: this build has no MPI; build with the `mpi` feature (cargo build --release \
+         -p memory-layers-cli --features mpi; Open MPI or MPICH and libclang installed)"
+    )
+}
+
+/// The device of this process in an MPI job: its rank on its node (Open MPI, MPICH, SLURM),
+/// or 0 where `CUDA_VISIBLE_DEVICES` shows it a single GPU (`srun --gpus-per-task=1`).
+fn mpi_device() -> usize {
+    let one_gpu = std::env::var("CUDA_VISIBLE_DEVICES").is_ok_and(|v| !v.contains(','));
+    let local = [
+        "OMPI_COMM_WORLD_LOCAL_RANK",
+        "MPI_LOCALRANKID",
+        "SLURM_LOCALID",
+    ]
+    .iter()
+    .find_map(|name| std::env::var(name).ok()?.parse().ok());
+    if one_gpu { 0 } else { local.unwrap_or(0) }
+}
+
+/// This process's rank as the MPI launcher gives it (Open MPI, MPICH/PMI, SLURM), if any.
+fn launcher_rank() -> Option<usize> {
+    [
+        "OMPI_COMM_WORLD_RANK",
+        "PMI_RANK",
+        "PMIX_RANK",
+        "SLURM_PROCID",
+    ]
+    .iter()
+    .find_map(|name| std::env::var(name).ok()?.parse().ok())
 }
 
 /// Trains, then prints a summary table.
@@ -300,18 +406,21 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     // A bad value is refused before the banner announces a run.
     config.validate()?;
     let out = config.run.out.clone();
-    println!(
-        "training {} ({}) for {} steps on {:?}; run directory {}",
-        config.model.kind,
-        if args.resume {
-            "resumed".to_string()
-        } else {
-            format!("seed {}", config.run.seed)
-        },
-        config.optim.steps,
-        args.backend,
-        out.display()
-    );
+    let lead = !args.mpi || launcher_rank().is_none_or(|rank| rank == 0);
+    if lead {
+        println!(
+            "training {} ({}) for {} steps on {:?}; run directory {}",
+            config.model.kind,
+            if args.resume {
+                "resumed".to_string()
+            } else {
+                format!("seed {}", config.run.seed)
+            },
+            config.optim.steps,
+            args.backend,
+            out.display()
+        );
+    }
     let options = TrainOptions {
         resume: args.resume,
         overwrite: args.overwrite,
@@ -322,10 +431,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         config,
         options,
         layout,
+        mpi: args.mpi,
+        mpi_world_groups: args.mpi_world_groups,
     };
-    let summary = dispatch(args.backend, job)?;
-    print_summary(&summary);
-    print_reference(&summary.config);
+    if let Some(summary) = dispatch(args.backend, job)? {
+        print_summary(&summary);
+        print_reference(&summary.config);
+    }
     Ok(())
 }
 

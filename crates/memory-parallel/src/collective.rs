@@ -2,6 +2,7 @@
 //! operations a transport with sub-communicators offers natively, and the burn-collective
 //! implementation (all-reduce, broadcast over every registered peer; no sub-groups).
 
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -32,6 +33,39 @@ pub trait Collective<B: Backend>: Send + Sync {
         _partition: &[Vec<usize>],
     ) -> Result<Option<Arc<dyn GroupCollective<B>>>, ParallelError> {
         Ok(None)
+    }
+    /// Bytes this peer has handed to the transport so far, by operation, where the transport
+    /// counts them (MPI).
+    fn traffic(&self) -> Option<BTreeMap<&'static str, u64>> {
+        None
+    }
+}
+
+/// A collective with its sub-communicators hidden: groups run on slot buffers in world
+/// all-reduces, as on burn-collective. For measuring, on one transport, what the groups' own
+/// communicators save (`train --mpi-world-groups`), and for testing one path against the
+/// other.
+pub struct WorldGroups<B: Backend>(pub Arc<dyn Collective<B>>);
+
+impl<B: Backend> Collective<B> for WorldGroups<B> {
+    fn rank(&self) -> usize {
+        self.0.rank()
+    }
+
+    fn world(&self) -> usize {
+        self.0.world()
+    }
+
+    fn all_reduce(&self, tensor: FloatTensor<B>) -> Result<FloatTensor<B>, ParallelError> {
+        self.0.all_reduce(tensor)
+    }
+
+    fn broadcast(&self, tensor: Option<FloatTensor<B>>) -> Result<FloatTensor<B>, ParallelError> {
+        self.0.broadcast(tensor)
+    }
+
+    fn traffic(&self) -> Option<BTreeMap<&'static str, u64>> {
+        self.0.traffic()
     }
 }
 
@@ -133,10 +167,16 @@ impl<B: Backend> Collective<B> for BurnCollective<B> {
 /// peer copies and waits for its copy before dropping its handle.
 fn private<B: Backend>(shared: FloatTensor<B>) -> Result<FloatTensor<B>, ParallelError> {
     let device = B::float_device(&shared);
+    // A second handle held until the copy is done: the handle given to the copy's op is let
+    // go when the op is queued, and with it gone another peer's handle would be the last
+    // one, free to change the buffer in place before this peer's queued copy has read it
+    // (2 means in 5000 still came out wrong on lavapipe under load without this).
+    let held = shared.clone();
     let copy = Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(shared))
         .add_scalar(0.0)
         .into_primitive()
         .tensor();
     B::sync(&device).map_err(|e| failed("sync", e))?;
+    drop(held);
     Ok(copy)
 }

@@ -337,7 +337,8 @@ impl<B: Backend> Group<B> {
         Ok(RowGrads::coalesce(parts))
     }
 
-    /// Every world rank's `count` (zero outside this group's members, on the slot path).
+    /// Every world rank's `count`: all of them on the slot path (one world all-reduce), this
+    /// group's members' on the native path (the others zero).
     fn counts(&self, count: usize, device: &B::Device) -> Result<Vec<usize>, ParallelError> {
         let (rank, world) = (self.collective.rank(), self.collective.world());
         let values: Vec<f32> = match &self.native {

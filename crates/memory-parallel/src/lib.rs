@@ -24,7 +24,7 @@ mod nodes;
 mod sharded;
 
 pub use burn::collective::CollectiveConfig;
-pub use collective::{BurnCollective, Collective, GroupCollective};
+pub use collective::{BurnCollective, Collective, GroupCollective, WorldGroups};
 pub use error::ParallelError;
 pub use group::Group;
 pub use mesh::Mesh;

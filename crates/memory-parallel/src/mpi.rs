@@ -20,6 +20,7 @@ use std::thread::JoinHandle;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
+use mpi::Threading;
 use mpi::collective::SystemOperation;
 use mpi::datatype::PartitionMut;
 use mpi::topology::{Color, Communicator as _, SimpleCommunicator};
@@ -43,6 +44,8 @@ enum Op {
         color: usize,
         key: usize,
     },
+    /// Ends every process of the job with this exit code (`MPI_Abort`); never replies.
+    Abort(i32),
 }
 
 impl Op {
@@ -55,6 +58,7 @@ impl Op {
             Op::ReduceScatter => "reduce_scatter",
             Op::AllGatherV(_) => "all_gather_v",
             Op::Split { .. } => "split",
+            Op::Abort(_) => "abort",
         }
     }
 }
@@ -149,10 +153,18 @@ impl Drop for Worker {
 
 /// The MPI thread: initialise, answer requests in order, finalise.
 fn serve(inbox: Receiver<Request>, ready: Sender<Result<(usize, usize), String>>) {
-    let Some(universe) = mpi::initialize() else {
+    // FUNNELED: the process has other threads (rayon's, the peers'), but only this one
+    // calls MPI.
+    let Some((universe, level)) = mpi::initialize_with_threading(Threading::Funneled) else {
         let _ = ready.send(Err("MPI is already initialised in this process".into()));
         return;
     };
+    if level == Threading::Single {
+        let _ = ready.send(Err(format!(
+            "this MPI gives thread level {level:?}; FUNNELED or higher is needed"
+        )));
+        return;
+    }
     let world = universe.world();
     let _ = ready.send(Ok((world.rank() as usize, world.size() as usize)));
     let mut comms = vec![world];
@@ -227,6 +239,7 @@ fn run(comms: &mut Vec<SimpleCommunicator>, comm: usize, op: Op, data: Vec<f32>)
             c.all_gather_varcount_into(&data[..], &mut partition);
             (Vec::new(), out)
         }
+        Op::Abort(code) => c.abort(code),
         Op::Split { color, key } => {
             let sub = c
                 .split_by_color_with_key(Color::with_value(color as i32), key as i32)
@@ -290,15 +303,15 @@ impl<B: Backend> MpiCollective<B> {
             _backend: PhantomData,
         })
     }
+}
 
-    /// Bytes this process has handed to MPI so far, by operation (`all_reduce`,
-    /// `all_gather`, …): what its collectives sent, not counting MPI's own forwarding.
-    pub fn traffic(&self) -> BTreeMap<&'static str, u64> {
-        self.worker
-            .traffic
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+impl<B: Backend> MpiCollective<B> {
+    /// Ends every process of the job with exit code `code` (`MPI_Abort`): what a rank that
+    /// failed does, so that no other rank waits for it in a collective.
+    pub fn abort(&self, code: i32) -> ! {
+        let _ = self.worker.call(0, Op::Abort(code), Vec::new());
+        // MPI_Abort does not return; should it, this process ends at least.
+        std::process::exit(code)
     }
 }
 
@@ -318,6 +331,7 @@ impl<B: Backend> Collective<B> for MpiCollective<B> {
         Ok(from_host::<B>(sum, shape, dtype, &device))
     }
 
+    /// The ranks other than 0 receive an `f32` tensor on their backend's default device.
     fn broadcast(&self, tensor: Option<FloatTensor<B>>) -> Result<FloatTensor<B>, ParallelError> {
         let (shape, dtype, values, device) = match tensor {
             Some(t) => {
@@ -329,6 +343,18 @@ impl<B: Backend> Collective<B> for MpiCollective<B> {
         };
         let (shape, values) = self.worker.call(0, Op::Broadcast(shape), values)?;
         Ok(from_host::<B>(values, shape, dtype, &device))
+    }
+
+    /// Bytes this process has handed to MPI, by operation (`all_reduce`, `all_gather`, …):
+    /// what its collectives sent, not counting MPI's own forwarding.
+    fn traffic(&self) -> Option<BTreeMap<&'static str, u64>> {
+        Some(
+            self.worker
+                .traffic
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
     }
 
     fn split(

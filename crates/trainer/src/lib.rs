@@ -9,6 +9,8 @@
 //!   with exact resume, `metrics.jsonl`, `eval.json`, `loss.svg`.
 //! - [`train_parallel`]: the same on the ranks of a [`Layout`], data parallel with the value
 //!   pool sharded over them (parallel memory).
+//! - [`train_peer`]: one rank of such a run per process (MPI: rank 0 sets the run up and
+//!   writes, the others read what it wrote).
 //! - [`Stepper`]: the model and its optimizer groups; one step alone ([`Stepper::step`]) or as
 //!   one [`Rank`] of a parallel run ([`Stepper::step_parallel`]).
 //! - [`evaluate`] → [`EvalReport`]: validation loss, QA exact match / F1 / answer NLL, fact
@@ -54,5 +56,5 @@ pub use prepare::{RunData, prepare_data};
 pub use rank::Rank;
 pub use run::{Interrupt, TrainOptions};
 pub use stepper::{StepReport, Stepper};
-pub use strategy::{train, train_parallel};
+pub use strategy::{train, train_parallel, train_peer};
 pub use train_loop::TrainSummary;

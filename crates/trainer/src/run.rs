@@ -139,6 +139,37 @@ impl Run {
         })
     }
 
+    /// The run rank 0 of another process set up with [`Run::start`] (which must have
+    /// finished): this rank's own configuration (the same command line), with the tokenizer,
+    /// token shards and checkpoint rank 0 wrote read from the run directory; nothing written.
+    pub(crate) fn follow<B: Backend>(
+        mut config: TrainConfig,
+        device: &B::Device,
+        options: TrainOptions,
+    ) -> Result<Self, TrainError> {
+        let out = config.run.out.clone();
+        config.validate()?;
+        let checkpoint = if options.resume {
+            Some(
+                find_checkpoint(&out)
+                    .ok_or_else(|| checkpoint_error(&out, "no checkpoint to resume from"))?,
+            )
+        } else {
+            None
+        };
+        let data = prepare_data(&mut config, &out, true, false)?;
+        set_precision::<B>(config.run.precision, device)?;
+        Ok(Self {
+            config,
+            data,
+            checkpoint,
+            options: TrainOptions {
+                progress: false,
+                ..options
+            },
+        })
+    }
+
     /// The whole stepper: fresh, or from the checkpoint being resumed.
     pub(crate) fn stepper<B: TrainBackend>(
         &self,

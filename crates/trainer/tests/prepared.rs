@@ -147,10 +147,16 @@ fn a_validation_split_too_small_takes_documents_from_the_end() {
         ..PrepareConfig::new(vec![corpus(&root, count)], root.join("prepared"))
     };
     let manifest = prepare_corpus(&config, &[], false).unwrap();
-    assert_eq!(manifest.val.tokens, 2000, "topped up to the minimum, exactly");
+    assert_eq!(
+        manifest.val.tokens, 2000,
+        "topped up to the minimum, exactly"
+    );
     let val = split_texts(&config.out, &manifest, Split::Val);
     let train = split_texts(&config.out, &manifest, Split::Train);
-    assert!(val.last().unwrap().starts_with("Document 99:"), "the last document");
+    assert!(
+        val.last().unwrap().starts_with("Document 99:"),
+        "the last document"
+    );
     // Whole documents (drawn, or from the end), and the end of one document cut in two:
     // its start closes the training split, its end comes before the documents after it.
     let pieces: Vec<usize> = (0..val.len())
@@ -161,7 +167,11 @@ fn a_validation_split_too_small_takes_documents_from_the_end() {
     let cut = train.last().unwrap();
     assert_eq!(format!("{cut}{}", val[pieces[0]]), text(next - 1));
     let tail: Vec<usize> = val[pieces[0] + 1..].iter().map(|t| number(t)).collect();
-    assert_eq!(tail, (next..count).collect::<Vec<_>>(), "the last documents");
+    assert_eq!(
+        tail,
+        (next..count).collect::<Vec<_>>(),
+        "the last documents"
+    );
     let expected: usize = (0..count).map(|i| text(i).len() + 2).sum();
     assert_eq!(manifest.train.tokens + manifest.val.tokens, expected);
 }

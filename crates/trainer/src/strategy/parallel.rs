@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use memory_parallel::{BurnCollective, CollectiveConfig};
+use memory_parallel::{BurnCollective, Collective, CollectiveConfig};
 
 use crate::run::{Run, TrainOptions};
 use crate::train_loop::{Strategy, TrainSummary};
@@ -75,6 +75,57 @@ pub fn train_parallel<B: TrainBackend>(
         }
     }
     summary.ok_or_else(|| TrainError::Parallel("no peer reported".into()))
+}
+
+/// [`train`](crate::train) as one rank of a parallel run whose other ranks are other
+/// processes (an MPI job: `collective` says which rank this is among how many). Rank 0 sets
+/// the run up (replaces an old one, prepares the data, writes config.toml) while the others
+/// wait; then they read what it wrote, and every rank trains its share as with
+/// [`train_parallel`]. Returns the summary on rank 0, `None` on the others.
+pub fn train_peer<B: TrainBackend>(
+    config: TrainConfig,
+    device: &B::Device,
+    options: TrainOptions,
+    layout: &Layout,
+    collective: Arc<dyn Collective<B::InnerBackend>>,
+) -> Result<Option<TrainSummary>, TrainError> {
+    layout.validate(config.optim.batch_size)?;
+    let world = collective.world();
+    if world != layout.devices {
+        return Err(TrainError::Parallel(format!(
+            "the launcher started {world} processes, but --devices is {}: one process per peer",
+            layout.devices
+        )));
+    }
+    let rank = Rank::new(collective.clone(), device.clone(), layout.memory_parallel)?;
+    let lead =
+        (rank.index() == 0).then(|| Run::start::<B>(config.clone(), device, options.clone()));
+    let ready = match &lead {
+        Some(Err(_)) => Err(TrainError::Parallel(
+            "rank 0 could not set the run up".into(),
+        )),
+        _ => Ok(()),
+    };
+    if let Err(e) = rank.agree(ready) {
+        return Err(match lead {
+            Some(Err(own)) => own,
+            _ => e,
+        });
+    }
+    let run = match lead {
+        Some(run) => run?,
+        None => Run::follow::<B>(config, device, options)?,
+    };
+    let stepper = run.stepper::<B>(device)?.for_rank(&rank, device)?;
+    let summary = run.train_loop(stepper, &Parallel(&rank), device)?;
+    if let (Some(traffic), Some(summary)) = (collective.traffic(), &summary) {
+        // What rank 0 handed to the transport in this session, by operation (the difference
+        // of two runs of different lengths is the traffic per step).
+        let path = summary.config.run.out.join("traffic.json");
+        let text = serde_json::to_string_pretty(&traffic).expect("a map of counts");
+        crate::atomic::write_atomic(&path, text.as_bytes())?;
+    }
+    Ok(summary)
 }
 
 /// One rank of a parallel run: it steps on its share of the batch; rank 0 writes.

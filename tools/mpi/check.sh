@@ -58,6 +58,21 @@ for case in "memory-plus sparse-adamw 2 2" "memory-plus sparse-adamw 4 2" \
     fi
 done
 
+echo "-- layouts that do not fit the job are errors on every rank before training"
+for bad in "--memory-parallel 3|must divide" "--devices 4|the launcher started 2 processes"; do
+    flags=${bad%|*}
+    start=$SECONDS
+    # shellcheck disable=SC2086 # the flags are two words
+    if timeout 120 mpirun --oversubscribe -np 2 "$bin" train --mpi $flags --size tiny \
+        --steps 2 --no-facts --data "$data" --out "$work/bad" > "$work/bad.log" 2>&1; then
+        echo "$flags on 2 processes trained"
+        exit 1
+    fi
+    grep -q "${bad#*|}" "$work/bad.log" || { cat "$work/bad.log"; exit 1; }
+    [ ! -e "$work/bad" ] || { echo "$flags: a run directory was made"; exit 1; }
+    echo "$flags on 2 processes: refused in $((SECONDS - start))s"
+done
+
 echo "-- a run checkpointed on 4 processes resumes on 2 and ends as 1 process does"
 whole=$(losses resume-1 "$bin" train --model memory-plus)
 losses resume-4-2 launch 4 "$bin" train --model memory-plus --mpi --memory-parallel 2 \

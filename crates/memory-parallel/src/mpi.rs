@@ -204,7 +204,7 @@ fn run(comms: &mut Vec<SimpleCommunicator>, comm: usize, op: Op, data: Vec<f32>)
             (Vec::new(), out)
         }
         Op::AllToAll => {
-            if data.len() % size != 0 {
+            if !data.len().is_multiple_of(size) {
                 return Err(format!(
                     "{} values do not split into {size} parts",
                     data.len()
@@ -215,7 +215,7 @@ fn run(comms: &mut Vec<SimpleCommunicator>, comm: usize, op: Op, data: Vec<f32>)
             (Vec::new(), out)
         }
         Op::ReduceScatter => {
-            if data.len() % size != 0 {
+            if !data.len().is_multiple_of(size) {
                 return Err(format!(
                     "{} values do not split into {size} blocks",
                     data.len()

@@ -150,9 +150,12 @@ fn group_operations_give_the_documented_values(mpi: &Arc<MpiCollective<B>>) {
     }
 }
 
+/// One check of this process's peer.
+type Check = fn(&Arc<MpiCollective<B>>);
+
 fn main() {
     let mpi = Arc::new(MpiCollective::<B>::init().expect("MPI starts"));
-    let checks: [(&str, fn(&Arc<MpiCollective<B>>)); 2] = [
+    let checks: [(&str, Check); 2] = [
         (
             "native group operations = world all-reduce ones",
             native_group_operations_equal_the_world_all_reduce_ones,

@@ -98,8 +98,7 @@ impl Run {
         let config_path = out.join("config.toml");
         config.validate()?;
         let checkpoint = if options.resume {
-            let dir = find_checkpoint(&out)
-                .ok_or_else(|| checkpoint_error(&out, "no checkpoint to resume from"))?;
+            let dir = checkpoint_to_resume(&out)?;
             config.check_resumes(&TrainConfig::load(&config_path)?)?;
             let done = load_state(&dir)?.step;
             if done > config.optim.steps {
@@ -150,10 +149,7 @@ impl Run {
         let out = config.run.out.clone();
         config.validate()?;
         let checkpoint = if options.resume {
-            Some(
-                find_checkpoint(&out)
-                    .ok_or_else(|| checkpoint_error(&out, "no checkpoint to resume from"))?,
-            )
+            Some(checkpoint_to_resume(&out)?)
         } else {
             None
         };
@@ -207,6 +203,11 @@ impl Run {
             None => Ok(stepper),
         }
     }
+}
+
+/// The checkpoint a resumed run in `out` starts from.
+fn checkpoint_to_resume(out: &Path) -> Result<PathBuf, TrainError> {
+    find_checkpoint(out).ok_or_else(|| checkpoint_error(out, "no checkpoint to resume from"))
 }
 
 /// Makes `precision` the device's default float type; must run before any tensor exists.

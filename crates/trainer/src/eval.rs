@@ -154,12 +154,17 @@ pub fn evaluate<B: ZooBackend>(
         qa
     };
     let recall = first(&data.recall, config.run.recall_limit);
-    let phase = Phase::start(
-        progress,
-        format!("evaluating: {} fact-recall probes", recall.len()),
-    );
-    let fact_recall = recall_score(model, &data.tokenizer, recall)?;
-    phase.done(fact_recall.map_or("no probes".to_string(), |r| format!("{r:.2}%")));
+    let fact_recall = if recall.is_empty() {
+        recall_score(model, &data.tokenizer, recall)?
+    } else {
+        let phase = Phase::start(
+            progress,
+            format!("evaluating: {} fact-recall probes", recall.len()),
+        );
+        let score = recall_score(model, &data.tokenizer, recall)?;
+        phase.done(score.map_or("no probes".to_string(), |r| format!("{r:.2}%")));
+        score
+    };
     Ok(EvalReport {
         val_loss,
         val_ppl: val_loss.exp(),

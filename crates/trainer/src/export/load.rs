@@ -97,6 +97,30 @@ fn check_sibling_config(file: &Path, config: &TransformerConfig) -> Result<(), E
         path: path.clone(),
         message: format!("not JSON: {e}"),
     })?;
+    // Settings this architecture does not have: loading would give silently wrong outputs.
+    let unsupported = [
+        (
+            "rope_scaling",
+            json.get("rope_scaling").filter(|v| !v.is_null()),
+            "none",
+        ),
+        (
+            "hidden_act",
+            json.get("hidden_act")
+                .filter(|v| v.as_str() != Some("silu")),
+            "silu",
+        ),
+    ];
+    for (field, file, model) in unsupported {
+        if let Some(file) = file {
+            return Err(ExportError::Config {
+                path,
+                field,
+                file: file.to_string(),
+                model: model.into(),
+            });
+        }
+    }
     let heads = json["num_attention_heads"].as_u64();
     let fields: [(&'static str, Option<f64>, f64); 4] = [
         (
@@ -269,6 +293,34 @@ mod tests {
 
     use super::*;
     use crate::export::{MODEL_FILE, export_model};
+
+    /// A config.json with Llama 3's RoPE scaling or another activation is refused by name.
+    #[test]
+    fn settings_this_model_lacks_are_refused() {
+        let dir = std::env::temp_dir().join(format!("trainer-hf-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join(MODEL_FILE);
+        let config = preset(ModelKind::Dense, Size::Tiny, None);
+        for (json, field) in [
+            (
+                r#"{"rope_scaling": {"rope_type": "llama3", "factor": 8.0}}"#,
+                "rope_scaling",
+            ),
+            (r#"{"hidden_act": "gelu"}"#, "hidden_act"),
+        ] {
+            std::fs::write(dir.join(CONFIG_FILE), json).unwrap();
+            let err = check_sibling_config(&file, &config)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field), "{err}");
+        }
+        std::fs::write(
+            dir.join(CONFIG_FILE),
+            r#"{"rope_scaling": null, "hidden_act": "silu"}"#,
+        )
+        .unwrap();
+        check_sibling_config(&file, &config).unwrap();
+    }
 
     /// Rewrites the safetensors file `path` keeping the tensors for which `keep` holds, and
     /// adding `extra` (name, shape) zero tensors.

@@ -37,8 +37,9 @@ pub struct TrainSummary {
 pub(crate) trait Strategy<B: TrainBackend> {
     /// Whether this strategy writes the run directory (metrics, checkpoints, evaluation).
     fn writes(&self) -> bool;
-    /// This strategy's share of a global micro-batch of `batch` windows.
-    fn share(&self, tokens: Vec<u32>, batch: usize) -> Vec<u32>;
+    /// This strategy's share of a global micro-batch of `batch` sequences: the positions
+    /// it reads and trains on.
+    fn share(&self, batch: usize) -> std::ops::Range<usize>;
     /// One optimizer step.
     fn step(
         &self,
@@ -102,10 +103,10 @@ impl Run {
             let log_now = eval_now || (step + 1).is_multiple_of(config.run.log_every);
             let micro_batches = (0..o.grad_accum)
                 .map(|i| {
-                    let batch = data
-                        .batches
-                        .train_batch(state.batches_seen + i, o.batch_size)?;
-                    Ok(strategy.share(batch, o.batch_size))
+                    // Each rank reads only its own sequences of the global batch.
+                    let share = strategy.share(o.batch_size);
+                    data.batches
+                        .train_batch_part(state.batches_seen + i, o.batch_size, share)
                 })
                 .collect::<Result<Vec<Vec<u32>>, TrainError>>()?;
             let multiplier = config.lr_multiplier(step);

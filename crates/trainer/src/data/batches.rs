@@ -193,6 +193,17 @@ impl Batches {
     /// Training batch number `index`: `batch_size` sequences, `[batch_size, seq_len + 1]`
     /// flattened. An error only when a shard cannot be read.
     pub fn train_batch(&self, index: usize, batch_size: usize) -> Result<Vec<u32>, TrainError> {
+        self.train_batch_part(index, batch_size, 0..batch_size)
+    }
+
+    /// The sequences at positions `part` of training batch `index` (one rank's share of it),
+    /// read alone: the same tokens as that slice of [`train_batch`](Self::train_batch).
+    pub fn train_batch_part(
+        &self,
+        index: usize,
+        batch_size: usize,
+        part: std::ops::Range<usize>,
+    ) -> Result<Vec<u32>, TrainError> {
         let n = self.train.len();
         if n == 0 {
             return Err(TrainError::config(
@@ -201,8 +212,9 @@ impl Batches {
                 "holds no sequence to train on",
             ));
         }
-        let mut out = Vec::with_capacity(batch_size * self.window);
-        for slot in index * batch_size..(index + 1) * batch_size {
+        let mut out = Vec::with_capacity(part.len() * self.window);
+        for position in part {
+            let slot = index * batch_size + position;
             let order = self.epoch_order(slot / n);
             self.train.append(order[slot % n], self.window, &mut out)?;
         }

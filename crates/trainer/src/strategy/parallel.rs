@@ -136,10 +136,9 @@ impl<B: TrainBackend> Strategy<B> for Parallel<'_, B::InnerBackend> {
         self.0.index() == 0
     }
 
-    fn share(&self, tokens: Vec<u32>, batch: usize) -> Vec<u32> {
-        let window = tokens.len() / batch;
-        let per = batch / self.0.world() * window;
-        tokens[self.0.index() * per..(self.0.index() + 1) * per].to_vec()
+    fn share(&self, batch: usize) -> std::ops::Range<usize> {
+        let per = batch / self.0.world();
+        self.0.index() * per..(self.0.index() + 1) * per
     }
 
     fn step(

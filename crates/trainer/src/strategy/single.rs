@@ -25,8 +25,8 @@ impl<B: TrainBackend> Strategy<B> for Single {
         true
     }
 
-    fn share(&self, tokens: Vec<u32>, _batch: usize) -> Vec<u32> {
-        tokens
+    fn share(&self, batch: usize) -> std::ops::Range<usize> {
+        0..batch
     }
 
     fn step(

@@ -280,56 +280,42 @@ impl<B: Backend> Group<B> {
             return Ok(None);
         }
         let columns = width + 2;
-        if let Some(native) = &self.native {
-            // Each member's rows as they are: no padding to the largest count.
-            let block = match grads {
-                None => Tensor::zeros([0, columns], device),
-                Some(g) => Tensor::cat(vec![ints_to_floats(g.ids.reshape([count, 1])), g.rows], 1),
-            };
-            let counts: Vec<usize> = self.members.iter().map(|&m| counts[m]).collect();
-            let gathered = float::<B, 2>(native.all_gather_rows(primitive(block), &counts)?);
-            let mut at = 0;
-            let parts = counts
-                .iter()
-                .filter(|&&n| n > 0)
-                .map(|&n| {
-                    let rows = at..at + n;
-                    at += n;
-                    RowGrads {
-                        ids: floats_to_ints(gathered.clone().slice([rows.clone(), 0..2]))
-                            .reshape([n]),
-                        rows: gathered.clone().slice([rows, 2..columns]),
+        let block =
+            grads.map(|g| Tensor::cat(vec![ints_to_floats(g.ids.reshape([count, 1])), g.rows], 1));
+        let counts: Vec<usize> = self.members.iter().map(|&m| counts[m]).collect();
+        // Member j's rows start at `starts[j]` of what the group gathered: each member's rows
+        // as they are on the native path, blocks padded to the largest count on the slot path.
+        let (gathered, starts): (Tensor<B, 2>, Vec<usize>) = match &self.native {
+            Some(native) => {
+                let starts = counts
+                    .iter()
+                    .scan(0, |at, &n| Some(std::mem::replace(at, *at + n)))
+                    .collect();
+                let block = block.unwrap_or_else(|| Tensor::zeros([0, columns], device));
+                let gathered = native.all_gather_rows(primitive(block), &counts)?;
+                (float(gathered), starts)
+            }
+            None => {
+                let padded = match block {
+                    None => Tensor::zeros([most, columns], device),
+                    Some(block) if count < most => {
+                        let padding = Tensor::zeros([most - count, columns], device);
+                        Tensor::cat(vec![block, padding], 0)
                     }
-                })
-                .collect();
-            return Ok(RowGrads::coalesce(parts));
-        }
-        let block = match grads {
-            None => Tensor::zeros([most, columns], device),
-            Some(g) => {
-                let ids = ints_to_floats(g.ids.reshape([count, 1]));
-                let block = Tensor::cat(vec![ids, g.rows], 1);
-                if count < most {
-                    Tensor::cat(
-                        vec![block, Tensor::zeros([most - count, columns], device)],
-                        0,
-                    )
-                } else {
-                    block
-                }
+                    Some(block) => block,
+                };
+                let gathered = self.all_gather(padded)?;
+                (gathered, (0..counts.len()).map(|j| j * most).collect())
             }
         };
-        let gathered = self.all_gather(block)?;
-        let parts = self
-            .members
+        let parts = counts
             .iter()
-            .enumerate()
-            .filter(|&(_, &m)| counts[m] > 0)
-            .map(|(j, &m)| {
-                let rows = j * most..j * most + counts[m];
+            .zip(starts)
+            .filter(|&(&n, _)| n > 0)
+            .map(|(&n, start)| {
+                let rows = start..start + n;
                 RowGrads {
-                    ids: floats_to_ints(gathered.clone().slice([rows.clone(), 0..2]))
-                        .reshape([counts[m]]),
+                    ids: floats_to_ints(gathered.clone().slice([rows.clone(), 0..2])).reshape([n]),
                     rows: gathered.clone().slice([rows, 2..columns]),
                 }
             })

@@ -279,6 +279,18 @@ fn from_host<B: Backend>(
     B::float_from_data(TensorData::new(values, shape).convert_dtype(dtype), device)
 }
 
+/// The sum of `tensor` (any shape) over the members of communicator `comm`.
+fn all_reduce_on<B: Backend>(
+    worker: &Worker,
+    comm: usize,
+    tensor: FloatTensor<B>,
+) -> Result<FloatTensor<B>, ParallelError> {
+    let device = B::float_device(&tensor);
+    let (shape, dtype, values) = to_host::<B>(tensor);
+    let (_, sum) = worker.call(comm, Op::AllReduce, values)?;
+    Ok(from_host::<B>(sum, shape, dtype, &device))
+}
+
 /// [`Collective`] of this process's one peer in an MPI job: rank and world size from the
 /// launcher.
 pub struct MpiCollective<B: Backend> {
@@ -325,10 +337,7 @@ impl<B: Backend> Collective<B> for MpiCollective<B> {
     }
 
     fn all_reduce(&self, tensor: FloatTensor<B>) -> Result<FloatTensor<B>, ParallelError> {
-        let device = B::float_device(&tensor);
-        let (shape, dtype, values) = to_host::<B>(tensor);
-        let (_, sum) = self.worker.call(0, Op::AllReduce, values)?;
-        Ok(from_host::<B>(sum, shape, dtype, &device))
+        all_reduce_on::<B>(&self.worker, 0, tensor)
     }
 
     /// The ranks other than 0 receive an `f32` tensor on their backend's default device.
@@ -421,10 +430,7 @@ impl<B: Backend> GroupCollective<B> for MpiGroup<B> {
     }
 
     fn all_reduce(&self, tensor: FloatTensor<B>) -> Result<FloatTensor<B>, ParallelError> {
-        let device = B::float_device(&tensor);
-        let (shape, dtype, values) = to_host::<B>(tensor);
-        let (_, sum) = self.worker.call(self.comm, Op::AllReduce, values)?;
-        Ok(from_host::<B>(sum, shape, dtype, &device))
+        all_reduce_on::<B>(&self.worker, self.comm, tensor)
     }
 
     fn all_gather_rows(

@@ -104,28 +104,14 @@ fn embedded(
     let tokenizer = if reuse {
         Tokenizer::load(data.tokenizer, out)?
     } else {
-        let training = (data.tokenizer == TokenizerKind::Bpe && data.tokenizer_file.is_none())
-            .then(|| {
-                Phase::start(
-                    progress,
-                    format!(
-                        "training a BPE tokenizer (vocabulary {}) on {}",
-                        config.model.vocab_size,
-                        megabytes(bytes)
-                    ),
-                )
-            });
-        let tokenizer = match (data.tokenizer, &data.tokenizer_file) {
-            (TokenizerKind::Byte, _) => Tokenizer::Byte,
-            (TokenizerKind::Bpe, Some(file)) => Tokenizer::from_file(file)?,
-            (TokenizerKind::Bpe, None) => Tokenizer::train_bpe(
-                documents.iter().map(|d| d.text.as_str()),
-                config.model.vocab_size,
-            )?,
-        };
-        if let Some(training) = training {
-            training.done(format!("{} tokens", tokenizer.vocab_size()));
-        }
+        let tokenizer = Tokenizer::choose(
+            data.tokenizer,
+            data.tokenizer_file.as_deref(),
+            config.model.vocab_size,
+            documents.iter().map(|d| d.text.as_str()),
+            &megabytes(bytes),
+            progress,
+        )?;
         tokenizer.save(out)?;
         tokenizer
     };

@@ -296,33 +296,18 @@ fn tokenizer(
     extra: &[Document],
     progress: bool,
 ) -> Result<Tokenizer, TrainError> {
-    match (config.tokenizer, &config.tokenizer_file) {
-        (TokenizerKind::Byte, None) => Ok(Tokenizer::Byte),
-        (TokenizerKind::Byte, Some(file)) => Err(TrainError::config(
-            "tokenizer_file",
-            file.display(),
-            "a tokenizer file needs tokenizer = \"bpe\"",
-        )),
-        (TokenizerKind::Bpe, Some(file)) => Tokenizer::from_file(file),
-        (TokenizerKind::Bpe, None) => {
-            let phase = Phase::start(
-                progress,
-                format!(
-                    "training a BPE tokenizer (vocabulary {}) on the corpus",
-                    config.vocab_size
-                ),
-            );
-            let mut error = None;
-            let texts = documents(&config.paths, &config.text_field)?
-                .map_while(|doc| doc.map_err(|e| error = Some(e)).ok())
-                .map(|doc| doc.text)
-                .chain(extra.iter().map(|d| d.text.clone()));
-            let tokenizer = Tokenizer::train_bpe(texts, config.vocab_size)?;
-            if let Some(e) = error {
-                return Err(e);
-            }
-            phase.done(format!("{} tokens", tokenizer.vocab_size()));
-            Ok(tokenizer)
-        }
-    }
+    let mut error = None;
+    let texts = documents(&config.paths, &config.text_field)?
+        .map_while(|doc| doc.map_err(|e| error = Some(e)).ok())
+        .map(|doc| doc.text)
+        .chain(extra.iter().map(|d| d.text.clone()));
+    let tokenizer = Tokenizer::choose(
+        config.tokenizer,
+        config.tokenizer_file.as_deref(),
+        config.vocab_size,
+        texts,
+        "the corpus",
+        progress,
+    )?;
+    error.map_or(Ok(tokenizer), Err)
 }

@@ -8,6 +8,7 @@ use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 
 use crate::TrainError;
+use crate::phase::Phase;
 
 /// Which tokenizer a run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
@@ -59,6 +60,37 @@ impl Tokenizer {
             .train(&mut trainer, texts)
             .map_err(|e| TrainError::Tokenizer(format!("BPE training failed: {e}")))?;
         Ok(Self::Bpe(Box::new(tokenizer)))
+    }
+
+    /// The tokenizer a run or a preparation asks for: bytes, the Hugging Face file `file`,
+    /// or a BPE of `vocab_size` trained on `texts` (read only then), announced as training
+    /// "on `on`" when `progress`.
+    pub(crate) fn choose<S: AsRef<str> + Send>(
+        kind: TokenizerKind,
+        file: Option<&Path>,
+        vocab_size: usize,
+        texts: impl Iterator<Item = S> + Send,
+        on: &str,
+        progress: bool,
+    ) -> Result<Self, TrainError> {
+        match (kind, file) {
+            (TokenizerKind::Byte, None) => Ok(Self::Byte),
+            (TokenizerKind::Byte, Some(file)) => Err(TrainError::config(
+                "tokenizer_file",
+                file.display(),
+                "a tokenizer file needs tokenizer = \"bpe\"",
+            )),
+            (TokenizerKind::Bpe, Some(file)) => Self::from_file(file),
+            (TokenizerKind::Bpe, None) => {
+                let phase = Phase::start(
+                    progress,
+                    format!("training a BPE tokenizer (vocabulary {vocab_size}) on {on}"),
+                );
+                let tokenizer = Self::train_bpe(texts, vocab_size)?;
+                phase.done(format!("{} tokens", tokenizer.vocab_size()));
+                Ok(tokenizer)
+            }
+        }
     }
 
     /// Loads a Hugging Face `tokenizer.json` (GPT-2, Llama, …).

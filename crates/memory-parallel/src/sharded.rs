@@ -266,7 +266,7 @@ impl<B: ShardedBackend> ValueStore<B> for ShardedValues<'_, B> {
             // Every member has the same shape, so all skip the collectives together.
             return Ok(Tensor::zeros([t, self.width()], &weights.device()));
         }
-        self.shard.check_range(&indices)?;
+        let indices = self.shard.checked_indices(indices)?;
         let output = B::sharded_bag_sum(
             self.shard.weight.val().into_primitive().tensor(),
             indices.into_primitive(),

@@ -121,6 +121,10 @@ impl<B: ValueBackend, C: CheckpointStrategy> Backward<B, 2> for BagDotBackward<C
 /// [`BagDotBackward`]. `bag_rows` and the row updates run on the inner backend outside the
 /// graph: they only serve backward passes and optimizers.
 impl<B: ValueBackend, C: CheckpointStrategy> ValueBackend for Autodiff<B, C> {
+    fn defers_range_checks() -> bool {
+        B::defers_range_checks()
+    }
+
     fn bag_sum(
         values: FloatTensor<Self>,
         indices: IntTensor<Self>,

@@ -11,6 +11,13 @@ use crate::{RowAdagrad, RowAdamW, RowGradSink, fallback};
 /// Default methods run [`reference`](crate::reference); a backend with a faster kernel overrides them.
 /// Shapes: `values [N, d]`, `indices [T, K]` (each in `0..N`), `weights [T, K]`, `x [T, d]`.
 pub trait ValueBackend: Backend {
+    /// Whether [`ValueTable`](crate::ValueTable) checks lookup indices lazily: a device backend
+    /// keeps their extremes on the device for one read per step rather than a read (a wait
+    /// for the device) per lookup. `false`: checked at once, where reading is free.
+    fn defers_range_checks() -> bool {
+        false
+    }
+
     /// `out[t] = Σ_j weights[t,j] · values[indices[t,j]]` → `[T, d]`.
     fn bag_sum(
         values: FloatTensor<Self>,

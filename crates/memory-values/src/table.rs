@@ -1,3 +1,7 @@
+use std::any::Any;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param};
 use burn::tensor::backend::Backend;
@@ -85,6 +89,7 @@ impl ValueTableConfig {
             column_offset: columns.offset,
             total_dim: columns.total,
             sparse: None,
+            pending: PendingRange::default(),
         })
     }
 }
@@ -106,6 +111,56 @@ pub struct ValueTable<B: Backend> {
     pub(crate) total_dim: usize,
     #[module(skip)]
     pub(crate) sparse: Option<RowGradSink>,
+    #[module(skip)]
+    pending: PendingRange,
+}
+
+/// The index extremes `[min, max]` of lookups whose range check waits for
+/// [`ValueTable::check_pending`] (backends that [defer](ValueBackend::defers_range_checks) it).
+/// Clones share them. Type-erased (a `Tensor<B, 1, Int>`) so that the module skips it.
+#[derive(Clone, Default)]
+struct PendingRange(Arc<Mutex<Option<Box<dyn Any + Send>>>>);
+
+impl fmt::Debug for PendingRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PendingRange")
+    }
+}
+
+impl PendingRange {
+    /// Widens the kept extremes by `extremes [min, max]`; device ops only, nothing is read.
+    fn widen<B: Backend>(&self, extremes: Tensor<B, 1, Int>) {
+        let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let widened = match kept
+            .take()
+            .and_then(|old| old.downcast::<Tensor<B, 1, Int>>().ok())
+        {
+            None => extremes,
+            Some(old) => Tensor::cat(
+                vec![
+                    old.clone()
+                        .slice(0..1)
+                        .min_pair(extremes.clone().slice(0..1)),
+                    old.slice(1..2).max_pair(extremes.slice(1..2)),
+                ],
+                0,
+            ),
+        };
+        *kept = Some(Box::new(widened));
+    }
+
+    fn take<B: Backend>(&self) -> Option<Tensor<B, 1, Int>> {
+        let kept = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()?;
+        Some(
+            *kept
+                .downcast()
+                .expect("extremes kept by this table's backend"),
+        )
+    }
 }
 
 impl<B: Backend> ValueTable<B> {
@@ -126,6 +181,7 @@ impl<B: Backend> ValueTable<B> {
             column_offset,
             total_dim,
             sparse: None,
+            pending: PendingRange::default(),
         })
     }
 
@@ -172,7 +228,7 @@ impl<B: ValueBackend> ValueTable<B> {
         if t * k == 0 {
             return Ok(Tensor::zeros([t, width], &weights.device()));
         }
-        self.check_range(&indices)?;
+        let indices = self.checked_indices(indices)?;
         let (values, indices, weights) = (
             self.weight.val().into_primitive().tensor(),
             indices.into_primitive(),
@@ -198,7 +254,7 @@ impl<B: ValueBackend> ValueTable<B> {
         if t * k == 0 {
             return Ok(Tensor::zeros([t, k], &x.device()));
         }
-        self.check_range(&indices)?;
+        let indices = self.checked_indices(indices)?;
         let (values, indices, x) = (
             self.weight.val().into_primitive().tensor(),
             indices.into_primitive(),
@@ -220,11 +276,40 @@ impl<B: ValueBackend> ValueTable<B> {
         }
     }
 
-    /// Rejects any index outside `0..rows`: both extremes come back in one read (one sync).
-    /// [`lookup`](Self::lookup) and [`dot`](Self::dot) call it; stores built on a table do too.
-    pub fn check_range(&self, indices: &Tensor<B, 2, Int>) -> Result<(), ValueError> {
+    /// `indices`, checked against `0..rows`. Where reading them back is free (the CPU) the
+    /// check happens now; on backends that [defer](ValueBackend::defers_range_checks) it, the
+    /// indices are clamped into range and their extremes kept on the device for
+    /// [`check_pending`](Self::check_pending), so that a step reads them once instead of once
+    /// per lookup. [`lookup`](Self::lookup) and [`dot`](Self::dot) call it; stores built on a
+    /// table do too.
+    pub fn checked_indices(
+        &self,
+        indices: Tensor<B, 2, Int>,
+    ) -> Result<Tensor<B, 2, Int>, ValueError> {
+        let extremes = Tensor::cat(vec![indices.clone().min(), indices.clone().max()], 0);
+        if B::defers_range_checks() {
+            self.pending.widen(extremes);
+            Ok(indices.clamp(0, self.rows() as i64 - 1))
+        } else {
+            self.check_extremes(extremes)?;
+            Ok(indices)
+        }
+    }
+
+    /// Fails if a lookup since the last call had an index outside `0..rows` (a deferred check:
+    /// its output used the nearest row). One read of two ints from the device; nothing to read
+    /// where checks are immediate. The trainer calls it once per step and per validation batch.
+    pub fn check_pending(&self) -> Result<(), ValueError> {
+        match self.pending.take::<B>() {
+            Some(extremes) => self.check_extremes(extremes),
+            None => Ok(()),
+        }
+    }
+
+    /// Rejects extremes `[min, max]` outside `0..rows` (one read).
+    fn check_extremes(&self, extremes: Tensor<B, 1, Int>) -> Result<(), ValueError> {
         let rows = self.rows();
-        let extremes = Tensor::cat(vec![indices.clone().min(), indices.clone().max()], 0)
+        let extremes = extremes
             .into_data()
             .convert::<i64>()
             .into_vec::<i64>()

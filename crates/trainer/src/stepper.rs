@@ -144,6 +144,10 @@ impl<B: TrainBackend> Stepper<B> {
                     .collect::<Result<_, TrainError>>()?;
             }
         }
+        // Device backends check the step's lookup indices here, in one read per table.
+        for table in value_tables(&self.model) {
+            table.check_pending()?;
+        }
         let (mut main, mut values) = (main.grads(), values.grads());
         let mut rows = Vec::with_capacity(self.row_optims.len());
         if !self.row_optims.is_empty() {

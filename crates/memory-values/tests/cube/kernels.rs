@@ -4,7 +4,7 @@
 use burn::backend::Flex;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData, TensorPrimitive};
-use memory_values::{RowAdagrad, RowAdamW, ValueBackend, reference};
+use memory_values::{RowAdagrad, RowAdamW, ValueBackend, ValueError, ValueTable, reference};
 use proptest::prelude::*;
 
 use test_support::pseudo_random as data;
@@ -66,19 +66,33 @@ fn lookup_case(rows: usize, d: usize, t: usize, k: usize, seed: u64) -> Result<(
     );
     check_close(&host(out), &host(expected), TOL, "bag_dot")?;
 
+    rows_case(ids, &weights, &x, [t, k, d])
+}
+
+/// The sparse value gradient of lookups `ids [T, K]` (the device's grouping by row), kernel vs
+/// reference: the same rows, the same sums.
+fn rows_case(ids: Vec<i64>, weights: &[f32], x: &[f32], [t, k, d]: [usize; 3]) -> Result<(), String> {
     let (u, sums) = G::bag_rows(
         ints::<G, 2>(ids.clone(), [t, k]).into_primitive(),
-        prim(float::<G, 2>(weights.clone(), [t, k])),
-        prim(float::<G, 2>(x.clone(), [t, d])),
+        prim(float::<G, 2>(weights.to_vec(), [t, k])),
+        prim(float::<G, 2>(x.to_vec(), [t, d])),
     );
-    let (ref_u, ref_sums) =
-        reference::bag_rows::<Flex>(ints(ids, [t, k]), float(weights, [t, k]), float(x, [t, d]));
+    let (ref_u, ref_sums) = reference::bag_rows::<Flex>(
+        ints(ids, [t, k]),
+        float(weights.to_vec(), [t, k]),
+        float(x.to_vec(), [t, d]),
+    );
     let (u, ref_u) = (
         host_ints(Tensor::<G, 1, Int>::from_primitive(u)),
         host_ints(ref_u),
     );
     if u != ref_u {
-        return Err(format!("bag_rows ids {u:?} vs {ref_u:?}"));
+        let at = u.iter().zip(&ref_u).take_while(|(a, b)| a == b).count();
+        return Err(format!(
+            "bag_rows ids: {} vs {} expected, first difference at {at}",
+            u.len(),
+            ref_u.len()
+        ));
     }
     check_close(&host(back::<2>(sums)), &host(ref_sums), TOL, "bag_rows")
 }
@@ -137,6 +151,44 @@ proptest! {
         prop_assert_eq!(check_close(&host(back::<2>(fw)), &host(sw), TOL, "adagrad weight"), Ok(()));
         prop_assert_eq!(check_close(&host(back::<1>(fa)), &host(sa), TOL, "adagrad acc"), Ok(()));
     }
+}
+
+/// Grouping by row on the device past one chunk of every pass: 70,000 lookups (many chunks,
+/// a scan of scans) into 3,000,000 rows (keys with three significant radix digits), half of
+/// them into 50 hot rows.
+#[test]
+fn cube_bag_rows_groups_many_lookups_over_wide_rows() {
+    let (t, k, d) = (7_000, 10, 3);
+    let ids: Vec<i64> = data(t * k, 5)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let wide = ((v + 0.5) * 3_000_000.0) as i64;
+            if i % 2 == 0 { wide % 50 * 60_013 } else { wide }
+        })
+        .collect();
+    rows_case(ids, &data(t * k, 6), &data(t * d, 7), [t, k, d]).unwrap();
+}
+
+/// A device defers the range check: a lookup past the end reads the last row, and the step's
+/// one check names the index, once.
+#[test]
+fn cube_range_check_waits_for_the_step() {
+    let table = ValueTable::<G>::from_tensor(float(data(12, 1), [4, 3]), 0, 3).unwrap();
+    let weights = || float::<G, 2>(vec![1.0, 0.5], [1, 2]);
+    let past_end = table.lookup(ints(vec![1, 7], [1, 2]), weights()).unwrap();
+    let last_row = table.lookup(ints(vec![1, 3], [1, 2]), weights()).unwrap();
+    assert_eq!(host(past_end), host(last_row));
+    assert!(matches!(
+        table.check_pending(),
+        Err(ValueError::IndexOutOfRange { index: 7, rows: 4 })
+    ));
+    assert!(table.check_pending().is_ok());
+    table.lookup(ints(vec![-2, 0], [1, 2]), weights()).unwrap();
+    assert!(matches!(
+        table.check_pending(),
+        Err(ValueError::IndexOutOfRange { index: -2, rows: 4 })
+    ));
 }
 
 #[test]

@@ -1,15 +1,16 @@
 //! CubeCL kernels of the value primitives: one source for CUDA and wgpu (`CubeBackend`).
 //!
 //! One thread per output element; index tensors are read as the backend's int type. The
-//! sparse value gradient sorts (row, position) pairs on the host (Burn 0.21 has no device sort
-//! on CubeCL backends either: its `sort` reads the data back), then sums each row's segment on
-//! the device in position order, so it is deterministic without atomics. The dense value
+//! sparse value gradient groups the lookups by row on the device (a stable radix sort, see
+//! [`group`]; Burn 0.21's `sort` reads the data back on CubeCL backends), then sums each row's
+//! segment in lookup order, so it is deterministic without atomics: the number of distinct
+//! rows is the one value it reads back. The dense value
 //! gradient adds every contribution with float atomics where the device has them (in no fixed
 //! order), else scatters those sparse rows. Row updates write the table and optimizer state
 //! in place when their buffers have one owner.
 
 use burn::tensor::ops::{FloatTensor, IntTensor};
-use burn::tensor::{DType, Int, Tensor, TensorData, TensorMetadata};
+use burn::tensor::{DType, Int, Tensor, TensorMetadata};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
@@ -19,7 +20,10 @@ use cubecl::ir::FloatKind;
 use cubecl::prelude::{CubeCount, CubeDim, StorageType, Type};
 
 use crate::{RowAdagrad, RowAdamW, ValueBackend, fallback};
+use group::{Groups, group_by_key};
 use kernels::*;
+
+mod group;
 
 /// The kernels, in CubeCL's dialect of Rust.
 mod kernels {
@@ -222,6 +226,10 @@ where
     I: IntElement,
     BT: BoolElement,
 {
+    fn defers_range_checks() -> bool {
+        true
+    }
+
     fn bag_sum(
         values: FloatTensor<Self>,
         indices: IntTensor<Self>,
@@ -289,32 +297,13 @@ where
         if t * k == 0 || !native::<R, F>(&[&weights, &x]) {
             return fallback::bag_rows::<Self>(indices, weights, x);
         }
-        let device = x.device.clone();
-        // Host: sort (row, position) pairs; segments of equal rows, positions ascending.
-        let flat = Tensor::<Self, 2, Int>::from_primitive(indices)
-            .into_data()
-            .convert::<i64>()
-            .into_vec::<i64>()
-            .expect("converted to i64");
-        let mut pairs: Vec<(i64, i64)> = flat.into_iter().zip(0..).collect();
-        pairs.sort_unstable();
-        let mut ids = Vec::new();
-        let mut starts = Vec::new();
-        for (s, &(row, _)) in pairs.iter().enumerate() {
-            if ids.last() != Some(&row) {
-                ids.push(row);
-                starts.push(s as i64);
-            }
-        }
-        starts.push(pairs.len() as i64);
-        let order: Vec<i64> = pairs.iter().map(|&(_, p)| p).collect();
-        let upload = |values: Vec<i64>| {
-            let n = values.len();
-            Tensor::<Self, 1, Int>::from_data(TensorData::new(values, [n]), &device)
-                .into_primitive()
-        };
-        let u = ids.len();
-        let (ids, order, starts) = (upload(ids), upload(order), upload(starts));
+        let positions =
+            Tensor::<Self, 1, Int>::arange(0..(t * k) as i64, &x.device).into_primitive();
+        let keys = Tensor::<Self, 2, Int>::from_primitive(indices)
+            .reshape([t * k])
+            .into_primitive();
+        let Groups { ids, order, starts } = group_by_key::<R, I>(keys, positions);
+        let u = ids.shape().num_elements();
         let (weights, x) = (into_contiguous(weights), into_contiguous(x));
         let out = empty(&x, vec![u, d], F::dtype());
         let (count, dim) = grid(&out, u * d);

@@ -125,6 +125,10 @@ impl<B: ValueBackend, C: CheckpointStrategy> ValueBackend for Autodiff<B, C> {
         B::defers_range_checks()
     }
 
+    fn group_by_key(keys: IntTensor<Self>) -> [IntTensor<Self>; 3] {
+        B::group_by_key(keys)
+    }
+
     fn bag_sum(
         values: FloatTensor<Self>,
         indices: IntTensor<Self>,

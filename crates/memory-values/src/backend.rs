@@ -80,6 +80,15 @@ pub trait ValueBackend: Backend {
         Self::bag_dot(values, indices, x)
     }
 
+    /// Groups the positions `0..P` of `keys [P]` (ints in `0..2^32`, `P ≥ 1`) by key:
+    /// `(ids [U], order [P], starts [U + 1])`, the distinct keys ascending, the positions in key
+    /// order (ascending within a key), and segment `u` of `order` at `starts[u]..starts[u + 1]`.
+    /// MoE routing groups tokens by expert with it. By default the keys are read and sorted on
+    /// the host (free on the CPU); device backends group on the device.
+    fn group_by_key(keys: IntTensor<Self>) -> [IntTensor<Self>; 3] {
+        fallback::group_by_key::<Self>(keys)
+    }
+
     /// One lazy-AdamW step on rows `ids` (distinct, ascending) of `[weight, m, v]`.
     fn rows_adamw(
         tensors: [FloatTensor<Self>; 3],

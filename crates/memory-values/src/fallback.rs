@@ -4,7 +4,7 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{FloatTensor, IntTensor};
-use burn::tensor::{Tensor, TensorPrimitive};
+use burn::tensor::{Int, Tensor, TensorData, TensorPrimitive};
 
 use crate::{RowAdagrad, RowAdamW, reference};
 
@@ -48,6 +48,30 @@ pub(crate) fn bag_rows<B: Backend>(
     let (ids, rows) =
         reference::bag_rows::<B>(Tensor::from_primitive(indices), float(weights), float(x));
     (ids.into_primitive(), primitive(rows))
+}
+
+pub(crate) fn group_by_key<B: Backend>(keys: IntTensor<B>) -> [IntTensor<B>; 3] {
+    let keys = Tensor::<B, 1, Int>::from_primitive(keys);
+    let device = keys.device();
+    let keys = keys
+        .into_data()
+        .convert::<i64>()
+        .into_vec::<i64>()
+        .expect("converted to i64");
+    let mut order: Vec<i64> = (0..keys.len() as i64).collect();
+    order.sort_by_key(|&p| keys[p as usize]);
+    let (mut ids, mut starts) = (Vec::new(), Vec::new());
+    for (s, &p) in order.iter().enumerate() {
+        if ids.last() != Some(&keys[p as usize]) {
+            ids.push(keys[p as usize]);
+            starts.push(s as i64);
+        }
+    }
+    starts.push(order.len() as i64);
+    [ids, order, starts].map(|values| {
+        let n = values.len();
+        Tensor::<B, 1, Int>::from_data(TensorData::new(values, [n]), &device).into_primitive()
+    })
 }
 
 pub(crate) fn rows_adamw<B: Backend>(

@@ -4,6 +4,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
 use clap::ValueEnum;
+use memory_layer::MemoryBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::init::linear;
@@ -84,7 +85,7 @@ pub struct Assignment<B: Backend> {
     pub gates: Tensor<B, 1>,
 }
 
-impl<B: Backend> Moe<B> {
+impl<B: MemoryBackend> Moe<B> {
     /// `x [B, T, dim]` → output and, for token choice in training, the load-balancing loss.
     pub fn forward(&self, x: Tensor<B, 3>) -> (Tensor<B, 3>, Option<Tensor<B, 1>>) {
         let [b, t, dim] = x.dims();
@@ -154,37 +155,39 @@ impl<B: Backend> Moe<B> {
     }
 }
 
-/// Groups the `k` choices of every token by expert (reads the choices on the host).
-fn group<B: Backend>(
+/// Groups the `k` choices of every token by expert, in token order, on the backend
+/// (the value backend's `group_by_key`: on a device only the experts and where each one's tokens
+/// start are read back, `2U + 1` ints for `U` experts chosen, to shape their batches).
+fn group<B: MemoryBackend>(
     choice: &Tensor<B, 2, Int>,
     gates: Tensor<B, 2>,
     k: usize,
     experts: usize,
 ) -> Vec<Option<Assignment<B>>> {
-    let device = gates.device();
     let [n, _] = choice.dims();
-    let choices = choice
-        .clone()
+    let [ids, order, starts] = B::group_by_key(choice.clone().reshape([n * k]).into_primitive());
+    let (ids, order, starts) = (
+        Tensor::<B, 1, Int>::from_primitive(ids),
+        Tensor::<B, 1, Int>::from_primitive(order),
+        Tensor::<B, 1, Int>::from_primitive(starts),
+    );
+    let u = ids.dims()[0];
+    let bounds = Tensor::cat(vec![ids, starts], 0)
         .into_data()
         .convert::<i64>()
         .into_vec::<i64>()
         .expect("i64");
+    let (ids, starts) = bounds.split_at(u);
     let gates = gates.reshape([n * k]);
-    let mut slots: Vec<Vec<i64>> = vec![Vec::new(); experts];
-    for (slot, &e) in choices.iter().enumerate() {
-        slots[e as usize].push(slot as i64);
+    let mut assignments: Vec<Option<Assignment<B>>> = (0..experts).map(|_| None).collect();
+    for (u, &expert) in ids.iter().enumerate() {
+        let slots = order
+            .clone()
+            .slice(starts[u] as usize..starts[u + 1] as usize);
+        assignments[expert as usize] = Some(Assignment {
+            tokens: slots.clone().div_scalar(k as i64),
+            gates: gates.clone().select(0, slots),
+        });
     }
-    slots
-        .into_iter()
-        .map(|slots| {
-            (!slots.is_empty()).then(|| {
-                let len = slots.len();
-                let slots = Tensor::<B, 1, Int>::from_data(TensorData::new(slots, [len]), &device);
-                Assignment {
-                    tokens: slots.clone().div_scalar(k as i64),
-                    gates: gates.clone().select(0, slots),
-                }
-            })
-        })
-        .collect()
+    assignments
 }

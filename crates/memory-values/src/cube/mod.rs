@@ -297,12 +297,10 @@ where
         if t * k == 0 || !native::<R, F>(&[&weights, &x]) {
             return fallback::bag_rows::<Self>(indices, weights, x);
         }
-        let positions =
-            Tensor::<Self, 1, Int>::arange(0..(t * k) as i64, &x.device).into_primitive();
         let keys = Tensor::<Self, 2, Int>::from_primitive(indices)
             .reshape([t * k])
             .into_primitive();
-        let Groups { ids, order, starts } = group_by_key::<R, I>(keys, positions);
+        let [ids, order, starts] = Self::group_by_key(keys);
         let u = ids.shape().num_elements();
         let (weights, x) = (into_contiguous(weights), into_contiguous(x));
         let out = empty(&x, vec![u, d], F::dtype());
@@ -319,6 +317,16 @@ where
             k as u32,
         );
         (ids, out)
+    }
+
+    fn group_by_key(keys: IntTensor<Self>) -> [IntTensor<Self>; 3] {
+        let p = keys.shape().num_elements();
+        if p == 0 {
+            return fallback::group_by_key::<Self>(keys);
+        }
+        let positions = Tensor::<Self, 1, Int>::arange(0..p as i64, &keys.device).into_primitive();
+        let Groups { ids, order, starts } = group_by_key::<R, I>(keys, positions);
+        [ids, order, starts]
     }
 
     fn bag_scatter(

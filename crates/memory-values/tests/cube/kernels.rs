@@ -170,6 +170,34 @@ fn cube_bag_rows_groups_many_lookups_over_wide_rows() {
     rows_case(ids, &data(t * k, 6), &data(t * d, 7), [t, k, d]).unwrap();
 }
 
+/// Grouping by key (MoE routing's), device vs a stable sort on the host: one key, few keys
+/// (long segments), and 70,000 keys over a million values.
+#[test]
+fn cube_group_by_key_equals_a_stable_sort() {
+    for (p, range, seed) in [(1, 1, 1), (37, 5, 2), (5_000, 8, 3), (70_000, 1_000_000, 4)] {
+        let keys: Vec<i64> = data(p, seed)
+            .iter()
+            .map(|v| ((v + 0.5) * range as f32) as i64 % range)
+            .collect();
+        let [ids, order, starts] =
+            G::group_by_key(ints::<G, 1>(keys.clone(), [p]).into_primitive());
+        let read = |t| host_ints(Tensor::<G, 1, Int>::from_primitive(t));
+        let mut expected: Vec<i64> = (0..p as i64).collect();
+        expected.sort_by_key(|&i| keys[i as usize]);
+        let sorted: Vec<i64> = expected.iter().map(|&i| keys[i as usize]).collect();
+        let mut distinct = sorted.clone();
+        distinct.dedup();
+        let mut heads: Vec<i64> = (0..p)
+            .filter(|&s| s == 0 || sorted[s] != sorted[s - 1])
+            .map(|s| s as i64)
+            .collect();
+        heads.push(p as i64);
+        assert_eq!(read(order), expected, "order, {p} keys");
+        assert_eq!(read(ids), distinct, "ids, {p} keys");
+        assert_eq!(read(starts), heads, "starts, {p} keys");
+    }
+}
+
 /// A device defers the range check: a lookup past the end reads the last row, and the step's
 /// one check names the index, once.
 #[test]

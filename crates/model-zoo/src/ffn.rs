@@ -5,7 +5,7 @@ use memory_layer::{
     MemoryBackend, MemoryLayer, MemoryLayerConfig, MemoryOutput, Peer, PeerConfig, ValueStore,
 };
 
-use crate::{Moe, MoeConfig, SwiGluFfn, SwiGluFfnConfig, ZooError};
+use crate::{GateBackend, Moe, MoeConfig, SwiGluFfn, SwiGluFfnConfig, ZooError};
 
 /// Configuration of one block's FFN slot.
 #[derive(Debug, Clone)]
@@ -58,7 +58,7 @@ pub(crate) struct FfnOutput<B: Backend> {
     pub memory: Option<MemoryOutput<B, 3>>,
 }
 
-impl<B: MemoryBackend> Ffn<B> {
+impl<B: MemoryBackend + GateBackend> Ffn<B> {
     pub(crate) fn forward(
         &self,
         x: Tensor<B, 3>,

@@ -29,6 +29,7 @@ mod block;
 mod config;
 mod error;
 mod ffn;
+mod gate;
 mod generate;
 mod init;
 mod moe;
@@ -46,6 +47,7 @@ pub use block::{Block, BlockConfig};
 pub use config::{MemoryConfig, ModelKind, TransformerConfig, llama_ffn_hidden};
 pub use error::ZooError;
 pub use ffn::{Ffn, FfnConfig};
+pub use gate::GateBackend;
 pub use generate::{Sampler, generate};
 pub use moe::{Assignment, Moe, MoeConfig, Routing};
 pub use presets::{Size, preset};
@@ -55,6 +57,6 @@ pub use swiglu::{SwiGluFfn, SwiGluFfnConfig};
 pub use transformer::{ModelOutput, Transformer};
 
 /// Every backend extension a model needs: the memory layers' and rotary position encoding.
-pub trait ZooBackend: memory_layer::MemoryBackend + RopeBackend {}
+pub trait ZooBackend: memory_layer::MemoryBackend + RopeBackend + GateBackend {}
 
-impl<B: memory_layer::MemoryBackend + RopeBackend> ZooBackend for B {}
+impl<B: memory_layer::MemoryBackend + RopeBackend + GateBackend> ZooBackend for B {}

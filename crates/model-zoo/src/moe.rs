@@ -5,6 +5,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
 use clap::ValueEnum;
 use memory_layer::MemoryBackend;
+
+use crate::GateBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::init::linear;
@@ -85,7 +87,7 @@ pub struct Assignment<B: Backend> {
     pub gates: Tensor<B, 1>,
 }
 
-impl<B: MemoryBackend> Moe<B> {
+impl<B: MemoryBackend + GateBackend> Moe<B> {
     /// `x [B, T, dim]` → output and, for token choice in training, the load-balancing loss.
     pub fn forward(&self, x: Tensor<B, 3>) -> (Tensor<B, 3>, Option<Tensor<B, 1>>) {
         let [b, t, dim] = x.dims();

@@ -2,9 +2,9 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::Tensor;
-use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 
+use crate::gate::{GateBackend, silu_gate};
 use crate::init::linear;
 use crate::rows::on_rows;
 
@@ -41,12 +41,12 @@ pub struct SwiGluFfn<B: Backend> {
     pub w3: Linear<B>,
 }
 
-impl<B: Backend> SwiGluFfn<B> {
+impl<B: GateBackend> SwiGluFfn<B> {
     /// `x [..., dim]` → `[..., dim]`.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         on_rows(x, |x| {
             self.w2
-                .forward(silu(self.w1.forward(x.clone())) * self.w3.forward(x))
+                .forward(silu_gate(self.w1.forward(x.clone()), self.w3.forward(x)))
         })
     }
 }

@@ -1,6 +1,6 @@
 """Whole train steps of `cargo xtask bench --suite train`, timed with PyTorch on the CPU.
 
-    python tools/bench/torch_train.py target/bench/torch-train.json
+    python tools/bench/torch_train.py target/bench/torch-train.json [--only dense]
 
 The same models as the Rust cases (the `small` preset: dim 256, 6 blocks, 4 heads, vocab 4096,
 SwiGLU hidden 768, RoPE, RMSNorm, untied embeddings; 8 × 128 tokens per step; AdamW β 0.9/0.95,
@@ -13,6 +13,8 @@ Rows are the JSON of `cargo xtask bench --json` ({name, config, median_s, throug
 `cargo xtask bench --report` puts them beside ours.
 """
 
+import argparse
+import gc
 import json
 import math
 import os
@@ -175,7 +177,27 @@ def train_step_seconds(n_keys, sparse):
     return median_seconds(step)
 
 
-def main(out):
+def available_bytes():
+    """MemAvailable from /proc/meminfo (Linux), or None."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def fits(n_keys, sparse):
+    """Whether the pool, its two moments, a temporary and (dense AdamW) a gradient fit in 80% of
+    the memory available: at 2^22 values dense AdamW was killed by the kernel at 24 GiB."""
+    copies = 4 if sparse else 5
+    needed = copies * 4 * n_keys * n_keys * DIM
+    available = available_bytes()
+    return available is None or needed <= available * 0.8
+
+
+def main(out, only):
     cases = [
         ("train_step_dense_small", 0),
         ("train_step_memory_plus_small", 128),
@@ -185,23 +207,38 @@ def main(out):
     ]
     rows = []
     for name, n_keys in cases:
+        if only not in name:
+            continue
         config = {"model": "memory-plus" if n_keys else "dense", "size": "small", "batch": BATCH,
                   "seq_len": SEQ, "values": n_keys * n_keys}
         if n_keys:
-            timed = {"adamw": train_step_seconds(n_keys, False), "sparse_adam": train_step_seconds(n_keys, True)}
+            timed = {key: train_step_seconds(n_keys, sparse)
+                     for key, sparse in (("adamw", False), ("sparse_adam", True)) if fits(n_keys, sparse)}
+            skipped = [key for key in ("adamw", "sparse_adam") if key not in timed]
+            if skipped:
+                config["skipped_for_memory"] = skipped
+            if not timed:
+                print(f"{name:<40} skipped: does not fit in memory", file=sys.stderr)
+                continue
             config["pool_optimizer_seconds"] = timed
             config["pool_optimizer"] = min(timed, key=timed.get)
             seconds = min(timed.values())
         else:
             seconds = train_step_seconds(0, False)
+        gc.collect()
         tokens = BATCH * SEQ
         print(f"{name:<40} {seconds:>8.3f} s  {tokens / seconds:>8.0f} tokens/s  {config.get('pool_optimizer_seconds', '')}",
               file=sys.stderr)
         rows.append(dict(name=name, config=config, median_s=seconds, throughput=tokens / seconds, unit="tokens/s"))
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(rows, indent=2))
+        # Written after every case, so that a case killed for memory keeps the ones before it.
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(rows, indent=2))
     print(f"wrote {out} (torch {torch.__version__}, {torch.get_num_threads()} threads)", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "target/bench/torch-train.json")
+    parser = argparse.ArgumentParser(description="Whole PyTorch train steps, as xtask bench --suite train.")
+    parser.add_argument("out", nargs="?", default="target/bench/torch-train.json")
+    parser.add_argument("--only", default="", help="only the cases whose name contains this")
+    arguments = parser.parse_args()
+    main(arguments.out, arguments.only)

@@ -22,6 +22,9 @@ pub struct BenchArgs {
     /// Which cases to time.
     #[arg(long, value_enum, default_value = "default")]
     suite: Suite,
+    /// Only the train-step cases whose name contains this (e.g. `dense`).
+    #[arg(long)]
+    only: Option<String>,
     /// Write the results to this JSON file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -134,23 +137,31 @@ enum Suite {
     Gpu,
 }
 
-impl Job for Suite {
+/// A suite, with its train steps narrowed by name.
+struct Cases {
+    suite: Suite,
+    only: Option<String>,
+}
+
+impl Job for Cases {
     type Output = Vec<BenchResult>;
 
     fn run<B: TrainBackend>(self, devices: &[B::Device]) -> anyhow::Result<Vec<BenchResult>> {
         let device = &devices[0];
-        let kernels = matches!(self, Suite::Default | Suite::Kernels | Suite::Gpu);
-        let train = matches!(self, Suite::Default | Suite::Train | Suite::Gpu);
+        let Self { suite, only } = self;
+        let kernels = matches!(suite, Suite::Default | Suite::Kernels | Suite::Gpu);
+        let train = matches!(suite, Suite::Default | Suite::Train | Suite::Gpu);
         let mut out = Vec::new();
         if kernels {
             out.push(stream_triad());
             out.extend(kernel_cases::<B>(device)?);
         }
+        let only = only.as_deref().unwrap_or("");
         if train {
-            out.extend(train_cases::<B>(device, Size::Small)?);
+            out.extend(train_cases::<B>(device, Size::Small, only)?);
         }
-        if self == Suite::Gpu {
-            out.extend(train_cases::<B>(device, Size::M134)?);
+        if suite == Suite::Gpu {
+            out.extend(train_cases::<B>(device, Size::M134, only)?);
         }
         Ok(out)
     }
@@ -256,10 +267,11 @@ fn available_memory() -> Option<u64> {
 }
 
 /// Whole train steps at `size`: dense and Memory+, and at `small` Memory+ with pools of 2^16,
-/// 2^20 and 2^22 values.
+/// 2^20 and 2^22 values; those whose name contains `only`.
 fn train_cases<B: TrainBackend>(
     device: &B::Device,
     size: Size,
+    only: &str,
 ) -> anyhow::Result<Vec<BenchResult>> {
     let mut out = Vec::new();
     let mut cases = vec![
@@ -276,6 +288,7 @@ fn train_cases<B: TrainBackend>(
             cases.push((name, ModelKind::MemoryPlus, Some(n_keys)));
         }
     }
+    cases.retain(|(name, _, _)| name.contains(only));
     for (name, kind, n_keys) in cases {
         let mut config = TrainConfig::new(kind, size);
         config.model = preset(kind, size, n_keys);
@@ -340,7 +353,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             Path::new("docs/performance.md"),
         );
     }
-    let results = dispatch(args.backend, args.suite)?;
+    let cases = Cases {
+        suite: args.suite,
+        only: args.only,
+    };
+    let results = dispatch(args.backend, cases)?;
     let text = serde_json::to_string_pretty(&results)?;
     match &args.json {
         Some(path) => {

@@ -33,6 +33,7 @@ mod gate;
 mod generate;
 mod init;
 mod moe;
+mod nll;
 mod presets;
 mod rng;
 mod rope;
@@ -50,13 +51,15 @@ pub use ffn::{Ffn, FfnConfig};
 pub use gate::GateBackend;
 pub use generate::{Sampler, generate};
 pub use moe::{Assignment, Moe, MoeConfig, Routing};
+pub use nll::{NllBackend, token_nll};
 pub use presets::{Size, preset};
 pub use rng::SplitMix64;
 pub use rope::{RopeBackend, RopeTables};
 pub use swiglu::{SwiGluFfn, SwiGluFfnConfig};
 pub use transformer::{ModelOutput, Transformer};
 
-/// Every backend extension a model needs: the memory layers' and rotary position encoding.
-pub trait ZooBackend: memory_layer::MemoryBackend + RopeBackend + GateBackend {}
+/// Every backend extension a model needs: the memory layers', rotary position encoding,
+/// SwiGLU's gate and the token NLL.
+pub trait ZooBackend: memory_layer::MemoryBackend + RopeBackend + GateBackend + NllBackend {}
 
-impl<B: memory_layer::MemoryBackend + RopeBackend + GateBackend> ZooBackend for B {}
+impl<B: memory_layer::MemoryBackend + RopeBackend + GateBackend + NllBackend> ZooBackend for B {}

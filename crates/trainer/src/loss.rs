@@ -1,8 +1,7 @@
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 use memory_layer::ValueStore;
 use model_zoo::ZooBackend;
-use model_zoo::{ModelOutput, Transformer};
+use model_zoo::{ModelOutput, Transformer, token_nll};
 
 use crate::TrainError;
 
@@ -35,15 +34,6 @@ pub(crate) fn lm_loss<B: ZooBackend>(
         Some(values) => model.forward_with_values(inputs, values)?,
         None => model.forward(inputs)?,
     };
-    let loss = nll(out.logits.clone(), targets).mean();
+    let loss = token_nll(out.logits.clone(), targets).mean();
     Ok((loss, out))
-}
-
-/// Per-token NLL `[B, T]` of `targets` under `logits [B, T, V]`.
-pub(crate) fn nll<B: ZooBackend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
-    let [b, t, _] = logits.dims();
-    log_softmax(logits, 2)
-        .gather(2, targets.unsqueeze_dim(2))
-        .reshape([b, t])
-        .neg()
 }

@@ -2,13 +2,13 @@
 
 use burn::tensor::ElementConversion;
 use model_zoo::ZooBackend;
-use model_zoo::{Sampler, Transformer, generate};
+use model_zoo::{Sampler, Transformer, generate, token_nll};
 
 use crate::TrainError;
 use crate::data::{
     QaPair, QaScores, RecallProbe, Tokenizer, exact_match, prompt, recalls, token_f1,
 };
-use crate::loss::{nll, token_tensor};
+use crate::loss::token_tensor;
 
 /// Longest generated answer, in tokens.
 const MAX_ANSWER_TOKENS: usize = 24;
@@ -61,7 +61,7 @@ pub(crate) fn qa_scores<B: ZooBackend>(
         let all = token_tensor::<B>(&ids, 1, device);
         let n = ids.len();
         let logits = model.forward(all.clone().slice_dim(1, 0..n - 1))?.logits;
-        let per_token = nll(logits, all.slice_dim(1, 1..n));
+        let per_token = token_nll(logits, all.slice_dim(1, 1..n));
         let start = prompt_ids.len() - 1;
         answer_nll += per_token
             .slice_dim(1, start..n - 1)

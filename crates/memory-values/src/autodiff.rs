@@ -172,6 +172,17 @@ impl<B: ValueBackend, C: CheckpointStrategy> ValueBackend for Autodiff<B, C> {
         (ids, Self::from_inner(rows))
     }
 
+    fn merge_rows(
+        parts: Vec<(IntTensor<Self>, FloatTensor<Self>)>,
+    ) -> (IntTensor<Self>, FloatTensor<Self>) {
+        let parts = parts
+            .into_iter()
+            .map(|(ids, rows)| (ids, rows.primitive))
+            .collect();
+        let (ids, rows) = B::merge_rows(parts);
+        (ids, Self::from_inner(rows))
+    }
+
     fn bag_scatter(
         n_rows: usize,
         indices: IntTensor<Self>,

@@ -46,6 +46,17 @@ pub trait ValueBackend: Backend {
         fallback::bag_rows::<Self>(indices, weights, x)
     }
 
+    /// The sum of sparse row sets `parts`, each `(ids [U_i], rows [U_i, d])` with distinct,
+    /// ascending ids: the union of the ids, ascending, and per id the rows that have it added
+    /// in part order (what [`bag_rows`](Self::bag_rows) of their concatenation with unit
+    /// weights gives, which is the default). The gradient of a table several layers read.
+    /// `parts` is not empty.
+    fn merge_rows(
+        parts: Vec<(IntTensor<Self>, FloatTensor<Self>)>,
+    ) -> (IntTensor<Self>, FloatTensor<Self>) {
+        fallback::merge_rows::<Self>(parts)
+    }
+
     /// The dense value gradient `[n_rows, d]`: `bag_rows` scattered into zeros by default
     /// (deterministic); a backend with float atomics may add every contribution in place
     /// instead (the order of the additions is then unspecified).

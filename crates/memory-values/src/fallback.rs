@@ -6,7 +6,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{Int, Tensor, TensorData, TensorPrimitive};
 
-use crate::{RowAdagrad, RowAdamW, reference};
+use crate::{RowAdagrad, RowAdamW, ValueBackend, reference};
 
 fn float<B: Backend, const D: usize>(tensor: FloatTensor<B>) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(tensor))
@@ -72,6 +72,22 @@ pub(crate) fn group_by_key<B: Backend>(keys: IntTensor<B>) -> [IntTensor<B>; 3] 
         let n = values.len();
         Tensor::<B, 1, Int>::from_data(TensorData::new(values, [n]), &device).into_primitive()
     })
+}
+
+/// [`ValueBackend::merge_rows`]: `bag_rows` of the concatenated parts with unit weights.
+pub(crate) fn merge_rows<B: ValueBackend>(
+    parts: Vec<(IntTensor<B>, FloatTensor<B>)>,
+) -> (IntTensor<B>, FloatTensor<B>) {
+    let (ids, rows): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+    let ids = Tensor::<B, 1, Int>::cat(ids.into_iter().map(Tensor::from_primitive).collect(), 0);
+    let rows = Tensor::<B, 2>::cat(rows.into_iter().map(float).collect(), 0);
+    let m = ids.dims()[0];
+    let weights = Tensor::<B, 2>::ones([m, 1], &rows.device());
+    B::bag_rows(
+        ids.reshape([m, 1]).into_primitive(),
+        primitive(weights),
+        primitive(rows),
+    )
 }
 
 pub(crate) fn rows_adamw<B: Backend>(

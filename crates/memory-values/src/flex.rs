@@ -160,6 +160,55 @@ impl ValueBackend for Flex {
         )
     }
 
+    fn merge_rows(
+        parts: Vec<(IntTensor<Self>, FloatTensor<Self>)>,
+    ) -> (IntTensor<Self>, FloatTensor<Self>) {
+        let rows: Option<Vec<FlexTensor>> = parts.iter().map(|(_, rows)| f32s(rows)).collect();
+        let Some(rows) = rows else {
+            return fallback::merge_rows::<Flex>(parts);
+        };
+        let d = rows[0].shape().dims::<2>()[1];
+        let ids: Vec<Vec<usize>> = parts.iter().map(|(ids, _)| indices(ids)).collect();
+        let rows: Vec<&[f32]> = rows
+            .iter()
+            .map(|r| r.as_slice::<f32>().expect("f32"))
+            .collect();
+        // A k-way merge: every distinct id, ascending, with the (part, row) pairs that hold it
+        // in part order.
+        let mut next = vec![0usize; ids.len()];
+        let (mut union, mut sources, mut starts) = (Vec::new(), Vec::new(), vec![0]);
+        while let Some(id) = ids
+            .iter()
+            .zip(&next)
+            .filter_map(|(ids, &n)| ids.get(n))
+            .min()
+        {
+            let id = *id;
+            for (part, (ids, n)) in ids.iter().zip(&mut next).enumerate() {
+                if ids.get(*n) == Some(&id) {
+                    sources.push((part, *n));
+                    *n += 1;
+                }
+            }
+            union.push(id as i64);
+            starts.push(sources.len());
+        }
+        let mut out = vec![0f32; union.len() * d];
+        out.par_chunks_mut(d.max(1))
+            .zip(starts.par_windows(2))
+            .for_each(|(row, segment)| {
+                first_touch(row);
+                for &(part, r) in &sources[segment[0]..segment[1]] {
+                    axpy(row, 1.0, &rows[part][r * d..(r + 1) * d]);
+                }
+            });
+        let u = union.len();
+        (
+            FlexTensor::from_data(TensorData::new(union, [u])),
+            output(out, [u, d]),
+        )
+    }
+
     fn rows_adamw(
         [weight, m, v]: [FloatTensor<Self>; 3],
         ids_t: IntTensor<Self>,

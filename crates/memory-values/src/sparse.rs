@@ -28,18 +28,14 @@ impl<B: ValueBackend> RowGrads<B> {
             // One backward's rows come from one `bag_rows`: already distinct and ascending.
             return parts.pop();
         }
-        let (ids, rows): (Vec<_>, Vec<_>) = parts.into_iter().map(|g| (g.ids, g.rows)).unzip();
-        if ids.is_empty() {
+        if parts.is_empty() {
             return None;
         }
-        let (ids, rows) = (Tensor::cat(ids, 0), Tensor::cat(rows, 0));
-        let m = ids.dims()[0];
-        let weights = Tensor::<B, 2>::ones([m, 1], &rows.device());
-        let (ids, rows) = B::bag_rows(
-            ids.reshape([m, 1]).into_primitive(),
-            weights.into_primitive().tensor(),
-            rows.into_primitive().tensor(),
-        );
+        let parts = parts
+            .into_iter()
+            .map(|g| (g.ids.into_primitive(), g.rows.into_primitive().tensor()))
+            .collect();
+        let (ids, rows) = B::merge_rows(parts);
         Some(Self {
             ids: Tensor::from_primitive(ids),
             rows: Tensor::from_primitive(TensorPrimitive::Float(rows)),

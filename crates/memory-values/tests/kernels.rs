@@ -54,6 +54,39 @@ proptest! {
         prop_assert_eq!(close(back(sums), ref_sums), Ok(()));
     }
 
+    /// Summing several layers' sparse rows (a k-way merge on Flex) equals `bag_rows` of their
+    /// concatenation with unit weights, bit for bit: the same ids, the same additions in order.
+    #[test]
+    fn merged_rows_equal_rows_of_the_concatenation(rows in 1usize..30, d in 1usize..20, parts in 1usize..5, seed in any::<u64>()) {
+        let device = Default::default();
+        let parts: Vec<(Vec<i64>, Vec<f32>)> = (0..parts as u64)
+            .map(|p| {
+                let keep = data(rows, seed ^ p);
+                let ids: Vec<i64> = (0..rows as i64).filter(|&i| keep[i as usize] > 0.0).collect();
+                let values = data(ids.len() * d, seed ^ (p + 100));
+                (ids, values)
+            })
+            .collect();
+        let tensors = |(ids, values): &(Vec<i64>, Vec<f32>)| {
+            let u = ids.len();
+            (
+                Tensor::<B, 1, Int>::from_data(TensorData::new(ids.clone(), [u]), &device).into_primitive(),
+                prim(float(values.clone(), [u, d])),
+            )
+        };
+        let (ids, sums) = B::merge_rows(parts.iter().map(tensors).collect());
+        let all_ids: Vec<i64> = parts.iter().flat_map(|(ids, _)| ids.clone()).collect();
+        let all_rows: Vec<f32> = parts.iter().flat_map(|(_, rows)| rows.clone()).collect();
+        let m = all_ids.len();
+        let (ref_ids, ref_sums) = B::bag_rows(
+            Tensor::<B, 2, Int>::from_data(TensorData::new(all_ids, [m, 1]), &device).into_primitive(),
+            prim(float(vec![1.0; m], [m, 1])),
+            prim(float(all_rows, [m, d])),
+        );
+        prop_assert_eq!(host_ints::<B, 1>(Tensor::from_primitive(ids)), host_ints::<B, 1>(Tensor::from_primitive(ref_ids)));
+        prop_assert_eq!(host(back::<2>(sums)), host(back::<2>(ref_sums)));
+    }
+
     #[test]
     fn row_updates_equal_reference(rows in 1usize..40, d in 1usize..20, touched in 0usize..40, steps in 1u64..4, seed in any::<u64>()) {
         // Distinct ascending ids: every other row, at most `touched` of them.

@@ -6,6 +6,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Int, Tensor};
 
+use crate::causal::{CausalBackend, Heads, causal_attention};
 use crate::init::linear;
 use crate::rope::{RopeBackend, RopeTables};
 use crate::rows::on_rows;
@@ -79,7 +80,7 @@ pub struct Attention<B: Backend> {
     kv_heads: usize,
 }
 
-impl<B: RopeBackend> Attention<B> {
+impl<B: RopeBackend + CausalBackend> Attention<B> {
     /// `x [B, T, dim]` → `[B, T, dim]`; with a cache, `x` continues the cached positions.
     pub fn forward(
         &self,
@@ -87,15 +88,43 @@ impl<B: RopeBackend> Attention<B> {
         rope: &RopeTables<B>,
         cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
-        let [b, t, dim] = x.dims();
+        let project = |linear: &Linear<B>| on_rows(x.clone(), |x| linear.forward(x));
+        let q = rope.apply(project(&self.wq));
+        let k = rope.apply(project(&self.wk));
+        let v = project(&self.wv);
+        let heads = Heads {
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+        };
+        // Whole sequences take the backend's kernel where it has one.
+        let fused = match cache {
+            None => causal_attention(q.clone(), k.clone(), v.clone(), heads),
+            Some(_) => None,
+        };
+        let out = match fused {
+            Some(out) => out,
+            None => self.burn_attention(q, k, v, cache),
+        };
+        on_rows(out, |y| self.wo.forward(y))
+    }
+
+    /// Burn's attention over heads split out of `q`, `k`, `v` (`[B, T, heads·head_dim]`),
+    /// after the cached positions; the heads merged back.
+    fn burn_attention(
+        &self,
+        q: Tensor<B, 3>,
+        k: Tensor<B, 3>,
+        v: Tensor<B, 3>,
+        cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 3> {
+        let [b, t, dim] = q.dims();
         let head_dim = dim / self.heads;
         let split =
             |y: Tensor<B, 3>, heads: usize| y.reshape([b, t, heads, head_dim]).swap_dims(1, 2);
         let start = cache.as_ref().map_or(0, |c| c.len());
-        let project = |linear: &Linear<B>| on_rows(x.clone(), |x| linear.forward(x));
-        let q = split(rope.apply(project(&self.wq)), self.heads);
-        let mut k = split(rope.apply(project(&self.wk)), self.kv_heads);
-        let mut v = split(project(&self.wv), self.kv_heads);
+        let q = split(q, self.heads);
+        let mut k = split(k, self.kv_heads);
+        let mut v = split(v, self.kv_heads);
         if let Some(cache) = cache {
             if let (Some(pk), Some(pv)) = (cache.k.take(), cache.v.take()) {
                 k = Tensor::cat(vec![pk, k], 2);
@@ -118,10 +147,9 @@ impl<B: RopeBackend> Attention<B> {
             softcap: None,
             is_causal,
         };
-        let out = attention(q, k, v, mask, None, options);
-        on_rows(out.swap_dims(1, 2).reshape([b, t, dim]), |y| {
-            self.wo.forward(y)
-        })
+        attention(q, k, v, mask, None, options)
+            .swap_dims(1, 2)
+            .reshape([b, t, dim])
     }
 
     /// `[B, kv_heads, T, d]` → `[B, heads, T, d]`, each key/value head serving `heads/kv_heads`.

@@ -26,6 +26,7 @@
 mod accounting;
 mod attention;
 mod block;
+mod causal;
 mod config;
 mod error;
 mod ffn;
@@ -45,6 +46,7 @@ pub mod value_name;
 pub use accounting::{Accounting, account};
 pub use attention::{Attention, AttentionConfig, KvCache};
 pub use block::{Block, BlockConfig};
+pub use causal::{CausalBackend, Heads};
 pub use config::{MemoryConfig, ModelKind, TransformerConfig, llama_ffn_hidden};
 pub use error::ZooError;
 pub use ffn::{Ffn, FfnConfig};
@@ -59,7 +61,13 @@ pub use swiglu::{SwiGluFfn, SwiGluFfnConfig};
 pub use transformer::{ModelOutput, Transformer};
 
 /// Every backend extension a model needs: the memory layers', rotary position encoding,
-/// SwiGLU's gate and the token NLL.
-pub trait ZooBackend: memory_layer::MemoryBackend + RopeBackend + GateBackend + NllBackend {}
+/// causal attention, SwiGLU's gate and the token NLL.
+pub trait ZooBackend:
+    memory_layer::MemoryBackend + RopeBackend + GateBackend + NllBackend + CausalBackend
+{
+}
 
-impl<B: memory_layer::MemoryBackend + RopeBackend + GateBackend + NllBackend> ZooBackend for B {}
+impl<B> ZooBackend for B where
+    B: memory_layer::MemoryBackend + RopeBackend + GateBackend + NllBackend + CausalBackend
+{
+}

@@ -4,7 +4,7 @@
 //! out of `[batch, len, heads·head_dim]` and back (a copy each way, forward and backward), a
 //! mask, and a softmax and two products per direction: on the CPU the layout copies alone were
 //! a tenth of a train step. [`CausalBackend::causal_attention`] reads the projections in
-//! their own layout and skips the masked half; Flex has a kernel, other backends return `None`
+//! their own layout (strided GEMMs on Flex, no copies); other backends return `None`
 //! and the model uses Burn's attention.
 
 use std::marker::PhantomData;
@@ -143,30 +143,81 @@ mod flex {
 
     use super::{CausalBackend, Heads};
 
-    /// `Σ a·b` with 16 independent partial sums (vectorised; the order is fixed).
-    #[inline]
-    fn dot(a: &[f32], b: &[f32]) -> f32 {
-        let mut lanes = [0f32; 16];
-        let (xs, ys) = (a.chunks_exact(16), b.chunks_exact(16));
-        let tail: f32 = xs
-            .remainder()
-            .iter()
-            .zip(ys.remainder())
-            .map(|(x, y)| x * y)
-            .sum();
-        for (x, y) in xs.zip(ys) {
-            for l in 0..16 {
-                lanes[l] += x[l] * y[l];
-            }
-        }
-        lanes.iter().sum::<f32>() + tail
+    /// A strided matrix in a buffer: element `(i, j)` at `offset + i·rows + j·cols`.
+    #[derive(Debug, Clone, Copy)]
+    struct View {
+        offset: usize,
+        rows: usize,
+        cols: usize,
     }
 
-    /// `y += a·x`.
-    #[inline]
-    fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-        for (y, x) in y.iter_mut().zip(x) {
-            *y += a * x;
+    impl View {
+        /// Row-major with row stride `rows`.
+        fn rows(offset: usize, rows: usize) -> Self {
+            Self {
+                offset,
+                rows,
+                cols: 1,
+            }
+        }
+
+        /// The transpose.
+        fn t(self) -> Self {
+            Self {
+                offset: self.offset,
+                rows: self.cols,
+                cols: self.rows,
+            }
+        }
+
+        /// The last element of an `m × n` matrix.
+        fn last(self, m: usize, n: usize) -> usize {
+            self.offset + (m - 1) * self.rows + (n - 1) * self.cols
+        }
+    }
+
+    /// `dst ← [dst +] scale · lhs·rhs` for `lhs [m, k]`, `rhs [k, n]` and `dst [m, n]` (views
+    /// into their buffers), by Flex's own GEMM (the `gemm` crate) on this thread.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul(
+        (dst, d): (&mut [f32], View),
+        (lhs, l): (&[f32], View),
+        (rhs, r): (&[f32], View),
+        [m, k, n]: [usize; 3],
+        scale: f32,
+        accumulate: bool,
+    ) {
+        assert!(m > 0 && k > 0 && n > 0, "an empty product");
+        assert!(
+            d.last(m, n) < dst.len() && l.last(m, k) < lhs.len() && r.last(k, n) < rhs.len(),
+            "matmul views outside their buffers"
+        );
+        // SAFETY: every element the three views address lies inside its slice (the strides are
+        // non-negative, so the last element is the largest offset: checked above), and `dst`
+        // is borrowed mutably, so it aliases neither input.
+        #[allow(unsafe_code)]
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                dst.as_mut_ptr().add(d.offset),
+                d.cols as isize,
+                d.rows as isize,
+                accumulate,
+                lhs.as_ptr().add(l.offset),
+                l.cols as isize,
+                l.rows as isize,
+                rhs.as_ptr().add(r.offset),
+                r.cols as isize,
+                r.rows as isize,
+                1.0,
+                scale,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
         }
     }
 
@@ -180,9 +231,24 @@ mod flex {
         t.as_slice::<f32>().expect("f32")
     }
 
-    /// Each batch element on its own rayon task (its heads in turn): rows of `q`, `k`, `v` and
-    /// the output are read and written where they lie, only the causal half of each score
-    /// matrix is computed, and the probabilities are kept for the backward pass.
+    /// Softmax of row `i` of `scores [t, t]` over its first `i + 1` entries, zeros after.
+    fn causal_softmax(scores: &mut [f32], t: usize) {
+        for (i, row) in scores.chunks_mut(t).enumerate() {
+            let (seen, hidden) = row.split_at_mut(i + 1);
+            let max = seen.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0;
+            for p in seen.iter_mut() {
+                *p = (*p - max).exp();
+                sum += *p;
+            }
+            seen.iter_mut().for_each(|p| *p /= sum);
+            hidden.fill(0.0);
+        }
+    }
+
+    /// Each batch element on its own rayon task, its heads in turn: every product is a GEMM on
+    /// the heads where they lie in the projections (strided views, no copies), and the
+    /// probabilities are kept for the backward pass.
     impl CausalBackend for Flex {
         fn causal_attention(
             q: FloatTensor<Self>,
@@ -205,31 +271,32 @@ mod flex {
                 .enumerate()
                 .for_each(|(n, (out, probs))| {
                     let (q, k, v) = (
-                        &q[n * t * h * d..],
-                        &k[n * t * kv * d..],
-                        &v[n * t * kv * d..],
+                        &q[n * t * h * d..][..t * h * d],
+                        &k[n * t * kv * d..][..t * kv * d],
+                        &v[n * t * kv * d..][..t * kv * d],
                     );
-                    for head in 0..h {
-                        let c = head / group * d;
-                        for i in 0..t {
-                            let qi = &q[(i * h + head) * d..][..d];
-                            let row = &mut probs[(head * t + i) * t..][..i + 1];
-                            let mut max = f32::NEG_INFINITY;
-                            for (j, p) in row.iter_mut().enumerate() {
-                                *p = dot(qi, &k[j * kv * d + c..][..d]) * scale;
-                                max = max.max(*p);
-                            }
-                            let mut sum = 0.0;
-                            for p in row.iter_mut() {
-                                *p = (*p - max).exp();
-                                sum += *p;
-                            }
-                            let oi = &mut out[(i * h + head) * d..][..d];
-                            for (j, p) in row.iter_mut().enumerate() {
-                                *p /= sum;
-                                axpy(oi, *p, &v[j * kv * d + c..][..d]);
-                            }
-                        }
+                    for (head, p) in probs.chunks_mut(t * t).enumerate() {
+                        let (qh, c) = (
+                            View::rows(head * d, h * d),
+                            View::rows(head / group * d, kv * d),
+                        );
+                        matmul(
+                            (p, View::rows(0, t)),
+                            (q, qh),
+                            (k, c.t()),
+                            [t, d, t],
+                            scale,
+                            false,
+                        );
+                        causal_softmax(p, t);
+                        matmul(
+                            (out, qh),
+                            (p, View::rows(0, t)),
+                            (v, c),
+                            [t, t, d],
+                            1.0,
+                            false,
+                        );
                     }
                 });
             Some([
@@ -238,8 +305,8 @@ mod flex {
             ])
         }
 
-        /// `∂v_j = Σ_i p_ij ∂o_i`; `∂s_ij = p_ij (∂o_i·v_j − Σ_l p_il ∂o_i·v_l)`;
-        /// `∂q_i = Σ_j ∂s_ij k_j / √d`; `∂k_j = Σ_i ∂s_ij q_i / √d`.
+        /// `∂v = pᵀ·∂o`; `∂s = p ⊙ (∂o·vᵀ − rowsum(p ⊙ ∂o·vᵀ))`; `∂q = ∂s·k / √d`;
+        /// `∂k = ∂sᵀ·q / √d` (key/value heads summed over the query heads they serve).
         fn causal_attention_backward(
             q: FloatTensor<Self>,
             k: FloatTensor<Self>,
@@ -262,32 +329,48 @@ mod flex {
                 )
                 .enumerate()
                 .for_each(|(n, (dq, (dk, dv)))| {
-                    let (q, k, v) = (
-                        &q[n * t * h * d..],
-                        &k[n * t * kv * d..],
-                        &v[n * t * kv * d..],
+                    let (q, g) = (
+                        &q[n * t * h * d..][..t * h * d],
+                        &g[n * t * h * d..][..t * h * d],
                     );
-                    let (probs, g) = (&probs[n * h * t * t..], &g[n * t * h * d..]);
-                    let mut dp = vec![0f32; t];
-                    for head in 0..h {
-                        let c = head / group * d;
-                        for i in 0..t {
-                            let (at, row) =
-                                ((i * h + head) * d, &probs[(head * t + i) * t..][..i + 1]);
-                            let (qi, gi) = (&q[at..][..d], &g[at..][..d]);
-                            let mut mean = 0.0;
-                            for (j, (dp, &p)) in dp.iter_mut().zip(row).enumerate() {
-                                *dp = dot(gi, &v[j * kv * d + c..][..d]);
-                                mean += p * *dp;
-                            }
-                            for (j, &p) in row.iter().enumerate() {
-                                let at = j * kv * d + c;
-                                let ds = p * (dp[j] - mean) * scale;
-                                axpy(&mut dq[(i * h + head) * d..][..d], ds, &k[at..][..d]);
-                                axpy(&mut dk[at..][..d], ds, qi);
-                                axpy(&mut dv[at..][..d], p, gi);
-                            }
+                    let (k, v) = (
+                        &k[n * t * kv * d..][..t * kv * d],
+                        &v[n * t * kv * d..][..t * kv * d],
+                    );
+                    let probs = &probs[n * h * t * t..][..h * t * t];
+                    let mut ds = vec![0f32; t * t];
+                    let square = View::rows(0, t);
+                    for (head, p) in probs.chunks(t * t).enumerate() {
+                        let (qh, c) = (
+                            View::rows(head * d, h * d),
+                            View::rows(head / group * d, kv * d),
+                        );
+                        // The key/value heads' first query head writes, the others add.
+                        let first = head % group == 0;
+                        matmul((dv, c), (p, square.t()), (g, qh), [t, t, d], 1.0, !first);
+                        matmul(
+                            (&mut ds, square),
+                            (g, qh),
+                            (v, c.t()),
+                            [t, d, t],
+                            1.0,
+                            false,
+                        );
+                        for (ds, p) in ds.chunks_mut(t).zip(p.chunks(t)) {
+                            let mean: f32 = ds.iter().zip(p).map(|(ds, p)| ds * p).sum();
+                            ds.iter_mut()
+                                .zip(p)
+                                .for_each(|(ds, p)| *ds = p * (*ds - mean));
                         }
+                        matmul((dq, qh), (&ds, square), (k, c), [t, t, d], scale, false);
+                        matmul(
+                            (dk, c),
+                            (&ds, square.t()),
+                            (q, qh),
+                            [t, t, d],
+                            scale,
+                            !first,
+                        );
                     }
                 });
             let tensor =

@@ -206,6 +206,8 @@ def main(out, only):
         ("train_step_memory_plus_small_values_22", 2048),
     ]
     rows = []
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text("[]")
     for name, n_keys in cases:
         if only not in name:
             continue
@@ -231,7 +233,6 @@ def main(out, only):
               file=sys.stderr)
         rows.append(dict(name=name, config=config, median_s=seconds, throughput=tokens / seconds, unit="tokens/s"))
         # Written after every case, so that a case killed for memory keeps the ones before it.
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(rows, indent=2))
     print(f"wrote {out} (torch {torch.__version__}, {torch.get_num_threads()} threads)", file=sys.stderr)
 

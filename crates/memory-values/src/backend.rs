@@ -46,11 +46,12 @@ pub trait ValueBackend: Backend {
         fallback::bag_rows::<Self>(indices, weights, x)
     }
 
-    /// The sum of sparse row sets `parts`, each `(ids [U_i], rows [U_i, d])` with distinct,
-    /// ascending ids: the union of the ids, ascending, and per id the rows that have it added
-    /// in part order (what [`bag_rows`](Self::bag_rows) of their concatenation with unit
-    /// weights gives, which is the default). The gradient of a table several layers read.
-    /// `parts` is not empty.
+    /// The sum of sparse row sets `parts`, each `(ids [U_i], rows [U_i, d])`: the distinct ids,
+    /// ascending, and per id its rows added in part order, which is what
+    /// [`bag_rows`](Self::bag_rows) of their concatenation with unit weights gives (the
+    /// default). The gradient of a table several layers read. `parts` is not empty; a kernel
+    /// may count on each part's ids being distinct and ascending (as `bag_rows` makes them)
+    /// and fall back to the default otherwise.
     fn merge_rows(
         parts: Vec<(IntTensor<Self>, FloatTensor<Self>)>,
     ) -> (IntTensor<Self>, FloatTensor<Self>) {

@@ -163,12 +163,14 @@ impl ValueBackend for Flex {
     fn merge_rows(
         parts: Vec<(IntTensor<Self>, FloatTensor<Self>)>,
     ) -> (IntTensor<Self>, FloatTensor<Self>) {
+        let ids: Vec<Vec<usize>> = parts.iter().map(|(ids, _)| indices(ids)).collect();
         let rows: Option<Vec<FlexTensor>> = parts.iter().map(|(_, rows)| f32s(rows)).collect();
-        let Some(rows) = rows else {
+        let (Some(rows), true) = (rows, ids.iter().all(|ids| ascending(ids))) else {
             return fallback::merge_rows::<Flex>(parts);
         };
-        let d = rows[0].shape().dims::<2>()[1];
-        let ids: Vec<Vec<usize>> = parts.iter().map(|(ids, _)| indices(ids)).collect();
+        let Some(d) = rows.first().map(|r| r.shape().dims::<2>()[1]) else {
+            return fallback::merge_rows::<Flex>(parts);
+        };
         let rows: Vec<&[f32]> = rows
             .iter()
             .map(|r| r.as_slice::<f32>().expect("f32"))

@@ -21,8 +21,9 @@ pub struct RowGrads<B: Backend> {
 }
 
 impl<B: ValueBackend> RowGrads<B> {
-    /// Concatenates `parts` (e.g. one per layer sharing a table) and sums the rows of equal ids,
-    /// so that ids become distinct and ascending. `None` when `parts` is empty.
+    /// Sums `parts` (e.g. one per layer sharing a table) into one gradient whose ids are
+    /// distinct and ascending, adding the rows of equal ids in part order
+    /// ([`ValueBackend::merge_rows`]). `None` when `parts` is empty.
     pub fn coalesce(mut parts: Vec<Self>) -> Option<Self> {
         if parts.len() == 1 {
             // One backward's rows come from one `bag_rows`: already distinct and ascending.

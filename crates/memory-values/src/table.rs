@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param};
 use burn::tensor::backend::Backend;
+use burn::tensor::ops::IntTensor;
 use burn::tensor::{Int, Tensor, TensorPrimitive};
 
 use crate::{RowGradSink, RowGrads, ValueBackend, ValueError};
@@ -117,7 +118,8 @@ pub struct ValueTable<B: Backend> {
 
 /// The index extremes `[min, max]` of lookups whose range check waits for
 /// [`ValueTable::check_pending`] (backends that [defer](ValueBackend::defers_range_checks) it).
-/// Clones share them. Type-erased (a `Tensor<B, 1, Int>`) so that the module skips it.
+/// Clones share them, `valid()` copies too: the int primitive is one type with and without
+/// autodiff. Type-erased (an `IntTensor<B>`) so that the module skips it.
 #[derive(Clone, Default)]
 struct PendingRange(Arc<Mutex<Option<Box<dyn Any + Send>>>>);
 
@@ -131,10 +133,7 @@ impl PendingRange {
     /// Widens the kept extremes by `extremes [min, max]`; device ops only, nothing is read.
     fn widen<B: Backend>(&self, extremes: Tensor<B, 1, Int>) {
         let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let widened = match kept
-            .take()
-            .and_then(|old| old.downcast::<Tensor<B, 1, Int>>().ok())
-        {
+        let widened = match kept.take().map(Self::unbox::<B>) {
             None => extremes,
             Some(old) => Tensor::cat(
                 vec![
@@ -146,20 +145,19 @@ impl PendingRange {
                 0,
             ),
         };
-        *kept = Some(Box::new(widened));
+        *kept = Some(Box::new(widened.into_primitive()));
     }
 
     fn take<B: Backend>(&self) -> Option<Tensor<B, 1, Int>> {
-        let kept = self
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()?;
-        Some(
-            *kept
-                .downcast()
-                .expect("extremes kept by this table's backend"),
-        )
+        let kept = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+        kept.map(Self::unbox::<B>)
+    }
+
+    fn unbox<B: Backend>(kept: Box<dyn Any + Send>) -> Tensor<B, 1, Int> {
+        let primitive = kept
+            .downcast::<IntTensor<B>>()
+            .expect("extremes kept by this table's backend");
+        Tensor::from_primitive(*primitive)
     }
 }
 
@@ -216,7 +214,8 @@ impl<B: ValueBackend> ValueTable<B> {
     /// Weighted lookup `out[t] = Σ_j weights[t,j] · V[indices[t,j]]` over this table's columns.
     ///
     /// `indices` and `weights` are `[T, K]`; the output is `[T, width]`. Differentiable in the
-    /// values and the weights. An index outside `0..rows` is an error.
+    /// values and the weights. An index outside `0..rows` is an error (on device backends,
+    /// from [`check_pending`](Self::check_pending)).
     pub fn lookup(
         &self,
         indices: Tensor<B, 2, Int>,
@@ -243,7 +242,8 @@ impl<B: ValueBackend> ValueTable<B> {
     /// Dot products `out[t,j] = ⟨V[indices[t,j]], x[t]⟩` with this table's rows (PEER's keys).
     ///
     /// `indices` is `[T, K]`, `x` is `[T, width]`; the output is `[T, K]`. Differentiable in
-    /// the values and `x`. An index outside `0..rows` is an error.
+    /// the values and `x`. An index outside `0..rows` is an error (on device backends, from
+    /// [`check_pending`](Self::check_pending)).
     pub fn dot(
         &self,
         indices: Tensor<B, 2, Int>,

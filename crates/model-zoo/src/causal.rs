@@ -142,22 +142,23 @@ mod flex {
     use rayon::prelude::*;
 
     use super::{CausalBackend, Heads};
+    use crate::host::f32s;
 
-    /// A strided matrix in a buffer: element `(i, j)` at `offset + i·rows + j·cols`.
+    /// A strided matrix in a buffer: element `(i, j)` at `offset + i·row_stride + j·col_stride`.
     #[derive(Debug, Clone, Copy)]
     struct View {
         offset: usize,
-        rows: usize,
-        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
     }
 
     impl View {
-        /// Row-major with row stride `rows`.
-        fn rows(offset: usize, rows: usize) -> Self {
+        /// Row-major, rows `row_stride` apart.
+        fn rows(offset: usize, row_stride: usize) -> Self {
             Self {
                 offset,
-                rows,
-                cols: 1,
+                row_stride,
+                col_stride: 1,
             }
         }
 
@@ -165,14 +166,20 @@ mod flex {
         fn t(self) -> Self {
             Self {
                 offset: self.offset,
-                rows: self.cols,
-                cols: self.rows,
+                row_stride: self.col_stride,
+                col_stride: self.row_stride,
             }
         }
 
-        /// The last element of an `m × n` matrix.
-        fn last(self, m: usize, n: usize) -> usize {
-            self.offset + (m - 1) * self.rows + (n - 1) * self.cols
+        /// Whether every element of an `m × n` matrix lies below `len` (the strides are not
+        /// negative: the last element is the farthest), with no overflow on the way.
+        fn fits(self, [m, n]: [usize; 2], len: usize) -> bool {
+            let last = (m - 1)
+                .checked_mul(self.row_stride)
+                .zip((n - 1).checked_mul(self.col_stride))
+                .and_then(|(a, b)| a.checked_add(b)?.checked_add(self.offset));
+            let strides = isize::try_from(self.row_stride.max(self.col_stride)).is_ok();
+            strides && last.is_some_and(|last| last < len)
         }
     }
 
@@ -189,12 +196,16 @@ mod flex {
     ) {
         assert!(m > 0 && k > 0 && n > 0, "an empty product");
         assert!(
-            d.last(m, n) < dst.len() && l.last(m, k) < lhs.len() && r.last(k, n) < rhs.len(),
+            d.fits([m, n], dst.len()) && l.fits([m, k], lhs.len()) && r.fits([k, n], rhs.len()),
             "matmul views outside their buffers"
         );
-        // SAFETY: every element the three views address lies inside its slice (the strides are
-        // non-negative, so the last element is the largest offset: checked above), and `dst`
-        // is borrowed mutably, so it aliases neither input.
+        assert!(
+            d.col_stride == 1 && d.row_stride >= n,
+            "the output view's rows do not overlap"
+        );
+        // SAFETY: every element the three views address lies inside its slice (checked above,
+        // without overflow), the output's elements are distinct (row-major rows that do not
+        // overlap), and `dst` is borrowed mutably, so it aliases neither input.
         #[allow(unsafe_code)]
         unsafe {
             gemm::gemm(
@@ -202,15 +213,15 @@ mod flex {
                 n,
                 k,
                 dst.as_mut_ptr().add(d.offset),
-                d.cols as isize,
-                d.rows as isize,
+                d.col_stride as isize,
+                d.row_stride as isize,
                 accumulate,
                 lhs.as_ptr().add(l.offset),
-                l.cols as isize,
-                l.rows as isize,
+                l.col_stride as isize,
+                l.row_stride as isize,
                 rhs.as_ptr().add(r.offset),
-                r.cols as isize,
-                r.rows as isize,
+                r.col_stride as isize,
+                r.row_stride as isize,
                 1.0,
                 scale,
                 false,
@@ -225,10 +236,6 @@ mod flex {
     fn dims(q: &FlexTensor, heads: Heads) -> [usize; 3] {
         let [b, t, width] = q.shape().dims::<3>();
         [b, t, width / heads.heads]
-    }
-
-    fn f32s(t: &FlexTensor) -> &[f32] {
-        t.as_slice::<f32>().expect("f32")
     }
 
     /// Softmax of row `i` of `scores [t, t]` over its first `i + 1` entries, zeros after.
@@ -259,8 +266,15 @@ mod flex {
             if [&q, &k, &v].iter().any(|t| t.dtype() != DType::F32) {
                 return None;
             }
-            let [b, t, d] = dims(&q, heads);
             let (h, kv) = (heads.heads, heads.kv_heads);
+            let [b, t, width] = q.shape().dims::<3>();
+            let kv_shape = [b, t, width / h.max(1) * kv];
+            let valid = h > 0 && kv > 0 && h % kv == 0 && width % h == 0;
+            let shapes = k.shape().dims::<3>() == kv_shape && v.shape().dims::<3>() == kv_shape;
+            if !valid || !shapes || b * t * width == 0 {
+                return None;
+            }
+            let d = width / h;
             let (group, scale) = (h / kv, (d as f32).powf(-0.5));
             let (q, k, v) = (q.to_contiguous(), k.to_contiguous(), v.to_contiguous());
             let (q, k, v) = (f32s(&q), f32s(&k), f32s(&v));

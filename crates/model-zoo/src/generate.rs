@@ -45,6 +45,7 @@ pub fn generate<B: ZooBackend>(
         let len = ids.len();
         let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, len]), &device);
         let logits = model.forward_cached(tokens, &mut caches)?.logits;
+        model.check_value_ranges()?;
         let [_, _, vocab] = logits.dims();
         let last: Vec<f64> = logits
             .slice_dim(1, len - 1..len)

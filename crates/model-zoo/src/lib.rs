@@ -32,6 +32,7 @@ mod error;
 mod ffn;
 mod gate;
 mod generate;
+mod host;
 mod init;
 mod moe;
 mod nll;

@@ -5,10 +5,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
 use clap::ValueEnum;
 use memory_layer::MemoryBackend;
-
-use crate::GateBackend;
 use serde::{Deserialize, Serialize};
 
+use crate::GateBackend;
 use crate::init::linear;
 use crate::{SwiGluFfn, SwiGluFfnConfig};
 

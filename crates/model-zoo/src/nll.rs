@@ -131,32 +131,24 @@ mod flex {
     use rayon::prelude::*;
 
     use super::NllBackend;
+    use crate::host::{f32s, ints};
 
     /// Rows per rayon task.
     const ROWS_PER_TASK: usize = 8;
 
-    /// The targets as `usize`, whatever the int type.
-    fn targets(t: IntTensor<Flex>) -> Vec<usize> {
-        let t = t.to_contiguous();
-        match t.dtype() {
-            DType::I64 => t
-                .as_slice::<i64>()
-                .expect("i64")
-                .iter()
-                .map(|&v| v as usize)
-                .collect(),
-            DType::I32 => t
-                .as_slice::<i32>()
-                .expect("i32")
-                .iter()
-                .map(|&v| v as usize)
-                .collect(),
-            other => panic!("token ids of type {other:?}"),
-        }
-    }
-
-    fn f32s(t: &FlexTensor) -> &[f32] {
-        t.as_slice::<f32>().expect("f32")
+    /// The targets as row offsets, each checked against the vocabulary.
+    fn targets(t: IntTensor<Flex>, rows: usize, vocab: usize) -> Vec<usize> {
+        let ids = ints(t);
+        assert_eq!(ids.len(), rows, "one target per row of logits");
+        ids.into_iter()
+            .map(|id| {
+                assert!(
+                    (0..vocab as i64).contains(&id),
+                    "target token {id} outside a vocabulary of {vocab}"
+                );
+                id as usize
+            })
+            .collect()
     }
 
     /// `log Σ exp(row)`, stably.
@@ -172,7 +164,7 @@ mod flex {
                 return super::reference_nll::<Flex>(logits, ids);
             }
             let [rows, vocab] = logits.shape().dims::<2>();
-            let (logits, ids) = (logits.to_contiguous(), targets(ids));
+            let (logits, ids) = (logits.to_contiguous(), targets(ids, rows, vocab));
             let (mut nll, mut lse) = (vec![0f32; rows], vec![0f32; rows]);
             nll.par_chunks_mut(ROWS_PER_TASK)
                 .zip(lse.par_chunks_mut(ROWS_PER_TASK))
@@ -210,7 +202,7 @@ mod flex {
                 lse.to_contiguous(),
                 grad.to_contiguous(),
             );
-            let (ids, lse, grad) = (targets(ids), f32s(&lse), f32s(&grad));
+            let (ids, lse, grad) = (targets(ids, rows, vocab), f32s(&lse), f32s(&grad));
             let mut out = vec![0f32; rows * vocab];
             out.par_chunks_mut(vocab * ROWS_PER_TASK)
                 .zip(f32s(&logits).par_chunks(vocab * ROWS_PER_TASK))

@@ -2,13 +2,13 @@ use burn::module::{Module, Param};
 use burn::nn::{Embedding, Linear, RmsNorm, RmsNormConfig, RotaryEncoding, RotaryEncodingConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
-use memory_layer::{MemoryOutput, ValueStore, ValueTable};
+use memory_layer::{MemoryError, MemoryOutput, ValueStore, ValueTable};
 
 use crate::attention::KvCache;
 use crate::init::{linear, trunc_normal};
 use crate::rope::RopeTables;
 use crate::rows::on_rows;
-use crate::{Block, ModelKind, TransformerConfig, ZooBackend, ZooError};
+use crate::{Block, Ffn, ModelKind, TransformerConfig, ZooBackend, ZooError};
 
 /// A decoder-only language model.
 #[derive(Module, Debug)]
@@ -76,6 +76,20 @@ impl TransformerConfig {
 }
 
 impl<B: ZooBackend> Transformer<B> {
+    /// Fails if a lookup since the last call had an index outside its table. Device backends
+    /// defer that check to keep lookups free of reads (`ValueTable::check_pending`): callers
+    /// run it once per step, per validation batch and per generated token.
+    pub fn check_value_ranges(&self) -> Result<(), ZooError> {
+        let peer = self.blocks.iter().filter_map(|block| match &block.ffn {
+            Ffn::Peer(peer) => Some([&peer.values_u, &peer.values_v]),
+            _ => None,
+        });
+        for table in self.pool.iter().chain(peer.flatten()) {
+            table.check_pending().map_err(MemoryError::from)?;
+        }
+        Ok(())
+    }
+
     /// Logits for `tokens [B, T]` (every id below the vocabulary size).
     pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Result<ModelOutput<B>, ZooError> {
         self.run(tokens, None, None)

@@ -16,7 +16,6 @@ use crate::checkpoint::{checkpoint_error, find_checkpoint, load_model};
 use crate::config::TrainConfig;
 use crate::data::{Batches, Tokenizer};
 use crate::loss::lm_loss;
-use crate::optim::value_tables;
 use crate::prepare::RunData;
 use crate::probe::{first, qa_scores, recall_score};
 
@@ -108,9 +107,7 @@ pub fn validate<B: ZooBackend>(
     for batch in batches.val_batches(batch_size).take(limit) {
         let (tokens, sequences) = batch?;
         let (loss, out) = lm_loss(model, &tokens, sequences, device, None)?;
-        for table in value_tables(model) {
-            table.check_pending()?;
-        }
+        model.check_value_ranges()?;
         total += loss.into_scalar().elem::<f64>() * sequences as f64;
         count += sequences;
         for (i, (layer, memory)) in out.memory.iter().enumerate() {

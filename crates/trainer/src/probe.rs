@@ -61,6 +61,7 @@ pub(crate) fn qa_scores<B: ZooBackend>(
         let all = token_tensor::<B>(&ids, 1, device);
         let n = ids.len();
         let logits = model.forward(all.clone().slice_dim(1, 0..n - 1))?.logits;
+        model.check_value_ranges()?;
         let per_token = token_nll(logits, all.slice_dim(1, 1..n));
         let start = prompt_ids.len() - 1;
         answer_nll += per_token

@@ -144,10 +144,6 @@ impl<B: TrainBackend> Stepper<B> {
                     .collect::<Result<_, TrainError>>()?;
             }
         }
-        // Device backends check the step's lookup indices here, in one read per table.
-        for table in value_tables(&self.model) {
-            table.check_pending()?;
-        }
         let (mut main, mut values) = (main.grads(), values.grads());
         let mut rows = Vec::with_capacity(self.row_optims.len());
         if !self.row_optims.is_empty() {
@@ -155,6 +151,9 @@ impl<B: TrainBackend> Stepper<B> {
                 rows.push(table.take_row_grads()?);
             }
         }
+        // Device backends check the step's lookup indices here, one read per table (after
+        // the sinks are drained, so that a failed step leaves no rows behind).
+        self.model.check_value_ranges()?;
         let mut loss = loss_sum / count as f64;
         let dense = self.row_optims.is_empty();
         if let Some(rank) = rank {

@@ -321,7 +321,8 @@ where
 
     fn group_by_key(keys: IntTensor<Self>) -> [IntTensor<Self>; 3] {
         let p = keys.shape().num_elements();
-        if p == 0 {
+        // The radix sort reads keys in the backend's int type, as 32-bit (tables below 2^32 rows).
+        if p == 0 || keys.dtype != I::dtype() {
             return fallback::group_by_key::<Self>(keys);
         }
         let positions = Tensor::<Self, 1, Int>::arange(0..p as i64, &keys.device).into_primitive();

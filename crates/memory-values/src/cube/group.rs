@@ -136,6 +136,9 @@ mod kernels {
             terminate!();
         }
         let mut head = 1u32;
+        // Nested, not `&&`: a kernel's `&&` evaluates both sides, and `keys[s - 1]` at s = 0
+        // would read outside the buffer.
+        #[allow(clippy::collapsible_if)]
         if s > 0 {
             if keys[s] == keys[s - 1] {
                 head = 0u32;

@@ -61,6 +61,24 @@ pub use rope::{RopeBackend, RopeTables};
 pub use swiglu::{SwiGluFfn, SwiGluFfnConfig};
 pub use transformer::{ModelOutput, Transformer};
 
+/// CubeCL backends (wgpu, CUDA) run these extensions on Burn's tensor ops: their defaults.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+macro_rules! tensor_op_defaults {
+    ($($extension:ident),*) => {$(
+        impl<R, F, I, BT> $extension for burn_cubecl::CubeBackend<R, F, I, BT>
+        where
+            R: burn_cubecl::CubeRuntime,
+            F: burn_cubecl::FloatElement,
+            I: burn_cubecl::IntElement,
+            BT: burn_cubecl::BoolElement,
+        {
+        }
+    )*};
+}
+
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+tensor_op_defaults!(RopeBackend, GateBackend, NllBackend, CausalBackend);
+
 /// Every backend extension a model needs: the memory layers', rotary position encoding,
 /// causal attention, SwiGLU's gate and the token NLL.
 pub trait ZooBackend:

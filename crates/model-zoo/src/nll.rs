@@ -113,16 +113,6 @@ impl<B: NllBackend, C: CheckpointStrategy> NllBackend for Autodiff<B, C> {
     }
 }
 
-#[cfg(any(feature = "wgpu", feature = "cuda"))]
-impl<R, F, I, BT> NllBackend for burn_cubecl::CubeBackend<R, F, I, BT>
-where
-    R: burn_cubecl::CubeRuntime,
-    F: burn_cubecl::FloatElement,
-    I: burn_cubecl::IntElement,
-    BT: burn_cubecl::BoolElement,
-{
-}
-
 mod flex {
     use burn::backend::Flex;
     use burn::backend::flex::FlexTensor;

@@ -127,16 +127,6 @@ impl<B: RopeBackend, C: CheckpointStrategy> RopeBackend for Autodiff<B, C> {
     }
 }
 
-#[cfg(any(feature = "wgpu", feature = "cuda"))]
-impl<R, F, I, BT> RopeBackend for burn_cubecl::CubeBackend<R, F, I, BT>
-where
-    R: burn_cubecl::CubeRuntime,
-    F: burn_cubecl::FloatElement,
-    I: burn_cubecl::IntElement,
-    BT: burn_cubecl::BoolElement,
-{
-}
-
 mod flex {
     use burn::backend::Flex;
     use burn::backend::flex::FlexTensor;

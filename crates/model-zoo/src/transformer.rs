@@ -75,16 +75,36 @@ impl TransformerConfig {
     }
 }
 
+impl<B: Backend> Transformer<B> {
+    /// The value tables: the shared pool, then each PEER layer's two expert tables.
+    pub fn value_tables(&self) -> Vec<&ValueTable<B>> {
+        let mut tables: Vec<_> = self.pool.iter().collect();
+        for block in &self.blocks {
+            if let Ffn::Peer(peer) = &block.ffn {
+                tables.extend([&peer.values_u, &peer.values_v]);
+            }
+        }
+        tables
+    }
+
+    /// [`value_tables`](Self::value_tables), mutably.
+    pub fn value_tables_mut(&mut self) -> Vec<&mut ValueTable<B>> {
+        let mut tables: Vec<_> = self.pool.iter_mut().collect();
+        for block in &mut self.blocks {
+            if let Ffn::Peer(peer) = &mut block.ffn {
+                tables.extend([&mut peer.values_u, &mut peer.values_v]);
+            }
+        }
+        tables
+    }
+}
+
 impl<B: ZooBackend> Transformer<B> {
     /// Fails if a lookup since the last call had an index outside its table. Device backends
     /// defer that check to keep lookups free of reads (`ValueTable::check_pending`): callers
     /// run it once per step, per validation batch and per generated token.
     pub fn check_value_ranges(&self) -> Result<(), ZooError> {
-        let peer = self.blocks.iter().filter_map(|block| match &block.ffn {
-            Ffn::Peer(peer) => Some([&peer.values_u, &peer.values_v]),
-            _ => None,
-        });
-        for table in self.pool.iter().chain(peer.flatten()) {
+        for table in self.value_tables() {
             table.check_pending().map_err(MemoryError::from)?;
         }
         Ok(())

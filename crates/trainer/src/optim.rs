@@ -6,10 +6,9 @@
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param, ParamId};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Tensor};
-use memory_values::{RowGrads, RowRule, ValueBackend, ValueTable};
-use model_zoo::{Ffn, Transformer};
+use memory_values::{RowGrads, RowRule, ValueBackend};
+use model_zoo::Transformer;
 
 use crate::config::{OptimConfig, ValueOptimizer};
 
@@ -36,28 +35,6 @@ pub(crate) fn row_rule(config: &OptimConfig) -> Option<RowRule> {
     }
 }
 
-/// The value tables of `model`: the shared pool, then each PEER layer's two expert tables.
-pub(crate) fn value_tables<B: Backend>(model: &Transformer<B>) -> Vec<&ValueTable<B>> {
-    let mut tables: Vec<_> = model.pool.iter().collect();
-    for block in &model.blocks {
-        if let Ffn::Peer(peer) = &block.ffn {
-            tables.extend([&peer.values_u, &peer.values_v]);
-        }
-    }
-    tables
-}
-
-/// [`value_tables`], mutably.
-pub(crate) fn value_tables_mut<B: Backend>(model: &mut Transformer<B>) -> Vec<&mut ValueTable<B>> {
-    let mut tables: Vec<_> = model.pool.iter_mut().collect();
-    for block in &mut model.blocks {
-        if let Ffn::Peer(peer) = &mut block.ffn {
-            tables.extend([&mut peer.values_u, &mut peer.values_v]);
-        }
-    }
-    tables
-}
-
 /// The factor that brings a gradient of L2 norm `norm` down to `max_norm` (0: no clipping),
 /// or `None` when it is within bounds.
 pub(crate) fn clip_factor(norm: f64, max_norm: f64) -> Option<f64> {
@@ -81,7 +58,8 @@ pub(crate) fn value_squared_norms<B: AutodiffBackend>(
     model: &Transformer<B>,
     grads: &GradientsParams,
 ) -> Vec<f64> {
-    value_tables(model)
+    model
+        .value_tables()
         .iter()
         .map(|t| {
             grads
@@ -113,18 +91,11 @@ fn param_ids<B: AutodiffBackend, M: Module<B>>(module: &M) -> Vec<ParamId> {
 
 /// The value-table group: the shared pool and PEER's expert tables.
 pub fn value_param_ids<B: AutodiffBackend>(model: &Transformer<B>) -> Vec<ParamId> {
-    let mut ids = model
-        .pool
-        .as_ref()
-        .map(param_ids::<B, _>)
-        .unwrap_or_default();
-    for block in &model.blocks {
-        if let Ffn::Peer(peer) = &block.ffn {
-            ids.extend(param_ids::<B, _>(&peer.values_u));
-            ids.extend(param_ids::<B, _>(&peer.values_v));
-        }
-    }
-    ids
+    model
+        .value_tables()
+        .into_iter()
+        .flat_map(param_ids::<B, _>)
+        .collect()
 }
 
 /// Sum of the squared entries of `grads` (those of `module`'s parameters).

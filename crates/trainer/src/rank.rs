@@ -20,7 +20,6 @@ use memory_values::{RowGrads, ValueBackend};
 use model_zoo::Transformer;
 
 use crate::TrainError;
-use crate::optim::value_tables;
 
 /// This rank of a parallel run: its place in the mesh of ranks. `B` is the backend the
 /// collectives run on (the inner backend of the training backend).
@@ -142,7 +141,7 @@ impl<B: Backend> Rank<B> {
     /// the pool's shard replicas, then every rank for PEER's expert tables.
     fn table_groups<A: AutodiffBackend>(&self, model: &Transformer<A>) -> Vec<&Group<B>> {
         let pool = model.pool.iter().map(|_| self.mesh.replicas());
-        let tables = value_tables(model).len();
+        let tables = model.value_tables().len();
         pool.chain(std::iter::repeat(self.mesh.world()))
             .take(tables)
             .collect()
@@ -164,7 +163,8 @@ impl<B: Backend> Rank<B> {
     where
         A: AutodiffBackend<InnerBackend = B>,
     {
-        for (table, group) in value_tables(model)
+        for (table, group) in model
+            .value_tables()
             .into_iter()
             .zip(self.table_groups(model))
         {
@@ -186,7 +186,7 @@ impl<B: Backend> Rank<B> {
         A: AutodiffBackend<InnerBackend = B>,
         B: ValueBackend,
     {
-        let tables = value_tables(model);
+        let tables = model.value_tables();
         rows.into_iter()
             .zip(tables.iter().zip(self.table_groups(model)))
             .map(|(rows, (table, group))| {

@@ -16,7 +16,7 @@ use crate::eval::{LayerUsage, memory_error};
 use crate::loss::lm_loss;
 use crate::optim::{
     adamw, clip_factor, clip_global_norm, row_rule, row_squared_norms, scale_grads, scale_rows,
-    value_param_ids, value_squared_norms, value_tables, value_tables_mut,
+    value_param_ids, value_squared_norms,
 };
 use crate::{Rank, TrainBackend, TrainError};
 
@@ -57,7 +57,8 @@ impl<B: TrainBackend> Stepper<B> {
         let rule = row_rule(config);
         route_value_grads(&mut model, rule.is_some());
         let row_optims = match rule {
-            Some(rule) => value_tables(&model)
+            Some(rule) => model
+                .value_tables()
                 .into_iter()
                 .map(|table| RowOptimizer::new(rule, table))
                 .collect(),
@@ -147,7 +148,7 @@ impl<B: TrainBackend> Stepper<B> {
         let (mut main, mut values) = (main.grads(), values.grads());
         let mut rows = Vec::with_capacity(self.row_optims.len());
         if !self.row_optims.is_empty() {
-            for table in value_tables(&self.model) {
+            for table in self.model.value_tables() {
                 rows.push(table.take_row_grads()?);
             }
         }
@@ -198,7 +199,7 @@ impl<B: TrainBackend> Stepper<B> {
                 .step(o.value_lr * multiplier, model, values)
         };
         // The old model is gone: each table's buffers have one owner and update in place.
-        let tables = value_tables_mut(&mut self.model);
+        let tables = self.model.value_tables_mut();
         for ((optim, table), grads) in self.row_optims.iter_mut().zip(tables).zip(rows) {
             if let Some(grads) = grads {
                 optim.step(o.value_lr * multiplier, table, grads);
@@ -215,7 +216,7 @@ impl<B: TrainBackend> Stepper<B> {
 
 /// Value tables deliver sparse row gradients (for row-wise optimizers) or dense ones.
 pub(crate) fn route_value_grads<B: AutodiffBackend>(model: &mut Transformer<B>, sparse: bool) {
-    for table in value_tables_mut(model) {
+    for table in model.value_tables_mut() {
         table.set_sparse_grads(sparse);
     }
 }

@@ -173,22 +173,14 @@ mod kernels {
     }
 }
 
-/// The distinct keys in ascending order and where each lookup sits in key order.
-pub(super) struct Groups<R: CubeRuntime> {
-    /// `[U]`: the distinct keys, ascending.
-    pub ids: CubeTensor<R>,
-    /// `[P]`: lookup positions sorted by key, ascending within a key.
-    pub order: CubeTensor<R>,
-    /// `[U + 1]`: segment `u` of `order` is `starts[u]..starts[u + 1]`.
-    pub starts: CubeTensor<R>,
-}
-
-/// Groups the positions `0..P` of `keys [P]` (ints in `0..2^32`, `P ≥ 1`) by key, stably.
-/// `positions [P]` holds `0..P`; both are in the backend's int type `I`.
+/// Groups the positions `0..P` of `keys [P]` (ints in `0..2^32`, `P ≥ 1`) by key, stably:
+/// `[ids [U], order [P], starts [U + 1]]`, the distinct keys ascending, the positions in key
+/// order, and segment `u` of `order` at `starts[u]..starts[u + 1]`. `positions [P]` holds
+/// `0..P`; both are in the backend's int type `I`.
 pub(super) fn group_by_key<R: CubeRuntime, I: IntElement>(
     keys: CubeTensor<R>,
     positions: CubeTensor<R>,
-) -> Groups<R> {
+) -> [CubeTensor<R>; 3] {
     let int = I::dtype();
     let p = keys.meta.shape.num_elements();
     let chunks = p.div_ceil(CHUNK);
@@ -245,11 +237,7 @@ pub(super) fn group_by_key<R: CubeRuntime, I: IntElement>(
         ids.clone().into_tensor_arg(),
         starts.clone().into_tensor_arg(),
     );
-    Groups {
-        ids,
-        order: positions,
-        starts,
-    }
+    [ids, positions, starts]
 }
 
 /// The exclusive scan of `values [n]` (`u32`, `n ≥ 1`) and its total `[1]`: a chunk per

@@ -20,7 +20,7 @@ use cubecl::ir::FloatKind;
 use cubecl::prelude::{CubeCount, CubeDim, StorageType, Type};
 
 use crate::{RowAdagrad, RowAdamW, ValueBackend, fallback};
-use group::{Groups, group_by_key};
+use group::group_by_key;
 use kernels::*;
 
 mod group;
@@ -326,8 +326,7 @@ where
             return fallback::group_by_key::<Self>(keys);
         }
         let positions = Tensor::<Self, 1, Int>::arange(0..p as i64, &keys.device).into_primitive();
-        let Groups { ids, order, starts } = group_by_key::<R, I>(keys, positions);
-        [ids, order, starts]
+        group_by_key::<R, I>(keys, positions)
     }
 
     fn bag_scatter(

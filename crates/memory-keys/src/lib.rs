@@ -32,4 +32,4 @@ pub mod reference;
 
 pub use backend::RetrievalBackend;
 pub use error::KeysError;
-pub use product_keys::{ProductKeys, ProductKeysConfig, Retrieval, retrieve};
+pub use product_keys::{ProductKeys, ProductKeysConfig, QK_NORM_EPS, Retrieval, retrieve};

@@ -10,8 +10,9 @@ use crate::{KeysError, RetrievalBackend};
 /// Largest `n_keys` whose `n_keys²` value indices fit a 32-bit signed integer.
 const MAX_N_KEYS: usize = 46_340;
 
-/// Epsilon of the optional qk-norm (parameter-free RMS normalisation).
-const QK_NORM_EPS: f64 = 1e-6;
+/// Epsilon of the optional qk-norm (parameter-free RMS normalisation): a half-query or
+/// sub-key `v` becomes `v / sqrt(mean(v²) + QK_NORM_EPS)`.
+pub const QK_NORM_EPS: f64 = 1e-6;
 
 /// Configuration of [`ProductKeys`]: a query network and, per head, two tables of sub-keys whose
 /// pairs address `n_keys²` product keys. Memory, Memory+ and PEER layers all retrieve through it.

@@ -3,7 +3,7 @@
 use burn::backend::Flex;
 use burn::tensor::{Distribution, Tensor};
 use memory_keys::reference::{BruteForce, TopK, compare_topk};
-use memory_keys::{KeysError, ProductKeysConfig, retrieve};
+use memory_keys::{KeysError, ProductKeysConfig, QK_NORM_EPS, retrieve};
 use proptest::prelude::*;
 use test_support::host;
 use test_support::random_data as random;
@@ -90,6 +90,9 @@ fn module_retrieval_equals_brute_force_with_and_without_qk_norm() {
     }
 }
 
+/// Each half-query and sub-key leaves qk-norm with mean square `m / (m + eps)`, `m` its raw
+/// mean square: 1 up to the epsilon. Compared exactly, so a raw vector that happens to be tiny
+/// does not make the test flaky.
 #[test]
 fn qk_norm_normalises_queries_and_keys() {
     let device = Default::default();
@@ -99,14 +102,26 @@ fn qk_norm_normalises_queries_and_keys() {
         .unwrap();
     let x = Tensor::<B, 2>::random([3, 8], Distribution::Normal(0.0, 5.0), &device);
     let mean_square = |t: Tensor<B, 2>| host(t.square().mean_dim(1));
+    let raw_queries = keys.query_proj.forward(x.clone()).reshape([3 * 2 * 2, 3]);
+    let raw_keys = keys.keys.val().reshape([2 * 2 * 4, 3]);
     let queries = keys.queries(x).reshape([3 * 2 * 2, 3]);
     let sub_keys = keys.sub_keys().reshape([2 * 2 * 4, 3]);
-    for ms in mean_square(queries)
+    let raw = mean_square(raw_queries)
         .into_iter()
-        .chain(mean_square(sub_keys))
-    {
-        assert!((ms - 1.0).abs() < 1e-3, "mean square {ms}");
+        .chain(mean_square(raw_keys));
+    let normalised = mean_square(queries)
+        .into_iter()
+        .chain(mean_square(sub_keys));
+    let mut n = 0;
+    for (m, ms) in raw.zip(normalised) {
+        let expected = m / (m + QK_NORM_EPS as f32);
+        assert!(
+            (ms - expected).abs() < 1e-5,
+            "mean square {ms}, expected {expected} (raw {m})"
+        );
+        n += 1;
     }
+    assert_eq!(n, 3 * 2 * 2 + 2 * 2 * 4);
 }
 
 #[test]

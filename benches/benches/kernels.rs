@@ -6,6 +6,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use memory_benches::{LookupCase, MemoryPlusCase, RetrievalCase};
 use memory_values::{RowOptimizer, RowRule};
 
+/// Huge pages for large tensors, as in the xtask and memory-layers binaries.
+#[global_allocator]
+static ALLOC: huge_pages::HugePageAlloc = huge_pages::HugePageAlloc;
+
 fn retrieval(c: &mut Criterion) {
     let device = Default::default();
     let case = RetrievalCase::QUICK;

@@ -23,9 +23,13 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+# PyTorch's own switch for huge pages on blocks of 2 MiB or more, read at its first allocation:
+# our binaries get them from crates/huge-pages, so both sides of a ratio run on huge pages.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 torch.set_num_threads(os.cpu_count() or 1)
 torch.manual_seed(0)

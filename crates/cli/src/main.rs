@@ -3,6 +3,10 @@
 use clap::Parser;
 use memory_layers_cli::Command;
 
+/// Huge pages for large tensors in every process (crate huge-pages says why).
+#[global_allocator]
+static ALLOC: huge_pages::HugePageAlloc = huge_pages::HugePageAlloc;
+
 #[derive(Parser)]
 #[command(
     name = "memory-layers",

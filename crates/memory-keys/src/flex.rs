@@ -1,10 +1,10 @@
 //! CPU kernel of the product-key selection for the Flex backend, per row (multi-threaded):
-//! partial selection of the best `knn` sub-keys of each half (no full sort), then the best
+//! one thresholded pass selects the best `knn` sub-keys of each half (no sort), then the best
 //! `knn` of the `knn²` pair sums by a k-best-pairs heap over the two sorted halves, in
 //! `O(n_keys + knn·log knn)`. Ties are broken by the smaller value index, as in the
 //! brute-force reference. Inputs in other dtypes than f32 fall back to plain tensor ops.
 
-use std::cmp::Ordering;
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use burn::backend::Flex;
@@ -36,6 +36,7 @@ impl RetrievalBackend for Flex {
             .zip(i2.par_chunks_mut(knn * ROWS_PER_TASK))
             .enumerate()
             .for_each(|(chunk, (out1, out2))| {
+                let mut scratch = Scratch::default();
                 for r in 0..out1.len() / knn.max(1) {
                     let row = chunk * ROWS_PER_TASK + r;
                     let range = r * knn..(r + 1) * knn;
@@ -45,6 +46,7 @@ impl RetrievalBackend for Flex {
                         knn,
                         &mut out1[range.clone()],
                         &mut out2[range],
+                        &mut scratch,
                     );
                 }
             });
@@ -57,71 +59,92 @@ impl RetrievalBackend for Flex {
     }
 }
 
+/// Unsigned rank of a score whose order is `f32::total_cmp`'s: the magnitude bits of negatives
+/// are flipped, then the sign bit.
+fn ordered(v: f32) -> u32 {
+    let bits = v.to_bits();
+    bits ^ ((((bits as i32) >> 31) as u32) >> 1) ^ 0x8000_0000
+}
+
+/// Sort key of score `v` at `position`: ascending keys are descending scores, ties broken by
+/// the smaller position. Keys are unique per half.
+fn rank_key(v: f32, position: usize) -> u64 {
+    (u64::from(!ordered(v)) << 32) | position as u64
+}
+
 /// Positions of the best `k` scores of `half`, best first (ties: smaller position first).
-fn top_positions(half: &[f32], k: usize) -> Vec<u32> {
-    let better = |x: &u32, y: &u32| {
-        half[*y as usize]
-            .total_cmp(&half[*x as usize])
-            .then(x.cmp(y))
+///
+/// Each of `k` equal blocks has its maximum among the scores, so the smallest block maximum is
+/// a floor that the `k`-th best cannot fall below. A vectorisable pass finds it, a second keeps
+/// the scores at or above it (on random scores a few `k`), and only those are selected and
+/// sorted. `scratch` is reused between calls.
+fn top_positions(half: &[f32], k: usize, scratch: &mut Vec<u64>) -> Vec<u32> {
+    let block = half.len() / k.max(1);
+    let floor = if k > 0 && block >= 2 {
+        half.chunks_exact(block)
+            .take(k)
+            .map(|b| b.iter().map(|&v| ordered(v)).max().unwrap_or(0))
+            .min()
+            .unwrap_or(0)
+    } else {
+        0
     };
-    let mut order: Vec<u32> = (0..half.len() as u32).collect();
-    if k < order.len() {
-        order.select_nth_unstable_by(k, better);
-        order.truncate(k);
+    // Branch-free filter: every key is written, only those at or above the floor are kept.
+    scratch.resize(scratch.len().max(half.len()), 0);
+    let mut kept = 0;
+    for (position, &v) in half.iter().enumerate() {
+        scratch[kept] = rank_key(v, position);
+        kept += usize::from(ordered(v) >= floor);
     }
-    order.sort_unstable_by(better);
-    order
+    let candidates = &mut scratch[..kept];
+    if k < candidates.len() {
+        candidates.select_nth_unstable(k);
+    }
+    let best = &mut candidates[..k.min(kept)];
+    best.sort_unstable();
+    best.iter().map(|&key| key as u32).collect()
 }
 
-/// A candidate pair `(a, b)` of ranks in the two sorted halves.
-#[derive(PartialEq)]
-struct Pair {
-    score: f32,
-    index: usize,
-    a: usize,
-    b: usize,
-}
-
-impl Eq for Pair {}
-
-impl Ord for Pair {
-    /// Higher score first; among equal scores the smaller value index.
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.score
-            .total_cmp(&other.score)
-            .then(other.index.cmp(&self.index))
-    }
-}
-
-impl PartialOrd for Pair {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
+/// Reusable buffers of one rayon task: the per-half candidate keys and the pair heap, whose
+/// entries are `(key, a, b)`: the [`rank_key`] of the pair's sum and value index, and the ranks
+/// of its two halves. Keys are unique, so the ranks never decide the order.
+#[derive(Default)]
+struct Scratch {
+    keys: Vec<u64>,
+    heap: BinaryHeap<Reverse<(u64, u32, u32)>>,
 }
 
 /// Writes the positions `(i1, i2)` of the best `k` pairs of one row, best first.
-fn best_pairs(h1: &[f32], h2: &[f32], k: usize, out1: &mut [i64], out2: &mut [i64]) {
+fn best_pairs(
+    h1: &[f32],
+    h2: &[f32],
+    k: usize,
+    out1: &mut [i64],
+    out2: &mut [i64],
+    scratch: &mut Scratch,
+) {
     let n = h1.len();
-    let (p1, p2) = (top_positions(h1, k), top_positions(h2, k));
-    let pair = |a: usize, b: usize| Pair {
-        score: h1[p1[a] as usize] + h2[p2[b] as usize],
-        index: p1[a] as usize * n + p2[b] as usize,
-        a,
-        b,
+    let p1 = top_positions(h1, k, &mut scratch.keys);
+    let p2 = top_positions(h2, k, &mut scratch.keys);
+    let pair = |a: usize, b: usize| {
+        let (i1, i2) = (p1[a] as usize, p2[b] as usize);
+        Reverse((rank_key(h1[i1] + h2[i2], i1 * n + i2), a as u32, b as u32))
     };
     // Frontier expansion: from (a, b) go to (a, b+1), and to (a+1, 0) from the first column,
     // so every pair is pushed at most once and only after a better one was popped.
-    let mut heap = BinaryHeap::with_capacity(2 * k);
+    let heap = &mut scratch.heap;
+    heap.clear();
     heap.push(pair(0, 0));
     for slot in 0..k {
-        let best = heap.pop().expect("k ≤ n_keys pairs remain");
-        out1[slot] = i64::from(p1[best.a]);
-        out2[slot] = i64::from(p2[best.b]);
-        if best.b + 1 < k {
-            heap.push(pair(best.a, best.b + 1));
+        let Reverse((_, a, b)) = heap.pop().expect("k ≤ n_keys pairs remain");
+        let (a, b) = (a as usize, b as usize);
+        out1[slot] = i64::from(p1[a]);
+        out2[slot] = i64::from(p2[b]);
+        if b + 1 < k {
+            heap.push(pair(a, b + 1));
         }
-        if best.b == 0 && best.a + 1 < k {
-            heap.push(pair(best.a + 1, 0));
+        if b == 0 && a + 1 < k {
+            heap.push(pair(a + 1, 0));
         }
     }
 }

@@ -1,18 +1,20 @@
-//! CPU kernel of the product-key selection for the Flex backend, per row (multi-threaded):
-//! one thresholded pass selects the best `knn` sub-keys of each half (no sort), then the best
-//! `knn` of the `knn²` pair sums by a k-best-pairs heap over the two sorted halves, in
-//! `O(n_keys + knn·log knn)`. Ties are broken by the smaller value index, as in the
-//! brute-force reference. Inputs in other dtypes than f32 fall back to plain tensor ops.
-
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+//! CPU kernels of the product-key retrieval for the Flex backend, per row (multi-threaded):
+//! - the selection: two passes over each half keep the few sub-keys that can be among its best
+//!   `knn`, then the best `knn` of the `knn²` pair sums come from the `≈ knn·ln knn` pairs of
+//!   ranks that can reach them, in `O(n_keys + knn·log² knn)`. Ties are broken by the smaller
+//!   value index, as in the brute-force reference;
+//! - the selected pairs' scores, and their gradient back onto the sub-key scores.
+//!
+//! Inputs in other dtypes than f32 scores and i32/i64 positions fall back to plain tensor ops.
 
 use burn::backend::Flex;
+use burn::backend::flex::FlexTensor;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{DType, Int, Tensor, TensorData, TensorMetadata};
 use rayon::prelude::*;
 
 use crate::RetrievalBackend;
+use crate::backend::{default_pair_scores, default_pair_scores_backward, default_product_topk};
 
 /// Rows per rayon task.
 const ROWS_PER_TASK: usize = 8;
@@ -20,7 +22,7 @@ const ROWS_PER_TASK: usize = 8;
 impl RetrievalBackend for Flex {
     fn product_topk(scores: FloatTensor<Self>, knn: usize) -> (IntTensor<Self>, IntTensor<Self>) {
         if scores.dtype() != DType::F32 {
-            return crate::backend::default_product_topk::<Flex>(scores, knn);
+            return default_product_topk::<Flex>(scores, knn);
         }
         let [heads, _, t, n] = scores.shape().dims::<4>();
         let scores = scores.to_contiguous();
@@ -57,6 +59,112 @@ impl RetrievalBackend for Flex {
         };
         (int(i1), int(i2))
     }
+
+    fn pair_scores(
+        scores: FloatTensor<Self>,
+        i1: IntTensor<Self>,
+        i2: IntTensor<Self>,
+    ) -> FloatTensor<Self> {
+        if scores.dtype() != DType::F32 || !int_ids(&[&i1, &i2]) {
+            return default_pair_scores::<Flex>(scores, i1, i2);
+        }
+        let [heads, _, t, n] = scores.shape().dims::<4>();
+        let knn = i1.shape().dims::<3>()[2];
+        let [scores, i1, i2] = [scores, i1, i2].map(|x| x.to_contiguous());
+        let all = scores.as_slice::<f32>().expect("f32");
+        let (p1, p2) = (positions(&i1, n), positions(&i2, n));
+        let mut out = vec![0f32; t * heads * knn];
+        // Output row t·heads + h reads half s of (h, s, t) at ((h·2 + s)·T + t)·n.
+        out.par_chunks_mut(knn.max(1) * ROWS_PER_TASK)
+            .enumerate()
+            .for_each(|(chunk, rows)| {
+                for (r, row) in rows.chunks_mut(knn).enumerate() {
+                    let (tt, h) = (
+                        (chunk * ROWS_PER_TASK + r) / heads,
+                        (chunk * ROWS_PER_TASK + r) % heads,
+                    );
+                    let picked = (h * t + tt) * knn..(h * t + tt + 1) * knn;
+                    let h1 = &all[(h * 2 * t + tt) * n..][..n];
+                    let h2 = &all[((h * 2 + 1) * t + tt) * n..][..n];
+                    for ((o, &a), &b) in row.iter_mut().zip(&p1[picked.clone()]).zip(&p2[picked]) {
+                        *o = h1[a] + h2[b];
+                    }
+                }
+            });
+        float_tensor(out, [t * heads, knn])
+    }
+
+    fn pair_scores_backward(
+        grad: FloatTensor<Self>,
+        i1: IntTensor<Self>,
+        i2: IntTensor<Self>,
+        n_keys: usize,
+    ) -> FloatTensor<Self> {
+        if grad.dtype() != DType::F32 || !int_ids(&[&i1, &i2]) {
+            return default_pair_scores_backward::<Flex>(grad, i1, i2, n_keys);
+        }
+        let [heads, t, knn] = i1.shape().dims::<3>();
+        let n = n_keys;
+        let [grad, i1, i2] = [grad, i1, i2].map(|x| x.to_contiguous());
+        let grad = grad.as_slice::<f32>().expect("f32");
+        let (p1, p2) = (positions(&i1, n), positions(&i2, n));
+        let mut out = vec![0f32; heads * 2 * t * n];
+        // Row (h·2 + s)·T + t of the gradient collects half s of every pair of row t·heads + h.
+        out.par_chunks_mut(n.max(1) * ROWS_PER_TASK)
+            .enumerate()
+            .for_each(|(chunk, rows)| {
+                for (r, row) in rows.chunks_mut(n).enumerate() {
+                    let row_index = chunk * ROWS_PER_TASK + r;
+                    let (hs, tt) = (row_index / t, row_index % t);
+                    let (h, half) = (hs / 2, hs % 2);
+                    let picked = &[&p1, &p2][half][(h * t + tt) * knn..][..knn];
+                    let g = &grad[(tt * heads + h) * knn..][..knn];
+                    for (&p, &g) in picked.iter().zip(g) {
+                        row[p] += g;
+                    }
+                }
+            });
+        float_tensor(out, [heads, 2, t, n])
+    }
+}
+
+/// Whether every index tensor holds i32 (Flex's default) or i64.
+fn int_ids(tensors: &[&FlexTensor]) -> bool {
+    tensors
+        .iter()
+        .all(|t| matches!(t.dtype(), DType::I32 | DType::I64))
+}
+
+/// Contiguous positions as `usize`, each checked against `n` (a position past the sub-keys is
+/// a caller's bug, named here rather than read out of bounds).
+fn positions(ids: &FlexTensor, n: usize) -> Vec<usize> {
+    let check = |p: i64| {
+        usize::try_from(p)
+            .ok()
+            .filter(|&p| p < n)
+            .unwrap_or_else(|| panic!("pair position {p} outside 0..{n} sub-keys"))
+    };
+    match ids.dtype() {
+        DType::I32 => ids
+            .as_slice::<i32>()
+            .expect("i32")
+            .iter()
+            .map(|&p| check(p.into()))
+            .collect(),
+        _ => ids
+            .as_slice::<i64>()
+            .expect("i64")
+            .iter()
+            .map(|&p| check(p))
+            .collect(),
+    }
+}
+
+/// A Flex float tensor of `values` in `shape`.
+fn float_tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
+    Tensor::<Flex, D>::from_data(TensorData::new(values, shape), &Default::default())
+        .into_primitive()
+        .tensor()
 }
 
 /// Unsigned rank of a score whose order is `f32::total_cmp`'s: the magnitude bits of negatives
@@ -105,16 +213,19 @@ fn top_positions(half: &[f32], k: usize, scratch: &mut Vec<u64>) -> Vec<u32> {
     best.iter().map(|&key| key as u32).collect()
 }
 
-/// Reusable buffers of one rayon task: the per-half candidate keys and the pair heap, whose
-/// entries are `(key, a, b)`: the [`rank_key`] of the pair's sum and value index, and the ranks
-/// of its two halves. Keys are unique, so the ranks never decide the order.
+/// Reusable key buffers of one rayon task: the per-half candidates, then the pair candidates.
 #[derive(Default)]
 struct Scratch {
     keys: Vec<u64>,
-    heap: BinaryHeap<Reverse<(u64, u32, u32)>>,
+    pairs: Vec<u64>,
 }
 
 /// Writes the positions `(i1, i2)` of the best `k` pairs of one row, best first.
+///
+/// With both halves sorted, the pair of ranks `(a, b)` is beaten or tied-and-preceded by the
+/// `(a + 1)·(b + 1) − 1` pairs of better ranks (ties in a half are sorted by position, so they
+/// also have smaller value indices). Only pairs with `(a + 1)·(b + 1) ≤ k` can be among the
+/// best `k`: about `k·ln k` candidates, selected and sorted by [`rank_key`].
 fn best_pairs(
     h1: &[f32],
     h2: &[f32],
@@ -126,25 +237,25 @@ fn best_pairs(
     let n = h1.len();
     let p1 = top_positions(h1, k, &mut scratch.keys);
     let p2 = top_positions(h2, k, &mut scratch.keys);
-    let pair = |a: usize, b: usize| {
-        let (i1, i2) = (p1[a] as usize, p2[b] as usize);
-        Reverse((rank_key(h1[i1] + h2[i2], i1 * n + i2), a as u32, b as u32))
-    };
-    // Frontier expansion: from (a, b) go to (a, b+1), and to (a+1, 0) from the first column,
-    // so every pair is pushed at most once and only after a better one was popped.
-    let heap = &mut scratch.heap;
-    heap.clear();
-    heap.push(pair(0, 0));
-    for slot in 0..k {
-        let Reverse((_, a, b)) = heap.pop().expect("k ≤ n_keys pairs remain");
-        let (a, b) = (a as usize, b as usize);
-        out1[slot] = i64::from(p1[a]);
-        out2[slot] = i64::from(p2[b]);
-        if b + 1 < k {
-            heap.push(pair(a, b + 1));
-        }
-        if b == 0 && a + 1 < k {
-            heap.push(pair(a + 1, 0));
-        }
+    let pairs = &mut scratch.pairs;
+    pairs.clear();
+    for (a, &i1) in p1.iter().enumerate() {
+        let (i1, s1) = (i1 as usize, h1[i1 as usize]);
+        pairs.extend(
+            p2[..(k / (a + 1)).min(p2.len())]
+                .iter()
+                .map(|&i2| rank_key(s1 + h2[i2 as usize], i1 * n + i2 as usize)),
+        );
+    }
+    if k < pairs.len() {
+        pairs.select_nth_unstable(k);
+    }
+    let kept = k.min(pairs.len());
+    let best = &mut pairs[..kept];
+    best.sort_unstable();
+    for ((o1, o2), &key) in out1.iter_mut().zip(out2.iter_mut()).zip(best.iter()) {
+        let index = (key as u32) as usize;
+        *o1 = (index / n) as i64;
+        *o2 = (index % n) as i64;
     }
 }

@@ -2,7 +2,7 @@ use burn::config::Config;
 use burn::module::{Initializer, Module, Param};
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Int, Tensor, TensorPrimitive};
 
 use crate::init::linear;
 use crate::{KeysError, RetrievalBackend};
@@ -216,23 +216,10 @@ pub fn retrieve<B: RetrievalBackend>(
     let q = queries.reshape([t, heads, 2, half]).permute([1, 2, 0, 3]);
     let scores = q.matmul(sub_keys.swap_dims(2, 3));
     let (i1, i2) = B::product_topk(scores.clone().into_primitive().tensor(), knn);
-    let i1 = Tensor::<B, 3, Int>::from_primitive(i1);
-    let i2 = Tensor::<B, 3, Int>::from_primitive(i2);
-    // Gather both halves' selected scores in place (no copy of the score tensor), add them.
-    let positions = Tensor::cat(
-        vec![
-            i1.clone().unsqueeze_dim::<4>(1),
-            i2.clone().unsqueeze_dim(1),
-        ],
-        1,
-    );
-    let selected = scores
-        .gather(3, positions)
-        .sum_dim(1)
-        .reshape([heads, t, knn]);
+    let scores = B::pair_scores(scores.into_primitive().tensor(), i1.clone(), i2.clone());
+    let scores = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(scores));
+    let [i1, i2] = [i1, i2].map(Tensor::<B, 3, Int>::from_primitive);
     // [heads, T, knn] → rows t·heads + h.
-    let rows = |x: Tensor<B, 3>| x.swap_dims(0, 1).reshape([t * heads, knn]);
-    let scores = rows(selected);
     let indices = (i1.mul_scalar(n_keys as i64) + i2)
         .swap_dims(0, 1)
         .reshape([t * heads, knn]);

@@ -1,4 +1,6 @@
-//! Brute-force retrieval over all `n_keys²` keys, and a tie-aware comparison of top-k results.
+//! Brute-force retrieval over all `n_keys²` keys, a tie-aware comparison of top-k results, and
+//! the pair scores in plain tensor ops (the default of [`RetrievalBackend`](crate::RetrievalBackend)
+//! that kernels are tested against).
 //!
 //! The brute force concatenates the two sub-keys of every pair into a full key and scores it
 //! in f64, independent of the product-key shortcut it checks. Top-k results are compared up to
@@ -7,10 +9,52 @@
 
 use std::fmt;
 
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+use burn::tensor::{IndexingUpdateOp, Int, Tensor};
 
 use crate::Retrieval;
+
+/// `s1[i1] + s2[i2]` for sub-key scores `[heads, 2, T, n_keys]` and positions `[heads, T, knn]`,
+/// as rows `t·heads + h`: `[T·heads, knn]`.
+pub fn pair_scores<B: Backend>(
+    scores: Tensor<B, 4>,
+    i1: Tensor<B, 3, Int>,
+    i2: Tensor<B, 3, Int>,
+) -> Tensor<B, 2> {
+    let [heads, t, knn] = i1.dims();
+    scores
+        .gather(3, positions(i1, i2))
+        .sum_dim(1)
+        .reshape([heads, t, knn])
+        .swap_dims(0, 1)
+        .reshape([t * heads, knn])
+}
+
+/// The gradient `[heads, 2, T, n_keys]` of [`pair_scores`] for `grad: [T·heads, knn]`.
+pub fn pair_scores_backward<B: Backend>(
+    grad: Tensor<B, 2>,
+    i1: Tensor<B, 3, Int>,
+    i2: Tensor<B, 3, Int>,
+    n_keys: usize,
+) -> Tensor<B, 4> {
+    let [heads, t, knn] = i1.dims();
+    let grad = grad
+        .reshape([t, heads, knn])
+        .swap_dims(0, 1)
+        .unsqueeze_dim::<4>(1);
+    let device = grad.device();
+    Tensor::zeros([heads, 2, t, n_keys], &device).scatter(
+        3,
+        positions(i1, i2),
+        Tensor::cat(vec![grad.clone(), grad], 1),
+        IndexingUpdateOp::Add,
+    )
+}
+
+/// Both halves' positions `[heads, 2, T, knn]`.
+fn positions<B: Backend>(i1: Tensor<B, 3, Int>, i2: Tensor<B, 3, Int>) -> Tensor<B, 4, Int> {
+    Tensor::cat(vec![i1.unsqueeze_dim(1), i2.unsqueeze_dim(1)], 1)
+}
 
 /// Top-k rows on the host: entry `j` of row `r` is at `r·k + j`, best first.
 #[derive(Debug, Clone, PartialEq)]

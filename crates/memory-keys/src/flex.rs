@@ -1,8 +1,9 @@
 //! CPU kernels of the product-key retrieval for the Flex backend, per row (multi-threaded):
 //! - the selection: two passes over each half keep the few sub-keys that can be among its best
 //!   `knn`, then the best `knn` of the `knn²` pair sums come from the `≈ knn·ln knn` pairs of
-//!   ranks that can reach them, in `O(n_keys + knn·log² knn)`. Ties are broken by the smaller
-//!   value index, as in the brute-force reference;
+//!   ranks that can reach them, in `O(n_keys + knn·log knn)` per row on random scores. Ties are
+//!   broken by the smaller value index, as in the brute-force reference (exactly where sums are
+//!   exact; a rounding tie between a better and a worse half may rank either first);
 //! - the selected pairs' scores, and their gradient back onto the sub-key scores.
 //!
 //! Inputs in other dtypes than f32 scores and i32/i64 positions fall back to plain tensor ops.
@@ -25,6 +26,11 @@ impl RetrievalBackend for Flex {
             return default_product_topk::<Flex>(scores, knn);
         }
         let [heads, _, t, n] = scores.shape().dims::<4>();
+        assert!(knn <= n, "knn {knn} exceeds the {n} sub-keys per half");
+        if n.checked_mul(n).is_none_or(|pairs| pairs > 1 << 32) {
+            // Value indices past 32 bits do not fit the kernel's packed keys.
+            return default_product_topk::<Flex>(scores, knn);
+        }
         let scores = scores.to_contiguous();
         let all = scores.as_slice::<f32>().expect("f32");
         let mut i1 = vec![0i64; heads * t * knn];
@@ -174,8 +180,9 @@ fn ordered(v: f32) -> u32 {
     bits ^ ((((bits as i32) >> 31) as u32) >> 1) ^ 0x8000_0000
 }
 
-/// Sort key of score `v` at `position`: ascending keys are descending scores, ties broken by
-/// the smaller position. Keys are unique per half.
+/// Sort key of score `v` at `position` (< 2^32: a sub-key, or a value index of at most
+/// `n_keys² ≤ 2^32` pairs): ascending keys are descending scores, ties broken by the smaller
+/// position. Keys are unique per half and per row of pairs.
 fn rank_key(v: f32, position: usize) -> u64 {
     (u64::from(!ordered(v)) << 32) | position as u64
 }

@@ -3,8 +3,8 @@
 //!
 //! - [`ProductKeys`] / [`ProductKeysConfig`]: the module; [`ProductKeys::forward`] returns a
 //!   [`Retrieval`] of scores and value indices, `[T·heads, knn]`, sorted descending.
-//! - [`RetrievalBackend`]: the backend extension that selects the top pairs; its default
-//!   method is plain tensor ops, fast kernels override it per backend.
+//! - [`RetrievalBackend`]: the backend extension that selects the top pairs and reads their
+//!   scores; its default methods are plain tensor ops, fast kernels override them per backend.
 //! - [`init::linear`]: a `Linear` around a weight initialised by the caller, shared with the
 //!   layers built on these keys.
 //! - [`reference`]: the brute-force search over all `n_keys²` keys, and the tie-aware

@@ -57,13 +57,17 @@ proptest! {
         prop_assert_eq!(check(queries, keys, knn, 1e-5), Ok(()));
     }
 
-    /// Small integer inputs: sums are exact and ties are frequent; scores must match exactly.
+    /// Small integer inputs: sums are exact and ties are frequent; scores must match exactly,
+    /// and so must the indices: ties go to the smaller value index, as in the brute force.
     #[test]
     fn product_keys_equal_brute_force_with_ties((n_keys, knn, heads, k_dim, tokens, seed) in case()) {
         let device = Default::default();
         let queries = Tensor::<B, 3>::from_data(random(vec![tokens, heads, k_dim], seed, true), &device);
         let keys = Tensor::<B, 4>::from_data(random(vec![heads, 2, n_keys, k_dim / 2], !seed, true), &device);
-        prop_assert_eq!(check(queries, keys, knn, 0.0), Ok(()));
+        prop_assert_eq!(check(queries.clone(), keys.clone(), knn, 0.0), Ok(()));
+        let brute = BruteForce::new(queries.clone(), keys.clone());
+        let actual = TopK::from_retrieval(&retrieve(queries, keys, knn));
+        prop_assert_eq!(actual.indices, brute.topk(knn).indices);
     }
 }
 
@@ -91,8 +95,8 @@ fn module_retrieval_equals_brute_force_with_and_without_qk_norm() {
 }
 
 /// Each half-query and sub-key leaves qk-norm with mean square `m / (m + eps)`, `m` its raw
-/// mean square: 1 up to the epsilon. Compared exactly, so a raw vector that happens to be tiny
-/// does not make the test flaky.
+/// mean square: 1 up to the epsilon. Compared with that formula (not with 1), so a raw vector
+/// that happens to be tiny does not make the test flaky.
 #[test]
 fn qk_norm_normalises_queries_and_keys() {
     let device = Default::default();

@@ -45,8 +45,11 @@ pub fn write(
          `python tools/bench/torch_bench.py FILE` for the kernels and\n\
          `python tools/bench/torch_train.py FILE` for the train steps), run one after the other\n\
          on the same machine. Medians; speed-up = PyTorch time / our time; PyTorch's train steps\n\
-         take the faster of its value pool on AdamW (dense gradient) and on SparseAdam. Where\n\
-         the time goes and what comes next: [performance-notes.md](performance-notes.md).\n\n\
+         take the faster of its value pool on AdamW (dense gradient) and on SparseAdam, and its\n\
+         `lookup_fwd_bwd` the faster of the dense and the `sparse=True` value gradient. Both\n\
+         sides run on transparent huge pages. Single runs vary by up to 2× on the 2-core\n\
+         machines: repeated runs are in the notes. Where the time goes and what comes next:\n\
+         [performance-notes.md](performance-notes.md).\n\n\
          | case | ours (s) | ours | PyTorch (s) | PyTorch | speed-up |\n|---|---|---|---|---|---|\n",
         ours = ours.display(),
         torch = if sources.is_empty() {

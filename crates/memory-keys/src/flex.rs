@@ -33,8 +33,8 @@ impl RetrievalBackend for Flex {
         }
         let scores = scores.to_contiguous();
         let all = scores.as_slice::<f32>().expect("f32");
-        let mut i1 = vec![0i64; heads * t * knn];
-        let mut i2 = vec![0i64; heads * t * knn];
+        let mut i1 = vec![0i32; heads * t * knn];
+        let mut i2 = vec![0i32; heads * t * knn];
         // Output row r = h·T + t reads half s of row (h, s, t) at ((h·2 + s)·T + t)·n.
         let half = |r: usize, s: usize| {
             let start = (((r / t) * 2 + s) * t + r % t) * n;
@@ -59,7 +59,7 @@ impl RetrievalBackend for Flex {
                 }
             });
         let device = Default::default();
-        let int = |ids: Vec<i64>| {
+        let int = |ids: Vec<i32>| {
             Tensor::<Flex, 3, Int>::from_data(TensorData::new(ids, [heads, t, knn]), &device)
                 .into_primitive()
         };
@@ -85,10 +85,8 @@ impl RetrievalBackend for Flex {
             .enumerate()
             .for_each(|(chunk, rows)| {
                 for (r, row) in rows.chunks_mut(knn).enumerate() {
-                    let (tt, h) = (
-                        (chunk * ROWS_PER_TASK + r) / heads,
-                        (chunk * ROWS_PER_TASK + r) % heads,
-                    );
+                    let row_index = chunk * ROWS_PER_TASK + r;
+                    let (tt, h) = (row_index / heads, row_index % heads);
                     let picked = (h * t + tt) * knn..(h * t + tt + 1) * knn;
                     let h1 = &all[(h * 2 * t + tt) * n..][..n];
                     let h2 = &all[((h * 2 + 1) * t + tt) * n..][..n];
@@ -173,10 +171,11 @@ fn float_tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTens
         .tensor()
 }
 
-/// Unsigned rank of a score whose order is `f32::total_cmp`'s: the magnitude bits of negatives
-/// are flipped, then the sign bit.
+/// Unsigned rank of a score whose order is `f32::total_cmp`'s with both zeros equal: the
+/// magnitude bits of negatives are flipped, then the sign bit.
 fn ordered(v: f32) -> u32 {
-    let bits = v.to_bits();
+    // `-0.0 + 0.0` is `+0.0`: the two zeros are one score, tied like any other.
+    let bits = (v + 0.0).to_bits();
     bits ^ ((((bits as i32) >> 31) as u32) >> 1) ^ 0x8000_0000
 }
 
@@ -237,8 +236,8 @@ fn best_pairs(
     h1: &[f32],
     h2: &[f32],
     k: usize,
-    out1: &mut [i64],
-    out2: &mut [i64],
+    out1: &mut [i32],
+    out2: &mut [i32],
     scratch: &mut Scratch,
 ) {
     let n = h1.len();
@@ -262,7 +261,7 @@ fn best_pairs(
     best.sort_unstable();
     for ((o1, o2), &key) in out1.iter_mut().zip(out2.iter_mut()).zip(best.iter()) {
         let index = (key as u32) as usize;
-        *o1 = (index / n) as i64;
-        *o2 = (index % n) as i64;
+        *o1 = (index / n) as i32;
+        *o2 = (index % n) as i32;
     }
 }

@@ -137,7 +137,8 @@ impl BruteForce {
         let mut indices = Vec::with_capacity(self.rows() * k);
         for row in 0..self.rows() {
             let mut all: Vec<(f64, i64)> = (0..n).map(|i| (self.score(row, i), i)).collect();
-            all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            // Descending score, the two zeros equal (`-0.0 + 0.0` is `+0.0`), then smaller index.
+            all.sort_by(|a, b| (b.0 + 0.0).total_cmp(&(a.0 + 0.0)).then(a.1.cmp(&b.1)));
             for &(score, index) in &all[..k] {
                 scores.push(score);
                 indices.push(index);

@@ -14,6 +14,11 @@
 //! allocator does), so every whole 2 MiB of them can be a huge page, and are advised. Smaller
 //! blocks are exactly [`System`]'s.
 //!
+//! Blocks of at least [`MAPPED`] bytes (on Linux) are mappings of their own, as glibc makes
+//! every block that large: fresh pages, which the kernel zeroes on first touch, so a zeroed
+//! block (`vec![0.0; n]`, a zeros tensor) costs no pass of its own. `System` only guarantees
+//! zeros at a 2 MiB alignment by writing them, a second pass over hundreds of MB per step.
+//!
 //! Binaries opt in:
 //!
 //! ```
@@ -38,6 +43,17 @@ pub const HUGE_PAGE: usize = 2 << 20;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct HugePageAlloc;
 
+/// Blocks from this size on are mapped on their own, zeroed by the kernel (Linux): glibc's
+/// largest threshold for mapping a block (`M_MMAP_THRESHOLD`'s maximum on 64-bit), so blocks
+/// it would reuse from its heap stay with it.
+pub const MAPPED: usize = 32 << 20;
+
+/// Whether a block is one of its own mappings: a pure function of the caller's layout, as
+/// [`placed`] is. Page alignment is what a mapping gives; larger alignments go to `System`.
+fn mapped(layout: Layout) -> bool {
+    cfg!(target_os = "linux") && layout.size() >= MAPPED && layout.align() <= 4096
+}
+
 /// The layout a block is allocated with: large blocks on a huge-page boundary. A pure function
 /// of the caller's layout, so a block's release uses the layout it was allocated with.
 fn placed(layout: Layout) -> Layout {
@@ -49,12 +65,17 @@ fn placed(layout: Layout) -> Layout {
 }
 
 #[allow(unsafe_code)]
-// SAFETY: every method forwards to `System` with `placed(layout)`, whose size is the caller's
-// and whose alignment is at least the caller's, and releases a block with the placed layout of
-// the layout it was allocated with; `advise` only changes the paging advice of memory the
-// block owns and never touches its contents.
+// SAFETY: blocks that are not `mapped` are forwarded to `System` with `placed(layout)`, whose
+// size is the caller's and whose alignment is at least the caller's, and released with the
+// placed layout of the layout they were allocated with; `mapped` blocks are page-aligned
+// anonymous mappings of at least their size, unmapped with the length they were mapped with.
+// `mapped` and `placed` depend on the layout alone, so a block is always released the way it
+// was allocated. `advise` only changes the paging advice of memory the block owns.
 unsafe impl GlobalAlloc for HugePageAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if mapped(layout) {
+            return map(layout.size());
+        }
         // SAFETY: `placed` keeps the caller's non-zero size and a valid alignment.
         let block = unsafe { System.alloc(placed(layout)) };
         advise(block, layout.size());
@@ -62,6 +83,10 @@ unsafe impl GlobalAlloc for HugePageAlloc {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if mapped(layout) {
+            // Fresh anonymous pages read as zeros.
+            return map(layout.size());
+        }
         // SAFETY: as for `alloc`.
         let block = unsafe { System.alloc_zeroed(placed(layout)) };
         advise(block, layout.size());
@@ -69,6 +94,10 @@ unsafe impl GlobalAlloc for HugePageAlloc {
     }
 
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
+        if mapped(layout) {
+            // SAFETY: `block` was mapped by `map` (or moved by `remap`) for this size.
+            return unsafe { unmap(block, layout.size()) };
+        }
         // SAFETY: `block` was allocated by `System` with `placed(layout)`.
         unsafe { System.dealloc(block, placed(layout)) }
     }
@@ -77,27 +106,125 @@ unsafe impl GlobalAlloc for HugePageAlloc {
         let Ok(new_layout) = Layout::from_size_align(new_size, layout.align()) else {
             return std::ptr::null_mut();
         };
+        if mapped(layout) && mapped(new_layout) {
+            // SAFETY: `block` is a mapping of `layout.size()`.
+            return unsafe { remap(block, layout.size(), new_size) };
+        }
         let (old, new) = (placed(layout), placed(new_layout));
-        let moved = if old.align() == new.align() {
-            // SAFETY: `block` was allocated with `old`; `new_size` is the caller's.
-            unsafe { System.realloc(block, old, new_size) }
-        } else {
-            // Crossing HUGE_PAGE changes the placement: move the block.
-            // SAFETY: a fresh block of `new`; both hold at least the smaller size; `block`
-            // was allocated with `old` and is released once.
-            unsafe {
-                let moved = System.alloc(new);
+        if mapped(layout) || mapped(new_layout) || old.align() != new.align() {
+            // The block changes kind or placement: move it.
+            // SAFETY: a fresh block of `new_layout`; both hold at least the smaller size;
+            // `block` was allocated with `layout` and is released once.
+            return unsafe {
+                let moved = self.alloc(new_layout);
                 if !moved.is_null() {
                     std::ptr::copy_nonoverlapping(block, moved, layout.size().min(new_size));
-                    System.dealloc(block, old);
+                    self.dealloc(block, layout);
                 }
                 moved
-            }
-        };
+            };
+        }
+        // SAFETY: `block` was allocated with `old`; `new_size` is the caller's.
+        let moved = unsafe { System.realloc(block, old, new_size) };
         if moved != block || new_size > layout.size() {
             advise(moved, new_size);
         }
         moved
+    }
+}
+
+/// The length a block of `size` bytes is mapped with: whole huge pages, so its last one can be
+/// a huge page too (the untouched remainder costs address space only).
+#[cfg(target_os = "linux")]
+fn mapped_len(size: usize) -> usize {
+    size.next_multiple_of(HUGE_PAGE)
+}
+
+/// A fresh anonymous mapping of at least `size` bytes on a huge-page boundary, advised; null
+/// when the kernel refuses. Maps a huge page more than needed and unmaps the unaligned ends.
+#[cfg(target_os = "linux")]
+fn map(size: usize) -> *mut u8 {
+    let len = mapped_len(size);
+    #[allow(unsafe_code)]
+    // SAFETY: a new private anonymous mapping; the unmapped ends lie inside it and outside the
+    // aligned `len` bytes that are returned.
+    unsafe {
+        let raw = libc::mmap(
+            std::ptr::null_mut(),
+            len + HUGE_PAGE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if raw == libc::MAP_FAILED {
+            return std::ptr::null_mut();
+        }
+        let raw = raw as usize;
+        let start = raw.next_multiple_of(HUGE_PAGE);
+        if start > raw {
+            libc::munmap(raw as *mut libc::c_void, start - raw);
+        }
+        let tail = raw + len + HUGE_PAGE - (start + len);
+        if tail > 0 {
+            libc::munmap((start + len) as *mut libc::c_void, tail);
+        }
+        advise(start as *mut u8, len);
+        start as *mut u8
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn map(_: usize) -> *mut u8 {
+    unreachable!("blocks are mapped on Linux only")
+}
+
+/// Releases a block made by [`map`] or [`remap`] for `size` bytes.
+///
+/// # Safety
+/// `block` is such a block, not used after this.
+#[allow(unsafe_code)]
+unsafe fn unmap(block: *mut u8, size: usize) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: the caller's block is a mapping of `mapped_len(size)` bytes.
+    unsafe {
+        libc::munmap(block.cast(), mapped_len(size));
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (block, size);
+}
+
+/// Resizes a block made by [`map`] or [`remap`] without copying its pages (`mremap`): in place
+/// where it can, else moved onto a fresh aligned mapping. Null (the block untouched) when the
+/// kernel refuses.
+///
+/// # Safety
+/// `block` is such a block of `size` bytes; on success it is not used after this.
+#[allow(unsafe_code)]
+unsafe fn remap(block: *mut u8, size: usize, new_size: usize) -> *mut u8 {
+    #[cfg(target_os = "linux")]
+    // SAFETY: the caller's block is a mapping of `mapped_len(size)` bytes; `target` is a fresh
+    // mapping of `mapped_len(new_size)` bytes that the move replaces.
+    unsafe {
+        let (old, new) = (mapped_len(size), mapped_len(new_size));
+        if libc::mremap(block.cast(), old, new, 0) != libc::MAP_FAILED {
+            return block;
+        }
+        let target = map(new_size);
+        if target.is_null() {
+            return target;
+        }
+        let flags = libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED;
+        if libc::mremap(block.cast(), old, new, flags, target) == libc::MAP_FAILED {
+            unmap(target, new_size);
+            return std::ptr::null_mut();
+        }
+        target
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (block, size, new_size);
+        unreachable!("blocks are mapped on Linux only")
     }
 }
 
@@ -145,10 +272,20 @@ mod tests {
         assert_eq!(huge_span(usize::MAX - 10, 100), None);
     }
 
+    /// Zeroed blocks read as zeros, also where freed memory is handed out again, and a block's
+    /// contents follow it through growth and shrinking across both thresholds (`HUGE_PAGE`,
+    /// `MAPPED`).
     #[test]
     fn blocks_allocated_through_it_work_at_every_size() {
-        for size in [1, 4096, HUGE_PAGE - 1, HUGE_PAGE, 3 * HUGE_PAGE + 17] {
+        let sizes = [1, 4096, HUGE_PAGE - 1, HUGE_PAGE, 3 * HUGE_PAGE + 17];
+        for size in sizes.into_iter().chain([MAPPED - 1, MAPPED, MAPPED + 17]) {
             let layout = Layout::from_size_align(size, 64).unwrap();
+            let zeros = |block: *mut u8| {
+                #[allow(unsafe_code)]
+                // SAFETY: a live block of `size` bytes.
+                let bytes = unsafe { std::slice::from_raw_parts(block, size) };
+                assert!(bytes.iter().all(|&b| b == 0), "size {size}");
+            };
             #[allow(unsafe_code)]
             // SAFETY: non-zero sizes; each block is written within its size and freed once with
             // its layout.
@@ -158,30 +295,27 @@ mod tests {
                 if size >= HUGE_PAGE {
                     assert_eq!(block as usize % HUGE_PAGE, 0, "size {size}");
                 }
-                assert!(
-                    std::slice::from_raw_parts(block, size)
-                        .iter()
-                        .all(|&b| b == 0)
-                );
+                zeros(block);
                 block.write_bytes(7, size);
-                // Grow past the threshold, then shrink below it: the contents move along.
-                let grown = HugePageAlloc.realloc(block, layout, 2 * size + HUGE_PAGE);
-                assert!(!grown.is_null());
-                assert_eq!(grown as usize % HUGE_PAGE, 0, "size {size}");
-                assert!(
-                    std::slice::from_raw_parts(grown, size)
-                        .iter()
-                        .all(|&b| b == 7)
-                );
-                let grown_layout = Layout::from_size_align(2 * size + HUGE_PAGE, 64).unwrap();
-                let shrunk = HugePageAlloc.realloc(grown, grown_layout, 100);
-                assert!(!shrunk.is_null());
-                assert!(
-                    std::slice::from_raw_parts(shrunk, 100.min(size))
-                        .iter()
-                        .all(|&b| b == 7)
-                );
-                HugePageAlloc.dealloc(shrunk, Layout::from_size_align(100, 64).unwrap());
+                HugePageAlloc.dealloc(block, layout);
+                let mut block = HugePageAlloc.alloc_zeroed(layout);
+                zeros(block);
+                block.write_bytes(7, size);
+                // Grow past the thresholds, shrink to just above the size, then below them:
+                // the contents move along.
+                let mut layout = layout;
+                for new_size in [2 * size + HUGE_PAGE, size + 1, 100] {
+                    let moved = HugePageAlloc.realloc(block, layout, new_size);
+                    assert!(!moved.is_null());
+                    if new_size >= HUGE_PAGE {
+                        assert_eq!(moved as usize % HUGE_PAGE, 0, "size {size} → {new_size}");
+                    }
+                    let kept = std::slice::from_raw_parts(moved, size.min(new_size));
+                    assert!(kept.iter().all(|&b| b == 7), "size {size} → {new_size}");
+                    layout = Layout::from_size_align(new_size, 64).unwrap();
+                    block = moved;
+                }
+                HugePageAlloc.dealloc(block, layout);
             }
         }
     }

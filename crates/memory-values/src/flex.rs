@@ -65,7 +65,6 @@ impl ValueBackend for Flex {
         out.par_chunks_mut(d * ROWS_PER_TASK)
             .enumerate()
             .for_each(|(chunk, rows)| {
-                first_touch(rows);
                 for (r, row) in rows.chunks_mut(d).enumerate() {
                     let token = chunk * ROWS_PER_TASK + r;
                     for j in 0..k {
@@ -75,7 +74,7 @@ impl ValueBackend for Flex {
                             prefetch_row(&v[ahead * d..(ahead + 1) * d]);
                         }
                         let (i, weight) = (idx[p], w[p]);
-                        axpy(row, weight, &v[i * d..(i + 1) * d]);
+                        add_scaled(row, weight, &v[i * d..(i + 1) * d], j == 0);
                     }
                 }
             });
@@ -147,10 +146,9 @@ impl ValueBackend for Flex {
         out.par_chunks_mut(d.max(1))
             .zip(starts.par_windows(2))
             .for_each(|(row, segment)| {
-                first_touch(row);
-                for &(_, p) in &pairs[segment[0]..segment[1]] {
+                for (n, &(_, p)) in pairs[segment[0]..segment[1]].iter().enumerate() {
                     let token = p / k;
-                    axpy(row, w[p], &xs[token * d..(token + 1) * d]);
+                    add_scaled(row, w[p], &xs[token * d..(token + 1) * d], n == 0);
                 }
             });
         let u = ids.len();
@@ -199,9 +197,8 @@ impl ValueBackend for Flex {
         out.par_chunks_mut(d.max(1))
             .zip(starts.par_windows(2))
             .for_each(|(row, segment)| {
-                first_touch(row);
-                for &(part, r) in &sources[segment[0]..segment[1]] {
-                    axpy(row, 1.0, &rows[part][r * d..(r + 1) * d]);
+                for (n, &(part, r)) in sources[segment[0]..segment[1]].iter().enumerate() {
+                    add_scaled(row, 1.0, &rows[part][r * d..(r + 1) * d], n == 0);
                 }
             });
         let u = union.len();
@@ -283,7 +280,7 @@ impl ValueBackend for Flex {
             .for_each(|((w, a), g)| {
                 a[0] += g.iter().map(|x| x * x).sum::<f32>() / d as f32;
                 let scale = lr / (a[0].sqrt() + eps);
-                axpy(w, -scale, g);
+                add_scaled(w, -scale, g, false);
             });
         (weight, acc)
     }
@@ -317,14 +314,6 @@ fn rows_mut<'a>(mut data: &'a mut [f32], d: usize, ids: &[usize]) -> Vec<&'a mut
         .collect()
 }
 
-/// Writes zeros over freshly allocated output before it is read: a large zeroed `Vec` is mapped
-/// to the shared zero page, and a read-then-write faults twice per page and makes the kernel
-/// flush every thread's TLB (measured: most of the time of `bag_rows` on 400 MB outputs).
-#[inline]
-fn first_touch(out: &mut [f32]) {
-    out.fill(0.0);
-}
-
 /// Hints the CPU to load a row into cache (every 64-byte line of it).
 #[inline]
 fn prefetch_row(row: &[f32]) {
@@ -342,11 +331,21 @@ fn prefetch_row(row: &[f32]) {
     let _ = row;
 }
 
-/// `y += a·x`.
+/// `y = a·x` for an output row's first term (`first`), `y += a·x` for the others. Output is
+/// freshly allocated and left to the kernel to zero: reading it before writing would fault
+/// twice per page (the shared zero page, then a copy) and make the kernel flush every thread's
+/// TLB (measured: most of the time of `bag_rows` on 400 MB outputs); a first write faults
+/// once, and no pass writes zeros first.
 #[inline]
-fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += a * x;
+fn add_scaled(y: &mut [f32], a: f32, x: &[f32], first: bool) {
+    if first {
+        for (y, x) in y.iter_mut().zip(x) {
+            *y = a * x;
+        }
+    } else {
+        for (y, x) in y.iter_mut().zip(x) {
+            *y += a * x;
+        }
     }
 }
 

@@ -130,25 +130,29 @@ impl ValueBackend for Flex {
             xs.as_slice::<f32>().expect("f32"),
             indices(&indices_t),
         );
-        // Sort (row, position) pairs: equal rows become a segment, in position order, so every
+        // Sorted (row, position) keys: equal rows become a segment, in position order, so every
         // row sums its contributions in the same order on every run.
-        let mut pairs: Vec<(usize, usize)> = idx.iter().enumerate().map(|(p, &i)| (i, p)).collect();
-        pairs.par_sort_unstable();
-        let starts: Vec<usize> = (0..pairs.len())
-            .filter(|&s| s == 0 || pairs[s].0 != pairs[s - 1].0)
-            .chain(std::iter::once(pairs.len()))
+        let Some(mut keys) = row_position_keys(&idx) else {
+            return fallback::bag_rows::<Flex>(indices_t, weights, x);
+        };
+        keys.par_sort_unstable();
+        let row = |key: u64| (key >> 32) as usize;
+        let starts: Vec<usize> = (0..keys.len())
+            .filter(|&s| s == 0 || row(keys[s]) != row(keys[s - 1]))
+            .chain(std::iter::once(keys.len()))
             .collect();
         let ids: Vec<i64> = starts[..starts.len() - 1]
             .iter()
-            .map(|&s| pairs[s].0 as i64)
+            .map(|&s| row(keys[s]) as i64)
             .collect();
         let mut out = vec![0f32; ids.len() * d];
         out.par_chunks_mut(d.max(1))
             .zip(starts.par_windows(2))
-            .for_each(|(row, segment)| {
-                for (n, &(_, p)) in pairs[segment[0]..segment[1]].iter().enumerate() {
+            .for_each(|(out_row, segment)| {
+                for (n, &key) in keys[segment[0]..segment[1]].iter().enumerate() {
+                    let p = (key as u32) as usize;
                     let token = p / k;
-                    add_scaled(row, w[p], &xs[token * d..(token + 1) * d], n == 0);
+                    add_scaled(out_row, w[p], &xs[token * d..(token + 1) * d], n == 0);
                 }
             });
         let u = ids.len();
@@ -284,6 +288,16 @@ impl ValueBackend for Flex {
             });
         (weight, acc)
     }
+}
+
+/// Per lookup, `row·2^32 + position`: one `u64` sorts faster than a pair. `None` where a row or
+/// a position does not fit 32 bits.
+fn row_position_keys(idx: &[usize]) -> Option<Vec<u64>> {
+    u32::try_from(idx.len()).ok()?;
+    idx.iter()
+        .enumerate()
+        .map(|(p, &i)| Some((u64::from(u32::try_from(i).ok()?) << 32) | p as u64))
+        .collect()
 }
 
 /// Whether ids are strictly ascending (distinct), as the in-place row updates need.

@@ -15,7 +15,7 @@
 //! blocks are exactly [`System`]'s.
 //!
 //! Blocks of at least [`MAPPED`] bytes (on Linux) are mappings of their own, as glibc makes
-//! every block that large: fresh pages, which the kernel zeroes on first touch, so a zeroed
+//! most blocks that large: fresh pages, which the kernel zeroes on first touch, so a zeroed
 //! block (`vec![0.0; n]`, a zeros tensor) costs no pass of its own. `System` only guarantees
 //! zeros at a 2 MiB alignment by writing them, a second pass over hundreds of MB per step.
 //!
@@ -39,13 +39,14 @@ use std::alloc::{GlobalAlloc, Layout, System};
 pub const HUGE_PAGE: usize = 2 << 20;
 
 /// [`System`], with blocks of at least [`HUGE_PAGE`] bytes aligned to it and advised for huge
-/// pages (Linux; elsewhere only aligned).
+/// pages (Linux; elsewhere only aligned), and blocks of at least [`MAPPED`] bytes mapped on
+/// their own (Linux).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct HugePageAlloc;
 
 /// Blocks from this size on are mapped on their own, zeroed by the kernel (Linux): glibc's
-/// largest threshold for mapping a block (`M_MMAP_THRESHOLD`'s maximum on 64-bit), so blocks
-/// it would reuse from its heap stay with it.
+/// largest threshold for mapping a block (`M_MMAP_THRESHOLD`'s maximum on 64-bit). Smaller
+/// blocks keep glibc's reuse of its heap.
 pub const MAPPED: usize = 32 << 20;
 
 /// Whether a block is one of its own mappings: a pure function of the caller's layout, as
@@ -134,7 +135,7 @@ unsafe impl GlobalAlloc for HugePageAlloc {
 }
 
 /// The length a block of `size` bytes is mapped with: whole huge pages, so its last one can be
-/// a huge page too (the untouched remainder costs address space only).
+/// a huge page too (the remainder past `size` takes memory only once that page is touched).
 #[cfg(target_os = "linux")]
 fn mapped_len(size: usize) -> usize {
     size.next_multiple_of(HUGE_PAGE)
@@ -194,32 +195,26 @@ unsafe fn unmap(block: *mut u8, size: usize) {
     let _ = (block, size);
 }
 
-/// Resizes a block made by [`map`] or [`remap`] without copying its pages (`mremap`): in place
-/// where it can, else moved onto a fresh aligned mapping. Null (the block untouched) when the
-/// kernel refuses.
+/// Resizes a block made by [`map`] or [`remap`] without copying its pages (`mremap`): shrunk in
+/// place, grown in place where the address space after it is free, else moved to wherever the
+/// kernel finds room (page-aligned, which is all `mapped` blocks ask; a moved block may lose
+/// its huge-page placement). Null, with the block untouched, when the kernel refuses.
 ///
 /// # Safety
 /// `block` is such a block of `size` bytes; on success it is not used after this.
 #[allow(unsafe_code)]
 unsafe fn remap(block: *mut u8, size: usize, new_size: usize) -> *mut u8 {
     #[cfg(target_os = "linux")]
-    // SAFETY: the caller's block is a mapping of `mapped_len(size)` bytes; `target` is a fresh
-    // mapping of `mapped_len(new_size)` bytes that the move replaces.
+    // SAFETY: the caller's block is a mapping of `mapped_len(size)` bytes. Without
+    // `MREMAP_FIXED` the kernel unmaps nothing outside it, and a failed call leaves it as it was.
     unsafe {
         let (old, new) = (mapped_len(size), mapped_len(new_size));
-        if libc::mremap(block.cast(), old, new, 0) != libc::MAP_FAILED {
-            return block;
-        }
-        let target = map(new_size);
-        if target.is_null() {
-            return target;
-        }
-        let flags = libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED;
-        if libc::mremap(block.cast(), old, new, flags, target) == libc::MAP_FAILED {
-            unmap(target, new_size);
+        let flags = if new > old { libc::MREMAP_MAYMOVE } else { 0 };
+        let moved = libc::mremap(block.cast(), old, new, flags);
+        if moved == libc::MAP_FAILED {
             return std::ptr::null_mut();
         }
-        target
+        moved.cast()
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -236,8 +231,8 @@ pub fn huge_span(start: usize, size: usize) -> Option<(usize, usize)> {
     (end > first).then(|| (first, end - first))
 }
 
-/// Asks for huge pages on the whole huge pages of a block (all of a placed large block); advice
-/// only, so a failure (THP compiled out or set to `never`) changes nothing.
+/// Asks for huge pages on the whole huge pages of a block (all of a placed or mapped large
+/// block); advice only, so a failure (THP compiled out or set to `never`) changes nothing.
 fn advise(block: *mut u8, size: usize) {
     if block.is_null() || size < HUGE_PAGE {
         return;
@@ -245,7 +240,7 @@ fn advise(block: *mut u8, size: usize) {
     #[cfg(target_os = "linux")]
     if let Some((first, bytes)) = huge_span(block as usize, size) {
         #[allow(unsafe_code)]
-        // SAFETY: the range lies inside the live block just returned by `System`; advice does
+        // SAFETY: the range lies inside the live block just allocated or mapped; advice does
         // not change its contents or its mapping.
         unsafe {
             libc::madvise(first as *mut libc::c_void, bytes, libc::MADV_HUGEPAGE);
@@ -307,9 +302,13 @@ mod tests {
                 for new_size in [2 * size + HUGE_PAGE, size + 1, 100] {
                     let moved = HugePageAlloc.realloc(block, layout, new_size);
                     assert!(!moved.is_null());
-                    if new_size >= HUGE_PAGE {
-                        assert_eq!(moved as usize % HUGE_PAGE, 0, "size {size} → {new_size}");
-                    }
+                    // A mapped block that moves keeps page alignment only.
+                    let new_layout = Layout::from_size_align(new_size, 64).unwrap();
+                    let alignment = match new_size >= HUGE_PAGE && !mapped(new_layout) {
+                        true => HUGE_PAGE,
+                        false => 64,
+                    };
+                    assert_eq!(moved as usize % alignment, 0, "size {size} → {new_size}");
                     let kept = std::slice::from_raw_parts(moved, size.min(new_size));
                     assert!(kept.iter().all(|&b| b == 7), "size {size} → {new_size}");
                     layout = Layout::from_size_align(new_size, 64).unwrap();
@@ -320,22 +319,11 @@ mod tests {
         }
     }
 
-    /// The kernel records the advice as the `hg` flag of the block's mapping in
-    /// `/proc/self/smaps`; without THP in the kernel there is nothing to advise.
+    /// The VM flags of the mapping that holds `address`, from `/proc/self/smaps`.
     #[cfg(target_os = "linux")]
-    #[test]
-    fn large_blocks_are_advised() {
-        if !std::path::Path::new("/sys/kernel/mm/transparent_hugepage/enabled").exists() {
-            eprintln!("no transparent huge pages in this kernel: nothing to check");
-            return;
-        }
-        let layout = Layout::from_size_align(8 * HUGE_PAGE, 64).unwrap();
-        #[allow(unsafe_code)]
-        // SAFETY: a non-zero size, freed once with its layout.
-        let block = unsafe { HugePageAlloc.alloc(layout) } as usize;
+    fn vm_flags(address: usize) -> Vec<String> {
         let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
         let mut inside = false;
-        let mut flags = None;
         for line in smaps.lines() {
             if let Some((range, _)) = line.split_once(' ')
                 && let Some((start, end)) = range.split_once('-')
@@ -344,22 +332,61 @@ mod tests {
                     usize::from_str_radix(end, 16),
                 )
             {
-                inside = (start..end).contains(&(block + HUGE_PAGE));
-            } else if inside && let Some(vm_flags) = line.strip_prefix("VmFlags:") {
-                flags = Some(
-                    vm_flags
-                        .split_whitespace()
-                        .map(str::to_owned)
-                        .collect::<Vec<_>>(),
-                );
+                inside = (start..end).contains(&address);
+            } else if inside && let Some(flags) = line.strip_prefix("VmFlags:") {
+                return flags.split_whitespace().map(str::to_owned).collect();
             }
         }
+        panic!("no mapping holds {address:#x} in /proc/self/smaps")
+    }
+
+    /// The kernel records the advice as the `hg` flag of the block's mapping in
+    /// `/proc/self/smaps`, for placed and for mapped blocks; without THP in the kernel there is
+    /// nothing to advise.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn large_blocks_are_advised() {
+        if !std::path::Path::new("/sys/kernel/mm/transparent_hugepage/enabled").exists() {
+            eprintln!("no transparent huge pages in this kernel: nothing to check");
+            return;
+        }
+        for size in [8 * HUGE_PAGE, MAPPED] {
+            let layout = Layout::from_size_align(size, 64).unwrap();
+            #[allow(unsafe_code)]
+            // SAFETY: a non-zero size, freed once with its layout.
+            let block = unsafe { HugePageAlloc.alloc(layout) };
+            let flags = vm_flags(block as usize + HUGE_PAGE);
+            #[allow(unsafe_code)]
+            // SAFETY: allocated above with this layout.
+            unsafe {
+                HugePageAlloc.dealloc(block, layout)
+            };
+            assert!(
+                flags.iter().any(|f| f == "hg"),
+                "size {size}: VmFlags {flags:?}"
+            );
+        }
+    }
+
+    /// A zeroed mapped block is not written: none of its pages is resident until it is used
+    /// (`System` would have written the zeros, faulting every page in).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn large_zeroed_blocks_are_not_written() {
+        let layout = Layout::from_size_align(MAPPED, 64).unwrap();
         #[allow(unsafe_code)]
-        // SAFETY: allocated above with this layout.
+        // SAFETY: a non-zero size; `mincore` fills one byte per page of the block into a buffer
+        // of that many bytes; the block is freed once with its layout.
         unsafe {
-            HugePageAlloc.dealloc(block as *mut u8, layout)
-        };
-        let flags = flags.expect("the block's mapping is listed in /proc/self/smaps");
-        assert!(flags.iter().any(|f| f == "hg"), "VmFlags {flags:?}");
+            let page = usize::try_from(libc::sysconf(libc::_SC_PAGESIZE)).unwrap();
+            let block = HugePageAlloc.alloc_zeroed(layout);
+            assert!(!block.is_null());
+            let mut resident = vec![0u8; MAPPED.div_ceil(page)];
+            let rc = libc::mincore(block.cast(), MAPPED, resident.as_mut_ptr());
+            let touched = resident.iter().filter(|&&r| r & 1 == 1).count();
+            HugePageAlloc.dealloc(block, layout);
+            assert_eq!(rc, 0, "mincore");
+            assert_eq!(touched, 0, "{touched} of {} pages resident", resident.len());
+        }
     }
 }

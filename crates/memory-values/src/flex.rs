@@ -62,7 +62,7 @@ impl ValueBackend for Flex {
             indices(&indices_t),
         );
         let mut out = vec![0f32; t * d];
-        out.par_chunks_mut(d * ROWS_PER_TASK)
+        out.par_chunks_mut(d.max(1) * ROWS_PER_TASK)
             .enumerate()
             .for_each(|(chunk, rows)| {
                 for (r, row) in rows.chunks_mut(d).enumerate() {
@@ -345,11 +345,11 @@ fn prefetch_row(row: &[f32]) {
     let _ = row;
 }
 
-/// `y = a·x` for an output row's first term (`first`), `y += a·x` for the others. Output is
-/// freshly allocated and left to the kernel to zero: reading it before writing would fault
-/// twice per page (the shared zero page, then a copy) and make the kernel flush every thread's
-/// TLB (measured: most of the time of `bag_rows` on 400 MB outputs); a first write faults
-/// once, and no pass writes zeros first.
+/// `y = a·x` for a fresh output row's first term (`first`), `y += a·x` otherwise. Output rows
+/// are written before they are read, so no pass writes zeros first, and a freshly mapped page
+/// faults once (reading it first would map the shared zero page and fault again on the write,
+/// making the kernel flush every thread's TLB: measured, most of the time of `bag_rows` on
+/// 400 MB outputs).
 #[inline]
 fn add_scaled(y: &mut [f32], a: f32, x: &[f32], first: bool) {
     if first {
@@ -380,4 +380,16 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::row_position_keys;
+
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn keys_pack_row_and_position_and_refuse_rows_past_32_bits() {
+        assert_eq!(row_position_keys(&[3, 0]), Some(vec![3 << 32, 1]));
+        assert_eq!(row_position_keys(&[0, 1 << 32]), None);
+    }
 }

@@ -166,10 +166,8 @@ fn map(size: usize) -> *mut u8 {
         if start > raw {
             libc::munmap(raw as *mut libc::c_void, start - raw);
         }
-        let tail = raw + len + HUGE_PAGE - (start + len);
-        if tail > 0 {
-            libc::munmap((start + len) as *mut libc::c_void, tail);
-        }
+        // The rest of the extra huge page: never empty, as `raw` is page-aligned.
+        libc::munmap((start + len) as *mut libc::c_void, raw + HUGE_PAGE - start);
         advise(start as *mut u8, len);
         start as *mut u8
     }
@@ -304,15 +302,15 @@ mod tests {
                     assert!(!moved.is_null());
                     // A mapped block that moves keeps page alignment only.
                     let new_layout = Layout::from_size_align(new_size, 64).unwrap();
-                    let alignment = match new_size >= HUGE_PAGE && !mapped(new_layout) {
-                        true => HUGE_PAGE,
-                        false => 64,
+                    let alignment = if new_size >= HUGE_PAGE && !mapped(new_layout) {
+                        HUGE_PAGE
+                    } else {
+                        64
                     };
                     assert_eq!(moved as usize % alignment, 0, "size {size} → {new_size}");
                     let kept = std::slice::from_raw_parts(moved, size.min(new_size));
                     assert!(kept.iter().all(|&b| b == 7), "size {size} → {new_size}");
-                    layout = Layout::from_size_align(new_size, 64).unwrap();
-                    block = moved;
+                    (block, layout) = (moved, new_layout);
                 }
                 HugePageAlloc.dealloc(block, layout);
             }

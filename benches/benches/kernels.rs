@@ -3,12 +3,12 @@
 
 use burn::backend::{Autodiff, Flex};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use memory_benches::{LookupCase, MemoryPlusCase, RetrievalCase};
-use memory_values::{RowOptimizer, RowRule};
+use memory_layers_benches::{LookupCase, MemoryPlusCase, RetrievalCase};
+use memory_layers_values::{RowOptimizer, RowRule};
 
 /// Huge pages for large tensors, as in the xtask and memory-layers binaries.
 #[global_allocator]
-static ALLOC: huge_pages::HugePageAlloc = huge_pages::HugePageAlloc;
+static ALLOC: memory_layers_huge_pages::HugePageAlloc = memory_layers_huge_pages::HugePageAlloc;
 
 fn retrieval(c: &mut Criterion) {
     let device = Default::default();
@@ -17,7 +17,7 @@ fn retrieval(c: &mut Criterion) {
     let id = format!("{}/{}x{}", RetrievalCase::NAME, case.tokens, case.heads);
     c.bench_function(&id, |b| {
         b.iter(|| {
-            let r = memory_keys::retrieve(queries.clone(), sub_keys.clone(), case.knn);
+            let r = memory_layers_keys::retrieve(queries.clone(), sub_keys.clone(), case.knn);
             r.indices.into_data()
         })
     });

@@ -3,9 +3,9 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor};
-use memory_keys::{KeysError, ProductKeysConfig};
-use memory_layer::MemoryLayerConfig;
-use memory_values::{ValueError, ValueTable, ValueTableConfig};
+use memory_layers_keys::{KeysError, ProductKeysConfig};
+use memory_layers_nn::MemoryLayerConfig;
+use memory_layers_values::{ValueError, ValueTable, ValueTableConfig};
 
 fn normal<B: Backend, const D: usize>(shape: [usize; D], device: &B::Device) -> Tensor<B, D> {
     Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)

@@ -1,4 +1,4 @@
-//! Criterion benchmarks of the memory-layer kernels (`cargo bench -p memory-benches`), and the
+//! Criterion benchmarks of the memory-layer kernels (`cargo bench -p memory-layers-benches`), and the
 //! bench cases they share with `cargo xtask bench`.
 //!
 //! The cases whose names are a contract (retrieval, lookup, the Memory+ layer) are defined

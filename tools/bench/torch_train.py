@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 # PyTorch's own switch for huge pages on blocks of 2 MiB or more, read at its first allocation:
-# our binaries get them from crates/huge-pages, so both sides of a ratio run on huge pages.
+# our binaries get them from crates/memory-layers-huge-pages, so both sides of a ratio run on huge pages.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import torch  # noqa: E402

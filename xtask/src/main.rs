@@ -15,9 +15,9 @@ mod commands;
 use clap::{Parser, Subcommand};
 use commands::{bench, parity, results, zoo};
 
-/// Huge pages for large tensors in every process (crate huge-pages says why).
+/// Huge pages for large tensors in every process (crate memory-layers-huge-pages says why).
 #[global_allocator]
-static ALLOC: huge_pages::HugePageAlloc = huge_pages::HugePageAlloc;
+static ALLOC: memory_layers_huge_pages::HugePageAlloc = memory_layers_huge_pages::HugePageAlloc;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Memory-layer project commands")]

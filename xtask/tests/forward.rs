@@ -1,5 +1,5 @@
 //! `cargo xtask train`, `eval` and `generate` are the `memory-layers` commands, run in the xtask
-//! process (their behaviour is tested in crates/cli/tests), next to xtask's own commands.
+//! process (their behaviour is tested in crates/memory-layers-cli/tests), next to xtask's own commands.
 
 use std::process::Command;
 

@@ -1,18 +1,18 @@
 //! `cargo xtask bench`: the benchmark cases whose names are a contract, timed on one backend,
 //! written as JSON ([`BenchResult`]); `--report` turns our results and PyTorch's
 //! (tools/bench/torch_bench.py) into docs/performance.md. The kernel cases' shapes and inputs
-//! come from memory-benches, which the criterion benches share.
+//! come from memory-layers-benches, which the criterion benches share.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use memory_benches::{LookupCase, MemoryPlusCase, RetrievalCase};
+use memory_layers_benches::{LookupCase, MemoryPlusCase, RetrievalCase};
 use memory_layers_cli::{BackendKind, Job, dispatch};
-use model_zoo::{ModelKind, Size, SwiGluFfnConfig, preset};
+use memory_layers_zoo::{ModelKind, Size, SwiGluFfnConfig, preset};
 use rayon::prelude::*;
-use trainer::{Stepper, TrainBackend, TrainConfig, ValueOptimizer};
+use memory_layers_train::{Stepper, TrainBackend, TrainConfig, ValueOptimizer};
 
 use crate::bench_result::BenchResult;
 
@@ -174,7 +174,7 @@ fn kernel_cases<B: TrainBackend>(device: &B::Device) -> anyhow::Result<Vec<Bench
     let case = RetrievalCase::CONTRACT;
     let (queries, sub_keys) = case.inputs::<I<B>>(device)?;
     let seconds = time::<I<B>>(device, || {
-        let r = memory_keys::retrieve(queries.clone(), sub_keys.clone(), case.knn);
+        let r = memory_layers_keys::retrieve(queries.clone(), sub_keys.clone(), case.knn);
         let _ = (r.scores, r.indices);
     });
     let config = serde_json::json!({"queries": [case.queries(), case.k_dim], "tokens": case.tokens, "heads": case.heads, "n_keys": case.n_keys, "knn": case.knn});

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use memory_layers_cli::{BackendKind, Job, dispatch};
-use memory_parity::{F32_TOLERANCE, ParityReport, check_fixture};
-use trainer::TrainBackend;
+use memory_layers_parity::{F32_TOLERANCE, ParityReport, check_fixture};
+use memory_layers_train::TrainBackend;
 
 /// Arguments of `cargo xtask parity`.
 #[derive(clap::Args)]
@@ -77,7 +77,7 @@ pub fn run(args: ParityArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn describe(config: &memory_layer::import::ReferenceConfig) -> String {
+fn describe(config: &memory_layers_nn::import::ReferenceConfig) -> String {
     format!(
         "dim {} heads {} knn {} n_keys {} k_dim {} v_dim {}{}{}{}",
         config.dim,

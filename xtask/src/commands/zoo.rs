@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::ValueEnum;
-use model_zoo::{ModelKind, Size, account, preset};
+use memory_layers_zoo::{ModelKind, Size, account, preset};
 use serde::Serialize;
 
 /// Arguments of `cargo xtask zoo`.

@@ -1,7 +1,0 @@
-use memory_keys::RetrievalBackend;
-use memory_values::ValueBackend;
-
-/// Every backend extension a memory layer needs.
-pub trait MemoryBackend: RetrievalBackend + ValueBackend {}
-
-impl<B: RetrievalBackend + ValueBackend> MemoryBackend for B {}

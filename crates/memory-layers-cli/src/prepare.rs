@@ -1,0 +1,76 @@
+//! `prepare`: tokenises a corpus once into token shards that `train --data-dir` and `eval`
+//! read from disk.
+
+use std::path::PathBuf;
+
+use memory_layers_train::data::{PrepareConfig, TokenizerKind, prepare_corpus};
+
+use crate::train::{TokenizerChoice, parse_tokenizer};
+
+/// Arguments of `memory-layers prepare` (and `cargo xtask prepare`).
+#[derive(clap::Args)]
+pub struct PrepareArgs {
+    /// Input (repeatable): .txt files, .jsonl files (one document per record), either
+    /// compressed (.gz, .zst), parquet files (one document per row), or folders of them.
+    #[arg(long = "data", required = true)]
+    data: Vec<PathBuf>,
+    /// The field of a .jsonl record that holds its text.
+    #[arg(long, default_value = "text")]
+    text_field: String,
+    /// Tokenizer: byte, bpe (trained here on the corpus), or a Hugging Face tokenizer.json.
+    #[arg(long, value_parser = parse_tokenizer, default_value = "bpe")]
+    tokenizer: TokenizerChoice,
+    /// Vocabulary of a BPE trained here.
+    #[arg(long, default_value_t = 32_000)]
+    vocab_size: usize,
+    /// Probability that a document is held out for validation.
+    #[arg(long, default_value_t = 0.02)]
+    val_fraction: f64,
+    /// The fewest validation tokens: when the documents drawn hold fewer, documents from the
+    /// end of the corpus are held out too (at least a few sequences of the run's length).
+    #[arg(long, default_value_t = 1 << 14)]
+    min_val_tokens: usize,
+    /// Seed of the validation draw.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Tokens per shard file (4 bytes each).
+    #[arg(long, default_value_t = 1 << 26)]
+    shard_tokens: usize,
+    /// Output folder (token shards, tokenizer.json, manifest.json).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Prepares the corpus and prints what was written.
+pub fn run(args: PrepareArgs) -> anyhow::Result<()> {
+    let (tokenizer, tokenizer_file) = args.tokenizer.resolve();
+    let config = PrepareConfig {
+        paths: args.data,
+        text_field: args.text_field,
+        tokenizer,
+        tokenizer_file,
+        vocab_size: args.vocab_size,
+        val_fraction: args.val_fraction,
+        seed: args.seed,
+        shard_tokens: args.shard_tokens,
+        min_val_tokens: args.min_val_tokens,
+        out: args.out,
+    };
+    let manifest = prepare_corpus(&config, &[], true)?;
+    let tokenizer = match manifest.tokenizer {
+        TokenizerKind::Byte => "bytes".to_string(),
+        TokenizerKind::Bpe => format!("BPE, vocabulary {}", manifest.vocab_size),
+    };
+    println!(
+        "{}: {} training tokens ({} documents, {} shards), {} validation tokens ({} documents); \
+         tokenizer {tokenizer}. Train on it with --data-dir {}",
+        config.out.display(),
+        manifest.train.tokens,
+        manifest.train.documents,
+        manifest.train.shards.len(),
+        manifest.val.tokens,
+        manifest.val.documents,
+        config.out.display(),
+    );
+    Ok(())
+}

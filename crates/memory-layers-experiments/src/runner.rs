@@ -1,0 +1,423 @@
+//! Running a suite: budgets resolved once, finished runs skipped, an interrupted run resumed
+//! from its checkpoint, the report rewritten after every run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use memory_layers_train::{
+    Interrupt, Stepper, TrainBackend, TrainConfig, TrainOptions, find_checkpoint, train,
+};
+
+use crate::report::write_report;
+use crate::summary::{SummaryRow, read_json, write_json};
+use crate::{Base, Budget, ExperimentError, RunSpec, Suite};
+
+/// What a suite is asked to do.
+#[derive(Debug, Clone)]
+pub struct SuitePlan {
+    /// The suite.
+    pub suite: Suite,
+    /// Its base (data, seeds); `tokens` is set from the budget.
+    pub base: Base,
+    /// How much training it gets.
+    pub budget: Budget,
+    /// The suite's directory: `suite.json`, the report, and `runs/<run>/`.
+    pub out: PathBuf,
+    /// Runs trained at the same time (each on its own thread).
+    pub jobs: usize,
+    /// Stops the runs in progress (each writes a checkpoint), and so the suite.
+    pub interrupt: Interrupt,
+}
+
+/// The resolved budget, kept in `suite.json` so that a resumed suite trains the same runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SuiteRecord {
+    suite: Suite,
+    budget: String,
+    tokens_per_run: u64,
+}
+
+/// What the runner reports as it goes.
+#[derive(Debug, Clone)]
+pub enum Event<'a> {
+    /// Step times measured (seconds per training token, per configuration).
+    Calibrated {
+        /// Training tokens every run gets.
+        tokens_per_run: u64,
+        /// Measured seconds per training token of each configuration still to train.
+        seconds_per_token: &'a BTreeMap<String, f64>,
+    },
+    /// Run `index` (1-based) of `total` starts, or resumes.
+    Start {
+        /// 1-based position.
+        index: usize,
+        /// Runs in the suite.
+        total: usize,
+        /// The run.
+        spec: &'a RunSpec,
+        /// Whether it continues from a checkpoint.
+        resumed: bool,
+        /// This run's expected training time.
+        run_eta: Duration,
+        /// Expected time until the whole suite is done.
+        suite_eta: Duration,
+    },
+    /// Run `index` was already finished.
+    Skipped {
+        /// 1-based position.
+        index: usize,
+        /// Runs in the suite.
+        total: usize,
+        /// The run.
+        spec: &'a RunSpec,
+    },
+    /// Run `index` finished.
+    Finished {
+        /// 1-based position.
+        index: usize,
+        /// Runs in the suite.
+        total: usize,
+        /// Its summary row.
+        row: &'a SummaryRow,
+    },
+}
+
+/// Runs the suite on `device`, `plan.jobs` runs at a time, reporting progress to
+/// `on_event`; returns every row, in the suite's order. With one job at a time each run shows
+/// its own progress (bar or log lines).
+pub fn run_suite<B: TrainBackend>(
+    plan: &SuitePlan,
+    device: &B::Device,
+    on_event: &(dyn Fn(Event<'_>) + Sync),
+) -> Result<Vec<SummaryRow>, ExperimentError> {
+    let out = &plan.out;
+    std::fs::create_dir_all(out.join("runs")).map_err(|e| ExperimentError::file(out, e))?;
+    let probe = plan.suite.runs(&Base {
+        tokens: 1,
+        ..plan.base.clone()
+    })?;
+    let pending: Vec<&RunSpec> = probe
+        .iter()
+        .filter(|s| !row_path(out, &s.id).exists())
+        .collect();
+    let cost = seconds_per_token::<B>(&pending, device)?;
+    let tokens = resolve_tokens(plan, &probe, &cost)?;
+    on_event(Event::Calibrated {
+        tokens_per_run: tokens,
+        seconds_per_token: &cost,
+    });
+    let specs = plan.suite.runs(&Base {
+        tokens,
+        ..plan.base.clone()
+    })?;
+    let jobs = plan.jobs.clamp(1, specs.len().max(1));
+    let suite = Progress {
+        specs: &specs,
+        cost: &cost,
+        tokens,
+        jobs,
+        state: Mutex::new(State {
+            rows: vec![None; specs.len()],
+            started: vec![false; specs.len()],
+            ..State::default()
+        }),
+    };
+    // Workers take runs in order; after a failure they take no new ones.
+    let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
+    let work = || -> Result<(), ExperimentError> {
+        loop {
+            let i = next.fetch_add(1, Ordering::SeqCst);
+            if i >= specs.len() || failed.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let result = suite.run::<B>(plan, i, device, jobs == 1, on_event);
+            if result.is_err() {
+                failed.store(true, Ordering::SeqCst);
+                return result;
+            }
+        }
+    };
+    let results: Vec<Result<(), ExperimentError>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs).map(|_| scope.spawn(work)).collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a suite worker panicked"))
+            .collect()
+    });
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
+    let rows: Vec<SummaryRow> = suite
+        .state
+        .into_inner()
+        .expect("no worker panicked")
+        .rows
+        .into_iter()
+        .flatten()
+        .collect();
+    write_report(out, &plan.suite.to_string(), &rows)?;
+    Ok(rows)
+}
+
+/// The runs of a suite and what is known of them, shared by its workers.
+struct Progress<'a> {
+    specs: &'a [RunSpec],
+    cost: &'a BTreeMap<String, f64>,
+    tokens: u64,
+    jobs: usize,
+    state: Mutex<State>,
+}
+
+/// What the workers have done so far.
+#[derive(Default)]
+struct State {
+    /// Finished runs, by position.
+    rows: Vec<Option<SummaryRow>>,
+    /// Runs taken by a worker.
+    started: Vec<bool>,
+    /// Training seconds measured and predicted, and other seconds (data, evaluation), over
+    /// the `fresh` runs started from scratch in this process.
+    measured: f64,
+    predicted: f64,
+    overhead: f64,
+    fresh: usize,
+}
+
+impl Progress<'_> {
+    /// Predicted training seconds of a run from the measured step times.
+    fn predict(&self, spec: &RunSpec) -> f64 {
+        self.cost.get(&spec.label).copied().unwrap_or(0.0) * self.tokens as f64
+    }
+
+    /// Expected seconds of a run, corrected by what finished runs measured.
+    fn eta(&self, state: &State, spec: &RunSpec) -> f64 {
+        let scale = if state.predicted > 0.0 {
+            state.measured / state.predicted
+        } else {
+            1.0
+        };
+        self.predict(spec) * scale + state.overhead / state.fresh.max(1) as f64
+    }
+
+    /// Runs (or skips) run `i`.
+    fn run<B: TrainBackend>(
+        &self,
+        plan: &SuitePlan,
+        i: usize,
+        device: &B::Device,
+        progress: bool,
+        on_event: &(dyn Fn(Event<'_>) + Sync),
+    ) -> Result<(), ExperimentError> {
+        let (spec, total, index) = (&self.specs[i], self.specs.len(), i + 1);
+        let out = &plan.out;
+        let path = row_path(out, &spec.id);
+        if path.exists() {
+            // A finished run counts only if it is the run the suite asks for now (another
+            // --people, --data or --budget is another suite).
+            let dir = out.join("runs").join(&spec.id);
+            let saved = TrainConfig::load(&dir.join("config.toml")).map_err(|error| {
+                ExperimentError::Run {
+                    run: spec.id.clone(),
+                    error,
+                }
+            })?;
+            let mut asked = spec.config.clone();
+            asked.model.vocab_size = saved.model.vocab_size;
+            asked.run.out = saved.run.out.clone();
+            if asked != saved {
+                return Err(ExperimentError::Setting {
+                    field: "out",
+                    value: out.display().to_string(),
+                    rule: "holds a finished run trained with other settings (data, people, \
+                           budget or a changed suite); use a new --out for these settings",
+                });
+            }
+            let row: SummaryRow = read_json(&path)?;
+            self.lock().rows[i] = Some(row);
+            on_event(Event::Skipped { index, total, spec });
+            return Ok(());
+        }
+        let dir = out.join("runs").join(&spec.id);
+        let resumed = prepare_dir(&dir)?;
+        {
+            let mut state = self.lock();
+            state.started[i] = true;
+            let run_eta = self.eta(&state, spec);
+            let left: f64 = (i..total)
+                .filter(|&j| {
+                    j == i || (!state.started[j] && !row_path(out, &self.specs[j].id).exists())
+                })
+                .map(|j| self.eta(&state, &self.specs[j]))
+                .sum();
+            on_event(Event::Start {
+                index,
+                total,
+                spec,
+                resumed,
+                run_eta: Duration::from_secs_f64(run_eta),
+                suite_eta: Duration::from_secs_f64(left / self.jobs as f64),
+            });
+        }
+        let started = Instant::now();
+        let mut config = spec.config.clone();
+        config.run.out = dir;
+        let options = TrainOptions {
+            resume: resumed,
+            overwrite: false,
+            progress,
+            interrupt: plan.interrupt.clone(),
+        };
+        let summary =
+            train::<B>(config, device, options).map_err(|error| ExperimentError::Run {
+                run: spec.id.clone(),
+                error,
+            })?;
+        let row = SummaryRow::new(
+            &spec.id,
+            &spec.label,
+            &summary.config,
+            summary.tokens,
+            summary.train_seconds,
+            &summary.eval,
+            "tiny",
+        );
+        write_json(&path, &row)?;
+        let mut state = self.lock();
+        if !resumed {
+            state.measured += summary.train_seconds;
+            state.predicted += self.predict(spec);
+            state.overhead += (started.elapsed().as_secs_f64() - summary.train_seconds).max(0.0);
+            state.fresh += 1;
+        }
+        on_event(Event::Finished {
+            index,
+            total,
+            row: &row,
+        });
+        state.rows[i] = Some(row);
+        let rows: Vec<SummaryRow> = state.rows.iter().flatten().cloned().collect();
+        write_report(out, &plan.suite.to_string(), &rows)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// `runs/<id>/row.json`: written when a run is finished and evaluated.
+fn row_path(out: &Path, id: &str) -> PathBuf {
+    out.join("runs").join(id).join("row.json")
+}
+
+/// Readies a run directory: `true` to resume its checkpoint (the trainer checks that the
+/// configuration is the same), `false` to start afresh (anything there without a checkpoint
+/// is removed).
+fn prepare_dir(dir: &Path) -> Result<bool, ExperimentError> {
+    if find_checkpoint(dir).is_some() {
+        return Ok(true);
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| ExperimentError::file(dir, e))?;
+    }
+    Ok(false)
+}
+
+/// Tokens per run: the budget's, or as many as fit its minutes at the measured step times
+/// (kept in `suite.json`, so that a resumed suite does not measure again).
+fn resolve_tokens(
+    plan: &SuitePlan,
+    specs: &[RunSpec],
+    cost: &BTreeMap<String, f64>,
+) -> Result<u64, ExperimentError> {
+    let path = plan.out.join("suite.json");
+    let budget = plan.budget.to_string();
+    if path.exists() {
+        let record: SuiteRecord = read_json(&path)?;
+        if record.suite == plan.suite && record.budget == budget {
+            return Ok(record.tokens_per_run);
+        }
+        if record.suite == plan.suite {
+            return Err(ExperimentError::Setting {
+                field: "budget",
+                value: budget,
+                rule: "differs from the budget this suite's directory was run with; continue \
+                       with that budget or use a new --out",
+            });
+        }
+        if record.suite != plan.suite {
+            return Err(ExperimentError::Setting {
+                field: "out",
+                value: plan.out.display().to_string(),
+                rule: "holds another suite; use a new --out",
+            });
+        }
+    }
+    let tokens = match plan.budget {
+        Budget::Tokens(tokens) => tokens,
+        Budget::Minutes(minutes) => {
+            let per_token: f64 = specs
+                .iter()
+                .map(|s| cost.get(&s.label).copied().unwrap_or(0.0))
+                .sum();
+            // A sixth of the time is left for evaluations and checkpoints.
+            let tokens = minutes * 60.0 * (5.0 / 6.0) / per_token.max(1e-12);
+            (tokens as u64).max(1)
+        }
+    };
+    write_json(
+        &path,
+        &SuiteRecord {
+            suite: plan.suite,
+            budget,
+            tokens_per_run: tokens,
+        },
+    )?;
+    Ok(tokens)
+}
+
+/// Seconds per training token of every configuration among `specs` (timed over a few steps
+/// on synthetic tokens after one warm-up step).
+fn seconds_per_token<B: TrainBackend>(
+    specs: &[&RunSpec],
+    device: &B::Device,
+) -> Result<BTreeMap<String, f64>, ExperimentError> {
+    const TIMED_STEPS: u32 = 3;
+    let mut cost = BTreeMap::new();
+    for spec in specs {
+        if cost.contains_key(&spec.label) {
+            continue;
+        }
+        let config = &spec.config;
+        let failed = |error| ExperimentError::Run {
+            run: spec.id.clone(),
+            error,
+        };
+        let model = config
+            .model
+            .init::<B>(device)
+            .map_err(|e| failed(e.into()))?;
+        let mut stepper = Stepper::new(model, &config.optim);
+        let o = &config.optim;
+        let vocab = config.model.vocab_size as u64;
+        let batch: Vec<u32> = (0..(o.batch_size * (o.seq_len + 1)) as u64)
+            .map(|i| (i.wrapping_mul(2_654_435_761) % vocab) as u32)
+            .collect();
+        let step = |stepper: &mut Stepper<B>| {
+            stepper
+                .step(std::slice::from_ref(&batch), 1.0, None, device)
+                .map_err(failed)
+        };
+        step(&mut stepper)?;
+        let started = Instant::now();
+        for _ in 0..TIMED_STEPS {
+            step(&mut stepper)?;
+        }
+        let tokens = (o.batch_size * o.seq_len) as f64 * f64::from(TIMED_STEPS);
+        cost.insert(spec.label.clone(), started.elapsed().as_secs_f64() / tokens);
+    }
+    Ok(cost)
+}

@@ -1,0 +1,272 @@
+//! The suites: which runs each holds, built from one base configuration so that runs differ
+//! only in what the comparison is about.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use clap::ValueEnum;
+use memory_layers_zoo::{ModelKind, Size, account, value_name};
+use serde::{Deserialize, Serialize};
+use memory_layers_train::TrainConfig;
+use memory_layers_train::data::FactsConfig;
+
+use crate::{Budget, ExperimentError};
+
+/// A named set of training runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Suite {
+    /// Dense, MoE, PEER, Memory and Memory+ at the base's FLOPs per token, and dense models
+    /// at about 2× and 4× those FLOPs.
+    Models,
+    /// Memory+ at five memory sizes (32² … 512² values), and the dense base for reference.
+    MemorySize,
+    /// Memory+ variants: 1 layer in the middle, 3 spread (the default), 3 adjacent; plain,
+    /// swilu and sigmoid-gated memory; qk-norm toggled.
+    Ablations,
+}
+
+impl Suite {
+    /// The budget that `experiment SUITE` uses unless told otherwise: training tokens per
+    /// run such that the suite takes about an hour on two CPU cores (docs/results.md).
+    pub fn default_budget(self) -> Budget {
+        match self {
+            Suite::Models | Suite::MemorySize | Suite::Ablations => Budget::Tokens(1_200_000),
+        }
+    }
+}
+
+impl fmt::Display for Suite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        value_name::write(self, f)
+    }
+}
+
+/// The base every suite's runs are made from: a small Llama-style model on the CPU, trained
+/// on a mix of natural text and the generated knowledge corpus.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Base {
+    /// Training text instead of the embedded plays and the generated facts (a user's own
+    /// corpus, with its facts).
+    pub data: Vec<PathBuf>,
+    /// QA set instead of the generated held-out questions.
+    pub qa: Option<PathBuf>,
+    /// Recall probes instead of the generated ones.
+    pub recall: Option<PathBuf>,
+    /// The generated knowledge corpus (when `data` is empty).
+    pub facts: FactsConfig,
+    /// Training tokens of every run.
+    pub tokens: u64,
+    /// Seeds per configuration (0, 1, …).
+    pub seeds: usize,
+}
+
+/// Blocks of the base model: enough that Memory+ replaces 3 FFNs of 6, one in the middle.
+pub const BASE_LAYERS: usize = 6;
+/// Sub-keys per half of the base's memory (128² = 16384 values).
+pub const BASE_N_KEYS: usize = 128;
+/// The generated corpus of the suites: 40 people, 1.4 kbit of facts, about 57 exposures of
+/// each at the default budget (docs/results.md has the sizing).
+pub const SUITE_FACTS: FactsConfig = FactsConfig {
+    people: 40,
+    bios_per_person: 10,
+    seed: 1,
+};
+/// Bytes of the embedded plays in the suites' training text (the next 100 kB are the
+/// natural-text validation set).
+pub const SUITE_TEXT_BYTES: usize = 100_000;
+
+/// The run `train` makes without a size: `kind` as in the `models` suite at its default
+/// budget, seed 0, so that its result compares with the committed suite.
+pub fn default_run(kind: ModelKind) -> TrainConfig {
+    let Budget::Tokens(tokens) = Suite::Models.default_budget() else {
+        unreachable!("the models suite's default budget is in tokens")
+    };
+    let mut config = Base::new(tokens, 1).config(kind);
+    config.run.out = PathBuf::from("runs").join(kind.to_string());
+    config
+}
+
+impl Base {
+    /// The base with the generated data and `tokens` per run.
+    pub fn new(tokens: u64, seeds: usize) -> Self {
+        Self {
+            data: Vec::new(),
+            qa: None,
+            recall: None,
+            facts: SUITE_FACTS,
+            tokens,
+            seeds,
+        }
+    }
+
+    /// The configuration of a run of `kind` (before the suite's changes), seed 0.
+    pub fn config(&self, kind: ModelKind) -> TrainConfig {
+        let mut config = TrainConfig::new(kind, Size::Tiny);
+        let model = &mut config.model;
+        model.layers = BASE_LAYERS;
+        let keys = &mut model.product_keys;
+        keys.n_keys = BASE_N_KEYS;
+        keys.knn = keys.knn.min(keys.n_keys);
+        let data = &mut config.data;
+        data.paths = self.data.clone();
+        data.qa = self.qa.clone();
+        data.recall = self.recall.clone();
+        data.facts = self.data.is_empty().then(|| self.facts.clone());
+        data.embedded_bytes = self.data.is_empty().then_some(SUITE_TEXT_BYTES);
+        let o = &mut config.optim;
+        let per_step = (o.batch_size * o.seq_len * o.grad_accum) as u64;
+        o.steps = self.tokens.div_ceil(per_step).max(1) as usize;
+        o.warmup_steps = (o.steps / 20).max(1);
+        let run = &mut config.run;
+        run.checkpoint_every = (o.steps / 10).max(1);
+        run.log_every = (o.steps / 100).clamp(1, 50);
+        run.eval_every = (o.steps / 4).max(1);
+        run.qa_limit = 0;
+        run.recall_limit = 0;
+        config
+    }
+}
+
+/// One run of a suite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSpec {
+    /// Directory name under the suite's `runs/`: `{label}-s{seed}`.
+    pub id: String,
+    /// The configuration it stands for (the same for every seed).
+    pub label: String,
+    /// Its seed.
+    pub seed: u64,
+    /// What it trains.
+    pub config: TrainConfig,
+}
+
+/// A labelled configuration, before seeds.
+type Variant = (String, TrainConfig);
+
+impl Suite {
+    /// Every run of the suite, seed by seed (a whole comparison per seed), in a fixed order.
+    pub fn runs(self, base: &Base) -> Result<Vec<RunSpec>, ExperimentError> {
+        if base.seeds == 0 {
+            return Err(ExperimentError::Setting {
+                field: "seeds",
+                value: "0".into(),
+                rule: "must be at least 1",
+            });
+        }
+        let variants = match self {
+            Suite::Models => models(base),
+            Suite::MemorySize => memory_size(base),
+            Suite::Ablations => ablations(base),
+        };
+        let mut runs = Vec::new();
+        for seed in 0..base.seeds as u64 {
+            for (label, config) in &variants {
+                let mut config = config.clone();
+                config.run.seed = seed;
+                config.validate().map_err(|error| ExperimentError::Run {
+                    run: label.clone(),
+                    error,
+                })?;
+                runs.push(RunSpec {
+                    id: format!("{label}-s{seed}"),
+                    label: label.clone(),
+                    seed,
+                    config,
+                });
+            }
+        }
+        Ok(runs)
+    }
+}
+
+/// `models`: the paper's five at the base's compute, and wider dense models at ~2× and ~4×
+/// its FLOPs per token.
+fn models(base: &Base) -> Vec<Variant> {
+    let memory = base.config(ModelKind::Memory);
+    let mut moe = base.config(ModelKind::Moe);
+    // The paper's rule: the fewest experts whose total parameters exceed Memory's.
+    let memory_total = account(&memory.model).total_params;
+    moe.model.moe.experts = (2..=64)
+        .find(|&experts| {
+            let mut c = moe.model.clone();
+            c.moe.experts = experts;
+            account(&c).total_params > memory_total
+        })
+        .unwrap_or(64);
+    let mut peer = base.config(ModelKind::Peer);
+    // The paper pairs 1024² memory values with 768² PEER experts (two vectors each): the
+    // same ratio of sub-keys, about the same parameters.
+    let keys = &mut peer.model.product_keys;
+    keys.n_keys = (BASE_N_KEYS * 3).div_ceil(4);
+    keys.knn = keys.knn.min(keys.n_keys);
+    let dense = base.config(ModelKind::Dense);
+    vec![
+        ("dense".into(), dense.clone()),
+        ("moe".into(), moe),
+        ("peer".into(), peer),
+        ("memory".into(), memory),
+        ("memory-plus".into(), base.config(ModelKind::MemoryPlus)),
+        ("dense-2x".into(), wider(&dense, 96, 320)),
+        ("dense-4x".into(), wider(&dense, 128, 512)),
+    ]
+}
+
+/// `dense` at model dim `dim` and FFN hidden size `hidden` (attention heads unchanged).
+fn wider(dense: &TrainConfig, dim: usize, hidden: usize) -> TrainConfig {
+    let mut config = dense.clone();
+    config.model.dim = dim;
+    config.model.ffn_hidden = hidden;
+    config.model.product_keys.dim = dim;
+    config
+}
+
+/// `memory-size`: Memory+ from 32² to 512² values (256×), and dense for reference.
+fn memory_size(base: &Base) -> Vec<Variant> {
+    let mut variants = vec![("dense".to_string(), base.config(ModelKind::Dense))];
+    for n_keys in [32, 64, 128, 256, 512] {
+        let mut config = base.config(ModelKind::MemoryPlus);
+        config.model.product_keys.n_keys = n_keys;
+        variants.push((format!("memory-plus-{n_keys}sq"), config));
+    }
+    variants
+}
+
+/// `ablations`: placement (1 middle, 3 spread, 3 adjacent), the value path (plain, swilu,
+/// sigmoid-gated) and qk-norm, each changed alone from Memory+.
+fn ablations(base: &Base) -> Vec<Variant> {
+    let plus = base.config(ModelKind::MemoryPlus);
+    let mid = plus.model.layers / 2;
+    let with = |f: &dyn Fn(&mut TrainConfig)| {
+        let mut config = plus.clone();
+        f(&mut config);
+        config
+    };
+    let qk = !plus.model.product_keys.qk_norm;
+    let spread = plus.model.product_key_layers();
+    vec![
+        ("memory-plus".into(), plus.clone()),
+        (
+            "one-layer".into(),
+            with(&|c| c.model.memory.layers = Some(vec![mid])),
+        ),
+        (
+            "adjacent".into(),
+            with(&|c| c.model.memory.layers = Some(vec![mid - 1, mid, mid + 1])),
+        ),
+        ("plain".into(), with(&|c| plain(c, spread.clone(), false))),
+        ("gated".into(), with(&|c| plain(c, spread.clone(), true))),
+        (
+            format!("qk-norm-{}", if qk { "on" } else { "off" }),
+            with(&|c| c.model.product_keys.qk_norm = qk),
+        ),
+    ]
+}
+
+/// Memory without swilu in blocks `layers` (Memory+'s placement), with the sigmoid gate or
+/// without.
+fn plain(config: &mut TrainConfig, layers: Vec<usize>, gated: bool) {
+    config.model.kind = ModelKind::Memory;
+    config.model.memory.layers = Some(layers);
+    config.model.memory.gated = gated;
+}

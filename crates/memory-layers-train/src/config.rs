@@ -1,0 +1,393 @@
+use std::path::{Path, PathBuf};
+
+use clap::ValueEnum;
+use memory_layers_zoo::{ModelKind, Size, TransformerConfig, preset};
+use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+use crate::data::{FactsConfig, TokenizerKind};
+
+/// Everything a run needs; written to `config.toml` in the run directory, and accepted back
+/// with `--config`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// The model (vocabulary size resolved from the tokenizer).
+    pub model: TransformerConfig,
+    /// Training data.
+    pub data: DataConfig,
+    /// Optimisation.
+    pub optim: OptimConfig,
+    /// Seeds, output and logging.
+    pub run: RunConfig,
+}
+
+/// Training data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataConfig {
+    /// Text files, .jsonl files (one document per line, in `text_field`), either of them
+    /// compressed (`.gz`, `.zst`), parquet files (`text_field` is their column), or folders of
+    /// such files. Empty (and no `prepared`): the
+    /// embedded Shakespeare plays.
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+    /// A folder `memory-layers prepare` wrote (token shards, tokenizer, manifest) to train
+    /// on instead of `paths`; its tokenizer replaces `tokenizer`. Runs given `paths` prepare
+    /// them into `RUN/data/` themselves.
+    #[serde(default)]
+    pub prepared: Option<PathBuf>,
+    /// The field of a .jsonl record that holds its text.
+    #[serde(default = "text_field")]
+    pub text_field: String,
+    /// Held-out QA set for evaluation (.jsonl). Default: the generated facts' held-out set.
+    #[serde(default)]
+    pub qa: Option<PathBuf>,
+    /// Fact-recall probes for evaluation (.jsonl with "prompt" and "answer"). Default: the
+    /// generated facts' probes.
+    #[serde(default)]
+    pub recall: Option<PathBuf>,
+    /// Bytes of the embedded plays to train on, from their start, cut at a line end
+    /// (`None`: all 4.85 MB); the next 100 kB are held out for the natural-text validation
+    /// loss. Used when `paths` is empty.
+    #[serde(default)]
+    pub embedded_bytes: Option<usize>,
+    /// The generated knowledge corpus mixed into training (`None`: none).
+    #[serde(default)]
+    pub facts: Option<FactsConfig>,
+    /// Tokenizer.
+    pub tokenizer: TokenizerKind,
+    /// A Hugging Face `tokenizer.json` to use instead of training one (with `tokenizer =
+    /// "bpe"`); the vocabulary size comes from it.
+    #[serde(default)]
+    pub tokenizer_file: Option<PathBuf>,
+    /// Fraction of sequences kept for validation.
+    pub val_fraction: f64,
+}
+
+/// Learning-rate decay after warmup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Decay {
+    /// Cosine from 1 to `min_lr_ratio`.
+    Cosine,
+    /// Linear from 1 to `min_lr_ratio`.
+    Linear,
+}
+
+/// How the value tables (the memory pool, PEER's experts) are optimised.
+///
+/// Named `dense-adamw`, `sparse-adamw`, `rowwise-adagrad` on the command line and in
+/// `config.toml`; configs written before the names were unified (`dense-adam-w`,
+/// `sparse-adam-w`) still load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ValueOptimizer {
+    /// Burn's AdamW on a dense gradient: every row's moments decay and every row is decayed at
+    /// every step, exactly the paper's recipe; cost grows with the table.
+    #[value(name = "dense-adamw")]
+    #[serde(rename = "dense-adamw", alias = "dense-adam-w")]
+    DenseAdamW,
+    /// Lazy AdamW on the rows a step touched (sparse gradients, in-place update); untouched rows
+    /// keep their moments and weight. Cost grows with the rows touched, not the table.
+    #[default]
+    #[value(name = "sparse-adamw")]
+    #[serde(rename = "sparse-adamw", alias = "sparse-adam-w")]
+    SparseAdamW,
+    /// Row-wise Adagrad (one accumulator per row) on the rows a step touched.
+    RowwiseAdagrad,
+}
+
+impl std::fmt::Display for ValueOptimizer {
+    /// The command-line name.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        memory_layers_zoo::value_name::write(self, f)
+    }
+}
+
+/// Optimisation: AdamW with the value table as its own parameter group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OptimConfig {
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Sequences per micro-batch.
+    pub batch_size: usize,
+    /// Tokens per sequence.
+    pub seq_len: usize,
+    /// Micro-batches per step (gradient accumulation).
+    pub grad_accum: usize,
+    /// Peak learning rate of all parameters but the values.
+    pub lr: f64,
+    /// Peak learning rate of the value table(s); the same schedule multiplier applies.
+    pub value_lr: f64,
+    /// Linear warmup steps.
+    pub warmup_steps: usize,
+    /// Decay after warmup.
+    pub decay: Decay,
+    /// Final learning rate as a fraction of the peak.
+    pub min_lr_ratio: f64,
+    /// AdamW β1.
+    pub beta1: f64,
+    /// AdamW β2.
+    pub beta2: f64,
+    /// AdamW ε.
+    pub eps: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// Global gradient-norm clip of all parameters but the values (0: off).
+    pub grad_clip: f64,
+    /// Global gradient-norm clip of the values, separately (0: off).
+    pub value_grad_clip: f64,
+    /// The value tables' optimizer (β, ε and weight decay above apply to both AdamWs).
+    #[serde(default)]
+    pub value_optimizer: ValueOptimizer,
+}
+
+/// Floating-point type of parameters, activations and optimizer state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precision {
+    /// f32 everywhere.
+    #[default]
+    F32,
+    /// bf16 everywhere (as the reference keeps its values), where the backend computes in it.
+    Bf16,
+}
+
+/// Seeds, output and logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// Seed of the model initialisation, data order and generated facts.
+    pub seed: u64,
+    /// Run directory.
+    pub out: PathBuf,
+    /// Steps between checkpoints (the last step is always saved).
+    pub checkpoint_every: usize,
+    /// Checkpoints kept: the latest in `checkpoint/`, earlier ones in `checkpoint-STEP/`.
+    #[serde(default = "one")]
+    pub keep_checkpoints: usize,
+    /// Steps between metrics lines.
+    pub log_every: usize,
+    /// Steps between validation losses in metrics.jsonl (0: only at the end).
+    pub eval_every: usize,
+    /// Validation batches per evaluation during training (0: all; the final one uses all).
+    pub eval_batches: usize,
+    /// QA questions scored at the end (0: all).
+    pub qa_limit: usize,
+    /// Recall probes scored at the end (0: all).
+    #[serde(default = "default_recall_limit")]
+    pub recall_limit: usize,
+    /// Floating-point type.
+    #[serde(default)]
+    pub precision: Precision,
+    /// A safetensors file with Hugging Face Llama names (`memory-layers export` writes one)
+    /// whose tensors initialise a new run's model ([`crate::export::load_hf`] has the rules);
+    /// a resumed run takes its weights from its checkpoint instead.
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn text_field() -> String {
+    "text".into()
+}
+
+/// Recall probes scored by default: 300 (50 people of the generated corpus).
+fn default_recall_limit() -> usize {
+    300
+}
+
+impl TrainConfig {
+    /// The defaults for `model` at `size`: small steps for a CPU, the paper's optimizer
+    /// settings, the embedded data and generated facts.
+    pub fn new(kind: ModelKind, size: Size) -> Self {
+        let model = preset(kind, size, None);
+        let (steps, batch_size, seq_len, lr) = match size {
+            Size::Tiny => (200, 8, 64, 3e-3),
+            Size::Small => (240, 8, 128, 2e-3),
+            _ => (100_000, 8, 4096, 1e-4),
+        };
+        let seq_len = seq_len.min(model.max_seq_len);
+        let tokenizer = if size == Size::Tiny {
+            TokenizerKind::Byte
+        } else {
+            TokenizerKind::Bpe
+        };
+        Self {
+            model,
+            data: DataConfig {
+                paths: Vec::new(),
+                prepared: None,
+                text_field: text_field(),
+                qa: None,
+                recall: None,
+                embedded_bytes: None,
+                facts: Some(FactsConfig::default()),
+                tokenizer,
+                tokenizer_file: None,
+                val_fraction: 0.02,
+            },
+            optim: OptimConfig {
+                steps,
+                batch_size,
+                seq_len,
+                grad_accum: 1,
+                lr,
+                // The paper's ratio (1e-3 for values, 1e-4 for the rest): slower values let
+                // the retrieval collapse onto a few slots (docs/results.md).
+                value_lr: 10.0 * lr,
+                warmup_steps: (steps / 20).max(1),
+                decay: Decay::Cosine,
+                min_lr_ratio: 0.1,
+                beta1: 0.9,
+                beta2: 0.95,
+                eps: 1e-8,
+                weight_decay: 0.1,
+                grad_clip: 1.0,
+                value_grad_clip: 1.0,
+                value_optimizer: ValueOptimizer::default(),
+            },
+            run: RunConfig {
+                seed: 0,
+                out: PathBuf::from("runs").join(format!("{kind}-{size}")),
+                checkpoint_every: 50,
+                keep_checkpoints: 1,
+                log_every: 10,
+                eval_every: 50,
+                eval_batches: 16,
+                qa_limit: if size == Size::Tiny { 60 } else { 300 },
+                recall_limit: default_recall_limit(),
+                precision: Precision::F32,
+                init_from: None,
+            },
+        }
+    }
+
+    /// Reads a `config.toml` (as a run writes it); unknown keys are errors.
+    pub fn load(path: &Path) -> Result<Self, TrainError> {
+        let text = crate::data::read_utf8(path)?;
+        Self::parse(&text).map_err(|e| TrainError::data(path, None, format!("invalid config: {e}")))
+    }
+
+    /// Sets the number of steps, keeping warmup the same fraction of them.
+    pub fn set_steps(&mut self, steps: usize) {
+        let o = &mut self.optim;
+        let fraction = o.warmup_steps as f64 / o.steps.max(1) as f64;
+        o.steps = steps;
+        o.warmup_steps = ((steps as f64 * fraction).round() as usize).clamp(1, steps.max(1));
+    }
+
+    /// Writes the config as TOML.
+    pub fn save(&self, path: &Path) -> Result<(), TrainError> {
+        let text = toml::to_string_pretty(self)
+            .map_err(|e| TrainError::config("run", e, "cannot be written as TOML"))?;
+        crate::atomic::write_atomic(path, text.as_bytes())
+    }
+
+    /// Checks every rule; the error names the field and the rule.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let o = &self.optim;
+        let positive = [
+            ("optim.steps", o.steps),
+            ("optim.batch_size", o.batch_size),
+            ("optim.seq_len", o.seq_len),
+            ("optim.grad_accum", o.grad_accum),
+            ("run.checkpoint_every", self.run.checkpoint_every),
+            ("run.keep_checkpoints", self.run.keep_checkpoints),
+            ("run.log_every", self.run.log_every),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return Err(TrainError::config(field, value, "must be at least 1"));
+            }
+        }
+        if o.seq_len > self.model.max_seq_len {
+            return Err(TrainError::config(
+                "optim.seq_len",
+                o.seq_len,
+                "must not exceed model.max_seq_len",
+            ));
+        }
+        if self.run.seed > i64::MAX as u64 {
+            return Err(TrainError::config(
+                "run.seed",
+                self.run.seed,
+                "must be at most 2^63 - 1 (config.toml stores it as a TOML integer)",
+            ));
+        }
+        for (field, value) in [("optim.lr", o.lr), ("optim.value_lr", o.value_lr)] {
+            if !value.is_finite() || value <= 0.0 {
+                return Err(TrainError::config(field, value, "must be positive"));
+            }
+        }
+        if self.data.tokenizer_file.is_some() && self.data.tokenizer == TokenizerKind::Byte {
+            return Err(TrainError::config(
+                "data.tokenizer_file",
+                "set",
+                "needs data.tokenizer = \"bpe\" (a tokenizer file replaces the trained BPE)",
+            ));
+        }
+        if let Some(dir) = &self.data.prepared {
+            if !self.data.paths.is_empty() {
+                return Err(TrainError::config(
+                    "data.prepared",
+                    dir.display(),
+                    "takes the place of data.paths: give one of them",
+                ));
+            }
+            if self.data.tokenizer_file.is_some() {
+                return Err(TrainError::config(
+                    "data.prepared",
+                    dir.display(),
+                    "holds its own tokenizer: data.tokenizer_file applies to `prepare`",
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&o.min_lr_ratio) {
+            return Err(TrainError::config(
+                "optim.min_lr_ratio",
+                o.min_lr_ratio,
+                "must be in [0, 1]",
+            ));
+        }
+        for (field, value) in [("optim.beta1", o.beta1), ("optim.beta2", o.beta2)] {
+            if !(0.0..1.0).contains(&value) {
+                return Err(TrainError::config(field, value, "must be in [0, 1)"));
+            }
+        }
+        for (field, value) in [
+            ("optim.eps", o.eps),
+            ("optim.weight_decay", o.weight_decay),
+            ("optim.grad_clip", o.grad_clip),
+            ("optim.value_grad_clip", o.value_grad_clip),
+        ] {
+            if !value.is_finite() || value < 0.0 {
+                return Err(TrainError::config(
+                    field,
+                    value,
+                    "must be finite and not negative",
+                ));
+            }
+        }
+        if let Some(facts) = &self.data.facts {
+            facts.validate()?;
+        }
+        Ok(self.model.validate()?)
+    }
+
+    /// Learning-rate multiplier at `step`: linear warmup, then decay to `min_lr_ratio`.
+    pub fn lr_multiplier(&self, step: usize) -> f64 {
+        let o = &self.optim;
+        if step < o.warmup_steps {
+            return (step + 1) as f64 / o.warmup_steps as f64;
+        }
+        let span = (o.steps.saturating_sub(o.warmup_steps)).max(1) as f64;
+        let progress = ((step - o.warmup_steps) as f64 / span).min(1.0);
+        let shape = match o.decay {
+            Decay::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
+            Decay::Linear => 1.0 - progress,
+        };
+        o.min_lr_ratio + (1.0 - o.min_lr_ratio) * shape
+    }
+}

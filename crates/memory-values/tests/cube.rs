@@ -1,7 +1,0 @@
-//! The CubeCL value kernels on wgpu (Mesa lavapipe in CI) against the plain-tensor reference
-//! on Flex: `cargo test -p memory-values --features wgpu --test cube`.
-#![cfg(feature = "wgpu")]
-
-type G = burn::backend::Wgpu;
-
-include!("cube/kernels.rs");

@@ -28,7 +28,7 @@ echo "-- training: N processes against one"
 cargo build --release -p memory-layers-cli --features mpi --bin memory-layers
 bin=target/release/memory-layers
 data=$work/data.txt
-(zcat crates/memory-layers-train/data/shakespeare.txt.gz || true) | head -c 100000 > "$data"
+(zcat crates/memory-layers-data/data/shakespeare.txt.gz || true) | head -c 100000 > "$data"
 [ -s "$data" ] || { echo "no training text in $data"; exit 1; }
 # Trains run $1 for 3 steps with the command "${@:2}"; prints each step's loss and norm.
 losses() {
@@ -48,7 +48,7 @@ for case in "memory-plus sparse-adamw 2 2" "memory-plus sparse-adamw 4 2" \
     flags=(train --model "$model" --value-optimizer "$optimizer")
     one=$(losses "$model-$optimizer-1" "$bin" "${flags[@]}")
     many=$(losses "$model-$optimizer-$np-$p" launch "$np" "$bin" "${flags[@]}" --mpi \
-        --memory-layers-parallel "$p")
+        --memory-parallel "$p")
     if same "$many" "$one"; then
         echo "$model, $optimizer: $np processes, memory groups of $p = 1 process"
     else
@@ -59,7 +59,7 @@ for case in "memory-plus sparse-adamw 2 2" "memory-plus sparse-adamw 4 2" \
 done
 
 echo "-- layouts that do not fit the job are errors on every rank before training"
-for bad in "--memory-layers-parallel 3|must divide" "--devices 4|the launcher started 2 processes"; do
+for bad in "--memory-parallel 3|must divide" "--devices 4|the launcher started 2 processes"; do
     flags=${bad%|*}
     start=$SECONDS
     # shellcheck disable=SC2086 # the flags are two words
@@ -75,9 +75,9 @@ done
 
 echo "-- a run checkpointed on 4 processes resumes on 2 and ends as 1 process does"
 whole=$(losses resume-1 "$bin" train --model memory-plus)
-losses resume-4-2 launch 4 "$bin" train --model memory-plus --mpi --memory-layers-parallel 2 \
+losses resume-4-2 launch 4 "$bin" train --model memory-plus --mpi --memory-parallel 2 \
     --set optim.steps=2 > /dev/null
-launch 2 "$bin" train --mpi --resume --steps 3 --memory-layers-parallel 2 --out "$work/resume-4-2" \
+launch 2 "$bin" train --mpi --resume --steps 3 --memory-parallel 2 --out "$work/resume-4-2" \
     > "$work/resume-2.log" 2>&1 || { cat "$work/resume-2.log"; exit 1; }
 resumed=$(grep -o '"\(loss\|grad_norm\)":[^,]*' "$work/resume-4-2/metrics.jsonl" | cut -d: -f2)
 if same "$resumed" "$whole"; then
@@ -90,7 +90,7 @@ fi
 
 echo "-- a rank killed mid-run ends the others"
 # The launcher itself under a limit: a hang is what this checks for.
-timeout -s KILL 120 mpirun --oversubscribe -np 2 "$bin" train --mpi --memory-layers-parallel 2 \
+timeout -s KILL 120 mpirun --oversubscribe -np 2 "$bin" train --mpi --memory-parallel 2 \
     --model memory-plus --size tiny --steps 100000 --no-facts --data "$data" \
     --out "$work/killed" > "$work/killed.log" 2>&1 &
 job=$!
@@ -138,7 +138,7 @@ for size in tiny small; do
             [ "$groups" = world ] && flag=(--mpi-world-groups)
             printf '%-5s N=%s P=%s %-6s ' "$size" "$np" "$p" "$groups"
             per_step "$size-$np-$p-$groups" "$np" "$bin" train --mpi --model memory-plus \
-                --size "$size" --memory-layers-parallel "$p" --set optim.batch_size=8 "${flag[@]}"
+                --size "$size" --memory-parallel "$p" --set optim.batch_size=8 "${flag[@]}"
         done
     done
 done

@@ -40,12 +40,12 @@ enum Command {
     Results(results::ResultsArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> std::process::ExitCode {
+    memory_layers_cli::exit(match Cli::parse().command {
         Command::Parity(args) => parity::run(args),
         Command::Product(command) => command.run(),
         Command::Bench(args) => bench::run(args),
         Command::Zoo(args) => zoo::run(args),
         Command::Results(args) => results::run(args),
-    }
+    })
 }

@@ -4,23 +4,29 @@ use clap::Subcommand;
 
 use crate::{eval, experiment, export, generate, prepare, train};
 
-/// A `memory-layers` command.
+/// A `memory-layers` command. Every flag takes negative numbers as values (`--temperature
+/// -1` is a value, refused with a reason, not an unknown flag).
 #[derive(Subcommand)]
 pub enum Command {
     /// Tokenize a corpus once into token shards for `train --data-dir` (parallel, streamed,
     /// whole documents held out for validation).
+    #[command(allow_negative_numbers = true)]
     Prepare(prepare::PrepareArgs),
     /// Train a model (defaults: Memory+ on the experiments' base, embedded data, CPU).
     #[command(allow_negative_numbers = true)]
     Train(Box<train::TrainArgs>),
     /// Evaluate a trained run: validation loss, QA, memory usage.
+    #[command(allow_negative_numbers = true)]
     Eval(eval::EvalArgs),
     /// Continue a prompt with a trained run (greedy, temperature, top-p; KV cache).
+    #[command(allow_negative_numbers = true)]
     Generate(generate::GenerateArgs),
     /// Train a suite of runs (models, memory-size, ablations) and write its table and plots.
+    #[command(allow_negative_numbers = true)]
     Experiment(experiment::ExperimentArgs),
     /// Write a trained run's weights under Hugging Face Llama names (model.safetensors,
     /// config.json) with reference logits for tools/export/check_logits.py.
+    #[command(allow_negative_numbers = true)]
     Export(export::ExportArgs),
 }
 

@@ -4,8 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use memory_layers_train::data::{PrepareConfig, TokenizerKind, prepare_corpus};
-use memory_layers_train::{EvalReport, RunData, TrainBackend, evaluate, open_run, prepare_data};
+use memory_layers_train::{EvalOptions, EvalReport, TrainBackend, evaluate_run, open_run};
 
 use crate::backend::{BackendKind, Job, dispatch};
 
@@ -45,50 +44,15 @@ impl Job for &EvalArgs {
     fn run<B: TrainBackend>(self, devices: &[B::Device]) -> anyhow::Result<EvalReport> {
         let device = &devices[0];
         let run = open_run::<B::InnerBackend>(&self.checkpoint, device)?;
-        let mut config = run.config.clone();
-        // The given text, tokenised with the run's tokenizer, all of it held out.
-        let scratch = Scratch(
-            std::env::temp_dir().join(format!("memory-layers-eval-{}", std::process::id())),
-        );
-        if !self.data.is_empty() {
-            let tokenizer_file = (config.data.tokenizer == TokenizerKind::Bpe)
-                .then(|| run.dir.join("tokenizer.json"));
-            let prepare = PrepareConfig {
-                text_field: config.data.text_field.clone(),
-                tokenizer: config.data.tokenizer,
-                tokenizer_file,
-                val_fraction: 1.0,
-                ..PrepareConfig::new(self.data.clone(), scratch.0.clone())
-            };
-            prepare_corpus(&prepare, &[], true)?;
-            config.data.paths.clear();
-            config.data.tokenizer_file = None;
-            config.data.prepared = Some(scratch.0.clone());
-            config.data.facts = None;
-        }
-        if let Some(qa) = &self.qa {
-            config.data.qa = Some(qa.clone());
-        }
-        if let Some(limit) = self.qa_limit {
-            config.run.qa_limit = limit;
-        }
-        if let Some(recall) = &self.recall {
-            config.data.recall = Some(recall.clone());
-        }
-        if let Some(limit) = self.recall_limit {
-            config.run.recall_limit = limit;
-        }
-        let data: RunData = prepare_data(&mut config, &run.dir, true, true)?;
-        Ok(evaluate(&run.model, &config, &data, device, true)?)
-    }
-}
-
-/// A folder removed when dropped.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let options = EvalOptions {
+            data: self.data.clone(),
+            qa: self.qa.clone(),
+            qa_limit: self.qa_limit,
+            recall: self.recall.clone(),
+            recall_limit: self.recall_limit,
+            progress: true,
+        };
+        Ok(evaluate_run(&run, &options, device)?)
     }
 }
 

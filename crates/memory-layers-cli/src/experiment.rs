@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use memory_layers_experiments::{Base, Budget, Event, Suite, SuitePlan, markdown, run_suite};
+use memory_layers_experiments::{
+    Base, Budget, Event, Suite, SuiteDir, SuitePlan, SummaryRow, markdown, run_suite,
+};
 use memory_layers_train::TrainBackend;
 
 use crate::backend::{BackendKind, Job, dispatch};
@@ -13,7 +15,6 @@ use crate::backend::{BackendKind, Job, dispatch};
 #[derive(clap::Args)]
 pub struct ExperimentArgs {
     /// The suite: models, memory-size or ablations.
-    #[arg(value_enum)]
     suite: Suite,
     /// Training text instead of the embedded plays and the generated facts (repeatable):
     /// a corpus with facts of your own, probed with --qa and --recall.
@@ -51,11 +52,10 @@ pub struct ExperimentArgs {
 }
 
 impl Job for &SuitePlan {
-    type Output = ();
+    type Output = Vec<SummaryRow>;
 
-    fn run<B: TrainBackend>(self, devices: &[B::Device]) -> anyhow::Result<()> {
-        run_suite::<B>(self, &devices[0], &print_event)?;
-        Ok(())
+    fn run<B: TrainBackend>(self, devices: &[B::Device]) -> anyhow::Result<Vec<SummaryRow>> {
+        Ok(run_suite::<B>(self, &devices[0], &print_event)?)
     }
 }
 
@@ -149,12 +149,11 @@ pub fn run(args: ExperimentArgs) -> anyhow::Result<()> {
         suite: args.suite,
         base,
         budget,
-        out: out.clone(),
+        out: SuiteDir::new(&out),
         jobs,
         interrupt: crate::signals::interrupt_on_signals()?,
     };
-    dispatch(args.backend, &plan)?;
-    let rows: Vec<memory_layers_experiments::SummaryRow> = memory_layers_experiments::read_json(&out.join("summary.json"))?;
+    let rows = dispatch(args.backend, &plan)?;
     println!("\n{}", markdown(&rows));
     println!(
         "wrote {}/{{summary.json, summary.md, *.svg, runs/}}",

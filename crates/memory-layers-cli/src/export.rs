@@ -1,10 +1,12 @@
 //! `export`: writes a trained run's weights under Hugging Face Llama names (the work is
-//! `memory_layers_train::export::export_run`).
+//! `memory_layers_train::export_run`).
 
 use std::path::PathBuf;
 
 use burn::backend::Flex;
-use memory_layers_train::export::{CHECK_FILE, CONFIG_FILE, MODEL_FILE, export_run};
+use memory_layers_data::TOKENIZER_FILE;
+use memory_layers_train::export_run;
+use memory_layers_zoo::hf::{CHECK_FILE, CONFIG_FILE, MODEL_FILE};
 
 /// Arguments of `memory-layers export` (and `cargo xtask export`).
 #[derive(clap::Args)]
@@ -34,9 +36,9 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         summary.model.tensors.len(),
         summary.check_tokens.len(),
         if summary.tokenizer {
-            ", tokenizer.json"
+            format!(", {TOKENIZER_FILE}")
         } else {
-            ""
+            String::new()
         },
         args.out.display()
     );

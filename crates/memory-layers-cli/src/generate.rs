@@ -4,8 +4,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use memory_layers_zoo::{Sampler, generate};
 use memory_layers_train::{TrainBackend, open_run};
+use memory_layers_zoo::{Sampler, generate};
 
 use crate::backend::{BackendKind, Job, dispatch};
 

@@ -19,7 +19,20 @@ mod export;
 mod generate;
 mod prepare;
 mod signals;
+mod summary;
 mod train;
 
 pub use backend::{BackendKind, Job, dispatch};
 pub use command::Command;
+
+/// The exit of a command: 0, or 1 after the error and its causes as one sentence on stderr
+/// (`Error: run.init_from: model.safetensors: missing tensor lm_head.weight`).
+pub fn exit(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

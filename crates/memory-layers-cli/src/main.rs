@@ -17,6 +17,6 @@ struct Cli {
     command: Command,
 }
 
-fn main() -> anyhow::Result<()> {
-    Cli::parse().command.run()
+fn main() -> std::process::ExitCode {
+    memory_layers_cli::exit(Cli::parse().command.run())
 }

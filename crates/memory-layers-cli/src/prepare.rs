@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use memory_layers_train::data::{PrepareConfig, TokenizerKind, prepare_corpus};
+use memory_layers_data::{PrepareConfig, TokenizerKind, prepare_corpus};
 
 use crate::train::{TokenizerChoice, parse_tokenizer};
 

@@ -4,14 +4,14 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::ValueEnum;
-use memory_layers_experiments::{Spread, SummaryRow, default_run, groups, si};
-use memory_layers_zoo::{ModelKind, Size, preset};
-use memory_layers_train::data::TokenizerKind;
+use memory_layers_data::TokenizerKind;
+use memory_layers_experiments::default_run;
+use memory_layers_parallel::{launcher_rank, local_device};
 use memory_layers_train::{
-    Layout, Precision, TrainBackend, TrainConfig, TrainOptions, TrainSummary, ValueOptimizer,
-    train, train_parallel,
+    Layout, Precision, RunDir, TrainBackend, TrainConfig, TrainOptions, TrainOverrides,
+    TrainSummary, ValueOptimizer, train, train_parallel,
 };
+use memory_layers_zoo::{ModelKind, Size};
 
 use crate::backend::{BackendKind, Job, dispatch};
 
@@ -68,7 +68,7 @@ pub struct TrainArgs {
     /// Optimizer of the value tables: sparse-adamw (lazy AdamW on the rows a step touched;
     /// default), rowwise-adagrad, or dense-adamw (the paper's exact recipe; cost grows with
     /// the table).
-    #[arg(long, value_enum)]
+    #[arg(long)]
     value_optimizer: Option<ValueOptimizer>,
     /// Tokenizer: byte, bpe (trained on the run's text), or a Hugging Face tokenizer.json
     /// (GPT-2, Llama, …), whose vocabulary size the model takes. Documents are separated by
@@ -76,7 +76,7 @@ pub struct TrainArgs {
     #[arg(long, value_parser = parse_tokenizer)]
     tokenizer: Option<TokenizerChoice>,
     /// Floating-point type: f32 or bf16 (where the backend computes in bf16).
-    #[arg(long, value_enum)]
+    #[arg(long)]
     precision: Option<Precision>,
     /// Leave out the generated knowledge corpus.
     #[arg(long)]
@@ -156,7 +156,7 @@ impl TokenizerChoice {
 
 /// `byte` or `bpe`, else a path to a `.json` file.
 pub(crate) fn parse_tokenizer(value: &str) -> Result<TokenizerChoice, String> {
-    if let Ok(kind) = TokenizerKind::from_str(value, true) {
+    if let Ok(kind) = value.parse::<TokenizerKind>() {
         return Ok(TokenizerChoice::Kind(kind));
     }
     if value.ends_with(".json") {
@@ -172,97 +172,67 @@ impl TrainArgs {
     /// else over `--config` or the preset; `--set` last.
     fn config(&self) -> anyhow::Result<TrainConfig> {
         let saved = match (self.resume, &self.out) {
-            (true, Some(out)) => Some(TrainConfig::load(&out.join("config.toml"))?),
+            (true, Some(out)) => Some(RunDir::new(out).load_config()?),
             (true, None) => anyhow::bail!("--resume needs --out DIR (the run to continue)"),
             (false, _) => None,
         };
-        let mut config = match (&saved, &self.config) {
-            (Some(saved), _) => saved.clone(),
-            (None, Some(path)) => TrainConfig::load(path)?,
-            (None, None) => {
-                let kind = self.model.unwrap_or(ModelKind::MemoryPlus);
-                match self.size {
-                    Some(size) => TrainConfig::new(kind, size),
-                    None => default_run(kind),
-                }
-            }
+        let file = match (&saved, &self.config) {
+            (Some(saved), _) => Some(saved.clone()),
+            (None, Some(path)) => Some(TrainConfig::load(path)?),
+            (None, None) => None,
         };
-        if (saved.is_some() || self.config.is_some())
-            && (self.model.is_some() || self.size.is_some())
-        {
-            let kind = self.model.unwrap_or(config.model.kind);
-            let size = self.size.context(
-                "--model over a config.toml needs --size too: the new model's dims come from a \
-                 preset, not from the file",
-            )?;
-            config.model = preset(kind, size, None);
-        }
-        if let Some(n_keys) = self.n_keys {
-            let pk = &mut config.model.product_keys;
-            pk.n_keys = n_keys;
-            pk.knn = pk.knn.min(n_keys);
-        }
-        if !self.data.is_empty() {
-            config.data.paths = self.data.clone();
-        }
-        set(&mut config.data.qa, self.qa.clone().map(Some));
-        set(&mut config.data.recall, self.recall.clone().map(Some));
-        if let Some(dir) = &self.data_dir {
-            config.data.prepared = Some(dir.clone());
-        }
-        if let Some(choice) = &self.tokenizer {
-            (config.data.tokenizer, config.data.tokenizer_file) = choice.resolve();
-        }
-        set(&mut config.data.text_field, self.text_field.clone());
-        if self.no_facts {
-            config.data.facts = None;
-        }
-        // A new run keeps warmup's share of the steps (below); a resumed one its warmup.
-        let base = (config.optim.steps, config.optim.warmup_steps);
-        set(&mut config.optim.steps, self.steps);
-        let o = &mut config.optim;
-        set(&mut o.batch_size, self.batch_size);
-        set(&mut o.seq_len, self.seq_len);
-        set(&mut o.grad_accum, self.grad_accum);
-        if let Some(lr) = self.lr {
-            // Values keep their ratio to the rest (10× in the presets) unless given; the
-            // ratio rounded so that 0.03 / 0.003 is 10, not 9.999999999999998.
-            let ratio = (o.value_lr / o.lr * 1e9).round() / 1e9;
-            o.value_lr = lr * ratio;
-            o.lr = lr;
-        }
-        set(&mut o.value_lr, self.value_lr);
-        set(&mut o.value_optimizer, self.value_optimizer);
-        set(&mut config.run.seed, self.seed);
-        set(&mut config.run.out, self.out.clone());
-        set(&mut config.run.checkpoint_every, self.checkpoint_every);
-        set(&mut config.run.keep_checkpoints, self.keep_checkpoints);
-        set(&mut config.run.precision, self.precision);
-        if let Some(path) = &self.init_from {
-            anyhow::ensure!(
-                path.is_file(),
-                "--init-from {}: no such file",
-                path.display()
-            );
-            config.run.init_from = Some(path.clone());
-        }
-        let mut keys = Vec::new();
-        for assignment in &self.set {
-            let (key, value) = assignment
-                .split_once('=')
-                .with_context(|| format!("--set {assignment}: write KEY=VALUE"))?;
-            config.set(key.trim(), value.trim())?;
-            keys.push(key.trim());
-        }
-        // --steps or --set optim.steps: warmup keeps its share of the base's steps, unless
-        // --set gives it.
-        if saved.is_none() && config.optim.steps != base.0 && !keys.contains(&"optim.warmup_steps")
-        {
-            let steps = config.optim.steps;
-            (config.optim.steps, config.optim.warmup_steps) = base;
-            config.set_steps(steps);
-        }
-        Ok(config)
+        let kind = self.model.unwrap_or(ModelKind::MemoryPlus);
+        let (base, model) = match file {
+            // Over a file, --model and --size replace its model by a preset.
+            Some(config) if self.model.is_some() || self.size.is_some() => {
+                let size = self.size.context(
+                    "--model over a config.toml needs --size too: the new model's dims come \
+                     from a preset, not from the file",
+                )?;
+                (config, Some((self.model.unwrap_or(kind), size)))
+            }
+            Some(config) => (config, None),
+            None => match self.size {
+                Some(size) => (TrainConfig::new(kind, size), None),
+                None => (default_run(kind), None),
+            },
+        };
+        let set = self
+            .set
+            .iter()
+            .map(|assignment| {
+                let (key, value) = assignment
+                    .split_once('=')
+                    .with_context(|| format!("--set {assignment}: write KEY=VALUE"))?;
+                Ok((key.trim().to_string(), value.trim().to_string()))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let overrides = TrainOverrides {
+            model,
+            data: self.data.clone(),
+            prepared: self.data_dir.clone(),
+            text_field: self.text_field.clone(),
+            qa: self.qa.clone(),
+            recall: self.recall.clone(),
+            tokenizer: self.tokenizer.as_ref().map(TokenizerChoice::resolve),
+            no_facts: self.no_facts,
+            steps: self.steps,
+            batch_size: self.batch_size,
+            seq_len: self.seq_len,
+            grad_accum: self.grad_accum,
+            n_keys: self.n_keys,
+            lr: self.lr,
+            value_lr: self.value_lr,
+            value_optimizer: self.value_optimizer,
+            precision: self.precision,
+            seed: self.seed,
+            out: self.out.clone(),
+            checkpoint_every: self.checkpoint_every,
+            keep_checkpoints: self.keep_checkpoints,
+            init_from: self.init_from.clone(),
+            set,
+        };
+        Ok(overrides.apply(base, saved.is_some())?)
     }
 }
 
@@ -274,12 +244,6 @@ fn layout(args: &TrainArgs) -> Option<Layout> {
         devices,
         memory_parallel: args.memory_parallel,
     })
-}
-
-fn set<T>(field: &mut T, value: Option<T>) {
-    if let Some(value) = value {
-        *field = value;
-    }
 }
 
 /// A training run: on one device, on the peers of a layout ([`train_parallel`]), or as this
@@ -300,7 +264,7 @@ impl Job for Train {
         match (&self.layout, self.mpi) {
             (Some(layout), false) => layout.devices,
             // Devices up to this process's own (the last), as GPU `local rank` of its node.
-            (_, true) => mpi_device() + 1,
+            (_, true) => local_device() + 1,
             (None, false) => 1,
         }
     }
@@ -373,32 +337,6 @@ fn train_mpi<B: TrainBackend>(
     )
 }
 
-/// The device of this process in an MPI job: its rank on its node (Open MPI, MPICH, SLURM),
-/// or 0 where `CUDA_VISIBLE_DEVICES` shows it a single GPU (`srun --gpus-per-task=1`).
-fn mpi_device() -> usize {
-    let one_gpu = std::env::var("CUDA_VISIBLE_DEVICES").is_ok_and(|v| !v.contains(','));
-    let local = [
-        "OMPI_COMM_WORLD_LOCAL_RANK",
-        "MPI_LOCALRANKID",
-        "SLURM_LOCALID",
-    ]
-    .iter()
-    .find_map(|name| std::env::var(name).ok()?.parse().ok());
-    if one_gpu { 0 } else { local.unwrap_or(0) }
-}
-
-/// This process's rank as the MPI launcher gives it (Open MPI, MPICH/PMI, SLURM), if any.
-fn launcher_rank() -> Option<usize> {
-    [
-        "OMPI_COMM_WORLD_RANK",
-        "PMI_RANK",
-        "PMIX_RANK",
-        "SLURM_PROCID",
-    ]
-    .iter()
-    .find_map(|name| std::env::var(name).ok()?.parse().ok())
-}
-
 /// Trains, then prints a summary table.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let layout = layout(&args);
@@ -435,121 +373,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         mpi_world_groups: args.mpi_world_groups,
     };
     if let Some(summary) = dispatch(args.backend, job)? {
-        print_summary(&summary);
-        print_reference(&summary.config);
+        crate::summary::print_summary(&summary);
+        crate::summary::print_reference(&summary.config);
     }
     Ok(())
-}
-
-/// The committed result of `experiment models` (docs/results/models/summary.json), built
-/// into the binary so that it travels with it.
-const REFERENCE: &str = include_str!("../../../docs/results/models/summary.json");
-
-/// After a run of the `models` suite's base (the default `train`), the suite's committed
-/// results at the same budget: dense at the same FLOPs per token, and at about 2× and 4×.
-fn print_reference(config: &TrainConfig) {
-    let mut base = default_run(config.model.kind);
-    (base.run.out, base.run.seed) = (config.run.out.clone(), config.run.seed);
-    if base != *config {
-        return;
-    }
-    let rows: Vec<SummaryRow> = match serde_json::from_str(REFERENCE) {
-        Ok(rows) => rows,
-        Err(err) => {
-            println!("(the committed `experiment models` result does not parse: {err})");
-            return;
-        }
-    };
-    println!(
-        "\nthe committed `experiment models` result at the same {} tokens (docs/results.md):",
-        si(config.optim.steps as f64 * (config.optim.batch_size * config.optim.seq_len) as f64)
-    );
-    println!(
-        "{:<14} {:>12} {:>12} {:>14} {:>10}",
-        "run", "FLOPs/token", "val loss", "fact recall %", "QA EM %"
-    );
-    for group in groups(&rows) {
-        let mean = |f: &dyn Fn(&SummaryRow) -> Option<f64>| {
-            Spread::of(group.rows.iter().filter_map(|r| f(r))).map_or(f64::NAN, |s| s.mean)
-        };
-        println!(
-            "{:<14} {:>12} {:>12.3} {:>14.1} {:>10.1}",
-            group.label,
-            si(group.rows[0].flops_per_token as f64),
-            mean(&|r| Some(r.val_loss)),
-            mean(&|r| r.fact_recall),
-            mean(&|r| Some(r.qa_exact_match)),
-        );
-    }
-}
-
-/// The end-of-run table.
-fn print_summary(s: &TrainSummary) {
-    let e = &s.eval;
-    let c = &s.config;
-    let rows = [
-        (
-            "model",
-            format!(
-                "{} (dim {}, {} blocks)",
-                c.model.kind, c.model.dim, c.model.layers
-            ),
-        ),
-        ("steps", s.steps.to_string()),
-        ("tokens", s.tokens.to_string()),
-        (
-            "train time",
-            format!(
-                "{:.0} s ({:.0} tokens/s)",
-                s.train_seconds,
-                s.tokens as f64 / s.train_seconds.max(1e-9)
-            ),
-        ),
-        ("final train loss", format!("{:.4}", s.final_loss)),
-        (
-            "val loss / ppl",
-            format!("{:.4} / {:.2}", e.val_loss, e.val_ppl),
-        ),
-    ];
-    let probes = if e.qa_total == 0 {
-        vec![("QA", "no QA set".to_string())]
-    } else {
-        vec![
-            (
-                "QA exact match",
-                format!(
-                    "{:.2}% ({} of {} questions asked)",
-                    e.qa_exact_match, e.qa_count, e.qa_total
-                ),
-            ),
-            ("QA F1", format!("{:.2}%", e.qa_f1)),
-            ("QA answer NLL", format!("{:.4}", e.qa_answer_nll)),
-        ]
-    };
-    let recall = match e.fact_recall {
-        Some(recall) => format!(
-            "{recall:.2}% ({} of {} probes asked)",
-            e.recall_count, e.recall_total
-        ),
-        None => "no recall probes".to_string(),
-    };
-    println!("\n{:-<60}", "");
-    for (name, value) in rows.into_iter().chain(probes) {
-        println!("{name:<20} {value}");
-    }
-    println!("{:<20} {recall}", "fact recall");
-    for layer in &e.memory_layers {
-        println!(
-            "{:<20} used {:.1}%  KL(uniform) {:.3}  top-1 score {:.3}",
-            format!("memory @ block {}", layer.layer),
-            layer.used_pct,
-            layer.kl_uniform,
-            layer.top1_score
-        );
-    }
-    println!("{:-<60}", "");
-    println!(
-        "wrote {}/{{config.toml, metrics.jsonl, eval.json, loss.svg, checkpoint/}}",
-        c.run.out.display()
-    );
 }

@@ -23,6 +23,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::{fails_with, fresh, losses, memory_layers, succeeds};
+use memory_layers_data::MANIFEST;
+use memory_layers_train::{Record, RunDir};
 
 /// The static inputs: tools/bad-input/ (absolute, so that errors name them as given).
 fn input(name: &str) -> String {
@@ -73,14 +75,14 @@ fn train_args<'a>(out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
-/// The text of a run's file.
-fn read(out: &Path, file: &str) -> String {
-    std::fs::read_to_string(out.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
+/// The text of a file.
+fn read(file: &Path) -> String {
+    std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
 }
 
 /// The value of `key = …` in a run's config.toml (the first such line).
 fn config_value(out: &Path, key: &str) -> String {
-    let config = read(out, "config.toml");
+    let config = read(&RunDir::new(out).config());
     config
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{key} = ")))
@@ -193,7 +195,7 @@ fn data_files_train_or_are_named() {
         &format!("{latin1}:3: not UTF-8"),
     );
     // None of the failed runs left a run behind that the next would have to --overwrite.
-    assert!(!out.join("config.toml").exists());
+    assert!(!RunDir::new(&out).config().exists());
     train(&out, 2, &[]);
 }
 
@@ -209,7 +211,7 @@ fn run_directories_resume_or_refuse() {
     assert!(summary.contains("no QA set"), "{summary}");
     assert!(!summary.contains("QA exact match"), "{summary}");
     assert!(summary.contains("no recall probes"), "{summary}");
-    let eval: serde_json::Value = serde_json::from_str(&read(&run, "eval.json")).unwrap();
+    let eval: serde_json::Value = serde_json::from_str(&read(&RunDir::new(&run).eval())).unwrap();
     assert_eq!(eval["qa_total"], 0);
     assert!(eval["fact_recall"].is_null());
     let progress = String::from_utf8_lossy(&output.stderr);
@@ -255,10 +257,10 @@ fn run_directories_resume_or_refuse() {
     train(&run, 2, &["--overwrite", "--data", &shards]);
     assert_eq!(losses(&run).len(), 1, "metrics of the new run only");
     assert_eq!(config_value(&run, "steps"), "2");
-    assert!(read(&run, "config.toml").contains("shards"));
+    assert!(read(&RunDir::new(&run).config()).contains("shards"));
 
     // 8. A truncated model.bin is named by every command that reads it.
-    let model = run.join("checkpoint/model.bin");
+    let model = RunDir::new(&run).checkpoint().record_file(Record::Model);
     let bytes = std::fs::read(&model).unwrap();
     std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
     let named = "checkpoint/model.bin: the file ends early: truncated or corrupt";
@@ -339,7 +341,7 @@ fn configuration_mistakes_are_named() {
         &[
             "train",
             "--config",
-            arg(&run.join("config.toml")),
+            arg(&RunDir::new(&run).config()),
             "--model",
             "memory",
             "--out",
@@ -349,7 +351,7 @@ fn configuration_mistakes_are_named() {
     );
 
     // 10. The run's own config.toml with one misspelt key under [optim].
-    let config = read(&run, "config.toml");
+    let config = read(&RunDir::new(&run).config());
     assert!(config.contains("\n[optim]\n"), "{config}");
     let typo = config.replacen("\n[optim]\n", "\n[optim]\nwarmup_stpes = 5\n", 1);
     let file = fresh("bad-unknown-key.toml");
@@ -396,7 +398,7 @@ fn damaged_prepared_folders_are_named() {
         arg(&prepared),
     ]));
     let manifest: serde_json::Value =
-        serde_json::from_str(&read(&prepared, "manifest.json")).unwrap();
+        serde_json::from_str(&read(&prepared.join(MANIFEST))).unwrap();
     let shard: PathBuf = prepared.join(manifest["train"]["shards"][0]["file"].as_str().unwrap());
     let name = shard.file_name().unwrap().to_str().unwrap().to_string();
     let out = fresh("bad-prepared-run");
@@ -423,10 +425,10 @@ fn damaged_prepared_folders_are_named() {
     assert!(!stderr.contains("Caused by"), "said once: {stderr}");
 
     // Token shards without their manifest.json: not a prepared folder.
-    std::fs::remove_file(prepared.join("manifest.json")).unwrap();
+    std::fs::remove_file(prepared.join(MANIFEST)).unwrap();
     let stderr = fails_with(
         &train_args(&run, &["--data-dir", arg(&prepared)]),
         "memory-layers prepare",
     );
-    assert!(stderr.contains("manifest.json"), "{stderr}");
+    assert!(stderr.contains(MANIFEST), "{stderr}");
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::{fresh, kill_after_checkpoint, memory_layers};
+use memory_layers_experiments::SuiteDir;
 
 /// A small corpus of facts with QA and recall sets about them, under `dir`.
 fn write_corpus(dir: &Path) -> [String; 3] {
@@ -71,14 +72,15 @@ fn a_killed_suite_resumes_and_a_finished_one_is_skipped() {
     let dir = fresh("experiment");
     let corpus = write_corpus(&dir.join("corpus"));
     let out = dir.join("suite");
+    let suite = SuiteDir::new(&out);
 
     // Kill the suite once its second run has a checkpoint and before it is evaluated.
-    let second = out.join("runs").join("one-layer-s0");
+    let second = suite.run("one-layer-s0");
     let mut first = experiment(&out, &corpus, 1);
     first.stdout(Stdio::null());
-    kill_after_checkpoint(first, &second, 1);
-    assert!(out.join("runs/memory-plus-s0/row.json").exists());
-    assert!(!second.join("row.json").exists(), "killed before its end");
+    kill_after_checkpoint(first, second.path(), 1);
+    assert!(suite.row("memory-plus-s0").exists());
+    assert!(!suite.row("one-layer-s0").exists(), "killed before its end");
 
     // Two at a time from here: the resumed run beside the next one.
     let log = stdout_of(experiment(&out, &corpus, 2));
@@ -90,7 +92,7 @@ fn a_killed_suite_resumes_and_a_finished_one_is_skipped() {
     assert!(log.contains("[run 6 of 6] qk-norm-"), "{log}");
 
     let rows: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(suite.summary_json()).unwrap()).unwrap();
     assert_eq!(rows.len(), 6);
     for row in &rows {
         for field in [
@@ -122,8 +124,8 @@ fn a_killed_suite_resumes_and_a_finished_one_is_skipped() {
     }
     assert_eq!(rows[1]["run"], "one-layer-s0");
     assert_eq!(rows[1]["memory_layers"].as_array().unwrap().len(), 1);
-    for file in memory_layers_experiments::REPORT_FILES {
-        assert!(out.join(file).exists(), "{file} written");
+    for file in suite.report_files() {
+        assert!(file.exists(), "{} written", file.display());
     }
 
     let again = stdout_of(experiment(&out, &corpus, 2));
@@ -133,15 +135,16 @@ fn a_killed_suite_resumes_and_a_finished_one_is_skipped() {
         "{again}"
     );
     let same: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(suite.summary_json()).unwrap()).unwrap();
     assert_eq!(same, rows);
 
     // Killed, resumed and trained two at a time, the suite equals one trained at once alone.
     let alone = dir.join("alone");
     stdout_of(experiment(&alone, &corpus, 1));
-    let alone: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(alone.join("summary.json")).unwrap())
-            .unwrap();
+    let alone: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(SuiteDir::new(&alone).summary_json()).unwrap(),
+    )
+    .unwrap();
     for (a, b) in rows.iter().zip(&alone) {
         for field in [
             "run",

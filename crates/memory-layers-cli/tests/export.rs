@@ -10,9 +10,9 @@ use std::process::Stdio;
 use burn::backend::Flex;
 use burn::tensor::Tensor;
 use common::{fails_with, fresh, memory_layers, succeeds};
+use memory_layers_train::{RunDir, open_run};
+use memory_layers_zoo::hf::{load_hf, logits};
 use safetensors::{Dtype, SafeTensors};
-use memory_layers_train::export::{load_hf, logits};
-use memory_layers_train::open_run;
 
 /// `train --size tiny --model MODEL` for `steps` steps on 100 kB of the plays, into `out`.
 fn train(out: &Path, model: &str, steps: u32, extra: &[&str]) {
@@ -224,7 +224,7 @@ fn a_memory_model_starts_from_an_exported_dense_one() {
         1,
         &["--init-from", weights_arg, "--lr", "1e-30"],
     );
-    let config = std::fs::read_to_string(plus.join("config.toml")).unwrap();
+    let config = std::fs::read_to_string(RunDir::new(&plus).config()).unwrap();
     assert!(config.contains("init_from = "), "{config}");
     let plus_hf = fresh("retrofit-plus-hf");
     export(&plus, &plus_hf);

@@ -9,6 +9,8 @@ use std::path::Path;
 use std::process::Stdio;
 
 use common::{fails_with, fresh, losses, memory_layers, succeeds};
+use memory_layers_data::MANIFEST;
+use memory_layers_train::RunDir;
 
 /// Writes `records` (texts) as a gzipped .jsonl shard with the text under "content".
 fn shard(path: &Path, records: &[String]) {
@@ -64,7 +66,7 @@ fn gzipped_jsonl_shards_and_a_tokenizer_file_train() {
             "model.vocab_size=300",
         ],
     );
-    let tokenizer = first.join("tokenizer.json");
+    let tokenizer = RunDir::new(&first).tokenizer();
     assert!(tokenizer.exists());
 
     let second = fresh("file-run");
@@ -79,8 +81,8 @@ fn gzipped_jsonl_shards_and_a_tokenizer_file_train() {
             tokenizer.to_str().unwrap(),
         ],
     );
-    let config = std::fs::read_to_string(second.join("config.toml")).unwrap();
-    let first_config = std::fs::read_to_string(first.join("config.toml")).unwrap();
+    let config = std::fs::read_to_string(RunDir::new(&second).config()).unwrap();
+    let first_config = std::fs::read_to_string(RunDir::new(&first).config()).unwrap();
     let vocab = |c: &str| {
         c.lines()
             .find(|l| l.starts_with("vocab_size"))
@@ -94,7 +96,7 @@ fn gzipped_jsonl_shards_and_a_tokenizer_file_train() {
     );
     assert!(config.contains("text_field = \"content\""), "{config}");
     assert_eq!(
-        std::fs::read(second.join("tokenizer.json")).unwrap(),
+        std::fs::read(RunDir::new(&second).tokenizer()).unwrap(),
         std::fs::read(&tokenizer).unwrap(),
         "the run keeps its tokenizer"
     );
@@ -184,8 +186,7 @@ fn a_corpus_is_tokenized_once_per_run_or_by_prepare() {
     ]));
     assert!(String::from_utf8_lossy(&output.stdout).contains("--data-dir"));
     let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(prepared.join("manifest.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(prepared.join(MANIFEST)).unwrap()).unwrap();
     assert!(manifest["train"]["shards"].as_array().unwrap().len() > 1);
     let run = fresh("prepared-run");
     let stderr = train_stderr(&run, "2", &["--data-dir", prepared.to_str().unwrap()]);
@@ -197,7 +198,7 @@ fn a_corpus_is_tokenized_once_per_run_or_by_prepare() {
     let data = ["--data", corpus, "--text-field", "content"];
     let stderr = train_stderr(&run, "2", &data);
     assert!(stderr.contains("tokenizing"), "{stderr}");
-    assert!(run.join("data/manifest.json").exists());
+    assert!(RunDir::new(&run).data().join(MANIFEST).exists());
     let output = succeeds(
         memory_layers()
             .args(["train", "--resume", "--steps", "4", "--out"])

@@ -1,5 +1,5 @@
-//! `memory-layers train --devices 2 --memory-layers-parallel 2` (two peers on CPU threads, the value
-//! pool sharded over them) and `--devices 4 --memory-layers-parallel 2` (two replicas of a pool
+//! `memory-layers train --devices 2 --memory-parallel 2` (two peers on CPU threads, the value
+//! pool sharded over them) and `--devices 4 --memory-parallel 2` (two replicas of a pool
 //! sharded over two peers) follow `--devices 1` with the same global batch and seed (lazy
 //! and dense AdamW), and a checkpoint killed mid-run on two devices resumes on one.
 

@@ -12,6 +12,7 @@ use common::{
     checkpoint_step, fails_with, fresh, kill_after_checkpoint, losses, memory_layers, resume,
     succeeds, train,
 };
+use memory_layers_train::{Record, RunDir};
 
 /// The runs of this file: 40 steps from one seed.
 const STEPS: u32 = 40;
@@ -36,15 +37,16 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
     assert_eq!(a.last().unwrap().0, 40);
     assert_eq!(a, b, "every logged loss is identical");
 
-    for file in ["config.toml", "metrics.jsonl", "eval.json", "loss.svg"] {
-        assert!(cut.join(file).exists(), "{file} written");
+    let dir = RunDir::new(&cut);
+    for file in [dir.config(), dir.metrics(), dir.eval(), dir.loss_chart()] {
+        assert!(file.exists(), "{} written", file.display());
     }
     assert!(
-        !cut.join("tokenizer.json").exists(),
+        !dir.tokenizer().exists(),
         "a byte run has no tokenizer file"
     );
     let eval: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(cut.join("eval.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.eval()).unwrap()).unwrap();
     for field in [
         "val_loss",
         "val_ppl",
@@ -77,7 +79,7 @@ fn sigkill_then_resume_matches_an_uninterrupted_run() {
         memory_layers()
             .args(["generate", "--prompt", "ROMEO.", "--max-tokens", "8"])
             .arg("--checkpoint")
-            .arg(cut.join("checkpoint")),
+            .arg(dir.checkpoint().path()),
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -183,7 +185,7 @@ fn sigterm_checkpoints_and_resume_matches_an_uninterrupted_run() {
         &["train", "--resume", "--set", "optim.nope=1", "--out", dir],
         "optim.nope",
     );
-    let model = cut.join("checkpoint/model.bin");
+    let model = RunDir::new(&cut).checkpoint().record_file(Record::Model);
     let bytes = std::fs::read(&model).unwrap();
     std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
     fails_with(
@@ -228,7 +230,7 @@ fn bad_command_lines_are_clear_errors() {
     let missing = fresh("missing");
     fails_with(
         &["train", "--resume", "--out", missing.to_str().unwrap()],
-        "config.toml",
+        RunDir::new(&missing).config().to_str().unwrap(),
     );
 }
 
@@ -251,7 +253,7 @@ fn bf16_training_runs_and_learns() {
         .status()
         .unwrap();
     assert!(status.success());
-    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    let config = std::fs::read_to_string(RunDir::new(&out).config()).unwrap();
     assert!(config.contains("precision = \"bf16\""));
     let losses: Vec<f64> = losses(&out).iter().map(|&(_, l)| l).collect();
     assert!(losses.iter().all(|l| l.is_finite()));

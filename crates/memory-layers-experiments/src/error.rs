@@ -29,16 +29,20 @@ pub enum ExperimentError {
         message: String,
     },
     /// A run failed.
-    #[error("run {run}: {error}")]
+    #[error("run {run}")]
     Run {
         /// The run's name.
         run: String,
         /// Why.
-        error: memory_layers_train::TrainError,
+        #[source]
+        error: Box<memory_layers_train::TrainError>,
     },
-    /// A report could not be drawn.
+    /// A run's metrics could not be read for the report.
     #[error(transparent)]
     Train(#[from] memory_layers_train::TrainError),
+    /// A figure could not be drawn.
+    #[error(transparent)]
+    Plot(#[from] memory_layers_plot::PlotError),
 }
 
 impl ExperimentError {

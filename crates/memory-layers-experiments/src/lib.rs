@@ -13,13 +13,15 @@ mod error;
 mod report;
 mod runner;
 mod suite;
+mod suite_dir;
 mod summary;
 
 pub use budget::Budget;
 pub use error::ExperimentError;
-pub use report::{REPORT_FILES, write_report};
+pub use report::write_report;
 pub use runner::{Event, SuitePlan, run_suite};
 pub use suite::{
     BASE_LAYERS, BASE_N_KEYS, Base, RunSpec, SUITE_FACTS, SUITE_TEXT_BYTES, Suite, default_run,
 };
+pub use suite_dir::{Figure, SuiteDir};
 pub use summary::{LayerRow, Spread, SummaryRow, groups, markdown, read_json, si};

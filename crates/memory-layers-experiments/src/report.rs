@@ -1,23 +1,10 @@
 //! The suite's report: summary.json, summary.md and the figures (SVG).
 
-use std::path::Path;
-
-use memory_layers_train::plot::{Chart, Series};
+use memory_layers_plot::{Chart, Series};
 use memory_layers_train::read_metrics;
 
-use crate::ExperimentError;
 use crate::summary::{Spread, SummaryRow, groups, markdown, write_json, write_text};
-
-/// Files of a report, relative to the suite's directory.
-pub const REPORT_FILES: [&str; 7] = [
-    "summary.json",
-    "summary.md",
-    "recall_vs_flops.svg",
-    "recall_vs_params.svg",
-    "qa_vs_flops.svg",
-    "qa_vs_params.svg",
-    "loss.svg",
-];
+use crate::{ExperimentError, Figure, SuiteDir};
 
 /// A metric of a row, for the y axis.
 type Metric = fn(&SummaryRow) -> Option<f64>;
@@ -29,12 +16,16 @@ struct Axis {
     log: bool,
 }
 
-/// Writes `summary.json`, `summary.md` and the figures of `rows` under `dir`; loss curves come
-/// from `dir/runs/<run>/metrics.jsonl`.
-pub fn write_report(dir: &Path, title: &str, rows: &[SummaryRow]) -> Result<(), ExperimentError> {
-    write_json(&dir.join("summary.json"), &rows)?;
+/// Writes `summary.json`, `summary.md` and the figures of `rows` into `dir`; loss curves come
+/// from each run's metrics.
+pub fn write_report(
+    dir: &SuiteDir,
+    title: &str,
+    rows: &[SummaryRow],
+) -> Result<(), ExperimentError> {
+    write_json(&dir.summary_json(), &rows)?;
     write_text(
-        &dir.join("summary.md"),
+        &dir.summary_md(),
         &format!("# {title}\n\n{}", markdown(rows)),
     )?;
     let recall: Metric = |r| r.fact_recall;
@@ -50,24 +41,24 @@ pub fn write_report(dir: &Path, title: &str, rows: &[SummaryRow]) -> Result<(), 
         log: true,
     };
     let figures = [
-        ("recall_vs_flops.svg", "fact recall (%)", recall, &flops),
-        ("recall_vs_params.svg", "fact recall (%)", recall, &params),
-        ("qa_vs_flops.svg", "held-out QA exact match (%)", qa, &flops),
+        (Figure::RecallVsFlops, "fact recall (%)", recall, &flops),
+        (Figure::RecallVsParams, "fact recall (%)", recall, &params),
+        (Figure::QaVsFlops, "held-out QA exact match (%)", qa, &flops),
         (
-            "qa_vs_params.svg",
+            Figure::QaVsParams,
             "held-out QA exact match (%)",
             qa,
             &params,
         ),
     ];
-    for (file, y_label, metric, x) in figures {
+    for (figure, y_label, metric, x) in figures {
         let mut chart = Chart::new(format!("{title}: {y_label}"), x.label, y_label);
         chart.log_x = x.log;
         chart.series = scatter(rows, metric, x.of);
-        write_text(&dir.join(file), &chart.svg()?)?;
+        write_text(&dir.figure(figure), &chart.svg()?)?;
     }
     write_text(
-        &dir.join("loss.svg"),
+        &dir.figure(Figure::Loss),
         &loss_curves(dir, title, rows)?.svg()?,
     )
 }
@@ -89,7 +80,7 @@ fn scatter(rows: &[SummaryRow], metric: Metric, x: fn(&SummaryRow) -> f64) -> Ve
 }
 
 /// Training loss against training tokens, the first seed of every configuration.
-fn loss_curves(dir: &Path, title: &str, rows: &[SummaryRow]) -> Result<Chart, ExperimentError> {
+fn loss_curves(dir: &SuiteDir, title: &str, rows: &[SummaryRow]) -> Result<Chart, ExperimentError> {
     let mut chart = Chart::new(
         format!("{title}: training loss"),
         "training tokens",
@@ -97,7 +88,7 @@ fn loss_curves(dir: &Path, title: &str, rows: &[SummaryRow]) -> Result<Chart, Ex
     );
     for group in groups(rows) {
         let run = group.rows[0];
-        let lines = read_metrics(&dir.join("runs").join(&run.run).join("metrics.jsonl"))?;
+        let lines = read_metrics(&dir.run(&run.run).metrics())?;
         let points = lines.iter().map(|l| (l.tokens as f64, l.loss)).collect();
         chart.series.push(Series::line(group.label, points));
     }

@@ -2,19 +2,17 @@
 //! from its checkpoint, the report rewritten after every run.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use memory_layers_train::{Interrupt, RunDir, Stepper, TrainBackend, TrainOptions, train};
 use serde::{Deserialize, Serialize};
-use memory_layers_train::{
-    Interrupt, Stepper, TrainBackend, TrainConfig, TrainOptions, find_checkpoint, train,
-};
 
 use crate::report::write_report;
 use crate::summary::{SummaryRow, read_json, write_json};
-use crate::{Base, Budget, ExperimentError, RunSpec, Suite};
+use crate::{Base, Budget, ExperimentError, RunSpec, Suite, SuiteDir};
 
 /// What a suite is asked to do.
 #[derive(Debug, Clone)]
@@ -25,8 +23,8 @@ pub struct SuitePlan {
     pub base: Base,
     /// How much training it gets.
     pub budget: Budget,
-    /// The suite's directory: `suite.json`, the report, and `runs/<run>/`.
-    pub out: PathBuf,
+    /// The suite's directory.
+    pub out: SuiteDir,
     /// Runs trained at the same time (each on its own thread).
     pub jobs: usize,
     /// Stops the runs in progress (each writes a checkpoint), and so the suite.
@@ -95,15 +93,13 @@ pub fn run_suite<B: TrainBackend>(
     on_event: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<Vec<SummaryRow>, ExperimentError> {
     let out = &plan.out;
-    std::fs::create_dir_all(out.join("runs")).map_err(|e| ExperimentError::file(out, e))?;
+    out.create()
+        .map_err(|e| ExperimentError::file(out.path(), e))?;
     let probe = plan.suite.runs(&Base {
         tokens: 1,
         ..plan.base.clone()
     })?;
-    let pending: Vec<&RunSpec> = probe
-        .iter()
-        .filter(|s| !row_path(out, &s.id).exists())
-        .collect();
+    let pending: Vec<&RunSpec> = probe.iter().filter(|s| !out.row(&s.id).exists()).collect();
     let cost = seconds_per_token::<B>(&pending, device)?;
     let tokens = resolve_tokens(plan, &probe, &cost)?;
     on_event(Event::Calibrated {
@@ -212,24 +208,24 @@ impl Progress<'_> {
     ) -> Result<(), ExperimentError> {
         let (spec, total, index) = (&self.specs[i], self.specs.len(), i + 1);
         let out = &plan.out;
-        let path = row_path(out, &spec.id);
+        let path = out.row(&spec.id);
         if path.exists() {
             // A finished run counts only if it is the run the suite asks for now (another
             // --people, --data or --budget is another suite).
-            let dir = out.join("runs").join(&spec.id);
-            let saved = TrainConfig::load(&dir.join("config.toml")).map_err(|error| {
-                ExperimentError::Run {
+            let saved = out
+                .run(&spec.id)
+                .load_config()
+                .map_err(|error| ExperimentError::Run {
                     run: spec.id.clone(),
-                    error,
-                }
-            })?;
+                    error: Box::new(error),
+                })?;
             let mut asked = spec.config.clone();
             asked.model.vocab_size = saved.model.vocab_size;
             asked.run.out = saved.run.out.clone();
             if asked != saved {
                 return Err(ExperimentError::Setting {
                     field: "out",
-                    value: out.display().to_string(),
+                    value: out.path().display().to_string(),
                     rule: "holds a finished run trained with other settings (data, people, \
                            budget or a changed suite); use a new --out for these settings",
                 });
@@ -239,16 +235,14 @@ impl Progress<'_> {
             on_event(Event::Skipped { index, total, spec });
             return Ok(());
         }
-        let dir = out.join("runs").join(&spec.id);
+        let dir = out.run(&spec.id);
         let resumed = prepare_dir(&dir)?;
         {
             let mut state = self.lock();
             state.started[i] = true;
             let run_eta = self.eta(&state, spec);
             let left: f64 = (i..total)
-                .filter(|&j| {
-                    j == i || (!state.started[j] && !row_path(out, &self.specs[j].id).exists())
-                })
+                .filter(|&j| j == i || (!state.started[j] && !out.row(&self.specs[j].id).exists()))
                 .map(|j| self.eta(&state, &self.specs[j]))
                 .sum();
             on_event(Event::Start {
@@ -262,7 +256,7 @@ impl Progress<'_> {
         }
         let started = Instant::now();
         let mut config = spec.config.clone();
-        config.run.out = dir;
+        config.run.out = dir.path().to_path_buf();
         let options = TrainOptions {
             resume: resumed,
             overwrite: false,
@@ -272,7 +266,7 @@ impl Progress<'_> {
         let summary =
             train::<B>(config, device, options).map_err(|error| ExperimentError::Run {
                 run: spec.id.clone(),
-                error,
+                error: Box::new(error),
             })?;
         let row = SummaryRow::new(
             &spec.id,
@@ -308,20 +302,16 @@ impl Progress<'_> {
     }
 }
 
-/// `runs/<id>/row.json`: written when a run is finished and evaluated.
-fn row_path(out: &Path, id: &str) -> PathBuf {
-    out.join("runs").join(id).join("row.json")
-}
-
 /// Readies a run directory: `true` to resume its checkpoint (the trainer checks that the
 /// configuration is the same), `false` to start afresh (anything there without a checkpoint
 /// is removed).
-fn prepare_dir(dir: &Path) -> Result<bool, ExperimentError> {
-    if find_checkpoint(dir).is_some() {
+fn prepare_dir(dir: &RunDir) -> Result<bool, ExperimentError> {
+    if dir.latest_checkpoint().is_some() {
         return Ok(true);
     }
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| ExperimentError::file(dir, e))?;
+    let path = dir.path();
+    if path.exists() {
+        std::fs::remove_dir_all(path).map_err(|e| ExperimentError::file(path, e))?;
     }
     Ok(false)
 }
@@ -333,7 +323,7 @@ fn resolve_tokens(
     specs: &[RunSpec],
     cost: &BTreeMap<String, f64>,
 ) -> Result<u64, ExperimentError> {
-    let path = plan.out.join("suite.json");
+    let path = plan.out.record();
     let budget = plan.budget.to_string();
     if path.exists() {
         let record: SuiteRecord = read_json(&path)?;
@@ -351,7 +341,7 @@ fn resolve_tokens(
         if record.suite != plan.suite {
             return Err(ExperimentError::Setting {
                 field: "out",
-                value: plan.out.display().to_string(),
+                value: plan.out.path().display().to_string(),
                 rule: "holds another suite; use a new --out",
             });
         }
@@ -394,7 +384,7 @@ fn seconds_per_token<B: TrainBackend>(
         let config = &spec.config;
         let failed = |error| ExperimentError::Run {
             run: spec.id.clone(),
-            error,
+            error: Box::new(error),
         };
         let model = config
             .model

@@ -1,19 +1,17 @@
 //! The suites: which runs each holds, built from one base configuration so that runs differ
 //! only in what the comparison is about.
 
-use std::fmt;
 use std::path::PathBuf;
 
-use clap::ValueEnum;
-use memory_layers_zoo::{ModelKind, Size, account, value_name};
-use serde::{Deserialize, Serialize};
+use memory_layers_data::FactsConfig;
 use memory_layers_train::TrainConfig;
-use memory_layers_train::data::FactsConfig;
+use memory_layers_zoo::{ModelKind, Size, account};
+use serde::{Deserialize, Serialize};
 
 use crate::{Budget, ExperimentError};
 
 /// A named set of training runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Suite {
     /// Dense, MoE, PEER, Memory and Memory+ at the base's FLOPs per token, and dense models
@@ -36,11 +34,7 @@ impl Suite {
     }
 }
 
-impl fmt::Display for Suite {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        value_name::write(self, f)
-    }
-}
+memory_layers_zoo::serde_names!(Suite);
 
 /// The base every suite's runs are made from: a small Llama-style model on the CPU, trained
 /// on a mix of natural text and the generated knowledge corpus.
@@ -105,9 +99,7 @@ impl Base {
         let mut config = TrainConfig::new(kind, Size::Tiny);
         let model = &mut config.model;
         model.layers = BASE_LAYERS;
-        let keys = &mut model.product_keys;
-        keys.n_keys = BASE_N_KEYS;
-        keys.knn = keys.knn.min(keys.n_keys);
+        model.product_keys = model.product_keys.clone().with_n_keys(BASE_N_KEYS);
         let data = &mut config.data;
         data.paths = self.data.clone();
         data.qa = self.qa.clone();
@@ -166,7 +158,7 @@ impl Suite {
                 config.run.seed = seed;
                 config.validate().map_err(|error| ExperimentError::Run {
                     run: label.clone(),
-                    error,
+                    error: Box::new(error),
                 })?;
                 runs.push(RunSpec {
                     id: format!("{label}-s{seed}"),
@@ -198,8 +190,7 @@ fn models(base: &Base) -> Vec<Variant> {
     // The paper pairs 1024² memory values with 768² PEER experts (two vectors each): the
     // same ratio of sub-keys, about the same parameters.
     let keys = &mut peer.model.product_keys;
-    keys.n_keys = (BASE_N_KEYS * 3).div_ceil(4);
-    keys.knn = keys.knn.min(keys.n_keys);
+    *keys = keys.clone().with_n_keys((BASE_N_KEYS * 3).div_ceil(4));
     let dense = base.config(ModelKind::Dense);
     vec![
         ("dense".into(), dense.clone()),
@@ -226,7 +217,8 @@ fn memory_size(base: &Base) -> Vec<Variant> {
     let mut variants = vec![("dense".to_string(), base.config(ModelKind::Dense))];
     for n_keys in [32, 64, 128, 256, 512] {
         let mut config = base.config(ModelKind::MemoryPlus);
-        config.model.product_keys.n_keys = n_keys;
+        let keys = &mut config.model.product_keys;
+        *keys = keys.clone().with_n_keys(n_keys);
         variants.push((format!("memory-plus-{n_keys}sq"), config));
     }
     variants

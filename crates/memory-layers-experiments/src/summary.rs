@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use memory_layers_train::{EvalReport, TrainConfig};
 use memory_layers_zoo::account;
 use serde::{Deserialize, Serialize};
-use memory_layers_train::{EvalReport, TrainConfig};
 
 use crate::ExperimentError;
 
@@ -121,8 +121,8 @@ impl SummaryRow {
                 .iter()
                 .map(|l| LayerRow {
                     layer: l.layer,
-                    used_pct: l.used_pct,
-                    kl_uniform: l.kl_uniform,
+                    used_pct: l.usage.used_pct,
+                    kl_uniform: l.usage.kl_uniform,
                 })
                 .collect(),
         }

@@ -38,7 +38,15 @@ impl ProductKeysConfig {
     /// The paper's defaults at model dim `dim`: 4 heads, `knn = min(32, n_keys)`,
     /// `k_dim = dim / 2` (even, at least 2), no qk-norm.
     pub fn paper(dim: usize, n_keys: usize) -> Self {
-        Self::new(dim, 4, (dim / 2).max(2) & !1, 32.min(n_keys), n_keys)
+        Self::new(dim, 4, (dim / 2).max(2) & !1, 32, n_keys).with_n_keys(n_keys)
+    }
+
+    /// Sets the sub-keys per half; `knn` follows them down (a memory of `n_keys²` values
+    /// selects at most `n_keys` pairs per head). The one place that rule is applied.
+    pub fn with_n_keys(mut self, n_keys: usize) -> Self {
+        self.n_keys = n_keys;
+        self.knn = self.knn.min(n_keys);
+        self
     }
 
     /// Sets the number of heads.

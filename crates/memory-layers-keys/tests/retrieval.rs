@@ -4,9 +4,9 @@ use burn::backend::Flex;
 use burn::tensor::{Distribution, Tensor};
 use memory_layers_keys::reference::{BruteForce, TopK, compare_topk};
 use memory_layers_keys::{KeysError, ProductKeysConfig, QK_NORM_EPS, retrieve};
-use proptest::prelude::*;
 use memory_layers_test_support::host;
 use memory_layers_test_support::random_data as random;
+use proptest::prelude::*;
 
 type B = Flex;
 

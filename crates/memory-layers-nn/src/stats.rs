@@ -20,7 +20,7 @@ pub struct UsageStats {
 }
 
 /// Usage over a window.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UsageSummary {
     /// Percentage of values selected at least once.
     pub used_pct: f64,
@@ -31,8 +31,10 @@ pub struct UsageSummary {
     /// Mean best (pre-softmax) score per token and head.
     pub top1_score: f64,
     /// Mean over batches of the standard deviation of the layer's output.
+    #[serde(default)]
     pub output_std: f64,
     /// Batches recorded.
+    #[serde(default)]
     pub batches: u64,
 }
 

@@ -8,8 +8,8 @@ use burn::backend::Flex;
 use memory_layers_nn::import::{
     ImportError, ReferenceFile, ReferenceLayer, ReferenceParam, load_reference,
 };
-use safetensors::{Dtype, SafeTensors};
 use memory_layers_test_support::{Tensors, fixture, fixtures, rewrite_fixture};
+use safetensors::{Dtype, SafeTensors};
 
 /// The names of the layer parameters in a fixture (which also holds inputs and expected results).
 fn param_names(fixture: &Path) -> Vec<String> {

@@ -7,8 +7,8 @@ use memory_layers_nn::{
     MemoryError, MemoryLayerConfig, PeerConfig, ProductKeysConfig, UsageStats, ValueTable,
     ValueTableConfig,
 };
-use memory_layers_values::ValueError;
 use memory_layers_test_support::host;
+use memory_layers_values::ValueError;
 
 type B = Flex;
 type A = Autodiff<Flex>;

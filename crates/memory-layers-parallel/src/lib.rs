@@ -10,13 +10,15 @@
 //!   columns over a memory group; layers read it like a whole table. [`ShardedBackend`] is the
 //!   backend extension behind it (forward with collectives, backward through autodiff).
 //!
-//! - [`node_config`] and [`run_orchestrator`]: several processes (nodes) in one run.
+//! - [`node_config`] and [`run_orchestrator`]: several processes (nodes) in one run;
+//!   [`launcher_rank`] and [`local_device`]: what an MPI launcher tells its processes.
 //!
 //! docs/parallel-memory.md draws the data flow and counts the bytes each step moves.
 
 mod collective;
 mod error;
 mod group;
+mod launcher;
 mod mesh;
 #[cfg(feature = "mpi")]
 mod mpi;
@@ -27,6 +29,7 @@ pub use burn::collective::CollectiveConfig;
 pub use collective::{BurnCollective, Collective, GroupCollective, WorldGroups};
 pub use error::ParallelError;
 pub use group::Group;
+pub use launcher::{launcher_rank, local_device};
 pub use mesh::Mesh;
 #[cfg(feature = "mpi")]
 pub use mpi::MpiCollective;

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use burn::backend::Flex;
 use burn::tensor::{Int, Tensor, TensorData};
 use memory_layers_parallel::{Collective, Mesh, MpiCollective, WorldGroups};
-use memory_layers_values::RowGrads;
 use memory_layers_test_support::host;
+use memory_layers_values::RowGrads;
 
 type B = Flex;
 

@@ -7,8 +7,8 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 use memory_layers_parallel::{Collective, Mesh, ShardedValues};
-use memory_layers_values::{RowGrads, ValueStore, ValueTable};
 use memory_layers_test_support::{assert_close, host, pseudo_random as seq, run_peers, serial};
+use memory_layers_values::{RowGrads, ValueStore, ValueTable};
 
 type A = Autodiff<Flex>;
 

@@ -1,11 +1,11 @@
 use std::path::{Path, PathBuf};
 
-use clap::ValueEnum;
 use memory_layers_zoo::{ModelKind, Size, TransformerConfig, preset};
 use serde::{Deserialize, Serialize};
 
+use memory_layers_data::{DataError, FactsConfig, TokenizerKind, read_utf8, write_atomic};
+
 use crate::TrainError;
-use crate::data::{FactsConfig, TokenizerKind};
 
 /// Everything a run needs; written to `config.toml` in the run directory, and accepted back
 /// with `--config`.
@@ -64,7 +64,7 @@ pub struct DataConfig {
 }
 
 /// Learning-rate decay after warmup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Decay {
     /// Cosine from 1 to `min_lr_ratio`.
@@ -78,30 +78,23 @@ pub enum Decay {
 /// Named `dense-adamw`, `sparse-adamw`, `rowwise-adagrad` on the command line and in
 /// `config.toml`; configs written before the names were unified (`dense-adam-w`,
 /// `sparse-adam-w`) still load.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ValueOptimizer {
     /// Burn's AdamW on a dense gradient: every row's moments decay and every row is decayed at
     /// every step, exactly the paper's recipe; cost grows with the table.
-    #[value(name = "dense-adamw")]
     #[serde(rename = "dense-adamw", alias = "dense-adam-w")]
     DenseAdamW,
     /// Lazy AdamW on the rows a step touched (sparse gradients, in-place update); untouched rows
     /// keep their moments and weight. Cost grows with the rows touched, not the table.
     #[default]
-    #[value(name = "sparse-adamw")]
     #[serde(rename = "sparse-adamw", alias = "sparse-adam-w")]
     SparseAdamW,
     /// Row-wise Adagrad (one accumulator per row) on the rows a step touched.
     RowwiseAdagrad,
 }
 
-impl std::fmt::Display for ValueOptimizer {
-    /// The command-line name.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        memory_layers_zoo::value_name::write(self, f)
-    }
-}
+memory_layers_zoo::serde_names!(Decay, ValueOptimizer, Precision);
 
 /// Optimisation: AdamW with the value table as its own parameter group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,7 +135,7 @@ pub struct OptimConfig {
 }
 
 /// Floating-point type of parameters, activations and optimizer state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Precision {
     /// f32 everywhere.
@@ -266,8 +259,9 @@ impl TrainConfig {
 
     /// Reads a `config.toml` (as a run writes it); unknown keys are errors.
     pub fn load(path: &Path) -> Result<Self, TrainError> {
-        let text = crate::data::read_utf8(path)?;
-        Self::parse(&text).map_err(|e| TrainError::data(path, None, format!("invalid config: {e}")))
+        let text = read_utf8(path)?;
+        Self::parse(&text)
+            .map_err(|e| DataError::input(path, None, format!("invalid config: {e}")).into())
     }
 
     /// Sets the number of steps, keeping warmup the same fraction of them.
@@ -282,7 +276,7 @@ impl TrainConfig {
     pub fn save(&self, path: &Path) -> Result<(), TrainError> {
         let text = toml::to_string_pretty(self)
             .map_err(|e| TrainError::config("run", e, "cannot be written as TOML"))?;
-        crate::atomic::write_atomic(path, text.as_bytes())
+        Ok(write_atomic(path, text.as_bytes())?)
     }
 
     /// Checks every rule; the error names the field and the rule.

@@ -1,21 +1,19 @@
 use std::path::PathBuf;
 
+use memory_layers_data::DataError;
+use memory_layers_parallel::ParallelError;
+use memory_layers_plot::PlotError;
+use memory_layers_values::ValueError;
 use memory_layers_zoo::ZooError;
+use memory_layers_zoo::hf::HfError;
 use thiserror::Error;
 
 /// Errors of training and evaluation.
 #[derive(Debug, Error)]
 pub enum TrainError {
-    /// Bad input data; names the file and, where it applies, the line.
-    #[error("{path}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
-    Data {
-        /// The file (or `embedded:NAME`).
-        path: PathBuf,
-        /// 1-based line, where it applies.
-        line: Option<usize>,
-        /// What is wrong.
-        message: String,
-    },
+    /// Bad data, or data that could not be read.
+    #[error(transparent)]
+    Data(#[from] DataError),
     /// A configuration value breaks a rule.
     #[error("invalid training config: {field} = {value}: {rule}")]
     Config {
@@ -26,21 +24,19 @@ pub enum TrainError {
         /// The rule it breaks.
         rule: &'static str,
     },
-    /// The tokenizer could not be trained or used.
-    #[error("tokenizer: {0}")]
-    Tokenizer(String),
     /// A file could not be read or written.
-    #[error("{path}: {error}")]
+    #[error("{path}")]
     Io {
         /// The file or folder.
         path: PathBuf,
-        /// The I/O error (in the message, not a source: printed once).
+        /// What the system said.
+        #[source]
         error: std::io::Error,
     },
     /// A checkpoint or run directory is unusable.
     #[error("{path}: {message}")]
     Checkpoint {
-        /// The checkpoint folder.
+        /// The checkpoint folder or file.
         path: PathBuf,
         /// What is wrong.
         message: String,
@@ -48,12 +44,18 @@ pub enum TrainError {
     /// The model failed.
     #[error(transparent)]
     Model(#[from] ZooError),
-    /// A parallel run cannot go on (a layout it does not support, a collective that failed).
+    /// A value table or its optimizer failed.
+    #[error(transparent)]
+    Values(#[from] ValueError),
+    /// A parallel run's collectives failed.
+    #[error(transparent)]
+    Collective(#[from] ParallelError),
+    /// A parallel run cannot go on (a layout it does not support, a peer that stopped).
     #[error("parallel training: {0}")]
     Parallel(String),
     /// A chart could not be drawn.
-    #[error("plot: {0}")]
-    Plot(String),
+    #[error(transparent)]
+    Plot(#[from] PlotError),
     /// `--set KEY=VALUE` does not fit the configuration.
     #[error("--set {key}={value}: {rule}")]
     Setting {
@@ -84,27 +86,15 @@ pub enum TrainError {
          --overwrite to replace it"
     )]
     RunExists(PathBuf),
-    /// A value table or its optimizer failed.
-    #[error(transparent)]
-    Values(#[from] memory_layers_values::ValueError),
     /// `run.init_from` could not be loaded into the fresh model.
-    #[error("run.init_from: {0}")]
-    InitFrom(Box<crate::export::ExportError>),
+    #[error("run.init_from")]
+    InitFrom(#[source] HfError),
+    /// A run's weights could not be exported under Hugging Face names.
+    #[error(transparent)]
+    Export(#[from] HfError),
 }
 
 impl TrainError {
-    pub(crate) fn data(
-        path: impl Into<PathBuf>,
-        line: Option<usize>,
-        message: impl Into<String>,
-    ) -> Self {
-        Self::Data {
-            path: path.into(),
-            line,
-            message: message.into(),
-        }
-    }
-
     pub(crate) fn config(field: &'static str, value: impl ToString, rule: &'static str) -> Self {
         Self::Config {
             field,
@@ -116,11 +106,5 @@ impl TrainError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |error| Self::Io { path, error }
-    }
-}
-
-impl From<memory_layers_parallel::ParallelError> for TrainError {
-    fn from(e: memory_layers_parallel::ParallelError) -> Self {
-        Self::Parallel(e.to_string())
     }
 }

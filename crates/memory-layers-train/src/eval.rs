@@ -1,60 +1,20 @@
 //! Evaluation: validation loss and perplexity, memory usage, the QA and recall probes
-//! (probe.rs); a run's final evaluation, and trained runs opened for evaluation or generation.
+//! (probe.rs); a run's final evaluation.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use burn::tensor::ElementConversion;
-use memory_layers_nn::{UsageStats, UsageSummary};
-use memory_layers_zoo::Transformer;
-use memory_layers_zoo::ZooBackend;
+use memory_layers_data::progress::Phase;
+use memory_layers_data::{Batches, PrepareConfig, TokenizerKind, prepare_corpus};
+use memory_layers_nn::UsageStats;
+use memory_layers_zoo::{Transformer, ZooBackend};
 use serde::{Deserialize, Serialize};
 
-use crate::phase::Phase;
-
-use crate::TrainError;
-use crate::checkpoint::{checkpoint_error, find_checkpoint, load_model};
 use crate::config::TrainConfig;
-use crate::data::{Batches, Tokenizer};
 use crate::loss::lm_loss;
-use crate::prepare::RunData;
+use crate::prepare::{RunData, prepare_data};
 use crate::probe::{first, qa_scores, recall_score};
-
-/// How one product-key layer was used on the validation set.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LayerUsage {
-    /// Block index.
-    pub layer: usize,
-    /// Percent of values (or PEER experts) selected at least once.
-    pub used_pct: f64,
-    /// KL of the selection counts to uniform.
-    pub kl_uniform: f64,
-    /// KL of the softmax-weighted selections to uniform.
-    pub kl_uniform_weighted: f64,
-    /// Mean best score.
-    pub top1_score: f64,
-    /// Standard deviation of the layer's output.
-    #[serde(default)]
-    pub output_std: f64,
-}
-
-impl LayerUsage {
-    /// The usage of the product-key layer in block `layer`.
-    pub fn new(layer: usize, s: &UsageSummary) -> Self {
-        Self {
-            layer,
-            used_pct: s.used_pct,
-            kl_uniform: s.kl_uniform,
-            kl_uniform_weighted: s.kl_uniform_weighted,
-            top1_score: s.top1_score,
-            output_std: s.output_std,
-        }
-    }
-}
-
-/// A usage record that could not be taken (an index outside the memory) as a model error.
-pub(crate) fn memory_error(e: memory_layers_values::ValueError) -> TrainError {
-    TrainError::Model(memory_layers_zoo::ZooError::Memory(e.into()))
-}
+use crate::{LayerUsage, OpenRun, TrainError};
 
 /// `eval.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,12 +74,12 @@ pub fn validate<B: ZooBackend>(
             if stats.len() <= i {
                 stats.push((*layer, UsageStats::new(memory_size)));
             }
-            stats[i].1.record(memory).map_err(memory_error)?;
+            stats[i].1.record(memory)?;
         }
     }
     let usage = stats
         .into_iter()
-        .map(|(layer, s)| LayerUsage::new(layer, &s.summary()))
+        .map(|(layer, s)| LayerUsage::new(layer, s.summary()))
         .collect();
     Ok((total / count.max(1) as f64, usage))
 }
@@ -182,34 +142,69 @@ pub fn evaluate<B: ZooBackend>(
     })
 }
 
-/// A trained run opened for evaluation or generation.
-pub struct OpenRun<B: ZooBackend> {
-    /// The run directory.
-    pub dir: PathBuf,
-    /// Its configuration.
-    pub config: TrainConfig,
-    /// Its tokenizer.
-    pub tokenizer: Tokenizer,
-    /// The model of its last checkpoint.
-    pub model: Transformer<B>,
+/// What [`evaluate_run`] scores instead of the run's own data; `None` (or empty) keeps the
+/// run's.
+#[derive(Debug, Clone, Default)]
+pub struct EvalOptions {
+    /// Text whose loss is scored instead of the validation split: files and folders as
+    /// `data.paths` reads them, tokenised with the run's tokenizer, all of it held out.
+    pub data: Vec<PathBuf>,
+    /// QA set.
+    pub qa: Option<PathBuf>,
+    /// Questions scored (0: all).
+    pub qa_limit: Option<usize>,
+    /// Fact-recall probes.
+    pub recall: Option<PathBuf>,
+    /// Recall probes scored (0: all).
+    pub recall_limit: Option<usize>,
+    /// A line per slow phase on stderr.
+    pub progress: bool,
 }
 
-/// Opens a run directory, or a checkpoint folder inside one.
-pub fn open_run<B: ZooBackend>(path: &Path, device: &B::Device) -> Result<OpenRun<B>, TrainError> {
-    let dir = if path.join("state.json").exists() {
-        path.parent().unwrap_or(path).to_path_buf()
-    } else {
-        path.to_path_buf()
-    };
-    let config = TrainConfig::load(&dir.join("config.toml"))?;
-    let tokenizer = Tokenizer::load(config.data.tokenizer, &dir)?;
-    let checkpoint = find_checkpoint(&dir)
-        .ok_or_else(|| checkpoint_error(&dir, "no checkpoint in this run directory"))?;
-    let model = load_model(config.model.init::<B>(device)?, &checkpoint, device)?;
-    Ok(OpenRun {
-        dir,
-        config,
-        tokenizer,
-        model,
-    })
+/// A folder removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Evaluates a trained run (as [`evaluate`] does at the end of training) on its own data or
+/// on what `options` give.
+pub fn evaluate_run<B: ZooBackend>(
+    run: &OpenRun<B>,
+    options: &EvalOptions,
+    device: &B::Device,
+) -> Result<EvalReport, TrainError> {
+    let mut config = run.config.clone();
+    let scratch =
+        Scratch(std::env::temp_dir().join(format!("memory-layers-eval-{}", std::process::id())));
+    if !options.data.is_empty() {
+        let tokenizer_file =
+            (config.data.tokenizer == TokenizerKind::Bpe).then(|| run.dir.tokenizer());
+        let prepare = PrepareConfig {
+            text_field: config.data.text_field.clone(),
+            tokenizer: config.data.tokenizer,
+            tokenizer_file,
+            val_fraction: 1.0,
+            ..PrepareConfig::new(options.data.clone(), scratch.0.clone())
+        };
+        prepare_corpus(&prepare, &[], options.progress)?;
+        config.data.paths.clear();
+        config.data.tokenizer_file = None;
+        config.data.prepared = Some(scratch.0.clone());
+        config.data.facts = None;
+    }
+    if let Some(qa) = &options.qa {
+        config.data.qa = Some(qa.clone());
+    }
+    if let Some(recall) = &options.recall {
+        config.data.recall = Some(recall.clone());
+    }
+    let run_config = &mut config.run;
+    run_config.qa_limit = options.qa_limit.unwrap_or(run_config.qa_limit);
+    run_config.recall_limit = options.recall_limit.unwrap_or(run_config.recall_limit);
+    let data = prepare_data(&mut config, &run.dir, true, options.progress)?;
+    evaluate(&run.model, &config, &data, device, options.progress)
 }

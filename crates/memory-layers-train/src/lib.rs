@@ -1,9 +1,9 @@
 //! Training and evaluation of the model zoo.
 //!
-//! - [`data`]: text corpora (files, folders, .jsonl), the embedded Shakespeare plays, the
-//!   generated knowledge corpus with QA sets, byte and BPE tokenizers, deterministic batches;
-//!   [`prepare_data`] builds a run's from its configuration.
-//! - [`TrainConfig`]: everything a run needs (`config.toml`).
+//! - [`TrainConfig`]: everything a run needs (`config.toml`); [`TrainOverrides`]: changes from
+//!   a command line, applied by the configuration's own rules.
+//! - [`prepare_data`] builds a run's data (its tokenizer, batches, QA and recall probes) from
+//!   the configuration with [`memory_layers_data`].
 //! - [`train`]: AdamW with the value tables as their own group (own learning rate and
 //!   clipping), warmup then cosine or linear decay, gradient accumulation, atomic checkpoints
 //!   with exact resume, `metrics.jsonl`, `eval.json`, `loss.svg`.
@@ -15,46 +15,51 @@
 //!   one [`Rank`] of a parallel run ([`Stepper::step_parallel`]).
 //! - [`evaluate`] → [`EvalReport`]: validation loss, QA exact match / F1 / answer NLL, fact
 //!   recall, memory usage; [`open_run`] loads a trained run for evaluation or generation.
-//! - [`plot`]: SVG charts (loss curves, experiment figures).
-//! - [`export`]: a run's weights under Hugging Face Llama names (`model.safetensors`,
-//!   `config.json`), and such a file loaded into a fresh model (`run.init_from`).
+//! - [`RunDir`]: the run directory, every file in it named once.
+//! - [`export_run`]: a run's weights under Hugging Face Llama names
+//!   ([`memory_layers_zoo::hf`]) with its tokenizer and reference logits.
 
-mod atomic;
 mod backend;
 mod checkpoint;
 mod config;
 mod config_keys;
-pub mod data;
 mod error;
 mod eval;
-pub mod export;
+mod export;
 mod layout;
 mod loss;
 mod metrics;
+mod open;
 mod optim;
-mod phase;
-pub mod plot;
+mod overrides;
 mod prepare;
 mod probe;
 mod rank;
 mod run;
+mod run_dir;
 mod stepper;
 mod strategy;
 mod train_loop;
+mod usage;
 
 pub use backend::TrainBackend;
-pub use checkpoint::find_checkpoint;
+pub use checkpoint::TrainState;
 pub use config::{
     DataConfig, Decay, OptimConfig, Precision, RunConfig, TrainConfig, ValueOptimizer,
 };
 pub use error::TrainError;
-pub use eval::{EvalReport, LayerUsage, OpenRun, evaluate, open_run};
+pub use eval::{EvalOptions, EvalReport, evaluate, evaluate_run};
+pub use export::{CHECK_PROMPT, CHECK_TOKENS, ExportSummary, export_run};
 pub use layout::Layout;
 pub use metrics::{MetricsLine, read_metrics};
+pub use open::{OpenRun, open_run};
 pub use optim::value_param_ids;
+pub use overrides::TrainOverrides;
 pub use prepare::{RunData, prepare_data};
 pub use rank::Rank;
 pub use run::{Interrupt, TrainOptions};
+pub use run_dir::{CheckpointDir, Record, RunDir};
 pub use stepper::{StepReport, Stepper};
 pub use strategy::{train, train_parallel, train_peer};
 pub use train_loop::TrainSummary;
+pub use usage::LayerUsage;

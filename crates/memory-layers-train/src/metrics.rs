@@ -3,10 +3,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use memory_layers_data::{DataError, write_atomic};
+use memory_layers_plot::{Chart, Series};
 use serde::{Deserialize, Serialize};
 
-use crate::plot::{Chart, Series};
-use crate::{LayerUsage, TrainError};
+use crate::{LayerUsage, RunDir, TrainError};
 
 /// One metrics line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,8 +51,8 @@ pub struct MetricsLog {
 impl MetricsLog {
     /// Opens the log of run directory `out`, keeping only lines up to `step` (a resumed run
     /// logs the later steps again).
-    pub fn open(out: &Path, step: usize) -> Result<Self, TrainError> {
-        let path = out.join("metrics.jsonl");
+    pub fn open(out: &RunDir, step: usize) -> Result<Self, TrainError> {
+        let path = out.metrics();
         let kept: Vec<MetricsLine> = read_metrics(&path)?
             .into_iter()
             .filter(|l| l.step <= step)
@@ -60,7 +61,7 @@ impl MetricsLog {
             .iter()
             .map(|l| serde_json::to_string(l).expect("serialises") + "\n")
             .collect();
-        crate::atomic::write_atomic(&path, text.as_bytes())?;
+        write_atomic(&path, text.as_bytes())?;
         Ok(Self { path })
     }
 
@@ -86,7 +87,8 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricsLine>, TrainError> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| TrainError::data(path, Some(i + 1), e.to_string()))
+            serde_json::from_str(l)
+                .map_err(|e| DataError::input(path, Some(i + 1), e.to_string()).into())
         })
         .collect()
 }
@@ -105,5 +107,5 @@ pub fn loss_svg(lines: &[MetricsLine]) -> Result<String, TrainError> {
     if !val.is_empty() {
         chart.series.push(Series::line("validation", val));
     }
-    chart.svg()
+    Ok(chart.svg()?)
 }

@@ -1,15 +1,17 @@
 //! A run's data: its tokenizer, batches, held-out QA and recall probes from its
 //! configuration.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::TrainError;
-use crate::config::TrainConfig;
-use crate::data::{
-    Batches, Document, Facts, MANIFEST, Manifest, PrepareConfig, QaPair, RecallProbe, Segment,
-    Split, Tokenizer, TokenizerKind, embedded_shakespeare, load_qa, load_recall, prepare_corpus,
+use memory_layers_data::progress::{Phase, megabytes};
+use memory_layers_data::{
+    Batches, DataError, Document, Facts, MANIFEST, Manifest, PrepareConfig, QaPair, RecallProbe,
+    Segment, Split, Tokenizer, TokenizerKind, embedded_shakespeare, load_qa, load_recall,
+    prepare_corpus,
 };
-use crate::phase::{Phase, megabytes};
+
+use crate::config::TrainConfig;
+use crate::{RunDir, TrainError};
 
 /// The data of a run: tokenizer, batches, held-out QA and recall probes.
 pub struct RunData {
@@ -52,7 +54,7 @@ fn lines(text: &str, from: usize, len: usize) -> &str {
 /// join the training split from memory.
 pub fn prepare_data(
     config: &mut TrainConfig,
-    out: &Path,
+    out: &RunDir,
     reuse: bool,
     progress: bool,
 ) -> Result<RunData, TrainError> {
@@ -87,7 +89,7 @@ pub fn prepare_data(
 /// The tokenizer, batches and held-out natural text of a run on the embedded plays.
 fn embedded(
     config: &mut TrainConfig,
-    out: &Path,
+    out: &RunDir,
     reuse: bool,
     facts: &[Document],
     progress: bool,
@@ -102,7 +104,7 @@ fn embedded(
     let documents: Vec<&Document> = std::iter::once(&plays).chain(facts).collect();
     let bytes: usize = documents.iter().map(|d| d.text.len()).sum();
     let tokenizer = if reuse {
-        Tokenizer::load(data.tokenizer, out)?
+        Tokenizer::load(data.tokenizer, &out.tokenizer())?
     } else {
         let tokenizer = Tokenizer::choose(
             data.tokenizer,
@@ -112,7 +114,7 @@ fn embedded(
             &megabytes(bytes),
             progress,
         )?;
-        tokenizer.save(out)?;
+        tokenizer.save(&out.tokenizer())?;
         tokenizer
     };
     let tokenizing = Phase::start(progress, format!("tokenizing {}", megabytes(bytes)));
@@ -151,19 +153,19 @@ fn tokenize<'a>(
 /// prepared into `RUN/data/` (again unless `reuse` finds them there).
 fn prepared(
     config: &mut TrainConfig,
-    out: &Path,
+    out: &RunDir,
     reuse: bool,
     facts: &[Document],
     progress: bool,
 ) -> Result<(Tokenizer, Batches, Option<Batches>), TrainError> {
     let data = &config.data;
-    let dir = data.prepared.clone().unwrap_or_else(|| out.join("data"));
+    let dir = data.prepared.clone().unwrap_or_else(|| out.data());
     let manifest = if data.prepared.is_some() || (reuse && dir.join(MANIFEST).exists()) {
         Manifest::load(&dir)?
     } else {
         // A run resumed or evaluated without its shards keeps the tokenizer it trained with.
         let tokenizer_file = match (reuse, data.tokenizer) {
-            (true, TokenizerKind::Bpe) => Some(out.join("tokenizer.json")),
+            (true, TokenizerKind::Bpe) => Some(out.tokenizer()),
             _ => data.tokenizer_file.clone(),
         };
         let prepare = PrepareConfig {
@@ -180,9 +182,9 @@ fn prepared(
         };
         prepare_corpus(&prepare, facts, progress)?
     };
-    let tokenizer = Tokenizer::load(manifest.tokenizer, &dir)?;
+    let tokenizer = Tokenizer::load(manifest.tokenizer, &Manifest::tokenizer_file(&dir))?;
     if tokenizer.vocab_size() != manifest.vocab_size {
-        return Err(TrainError::data(
+        return Err(DataError::input(
             dir.join(MANIFEST),
             None,
             format!(
@@ -190,10 +192,11 @@ fn prepared(
                 manifest.vocab_size,
                 tokenizer.vocab_size()
             ),
-        ));
+        )
+        .into());
     }
     if !reuse {
-        tokenizer.save(out)?;
+        tokenizer.save(&out.tokenizer())?;
     }
     config.data.tokenizer = manifest.tokenizer;
     config.model.vocab_size = tokenizer.vocab_size();
@@ -214,7 +217,7 @@ fn prepared(
         config.run.seed,
     );
     if batches.len(Split::Val) == 0 {
-        return Err(TrainError::data(
+        return Err(DataError::input(
             dir.join(MANIFEST),
             None,
             format!(
@@ -223,7 +226,8 @@ fn prepared(
                 manifest.val.tokens,
                 config.optim.seq_len + 1
             ),
-        ));
+        )
+        .into());
     }
     Ok((tokenizer, batches, None))
 }

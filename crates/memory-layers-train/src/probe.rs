@@ -5,10 +5,10 @@ use memory_layers_zoo::ZooBackend;
 use memory_layers_zoo::{Sampler, Transformer, generate, token_nll};
 
 use crate::TrainError;
-use crate::data::{
+use crate::loss::token_tensor;
+use memory_layers_data::{
     QaPair, QaScores, RecallProbe, Tokenizer, exact_match, prompt, recalls, token_f1,
 };
-use crate::loss::token_tensor;
 
 /// Longest generated answer, in tokens.
 const MAX_ANSWER_TOKENS: usize = 24;

@@ -1,7 +1,6 @@
 //! A run set up: its configuration resolved and saved, its data ready, and the stepper it
 //! starts from (seeded).
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -9,10 +8,13 @@ use burn::module::Module;
 use burn::tensor::backend::{Backend, DTypeUsage, set_default_float_dtype};
 use burn::tensor::{DType, FloatDType};
 
-use crate::checkpoint::{checkpoint_error, find_checkpoint, load_state};
+use memory_layers_data::Split;
+use memory_layers_data::progress::Phase;
+
+use crate::checkpoint::{checkpoint_error, load_state};
 use crate::config::{Precision, TrainConfig};
-use crate::data::Split;
 use crate::prepare::{RunData, prepare_data};
+use crate::run_dir::{CheckpointDir, RunDir};
 use crate::{Stepper, TrainBackend, TrainError};
 
 /// Held while a run seeds the device and draws its initial parameters.
@@ -55,34 +57,12 @@ pub struct TrainOptions {
     pub interrupt: Interrupt,
 }
 
-/// Removes what a run wrote into `out` (not the folder, nor files it did not write: a
-/// tokenizer file given with `--tokenizer` may live there).
-fn remove_run(out: &Path) -> Result<(), TrainError> {
-    for entry in std::fs::read_dir(out).map_err(TrainError::io(out))? {
-        let path = entry.map_err(TrainError::io(out))?.path();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-        let ours = name.as_deref().is_some_and(|n| {
-            ["config.toml", "metrics.jsonl", "eval.json", "loss.svg"].contains(&n)
-                || n.starts_with("checkpoint")
-                || n.starts_with(".checkpoint")
-        });
-        if ours {
-            let removed = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-            removed.map_err(TrainError::io(&path))?;
-        }
-    }
-    Ok(())
-}
-
 /// A run set up: configuration resolved and saved, data ready, the checkpoint to resume.
 pub(crate) struct Run {
     pub(crate) config: TrainConfig,
+    pub(crate) dir: RunDir,
     pub(crate) data: RunData,
-    pub(crate) checkpoint: Option<PathBuf>,
+    pub(crate) checkpoint: Option<CheckpointDir>,
     pub(crate) options: TrainOptions,
 }
 
@@ -94,13 +74,12 @@ impl Run {
         device: &B::Device,
         options: TrainOptions,
     ) -> Result<Self, TrainError> {
-        let out = config.run.out.clone();
-        let config_path = out.join("config.toml");
+        let dir = RunDir::new(&config.run.out);
         config.validate()?;
         let checkpoint = if options.resume {
-            let dir = checkpoint_to_resume(&out)?;
-            config.check_resumes(&TrainConfig::load(&config_path)?)?;
-            let done = load_state(&dir)?.step;
+            let checkpoint = checkpoint_to_resume(&dir)?;
+            config.check_resumes(&dir.load_config()?)?;
+            let done = load_state(&checkpoint)?.step;
             if done > config.optim.steps {
                 return Err(TrainError::config(
                     "optim.steps",
@@ -108,18 +87,18 @@ impl Run {
                     "must not be below the checkpoint's step: a resumed run can only go on",
                 ));
             }
-            Some(dir)
+            Some(checkpoint)
         } else {
-            if config_path.exists() || find_checkpoint(&out).is_some() {
+            if dir.holds_run() {
                 if !options.overwrite {
-                    return Err(TrainError::RunExists(out));
+                    return Err(TrainError::RunExists(dir.path().to_path_buf()));
                 }
-                remove_run(&out)?;
+                dir.remove_run()?;
             }
             None
         };
-        std::fs::create_dir_all(&out).map_err(TrainError::io(&out))?;
-        let data = prepare_data(&mut config, &out, options.resume, options.progress)?;
+        dir.create()?;
+        let data = prepare_data(&mut config, &dir, options.resume, options.progress)?;
         if data.batches.len(Split::Train) == 0 {
             return Err(TrainError::config(
                 "optim.seq_len",
@@ -128,10 +107,11 @@ impl Run {
             ));
         }
         config.validate()?;
-        config.save(&config_path)?;
+        config.save(&dir.config())?;
         set_precision::<B>(config.run.precision, device)?;
         Ok(Self {
             config,
+            dir,
             data,
             checkpoint,
             options,
@@ -146,17 +126,18 @@ impl Run {
         device: &B::Device,
         options: TrainOptions,
     ) -> Result<Self, TrainError> {
-        let out = config.run.out.clone();
+        let dir = RunDir::new(&config.run.out);
         config.validate()?;
         let checkpoint = if options.resume {
-            Some(checkpoint_to_resume(&out)?)
+            Some(checkpoint_to_resume(&dir)?)
         } else {
             None
         };
-        let data = prepare_data(&mut config, &out, true, false)?;
+        let data = prepare_data(&mut config, &dir, true, false)?;
         set_precision::<B>(config.run.precision, device)?;
         Ok(Self {
             config,
+            dir,
             data,
             checkpoint,
             options: TrainOptions {
@@ -186,12 +167,13 @@ impl Run {
         // resumed one has its weights in its checkpoint.
         let model = match (&self.checkpoint, &self.config.run.init_from) {
             (None, Some(path)) => {
-                let phase = crate::phase::Phase::start(
+                let phase = Phase::start(
                     self.options.progress,
                     format!("initialising from {}", path.display()),
                 );
-                let (model, report) = crate::export::load_hf(model, &self.config.model, path)
-                    .map_err(|e| TrainError::InitFrom(Box::new(e)))?;
+                let (model, report) =
+                    memory_layers_zoo::hf::load_hf(model, &self.config.model, path)
+                        .map_err(TrainError::InitFrom)?;
                 phase.done(report.summary());
                 model
             }
@@ -205,9 +187,10 @@ impl Run {
     }
 }
 
-/// The checkpoint a resumed run in `out` starts from.
-fn checkpoint_to_resume(out: &Path) -> Result<PathBuf, TrainError> {
-    find_checkpoint(out).ok_or_else(|| checkpoint_error(out, "no checkpoint to resume from"))
+/// The checkpoint a resumed run in `dir` starts from.
+fn checkpoint_to_resume(dir: &RunDir) -> Result<CheckpointDir, TrainError> {
+    dir.latest_checkpoint()
+        .ok_or_else(|| checkpoint_error(dir.path(), "no checkpoint to resume from"))
 }
 
 /// Makes `precision` the device's default float type; must run before any tensor exists.

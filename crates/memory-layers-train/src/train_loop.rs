@@ -8,7 +8,8 @@ use burn::module::AutodiffModule;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::write_atomic;
+use memory_layers_data::write_atomic;
+
 use crate::checkpoint::{TrainState, load_state, save_checkpoint};
 use crate::config::TrainConfig;
 use crate::eval::{EvalReport, evaluate, validate};
@@ -69,7 +70,7 @@ impl Run {
         strategy: &dyn Strategy<B>,
         device: &B::Device,
     ) -> Result<Option<TrainSummary>, TrainError> {
-        let (config, data, out) = (&self.config, &self.data, &self.config.run.out);
+        let (config, data, out) = (&self.config, &self.data, &self.dir);
         let mut state = match &self.checkpoint {
             Some(dir) => load_state(dir)?,
             None => TrainState {
@@ -105,8 +106,11 @@ impl Run {
                 .map(|i| {
                     // Each rank reads only its own sequences of the global batch.
                     let share = strategy.share(o.batch_size);
-                    data.batches
-                        .train_batch_part(state.batches_seen + i, o.batch_size, share)
+                    Ok(data.batches.train_batch_part(
+                        state.batches_seen + i,
+                        o.batch_size,
+                        share,
+                    )?)
                 })
                 .collect::<Result<Vec<Vec<u32>>, TrainError>>()?;
             let multiplier = config.lr_multiplier(step);
@@ -150,8 +154,8 @@ impl Run {
                     value_grad_norm: report.value_grad_norm,
                     tokens_per_s: (state.tokens_seen - window.1) as f64 / seconds,
                     val_loss,
-                    used_pct: report.usage.first().map(|u| u.used_pct),
-                    kl_uniform: report.usage.first().map(|u| u.kl_uniform),
+                    used_pct: report.usage.first().map(|u| u.usage.used_pct),
+                    kl_uniform: report.usage.first().map(|u| u.usage.kl_uniform),
                     memory_layers: report.usage,
                 };
                 if let Some(log) = &mut log {
@@ -192,7 +196,7 @@ impl Run {
                 bar.finish_and_clear();
                 return Err(TrainError::Interrupted {
                     step: state.step,
-                    out: out.clone(),
+                    out: out.path().to_path_buf(),
                 });
             }
         }
@@ -208,13 +212,13 @@ impl Run {
                 self.options.progress,
             )?;
             write_atomic(
-                &out.join("eval.json"),
+                &out.eval(),
                 serde_json::to_string_pretty(&eval)
                     .expect("serialises")
                     .as_bytes(),
             )?;
-            let lines = read_metrics(&out.join("metrics.jsonl"))?;
-            write_atomic(&out.join("loss.svg"), loss_svg(&lines)?.as_bytes())?;
+            let lines = read_metrics(&out.metrics())?;
+            write_atomic(&out.loss_chart(), loss_svg(&lines)?.as_bytes())?;
             summary = Some(TrainSummary {
                 steps: state.step,
                 final_loss: lines.last().map_or(last_loss, |l| l.loss),

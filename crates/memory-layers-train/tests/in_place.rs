@@ -2,8 +2,8 @@
 //! table per step would make step time grow with the table instead of the rows touched.
 
 use burn::backend::{Autodiff, Flex};
-use memory_layers_zoo::{ModelKind, Size, preset};
 use memory_layers_train::{Stepper, TrainConfig, ValueOptimizer};
+use memory_layers_zoo::{ModelKind, Size, preset};
 
 type B = Autodiff<Flex>;
 

@@ -3,9 +3,8 @@
 //! optimizer groups work together.
 
 use burn::backend::{Autodiff, Flex};
-use clap::ValueEnum;
-use memory_layers_zoo::{ModelKind, Size, preset};
 use memory_layers_train::{Stepper, TrainConfig, ValueOptimizer, value_param_ids};
+use memory_layers_zoo::{ModelKind, Size, preset};
 
 type B = Autodiff<Flex>;
 
@@ -16,7 +15,7 @@ fn one_batch_is_memorised_by_every_variant_and_value_optimizer() {
     let tokens: Vec<u32> = (0..(batch * (len + 1)) as u32)
         .map(|i| (i * 7919 + 13) % 256)
         .collect();
-    for &kind in ModelKind::value_variants() {
+    for kind in ModelKind::ALL {
         let model = preset(kind, Size::Tiny, None).init::<B>(&device).unwrap();
         let has_values = !value_param_ids(&model).is_empty();
         assert_eq!(

@@ -6,9 +6,9 @@
 use burn::backend::{Autodiff, Flex};
 use burn::module::Module;
 use burn::tensor::backend::Backend;
-use memory_layers_zoo::{ModelKind, Size, preset};
 use memory_layers_test_support::{run_peers, serial};
 use memory_layers_train::{Rank, Stepper, TrainConfig, TrainError, ValueOptimizer};
+use memory_layers_zoo::{ModelKind, Size, preset};
 
 type A = Autodiff<Flex>;
 

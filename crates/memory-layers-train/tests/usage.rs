@@ -4,8 +4,8 @@
 //! a third of the learning rate) collapse onto a few percent of it.
 
 use burn::backend::{Autodiff, Flex};
-use memory_layers_zoo::{ModelKind, Size};
 use memory_layers_train::{TrainConfig, TrainOptions, train};
+use memory_layers_zoo::{ModelKind, Size};
 
 type B = Autodiff<Flex>;
 
@@ -28,7 +28,7 @@ fn used_pct(name: &str, settings: impl Fn(&mut TrainConfig)) -> f64 {
     let summary = train::<B>(config, &Default::default(), TrainOptions::default()).unwrap();
     let _ = std::fs::remove_dir_all(&out);
     let layers = &summary.eval.memory_layers;
-    layers.iter().map(|l| l.used_pct).sum::<f64>() / layers.len() as f64
+    layers.iter().map(|l| l.usage.used_pct).sum::<f64>() / layers.len() as f64
 }
 
 #[test]

@@ -2,8 +2,8 @@
 
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{Int, Tensor, TensorData};
-use memory_layers_values::{ValueError, ValueStore, ValueTable, ValueTableConfig};
 use memory_layers_test_support::{Lcg, host};
+use memory_layers_values::{ValueError, ValueStore, ValueTable, ValueTableConfig};
 
 type B = Flex;
 type A = Autodiff<Flex>;

@@ -1,16 +1,11 @@
-use std::fmt;
-
 use burn::nn::RmsNormConfig;
-use clap::ValueEnum;
 use memory_layers_nn::{MemoryLayerConfig, PeerConfig, ProductKeysConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    AttentionConfig, BlockConfig, FfnConfig, MoeConfig, SwiGluFfnConfig, ZooError, value_name,
-};
+use crate::{AttentionConfig, BlockConfig, FfnConfig, MoeConfig, SwiGluFfnConfig, ZooError};
 
 /// The model variants of the paper's comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ModelKind {
     /// Every FFN dense (SwiGLU).
@@ -26,17 +21,22 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
+    /// Every kind, in the paper's order.
+    pub const ALL: [ModelKind; 5] = [
+        Self::Dense,
+        Self::Moe,
+        Self::Peer,
+        Self::Memory,
+        Self::MemoryPlus,
+    ];
+
     /// Whether the model has product-key layers (PEER, Memory, Memory+).
     pub fn has_product_keys(self) -> bool {
         matches!(self, Self::Peer | Self::Memory | Self::MemoryPlus)
     }
 }
 
-impl fmt::Display for ModelKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        value_name::write(self, f)
-    }
-}
+crate::serde_names!(ModelKind);
 
 /// The product-key layers beyond their keys: which blocks hold them (PEER, Memory, Memory+)
 /// and the value side of the memory layers.

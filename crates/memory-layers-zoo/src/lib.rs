@@ -10,6 +10,7 @@
 //! - [`preset`]: `tiny`, `small` and the paper's 134m … 8b ([`Size`]).
 //! - [`account`]: total and active parameters and FLOPs per token, from the config alone.
 //! - [`generate`]: greedy, temperature and top-p sampling with a KV cache.
+//! - [`hf`]: the models under Hugging Face Llama names, written and loaded (safetensors).
 //!
 //! ```
 //! use burn::backend::Flex;
@@ -32,6 +33,7 @@ mod error;
 mod ffn;
 mod gate;
 mod generate;
+pub mod hf;
 mod host;
 mod init;
 mod moe;

@@ -3,7 +3,6 @@ use burn::nn::Linear;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
-use clap::ValueEnum;
 use memory_layers_nn::MemoryBackend;
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +11,7 @@ use crate::init::linear;
 use crate::{SwiGluFfn, SwiGluFfnConfig};
 
 /// How MoE tokens reach experts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Routing {
     /// Training: each expert picks its top tokens (capacity factor); evaluation: top-1 per
@@ -21,6 +20,8 @@ pub enum Routing {
     /// Each token picks its top-k experts, with a load-balancing loss.
     TokenChoice,
 }
+
+crate::serde_names!(Routing);
 
 /// Mixture-of-experts settings; the experts' shape comes from the model
 /// ([`MoeConfig::init`]).

@@ -1,14 +1,11 @@
-use std::fmt;
-
-use clap::ValueEnum;
 use memory_layers_nn::ProductKeysConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::{MemoryConfig, ModelKind, MoeConfig, TransformerConfig, llama_ffn_hidden, value_name};
+use crate::{MemoryConfig, ModelKind, MoeConfig, TransformerConfig, llama_ffn_hidden};
 
 /// Model sizes: two for experiments here, and the paper's five (134M to 8B parameters before
 /// any memory).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Size {
     /// Unit tests: dim 64, 4 blocks, byte vocabulary.
     #[serde(rename = "tiny")]
@@ -18,38 +15,40 @@ pub enum Size {
     Small,
     /// 134M base (inferred from parameter arithmetic).
     #[serde(rename = "134m")]
-    #[value(name = "134m")]
     M134,
     /// 373M base (the reference configuration).
     #[serde(rename = "373m")]
-    #[value(name = "373m")]
     M373,
     /// 720M base (dimensions unconfirmed).
     #[serde(rename = "720m")]
-    #[value(name = "720m")]
     M720,
     /// 1.3B base (inferred; reproduces the paper's parameter totals).
     #[serde(rename = "1.3b")]
-    #[value(name = "1.3b")]
     B1_3,
     /// Llama 3 8B.
     #[serde(rename = "8b")]
-    #[value(name = "8b")]
     B8,
 }
 
 impl Size {
+    /// Every size, smallest first.
+    pub const ALL: [Size; 7] = [
+        Self::Tiny,
+        Self::Small,
+        Self::M134,
+        Self::M373,
+        Self::M720,
+        Self::B1_3,
+        Self::B8,
+    ];
+
     /// Whether the dimensions are inferred rather than stated by the paper or its code.
     pub fn inferred(self) -> bool {
         matches!(self, Self::M134 | Self::M720 | Self::B1_3)
     }
 }
 
-impl fmt::Display for Size {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        value_name::write(self, f)
-    }
-}
+crate::serde_names!(Size);
 
 /// Base dimensions of a size.
 struct Base {
@@ -142,7 +141,8 @@ pub fn preset(kind: ModelKind, size: Size, n_keys: Option<usize>) -> Transformer
     };
     let n_keys = n_keys.unwrap_or(default_keys);
     let product_keys = ProductKeysConfig::paper(b.dim, n_keys)
-        .with_knn(b.knn.min(n_keys))
+        .with_knn(b.knn)
+        .with_n_keys(n_keys)
         .with_qk_norm(b.qk_norm);
     TransformerConfig {
         kind,

@@ -3,11 +3,11 @@
 use burn::backend::{Autodiff, Flex};
 use burn::module::Module;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+use memory_layers_test_support::host;
 use memory_layers_zoo::{
     Ffn, ModelKind, Routing, Sampler, Size, TransformerConfig, ZooError, account, generate, preset,
 };
-use memory_layers_test_support::host;
 
 type B = Flex;
 
@@ -24,7 +24,7 @@ fn tiny(kind: ModelKind) -> TransformerConfig {
 
 #[test]
 fn every_variant_gives_logits_of_the_right_shape() {
-    for &kind in ModelKind::value_variants() {
+    for kind in ModelKind::ALL {
         let model = tiny(kind).init::<B>(&Default::default()).unwrap();
         let out = model.forward(tokens(2, 12, 0)).unwrap();
         assert_eq!(out.logits.dims(), [2, 12, 256], "{kind}");
@@ -40,7 +40,7 @@ fn every_variant_gives_logits_of_the_right_shape() {
 
 #[test]
 fn a_later_token_never_changes_earlier_logits() {
-    for &kind in ModelKind::value_variants() {
+    for kind in ModelKind::ALL {
         let model = tiny(kind).init::<B>(&Default::default()).unwrap();
         let a = tokens(1, 10, 1);
         let mut ids: Vec<i64> = a.to_data().convert::<i64>().into_vec().unwrap();
@@ -203,7 +203,7 @@ fn memory_plus_placement_follows_the_paper() {
 #[test]
 fn analytic_parameter_counts_equal_the_modules() {
     for size in [Size::Tiny, Size::Small] {
-        for &kind in ModelKind::value_variants() {
+        for kind in ModelKind::ALL {
             let config = preset(kind, size, None);
             let model = config.init::<B>(&Default::default()).unwrap();
             assert_eq!(
@@ -244,7 +244,7 @@ fn memory_adds_parameters_not_compute() {
 
 #[test]
 fn configs_round_trip_through_toml_and_invalid_ones_are_named() {
-    for &kind in ModelKind::value_variants() {
+    for kind in ModelKind::ALL {
         let config = preset(kind, Size::Small, None);
         let text = toml::to_string(&config).unwrap();
         assert_eq!(toml::from_str::<TransformerConfig>(&text).unwrap(), config);
@@ -294,19 +294,19 @@ fn kinds_and_sizes_have_one_spelling_for_flags_files_and_printing() {
         Flags::try_parse_from(["zoo", "--model", model, "--size", size]).map(|f| (f.model, f.size))
     };
     let names = ["dense", "moe", "peer", "memory", "memory-plus"];
-    for (&kind, name) in ModelKind::value_variants().iter().zip(names) {
+    for (&kind, name) in ModelKind::ALL.iter().zip(names) {
         assert_eq!(kind.to_string(), name);
         assert_eq!(parse(name, "tiny").unwrap().0, kind);
         assert_eq!(toml::Value::try_from(kind).unwrap().as_str(), Some(name));
     }
     let names = ["tiny", "small", "134m", "373m", "720m", "1.3b", "8b"];
-    for (&size, name) in Size::value_variants().iter().zip(names) {
+    for (&size, name) in Size::ALL.iter().zip(names) {
         assert_eq!(size.to_string(), name);
         assert_eq!(parse("dense", name).unwrap().1, size);
         assert_eq!(toml::Value::try_from(size).unwrap().as_str(), Some(name));
     }
-    assert_eq!(ModelKind::value_variants().len(), 5);
-    assert_eq!(Size::value_variants().len(), 7);
+    assert_eq!(ModelKind::ALL.len(), 5);
+    assert_eq!(Size::ALL.len(), 7);
     assert_eq!(format!("{:<7}|", ModelKind::Moe), "moe    |");
     let err = parse("transformer", "tiny")
         .map(|_| ())
@@ -314,8 +314,8 @@ fn kinds_and_sizes_have_one_spelling_for_flags_files_and_printing() {
         .to_string();
     assert!(err.contains("memory-plus"), "{err}");
     assert_eq!(
-        Routing::from_str("token-choice", false),
-        Ok(Routing::TokenChoice)
+        "token-choice".parse::<Routing>().unwrap(),
+        Routing::TokenChoice
     );
 }
 

@@ -10,9 +10,9 @@ use anyhow::Context;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use memory_layers_benches::{LookupCase, MemoryPlusCase, RetrievalCase};
 use memory_layers_cli::{BackendKind, Job, dispatch};
+use memory_layers_train::{Stepper, TrainBackend, TrainConfig, ValueOptimizer};
 use memory_layers_zoo::{ModelKind, Size, SwiGluFfnConfig, preset};
 use rayon::prelude::*;
-use memory_layers_train::{Stepper, TrainBackend, TrainConfig, ValueOptimizer};
 
 use crate::bench_result::BenchResult;
 

@@ -125,9 +125,11 @@ pub fn write(
         let rows = load(path)?;
         writeln!(
             md,
-            "\n## GPU\n\nFrom `{}` (`cargo xtask bench --backend cuda`), measured with the \
-             kernels of the commit that wrote it ([performance-notes.md](performance-notes.md) \
-             says which).\n",
+            "\n## GPU (stale)\n\n**Measured on 2026-11-28 at commit ad25505, on an H200, before \
+             the CubeCL kernels (8915df7 and later): Burn's default tensor ops, not this \
+             code's kernels.** No GPU has been available to the project since; \
+             `tools/gpu-check/gpu-check.sh` measures the current kernels when one is. From \
+             `{}` (`cargo xtask bench --backend cuda`).\n",
             path.display()
         )?;
         writeln!(md, "| case | seconds | throughput |\n|---|---|---|")?;

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::ValueEnum;
 use memory_layers_zoo::{ModelKind, Size, account, preset};
 use serde::Serialize;
 
@@ -29,8 +28,8 @@ struct Row {
 /// Every preset × model, plus the paper's memory-size sweep at 1.3b.
 fn rows() -> Vec<Row> {
     let mut configs = Vec::new();
-    for &size in Size::value_variants() {
-        for &kind in ModelKind::value_variants() {
+    for size in Size::ALL {
+        for kind in ModelKind::ALL {
             configs.push((kind, size, None));
         }
     }

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use memory_layers_train::RunDir;
+
 /// The `memory-layers` binary built for these tests.
 pub fn memory_layers() -> Command {
     Command::new(env!("CARGO_BIN_EXE_memory-layers"))
@@ -13,7 +15,7 @@ pub fn memory_layers() -> Command {
 
 /// Every line of a run's metrics.jsonl.
 pub fn metrics(out: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(out.join("metrics.jsonl"))
+    std::fs::read_to_string(RunDir::new(out).metrics())
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -22,7 +24,7 @@ pub fn metrics(out: &Path) -> Vec<serde_json::Value> {
 
 /// The step of a run's checkpoint (0 when there is none yet).
 pub fn checkpoint_step(out: &Path) -> u64 {
-    std::fs::read_to_string(out.join("checkpoint/state.json"))
+    std::fs::read_to_string(RunDir::new(out).checkpoint().state())
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|v| v["step"].as_u64())

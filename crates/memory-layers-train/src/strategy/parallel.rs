@@ -118,12 +118,12 @@ pub fn train_peer<B: TrainBackend>(
     };
     let stepper = run.stepper::<B>(device)?.for_rank(&rank, device)?;
     let summary = run.train_loop(stepper, &Parallel(&rank), device)?;
-    if let (Some(traffic), Some(summary)) = (collective.traffic(), &summary) {
+    if let (Some(traffic), Some(_)) = (collective.traffic(), &summary) {
         // What rank 0 handed to the transport in this session, by operation (the difference
         // of two runs of different lengths is the traffic per step).
-        let path = summary.config.run.out.join("traffic.json");
+        let path = run.dir.traffic();
         let text = serde_json::to_string_pretty(&traffic).expect("a map of counts");
-        crate::atomic::write_atomic(&path, text.as_bytes())?;
+        memory_layers_data::write_atomic(&path, text.as_bytes())?;
     }
     Ok(summary)
 }

@@ -1,0 +1,216 @@
+//! `prepare`: a multi-shard corpus tokenised into token shards reads back exactly and holds
+//! out whole documents.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use memory_layers_data::{Manifest, PrepareConfig, Split, TokenizerKind, prepare_corpus};
+
+fn dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("data-prepared-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Document `i`: a line of text without blank lines (the byte tokenizer's separator).
+fn text(i: usize) -> String {
+    format!(
+        "Document {i}: {}",
+        "memory layers at scale. ".repeat(1 + i % 7)
+    )
+}
+
+/// `count` documents as .jsonl shards under "content": gzipped, zstd-compressed and plain.
+fn corpus(root: &Path, count: usize) -> PathBuf {
+    let folder = root.join("corpus");
+    std::fs::create_dir_all(&folder).unwrap();
+    let per_file = count.div_ceil(3);
+    for (part, chunk) in (0..count).collect::<Vec<_>>().chunks(per_file).enumerate() {
+        let mut lines = Vec::new();
+        for &i in chunk {
+            let record = serde_json::json!({ "content": text(i), "id": i });
+            writeln!(lines, "{record}").unwrap();
+        }
+        let (name, bytes) = match part {
+            0 => ("part-0.jsonl.gz", {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), Default::default());
+                e.write_all(&lines).unwrap();
+                e.finish().unwrap()
+            }),
+            1 => ("part-1.jsonl.zst", zstd::encode_all(&lines[..], 3).unwrap()),
+            _ => ("part-2.jsonl", lines),
+        };
+        std::fs::write(folder.join(name), bytes).unwrap();
+    }
+    folder
+}
+
+/// The documents a split's shards hold, in order.
+fn split_texts(dir: &Path, manifest: &Manifest, split: Split) -> Vec<String> {
+    let files = match split {
+        Split::Train => &manifest.train,
+        Split::Val => &manifest.val,
+    };
+    let mut tokens = Vec::new();
+    for file in Manifest::open(dir, files).unwrap() {
+        file.read(0, file.len(), &mut tokens).unwrap();
+    }
+    let bytes: Vec<u8> = tokens.iter().map(|&t| t as u8).collect();
+    let text = String::from_utf8(bytes).unwrap();
+    text.split_terminator("\n\n").map(str::to_string).collect()
+}
+
+#[test]
+fn shards_hold_every_document_once_and_validation_whole_documents() {
+    let root = dir("exact");
+    let count = 400;
+    let config = PrepareConfig {
+        text_field: "content".into(),
+        tokenizer: TokenizerKind::Byte,
+        val_fraction: 0.1,
+        seed: 3,
+        shard_tokens: 4096,
+        min_val_tokens: 0,
+        ..PrepareConfig::new(vec![corpus(&root, count)], root.join("prepared"))
+    };
+    let manifest = prepare_corpus(&config, &[], false).unwrap();
+    let out = &config.out;
+    assert_eq!(
+        manifest,
+        Manifest::load(out).unwrap(),
+        "the manifest on disk"
+    );
+    assert_eq!(manifest.sources.len(), 3);
+    assert!(manifest.sources[0].path.ends_with("part-0.jsonl.gz"));
+    assert_eq!(manifest.sources[0].sha256.len(), 64);
+    assert!(
+        manifest.train.shards.len() > 3,
+        "several shards of 4096 tokens"
+    );
+    assert!(manifest.train.shards.iter().all(|s| s.tokens <= 4096));
+
+    let val = whole_documents(out, &manifest, count);
+    assert!(
+        (20..=60).contains(&val.len()),
+        "about 10% of 400 held out: {}",
+        val.len()
+    );
+
+    // The same seed holds out the same documents; another seed others.
+    let again = prepare_corpus(&config, &[], false).unwrap();
+    assert_eq!(again.val, manifest.val);
+    let other = PrepareConfig {
+        seed: 4,
+        out: root.join("other"),
+        ..config.clone()
+    };
+    let other = prepare_corpus(&other, &[], false).unwrap();
+    assert_ne!(split_texts(&root.join("other"), &other, Split::Val), val);
+}
+
+/// The number of "Document N: …".
+fn number(text: &str) -> usize {
+    text.strip_prefix("Document ")
+        .and_then(|r| r.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
+/// Checks that every document of `0..count` is in exactly one split, whole, and returns the
+/// validation documents.
+fn whole_documents(out: &Path, manifest: &Manifest, count: usize) -> Vec<String> {
+    let train = split_texts(out, manifest, Split::Train);
+    let val = split_texts(out, manifest, Split::Val);
+    assert_eq!(train.len(), manifest.train.documents);
+    assert_eq!(val.len(), manifest.val.documents);
+    let mut merged: Vec<&String> = train.iter().chain(&val).collect();
+    merged.sort_by_key(|t| number(t));
+    let expected: Vec<String> = (0..count).map(text).collect();
+    assert_eq!(merged, expected.iter().collect::<Vec<_>>());
+    val
+}
+
+#[test]
+fn a_validation_split_too_small_takes_documents_from_the_end() {
+    let root = dir("top-up");
+    let count = 100;
+    let config = PrepareConfig {
+        text_field: "content".into(),
+        tokenizer: TokenizerKind::Byte,
+        val_fraction: 0.02,
+        min_val_tokens: 2000,
+        ..PrepareConfig::new(vec![corpus(&root, count)], root.join("prepared"))
+    };
+    let manifest = prepare_corpus(&config, &[], false).unwrap();
+    assert_eq!(
+        manifest.val.tokens, 2000,
+        "topped up to the minimum, exactly"
+    );
+    let val = split_texts(&config.out, &manifest, Split::Val);
+    let train = split_texts(&config.out, &manifest, Split::Train);
+    assert!(
+        val.last().unwrap().starts_with("Document 99:"),
+        "the last document"
+    );
+    // Whole documents (drawn, or from the end), and the end of one document cut in two:
+    // its start closes the training split, its end comes before the documents after it.
+    let pieces: Vec<usize> = (0..val.len())
+        .filter(|&i| !val[i].starts_with("Document "))
+        .collect();
+    assert_eq!(pieces.len(), 1, "{val:?}");
+    let next = number(&val[pieces[0] + 1]);
+    let cut = train.last().unwrap();
+    assert_eq!(format!("{cut}{}", val[pieces[0]]), text(next - 1));
+    let tail: Vec<usize> = val[pieces[0] + 1..].iter().map(|t| number(t)).collect();
+    assert_eq!(
+        tail,
+        (next..count).collect::<Vec<_>>(),
+        "the last documents"
+    );
+    let expected: usize = (0..count).map(|i| text(i).len() + 2).sum();
+    assert_eq!(manifest.train.tokens + manifest.val.tokens, expected);
+}
+
+#[test]
+fn a_large_last_document_is_split_not_held_out_whole() {
+    let root = dir("large-last");
+    let small = root.join("a.txt");
+    std::fs::write(&small, "A short note.").unwrap();
+    let large = root.join("b.txt");
+    std::fs::write(&large, "All the world's a stage. ".repeat(40)).unwrap();
+    let config = PrepareConfig {
+        tokenizer: TokenizerKind::Byte,
+        min_val_tokens: 100,
+        ..PrepareConfig::new(vec![small, large], root.join("prepared"))
+    };
+    let manifest = prepare_corpus(&config, &[], false).unwrap();
+    let total = manifest.train.tokens + manifest.val.tokens;
+    assert_eq!(
+        manifest.val.tokens, 100,
+        "the end of the last document, not all of it"
+    );
+    assert!(manifest.val.tokens <= total / 2);
+}
+
+#[test]
+fn one_document_gives_validation_its_end() {
+    let root = dir("one");
+    let file = root.join("book.txt");
+    std::fs::write(
+        &file,
+        "To be, or not to be: that is the question.\n".repeat(500),
+    )
+    .unwrap();
+    let config = PrepareConfig {
+        tokenizer: TokenizerKind::Byte,
+        min_val_tokens: 100,
+        ..PrepareConfig::new(vec![file], root.join("prepared"))
+    };
+    let manifest = prepare_corpus(&config, &[], false).unwrap();
+    let total = manifest.train.tokens + manifest.val.tokens;
+    assert_eq!(total, 500 * 43 + 2);
+    assert_eq!(manifest.val.tokens, (total as f64 * 0.02).ceil() as usize);
+    assert_eq!(manifest.train.documents, 1);
+    assert_eq!(manifest.val.documents, 1);
+}

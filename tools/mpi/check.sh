@@ -30,17 +30,26 @@ bin=target/release/memory-layers
 data=$work/data.txt
 (zcat crates/memory-layers-data/data/shakespeare.txt.gz || true) | head -c 100000 > "$data"
 [ -s "$data" ] || { echo "no training text in $data"; exit 1; }
+# Each step's loss and norm of run $1.
+run_losses() { grep -o '"\(loss\|grad_norm\)":[^,]*' "$work/$1/metrics.jsonl" | cut -d: -f2; }
 # Trains run $1 for 3 steps with the command "${@:2}"; prints each step's loss and norm.
 losses() {
     "${@:2}" --size tiny --steps 3 --seed 5 --no-facts --data "$data" --set run.log_every=1 \
         --set run.eval_every=0 --set run.qa_limit=1 --set run.recall_limit=1 \
         --overwrite --out "$work/$1" > "$work/$1.log" 2>&1 || { cat "$work/$1.log" >&2; exit 1; }
-    grep -o '"\(loss\|grad_norm\)":[^,]*' "$work/$1/metrics.jsonl" | cut -d: -f2
+    run_losses "$1"
 }
-# Within 1e-4 relative, as the thread-based tests: the sums run in another order.
+# Losses $1 against $2 within 1e-4 relative, as the thread-based tests (the sums run in another
+# order): prints $3 when they agree; else prints $4 and both columns, and stops.
 same() {
-    paste <(echo "$1") <(echo "$2") | awk '{ d = $1 - $2; if (d < 0) d = -d;
-        if (d > 1e-4 * ($2 < 0 ? -$2 : $2)) bad = 1 } END { exit bad }'
+    if paste <(echo "$1") <(echo "$2") | awk '{ d = $1 - $2; if (d < 0) d = -d;
+        if (d > 1e-4 * ($2 < 0 ? -$2 : $2)) bad = 1 } END { exit bad }'; then
+        echo "$3"
+    else
+        echo "$4"
+        paste <(echo "$1") <(echo "$2")
+        exit 1
+    fi
 }
 for case in "memory-plus sparse-adamw 2 2" "memory-plus sparse-adamw 4 2" \
     "memory-plus sparse-adamw 4 4" "memory-plus dense-adamw 4 2" "peer sparse-adamw 4 2"; do
@@ -49,13 +58,8 @@ for case in "memory-plus sparse-adamw 2 2" "memory-plus sparse-adamw 4 2" \
     one=$(losses "$model-$optimizer-1" "$bin" "${flags[@]}")
     many=$(losses "$model-$optimizer-$np-$p" launch "$np" "$bin" "${flags[@]}" --mpi \
         --memory-parallel "$p")
-    if same "$many" "$one"; then
-        echo "$model, $optimizer: $np processes, memory groups of $p = 1 process"
-    else
-        echo "$model, $optimizer: $np processes differ from 1:"
-        paste <(echo "$many") <(echo "$one")
-        exit 1
-    fi
+    same "$many" "$one" "$model, $optimizer: $np processes, memory groups of $p = 1 process" \
+        "$model, $optimizer: $np processes differ from 1:"
 done
 
 echo "-- layouts that do not fit the job are errors on every rank before training"
@@ -79,14 +83,9 @@ losses resume-4-2 launch 4 "$bin" train --model memory-plus --mpi --memory-paral
     --set optim.steps=2 > /dev/null
 launch 2 "$bin" train --mpi --resume --steps 3 --memory-parallel 2 --out "$work/resume-4-2" \
     > "$work/resume-2.log" 2>&1 || { cat "$work/resume-2.log"; exit 1; }
-resumed=$(grep -o '"\(loss\|grad_norm\)":[^,]*' "$work/resume-4-2/metrics.jsonl" | cut -d: -f2)
-if same "$resumed" "$whole"; then
-    echo "2 steps on 4 processes, then step 3 on 2 = 3 steps on 1 process"
-else
-    echo "the resumed run differs:"
-    paste <(echo "$resumed") <(echo "$whole")
-    exit 1
-fi
+resumed=$(run_losses resume-4-2)
+same "$resumed" "$whole" "2 steps on 4 processes, then step 3 on 2 = 3 steps on 1 process" \
+    "the resumed run differs:"
 
 echo "-- a rank killed mid-run ends the others"
 # The launcher itself under a limit: a hang is what this checks for.

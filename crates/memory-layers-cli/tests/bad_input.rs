@@ -38,41 +38,24 @@ fn arg(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-/// The flags of every training run here: a tiny dense model without the generated facts
-/// (and so without a QA set).
-const TINY: [&str; 7] = [
-    "train",
-    "--size",
-    "tiny",
-    "--model",
-    "dense",
-    "--no-facts",
-    "--checkpoint-every",
-];
+/// The command line of every training run here: a tiny dense model without the generated
+/// facts (and so without a QA set), checkpointing every 2 steps, for `steps` steps into `out`
+/// with `extra` flags (no default data); for [`fails_with`].
+fn train_args<'a>(out: &'a Path, steps: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let flags = [&["--checkpoint-every", "2", "--steps", steps][..], extra].concat();
+    common::train_args("tiny", "dense", &flags, out)
+}
 
-/// `train` of a tiny dense model for `steps` steps into `out` with `extra` flags (default
-/// data: tools/bad-input/corpus.txt); panics with its stderr unless it succeeds.
+/// [`train_args`] (default data: tools/bad-input/corpus.txt); panics with its stderr unless it
+/// succeeds.
 fn train(out: &Path, steps: u32, extra: &[&str]) -> Output {
+    let steps = steps.to_string();
     let mut cmd = memory_layers();
-    cmd.args(TINY)
-        .arg("2")
-        .arg("--steps")
-        .arg(steps.to_string())
-        .args(extra);
+    cmd.args(train_args(out, &steps, extra));
     if !extra.contains(&"--data") && !extra.contains(&"--data-dir") {
         cmd.arg("--data").arg(input("corpus.txt"));
     }
-    succeeds(cmd.arg("--out").arg(out))
-}
-
-/// The command line of a tiny dense `train` of 2 steps into `out` with `extra` flags (no
-/// default data), for [`fails_with`].
-fn train_args<'a>(out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = TINY.to_vec();
-    args.extend(["2", "--steps", "2"]);
-    args.extend(extra);
-    args.extend(["--out", arg(out)]);
-    args
+    succeeds(&mut cmd)
 }
 
 /// The text of a file.
@@ -123,13 +106,13 @@ fn data_files_train_or_are_named() {
     let out = fresh("bad-nofield");
     let nofield = input("nofield.jsonl");
     fails_with(
-        &train_args(&out, &["--data", &nofield]),
+        &train_args(&out, "2", &["--data", &nofield]),
         &format!("{nofield}:3: no \"text\" field"),
     );
     // The default field is "text", which body.jsonl.gz's records lack.
     let body = input("body.jsonl.gz");
     fails_with(
-        &train_args(&out, &["--data", &body]),
+        &train_args(&out, "2", &["--data", &body]),
         &format!("{body}:1: no \"text\" field"),
     );
 
@@ -138,6 +121,7 @@ fn data_files_train_or_are_named() {
     let stderr = fails_with(
         &train_args(
             &out,
+            "2",
             &["--data", &corpus, "--tokenizer", "/nonexistent/tok.json"],
         ),
         "/nonexistent/tok.json",
@@ -145,7 +129,11 @@ fn data_files_train_or_are_named() {
     assert!(stderr.contains("no such file"), "{stderr}");
     let not_tokenizer = input("not-a-tokenizer.json");
     let stderr = fails_with(
-        &train_args(&out, &["--data", &corpus, "--tokenizer", &not_tokenizer]),
+        &train_args(
+            &out,
+            "2",
+            &["--data", &corpus, "--tokenizer", &not_tokenizer],
+        ),
         &not_tokenizer,
     );
     assert!(
@@ -166,20 +154,20 @@ fn data_files_train_or_are_named() {
     );
     // Neither byte, bpe nor a .json file: refused by the flag's parser.
     fails_with(
-        &train_args(&out, &["--tokenizer", &corpus]),
+        &train_args(&out, "2", &["--tokenizer", &corpus]),
         "expected byte, bpe or a tokenizer .json file",
     );
 
     // 14. Latin-1 text (line 3) and plain text named .gz: file and line.
     let latin1 = input("latin1.txt");
     let stderr = fails_with(
-        &train_args(&out, &["--data", &latin1]),
+        &train_args(&out, "2", &["--data", &latin1]),
         &format!("{latin1}:3: not UTF-8"),
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
     let broken = input("broken.txt.gz");
     fails_with(
-        &train_args(&out, &["--data", &broken]),
+        &train_args(&out, "2", &["--data", &broken]),
         &format!("{broken}:1: not valid gzip"),
     );
     fails_with(
@@ -247,7 +235,7 @@ fn run_directories_resume_or_refuse() {
     );
 
     // 5. Training into it again: --resume or --overwrite, named.
-    let stderr = fails_with(&train_args(&run, &[]), "already holds a run");
+    let stderr = fails_with(&train_args(&run, "2", &[]), "already holds a run");
     assert!(
         stderr.contains("--resume") && stderr.contains("--overwrite"),
         "{stderr}"
@@ -375,7 +363,7 @@ fn configuration_mistakes_are_named() {
     // 11. A negative number after --lr is its value, not a flag; both spellings.
     let out = fresh("bad-lr");
     for lr in [&["--lr", "-1"][..], &["--lr=-1"]] {
-        let stderr = fails_with(&train_args(&out, lr), "optim.lr = -1");
+        let stderr = fails_with(&train_args(&out, "2", lr), "optim.lr = -1");
         assert!(stderr.contains("must be positive"), "{stderr}");
     }
     assert!(!out.exists(), "nothing written");
@@ -408,7 +396,10 @@ fn damaged_prepared_folders_are_named() {
     let bytes = std::fs::read(&shard).unwrap();
     std::fs::write(&shard, &bytes[..bytes.len() / 2]).unwrap();
     let run = fresh("bad-prepared-cut");
-    let stderr = fails_with(&train_args(&run, &["--data-dir", arg(&prepared)]), &name);
+    let stderr = fails_with(
+        &train_args(&run, "2", &["--data-dir", arg(&prepared)]),
+        &name,
+    );
     assert!(
         stderr.contains("damaged") && stderr.contains("prepare the folder again"),
         "{stderr}"
@@ -417,7 +408,10 @@ fn damaged_prepared_folders_are_named() {
     fails_with(&["eval", "--checkpoint", arg(&out)], "damaged");
 
     std::fs::remove_file(&shard).unwrap();
-    let stderr = fails_with(&train_args(&run, &["--data-dir", arg(&prepared)]), &name);
+    let stderr = fails_with(
+        &train_args(&run, "2", &["--data-dir", arg(&prepared)]),
+        &name,
+    );
     assert!(
         stderr.contains("missing: the folder is damaged"),
         "{stderr}"
@@ -427,7 +421,7 @@ fn damaged_prepared_folders_are_named() {
     // Token shards without their manifest.json: not a prepared folder.
     std::fs::remove_file(prepared.join(MANIFEST)).unwrap();
     let stderr = fails_with(
-        &train_args(&run, &["--data-dir", arg(&prepared)]),
+        &train_args(&run, "2", &["--data-dir", arg(&prepared)]),
         "memory-layers prepare",
     );
     assert!(stderr.contains(MANIFEST), "{stderr}");

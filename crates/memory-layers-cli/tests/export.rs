@@ -14,28 +14,44 @@ use memory_layers_train::{RunDir, open_run};
 use memory_layers_zoo::hf::{load_hf, logits};
 use safetensors::{Dtype, SafeTensors};
 
-/// `train --size tiny --model MODEL` for `steps` steps on 100 kB of the plays, into `out`.
+/// The command line of `train --size SIZE --model MODEL` for `steps` steps on 100 kB of the
+/// plays into `out`, with `extra` flags.
+fn train_args<'a>(
+    out: &'a Path,
+    size: &'a str,
+    model: &'a str,
+    steps: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let flags = [
+        &["--steps", steps, "--set", "data.embedded_bytes=100000"][..],
+        extra,
+    ]
+    .concat();
+    common::train_args(size, model, &flags, out)
+}
+
+/// [`train_args`] of a tiny model; panics unless it trains.
 fn train(out: &Path, model: &str, steps: u32, extra: &[&str]) {
+    let steps = steps.to_string();
     succeeds(
         memory_layers()
-            .args(["train", "--size", "tiny", "--model", model, "--no-facts"])
-            .args(["--steps", &steps.to_string()])
-            .args(["--set", "data.embedded_bytes=100000"])
-            .args(extra)
-            .arg("--out")
-            .arg(out)
+            .args(train_args(out, "tiny", model, &steps, extra))
             .stdout(Stdio::null()),
     );
 }
 
 /// `export --checkpoint RUN --out DIR`.
+fn export_args<'a>(run: &'a Path, out: &'a Path) -> [&'a str; 5] {
+    let [run, out] = [run, out].map(|p| p.to_str().unwrap());
+    ["export", "--checkpoint", run, "--out", out]
+}
+
+/// [`export_args`]; panics unless it exports.
 fn export(run: &Path, out: &Path) {
     succeeds(
         memory_layers()
-            .args(["export", "--checkpoint"])
-            .arg(run)
-            .arg("--out")
-            .arg(out)
+            .args(export_args(run, out))
             .stdout(Stdio::null()),
     );
 }
@@ -267,24 +283,13 @@ fn a_memory_model_starts_from_an_exported_dense_one() {
     // Another size: the first tensor of another shape is named with both shapes.
     let small = fresh("retrofit-small");
     let stderr = fails_with(
-        &[
-            "train",
-            "--size",
+        &train_args(
+            &small,
             "small",
-            "--model",
             "memory-plus",
-            "--tokenizer",
-            "byte",
-            "--no-facts",
-            "--steps",
             "1",
-            "--set",
-            "data.embedded_bytes=100000",
-            "--init-from",
-            weights_arg,
-            "--out",
-            small.to_str().unwrap(),
-        ],
+            &["--tokenizer", "byte", "--init-from", weights_arg],
+        ),
         "model.embed_tokens.weight",
     );
     assert!(
@@ -312,22 +317,13 @@ fn a_memory_model_starts_from_an_exported_dense_one() {
     std::fs::write(&cut, safetensors::serialize(views, None).unwrap()).unwrap();
     let dense2 = fresh("retrofit-missing");
     fails_with(
-        &[
-            "train",
-            "--size",
+        &train_args(
+            &dense2,
             "tiny",
-            "--model",
             "dense",
-            "--no-facts",
-            "--steps",
             "1",
-            "--set",
-            "data.embedded_bytes=100000",
-            "--init-from",
-            cut.to_str().unwrap(),
-            "--out",
-            dense2.to_str().unwrap(),
-        ],
+            &["--init-from", cut.to_str().unwrap()],
+        ),
         "missing tensor model.layers.0.mlp.up_proj.weight",
     );
     for dir in [dense, hf, plus, plus_hf, plain_run, plain_hf, small, dense2] {
@@ -340,15 +336,6 @@ fn moe_runs_are_not_exported() {
     let run = fresh("export-moe");
     train(&run, "moe", 1, &[]);
     let out = fresh("export-moe-hf");
-    fails_with(
-        &[
-            "export",
-            "--checkpoint",
-            run.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        "moe models cannot be exported",
-    );
+    fails_with(&export_args(&run, &out), "moe models cannot be exported");
     let _ = std::fs::remove_dir_all(&run);
 }

@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 
+use memory_layers_nn::FileError;
 use thiserror::Error;
 
 /// Errors of reading, tokenising and preparing data.
@@ -16,14 +17,8 @@ pub enum DataError {
         message: String,
     },
     /// A file or folder could not be read or written.
-    #[error("{path}")]
-    Io {
-        /// The file or folder.
-        path: PathBuf,
-        /// What the system said.
-        #[source]
-        error: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
     /// A setting breaks a rule.
     #[error("{field} = {value}: {rule}")]
     Setting {
@@ -64,6 +59,6 @@ impl DataError {
     /// An I/O error of `path`, for `map_err`.
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
-        move |error| Self::Io { path, error }
+        move |error| Self::Io(FileError { path, error })
     }
 }

@@ -61,18 +61,25 @@ fn split_texts(dir: &Path, manifest: &Manifest, split: Split) -> Vec<String> {
     text.split_terminator("\n\n").map(str::to_string).collect()
 }
 
+/// Preparing `count` documents of [`corpus`] under `root` as bytes.
+fn bytes_of(root: &Path, count: usize) -> PrepareConfig {
+    PrepareConfig {
+        text_field: "content".into(),
+        tokenizer: TokenizerKind::Byte,
+        ..PrepareConfig::new(vec![corpus(root, count)], root.join("prepared"))
+    }
+}
+
 #[test]
 fn shards_hold_every_document_once_and_validation_whole_documents() {
     let root = dir("exact");
     let count = 400;
     let config = PrepareConfig {
-        text_field: "content".into(),
-        tokenizer: TokenizerKind::Byte,
         val_fraction: 0.1,
         seed: 3,
         shard_tokens: 4096,
         min_val_tokens: 0,
-        ..PrepareConfig::new(vec![corpus(&root, count)], root.join("prepared"))
+        ..bytes_of(&root, count)
     };
     let manifest = prepare_corpus(&config, &[], false).unwrap();
     let out = &config.out;
@@ -136,11 +143,9 @@ fn a_validation_split_too_small_takes_documents_from_the_end() {
     let root = dir("top-up");
     let count = 100;
     let config = PrepareConfig {
-        text_field: "content".into(),
-        tokenizer: TokenizerKind::Byte,
         val_fraction: 0.02,
         min_val_tokens: 2000,
-        ..PrepareConfig::new(vec![corpus(&root, count)], root.join("prepared"))
+        ..bytes_of(&root, count)
     };
     let manifest = prepare_corpus(&config, &[], false).unwrap();
     assert_eq!(

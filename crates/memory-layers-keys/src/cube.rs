@@ -4,7 +4,8 @@
 //! insertion (scratch in global memory); then only the pairs of ranks `(a, b)` with
 //! `(a + 1)·(b + 1) ≤ knn` can be among the best `knn` sums (each is beaten or tied by the
 //! `(a + 1)·(b + 1) − 1` pairs of better ranks), about `knn·ln knn` candidates, inserted into
-//! the sorted output. Ties go to the smaller position, as in the brute-force reference.
+//! the sorted output by the same insertion. Ties go to the smaller position (value index), as
+//! in the brute-force reference.
 
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{DType, TensorMetadata};
@@ -15,50 +16,73 @@ use cubecl::calculate_cube_count_elemwise;
 use cubecl::prelude::CubeDim;
 
 use crate::RetrievalBackend;
+use crate::product_keys::MAX_N_KEYS;
 use kernels::product_topk_kernel;
 
 /// The kernel, in CubeCL's dialect of Rust.
 mod kernels {
     use cubecl::prelude::*;
 
-    /// Sorted insertion of the best `k` positions of `scores[base..base + n]` into
-    /// `top[out..out + k]`, best first (ties: smaller position first).
+    /// Inserts `(s, key)` into the list `best[out..out + k]`, `keys[out..out + k]` of `count`
+    /// entries, kept sorted by score descending and then by key ascending (the brute force's
+    /// order of ties); a full list takes it only in place of its last. Returns the new count.
+    #[cube]
+    fn insert_sorted<F: Float, I: Int>(
+        best: &mut Tensor<F>,
+        keys: &mut Tensor<I>,
+        out: usize,
+        k: usize,
+        count: usize,
+        s: F,
+        key: usize,
+    ) -> usize {
+        let mut kept = count;
+        let mut admit = count < k;
+        if !admit {
+            let last = out + k - 1;
+            admit = s > best[last] || (s == best[last] && key < usize::cast_from(keys[last]));
+        }
+        if admit {
+            let mut slot = count;
+            if count == k {
+                slot = k - 1;
+            } else {
+                kept += 1;
+            }
+            loop {
+                if slot == 0 {
+                    break;
+                }
+                let prev = out + slot - 1;
+                let prev_key = usize::cast_from(keys[prev]);
+                if best[prev] > s || (best[prev] == s && prev_key < key) {
+                    break;
+                }
+                best[prev + 1] = best[prev];
+                keys[prev + 1] = keys[prev];
+                slot -= 1;
+            }
+            best[out + slot] = s;
+            keys[out + slot] = I::cast_from(key);
+        }
+        kept
+    }
+
+    /// The best `k` positions of `scores[base..base + n]` into `top[out..out + k]`, best first
+    /// (ties: smaller position first); `best` holds their scores meanwhile.
     #[cube]
     fn top_half<F: Float, I: Int>(
         scores: &Tensor<F>,
         base: usize,
         n: usize,
         k: usize,
+        best: &mut Tensor<F>,
         top: &mut Tensor<I>,
         out: usize,
     ) {
         let mut count = 0usize;
         for p in 0..n {
-            let s = scores[base + p];
-            let mut admit = count < k;
-            if !admit {
-                admit = s > scores[base + usize::cast_from(top[out + k - 1])];
-            }
-            if admit {
-                let mut slot = count;
-                if count == k {
-                    slot = k - 1;
-                } else {
-                    count += 1;
-                }
-                // Later positions lose ties, so move only past strictly worse entries.
-                loop {
-                    if slot == 0 {
-                        break;
-                    }
-                    if scores[base + usize::cast_from(top[out + slot - 1])] >= s {
-                        break;
-                    }
-                    top[out + slot] = top[out + slot - 1];
-                    slot -= 1;
-                }
-                top[out + slot] = I::cast_from(p);
-            }
+            count = insert_sorted::<F, I>(best, top, out, k, count, scores[base + p], p);
         }
     }
 
@@ -83,9 +107,11 @@ mod kernels {
         let base1 = ((h * 2) * t_count + t) * n;
         let base2 = ((h * 2 + 1) * t_count + t) * n;
         let out = row * k;
-        top_half::<F, I>(scores, base1, n, k, top1, out);
-        top_half::<F, I>(scores, base2, n, k, top2, out);
+        top_half::<F, I>(scores, base1, n, k, best, top1, out);
+        top_half::<F, I>(scores, base2, n, k, best, top2, out);
 
+        // The pairs are kept by value index `p1·n + p2` in `i1`, then split into positions;
+        // there are at least `k` candidates (those of a = 0).
         let mut count = 0usize;
         for a in 0..k {
             let p1 = usize::cast_from(top1[out + a]);
@@ -93,40 +119,13 @@ mod kernels {
             for b in 0..k / (a + 1) {
                 let p2 = usize::cast_from(top2[out + b]);
                 let s = s1 + scores[base2 + p2];
-                let index = p1 * n + p2;
-                let mut admit = count < k;
-                if !admit {
-                    let last = out + k - 1;
-                    let last_index = usize::cast_from(i1[last]) * n + usize::cast_from(i2[last]);
-                    admit = s > best[last] || (s == best[last] && index < last_index);
-                }
-                if admit {
-                    let mut slot = count;
-                    if count == k {
-                        slot = k - 1;
-                    } else {
-                        count += 1;
-                    }
-                    loop {
-                        if slot == 0 {
-                            break;
-                        }
-                        let prev = out + slot - 1;
-                        let prev_index =
-                            usize::cast_from(i1[prev]) * n + usize::cast_from(i2[prev]);
-                        if best[prev] > s || (best[prev] == s && prev_index < index) {
-                            break;
-                        }
-                        best[prev + 1] = best[prev];
-                        i1[prev + 1] = i1[prev];
-                        i2[prev + 1] = i2[prev];
-                        slot -= 1;
-                    }
-                    best[out + slot] = s;
-                    i1[out + slot] = I::cast_from(p1);
-                    i2[out + slot] = I::cast_from(p2);
-                }
+                count = insert_sorted::<F, I>(best, i1, out, k, count, s, p1 * n + p2);
             }
+        }
+        for j in 0..k {
+            let index = usize::cast_from(i1[out + j]);
+            i1[out + j] = I::cast_from(index / n);
+            i2[out + j] = I::cast_from(index % n);
         }
     }
 }
@@ -151,8 +150,9 @@ where
     BT: BoolElement,
 {
     fn product_topk(scores: FloatTensor<Self>, knn: usize) -> (IntTensor<Self>, IntTensor<Self>) {
-        let [heads, _, t, _] = scores.shape().dims::<4>();
-        if scores.dtype != F::dtype() || heads * t * knn == 0 {
+        let [heads, _, t, n] = scores.shape().dims::<4>();
+        // The kernel keeps pairs by value index `p1·n + p2`, which must fit 32 bits.
+        if scores.dtype != F::dtype() || heads * t * knn == 0 || n > MAX_N_KEYS {
             return crate::backend::default_product_topk::<Self>(scores, knn);
         }
         let scores = into_contiguous(scores);

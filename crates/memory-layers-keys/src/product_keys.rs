@@ -8,7 +8,7 @@ use crate::init::linear;
 use crate::{KeysError, RetrievalBackend};
 
 /// Largest `n_keys` whose `n_keys²` value indices fit a 32-bit signed integer.
-const MAX_N_KEYS: usize = 46_340;
+pub(crate) const MAX_N_KEYS: usize = 46_340;
 
 /// Epsilon of the optional qk-norm (parameter-free RMS normalisation): a half-query or
 /// sub-key `v` becomes `v / sqrt(mean(v²) + QK_NORM_EPS)`.

@@ -55,17 +55,32 @@ impl MemoryError {
     }
 }
 
+/// A file or folder that could not be read or written: its path, with the system's reason as
+/// the source. The one I/O error of every crate that reads or writes files.
+#[derive(Debug, Error)]
+#[error("{path}")]
+pub struct FileError {
+    /// The file or folder.
+    pub path: PathBuf,
+    /// What the system said.
+    #[source]
+    pub error: std::io::Error,
+}
+
+impl FileError {
+    /// The error of `path`, for `map_err`.
+    pub fn at(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |error| Self { path, error }
+    }
+}
+
 /// Why a reference file could not be imported.
 #[derive(Debug, Error)]
 pub enum ImportError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
     /// The file is not valid safetensors, or its metadata is unusable.
     #[error("{path}: {message}")]
     Format {

@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::error::ImportError;
 use crate::{
-    Memory, MemoryBackend, MemoryError, MemoryLayerConfig, MemoryOutput, Peer, PeerConfig,
-    ProductKeysConfig,
+    FileError, Memory, MemoryBackend, MemoryError, MemoryLayerConfig, MemoryOutput, Peer,
+    PeerConfig, ProductKeysConfig,
 };
 
 /// The layer configuration stored in a reference file's metadata.
@@ -252,10 +252,7 @@ impl ReferenceFile {
     /// Reads the file, its header and its `"config"` metadata.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, ImportError> {
         let path = path.as_ref().to_path_buf();
-        let bytes = std::fs::read(&path).map_err(|source| ImportError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let bytes = std::fs::read(&path).map_err(FileError::at(&path))?;
         let format = |message: String| ImportError::Format {
             path: path.clone(),
             message,

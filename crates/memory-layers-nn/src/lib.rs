@@ -33,7 +33,7 @@ mod peer;
 mod stats;
 
 pub use backend::MemoryBackend;
-pub use error::MemoryError;
+pub use error::{FileError, MemoryError};
 pub use memory::{Memory, MemoryLayer, MemoryLayerConfig, MemoryOutput};
 pub use memory_layers_keys::{ProductKeys, ProductKeysConfig, Retrieval};
 pub use memory_layers_values::{ValueStore, ValueTable, ValueTableConfig};

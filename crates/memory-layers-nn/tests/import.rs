@@ -187,5 +187,5 @@ fn bad_metadata_and_files_are_errors() {
             .contains("not a safetensors file")
     );
     let missing = Path::new("/nonexistent/fixture.safetensors");
-    assert!(matches!(import_error(missing), ImportError::Io { .. }));
+    assert!(matches!(import_error(missing), ImportError::Io(_)));
 }

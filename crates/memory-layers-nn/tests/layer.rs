@@ -7,7 +7,7 @@ use memory_layers_nn::{
     MemoryError, MemoryLayerConfig, PeerConfig, ProductKeysConfig, UsageStats, ValueTable,
     ValueTableConfig,
 };
-use memory_layers_test_support::host;
+use memory_layers_test_support::{host, host_ints};
 use memory_layers_values::ValueError;
 
 type B = Flex;
@@ -123,14 +123,7 @@ fn usage_statistics_count_what_was_selected() {
     assert_eq!(stats.summary().batches, 0);
     let out = memory.forward(random::<B, 2>([5, 8])).unwrap();
     stats.record(&out).unwrap();
-    let indices: std::collections::BTreeSet<i64> = out
-        .retrieval
-        .indices
-        .clone()
-        .into_data()
-        .convert::<i64>()
-        .into_vec::<i64>()
-        .unwrap()
+    let indices: std::collections::BTreeSet<i64> = host_ints(out.retrieval.indices.clone())
         .into_iter()
         .collect();
     let summary = stats.summary();

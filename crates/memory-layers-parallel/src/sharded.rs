@@ -43,36 +43,37 @@ pub trait ShardedBackend: ValueBackend {
     ) -> Result<FloatTensor<Self>, ParallelError>;
 }
 
-/// What the backward pass needs from the forward: the whole group's indices and weights.
+/// The output, and what the backward pass needs from the forward: the whole group's indices
+/// and weights.
 struct Gathered<B: Backend> {
-    output: Tensor<B, 2>,
+    output: FloatTensor<B>,
     indices: Tensor<B, 2, Int>,
     weights: Tensor<B, 2>,
 }
 
-/// The forward pass on backend `B` (no autodiff).
+/// The forward pass on backend `B` (no autodiff), on primitives as both impls hold them.
 fn forward<B: ValueBackend>(
-    values: Tensor<B, 2>,
-    indices: Tensor<B, 2, Int>,
-    weights: Tensor<B, 2>,
+    values: FloatTensor<B>,
+    indices: IntTensor<B>,
+    weights: FloatTensor<B>,
     group: &Group<B>,
 ) -> Result<Gathered<B>, ParallelError> {
-    let [t, _] = indices.dims();
-    let indices = group.all_gather_ints(indices)?;
-    let weights = group.all_gather(weights)?;
-    let width = values.dims()[1];
-    let local = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(B::bag_sum(
-        values.into_primitive().tensor(),
+    let [t, _] = indices.shape().dims::<2>();
+    let width = values.shape().dims::<2>()[1];
+    let indices = group.all_gather_ints(Tensor::from_primitive(indices))?;
+    let weights = group.all_gather(float(weights))?;
+    let local = float::<B>(B::bag_sum(
+        values,
         indices.clone().into_primitive(),
         weights.clone().into_primitive().tensor(),
-    )));
+    ));
     // Block j of the group's tokens belongs to member j.
     let parts = (0..group.size())
         .map(|j| local.clone().slice([j * t..(j + 1) * t, 0..width]))
         .collect();
     let columns = group.all_to_all(parts)?;
     Ok(Gathered {
-        output: Tensor::cat(columns, 1),
+        output: Tensor::cat(columns, 1).into_primitive().tensor(),
         indices,
         weights,
     })
@@ -94,13 +95,7 @@ macro_rules! plain_sharded_backend {
                 group: &Group<Self>,
                 _sink: Option<&RowGradSink>,
             ) -> Result<FloatTensor<Self>, ParallelError> {
-                let gathered = forward(
-                    float(values),
-                    Tensor::from_primitive(indices),
-                    float(weights),
-                    group,
-                )?;
-                Ok(gathered.output.into_primitive().tensor())
+                Ok(forward(values, indices, weights, group)?.output)
             }
         }
     )*};
@@ -175,12 +170,11 @@ where
         sink: Option<&RowGradSink>,
     ) -> Result<FloatTensor<Self>, ParallelError> {
         let gathered = forward::<B>(
-            float(values.primitive.clone()),
-            Tensor::from_primitive(indices),
-            float(weights.primitive.clone()),
+            values.primitive.clone(),
+            indices,
+            weights.primitive.clone(),
             group,
         )?;
-        let output = gathered.output.into_primitive().tensor();
         Ok(
             match ShardedBackward::<C>(PhantomData)
                 .prepare::<C>([values.node.clone(), weights.node.clone()])
@@ -195,9 +189,9 @@ where
                         group.clone(),
                         sink.cloned(),
                     ),
-                    output,
+                    gathered.output,
                 ),
-                OpsKind::UnTracked(prep) => prep.finish(output),
+                OpsKind::UnTracked(prep) => prep.finish(gathered.output),
             },
         )
     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use burn::backend::Flex;
 use burn::tensor::{Int, Tensor, TensorData};
 use memory_layers_parallel::{Collective, Mesh, MpiCollective, WorldGroups};
-use memory_layers_test_support::host;
+use memory_layers_test_support::{host, host_all};
 use memory_layers_values::RowGrads;
 
 type B = Flex;
@@ -50,12 +50,7 @@ fn operations(mesh: &Mesh<B>, rank: usize) -> Vec<(String, Vec<f32>)> {
             .collect();
         out.push((
             format!("{name} all_to_all"),
-            group
-                .all_to_all(parts)
-                .unwrap()
-                .into_iter()
-                .flat_map(host)
-                .collect(),
+            host_all(group.all_to_all(parts).unwrap()),
         ));
         let rows = floats(
             (0..2 * size).map(|i| (rank * i + 1) as f32).collect(),
@@ -121,12 +116,7 @@ fn group_operations_give_the_documented_values(mpi: &Arc<MpiCollective<B>>) {
     let parts = (0..world)
         .map(|j| floats(vec![(10 * rank + j) as f32], [1, 1]))
         .collect();
-    let received: Vec<f32> = group
-        .all_to_all(parts)
-        .unwrap()
-        .into_iter()
-        .flat_map(host)
-        .collect();
+    let received = host_all(group.all_to_all(parts).unwrap());
     let expected: Vec<f32> = (0..world).map(|src| (10 * src + rank) as f32).collect();
     assert_eq!(received, expected, "block j from member j");
     let ones = floats(vec![1.0; world * 3], [world, 3]);

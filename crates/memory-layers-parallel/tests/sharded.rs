@@ -7,7 +7,9 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 use memory_layers_parallel::{Collective, Mesh, ShardedValues};
-use memory_layers_test_support::{assert_close, host, pseudo_random as seq, run_peers, serial};
+use memory_layers_test_support::{
+    assert_close, densify, host, host_all, host_ints, pseudo_random as seq, run_peers, serial,
+};
 use memory_layers_values::{RowGrads, ValueStore, ValueTable};
 
 type A = Autodiff<Flex>;
@@ -28,13 +30,7 @@ fn group_operations_on_a_two_by_two_mesh() {
             TensorData::new(vec![(1i64 << 30) + rank as i64, 7], [1, 2]),
             &device,
         );
-        let ints = group
-            .all_gather_ints(big)
-            .unwrap()
-            .into_data()
-            .convert::<i64>()
-            .to_vec::<i64>()
-            .unwrap();
+        let ints = host_ints(group.all_gather_ints(big).unwrap());
         // Part j carries 10·rank + j.
         let parts = (0..2)
             .map(|j| {
@@ -44,12 +40,7 @@ fn group_operations_on_a_two_by_two_mesh() {
                 )
             })
             .collect();
-        let received: Vec<f32> = group
-            .all_to_all(parts)
-            .unwrap()
-            .into_iter()
-            .flat_map(host)
-            .collect();
+        let received = host_all(group.all_to_all(parts).unwrap());
         let rows = Tensor::<Flex, 2>::from_data(
             TensorData::new(vec![rank as f32, 1.0, rank as f32, 2.0], [2, 2]),
             &device,
@@ -73,13 +64,7 @@ fn group_operations_on_a_two_by_two_mesh() {
             .sum_rows(touched, 2, &device)
             .unwrap()
             .unwrap();
-        let ids = sparse
-            .ids
-            .into_data()
-            .convert::<i64>()
-            .to_vec::<i64>()
-            .unwrap();
-        let sparse = (ids, host(sparse.rows));
+        let sparse = (host_ints(sparse.ids), host(sparse.rows));
         (rank, gathered, ints, received, scattered, summed, sparse)
     });
     for (rank, gathered, ints, received, scattered, summed, sparse) in results {
@@ -177,24 +162,6 @@ impl Case {
     }
 }
 
-/// The dense form of sparse row gradients `[rows, width]`.
-fn densify<B: burn::tensor::backend::Backend>(grads: RowGrads<B>, rows: usize) -> Vec<f32> {
-    let width = grads.rows.dims()[1];
-    let ids = grads
-        .ids
-        .into_data()
-        .convert::<i64>()
-        .to_vec::<i64>()
-        .unwrap();
-    let values = host(grads.rows);
-    let mut dense = vec![0.0; rows * width];
-    for (u, &id) in ids.iter().enumerate() {
-        let id = id as usize;
-        dense[id * width..(id + 1) * width].copy_from_slice(&values[u * width..(u + 1) * width]);
-    }
-    dense
-}
-
 #[test]
 fn sharded_lookup_equals_the_single_device_lookup() {
     let _serial = serial();
@@ -235,7 +202,7 @@ fn sharded_lookup_equals_the_single_device_lookup() {
                     .sum_rows(rows, width, &Default::default())
                     .unwrap()
                     .unwrap();
-                densify(rows, case.rows)
+                densify(&host_ints(rows.ids), &host(rows.rows), case.rows, width)
                     .iter()
                     .map(|g| g / copies)
                     .collect()

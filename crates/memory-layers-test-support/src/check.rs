@@ -16,6 +16,22 @@ pub fn host_ints<B: Backend, const D: usize>(tensor: Tensor<B, D, Int>) -> Vec<i
     tensor.into_data().convert::<i64>().to_vec().unwrap()
 }
 
+/// The tensors' values on the host, one after another (the blocks a collective returns).
+pub fn host_all<B: Backend, const D: usize>(tensors: Vec<Tensor<B, D>>) -> Vec<f32> {
+    tensors.into_iter().flat_map(host).collect()
+}
+
+/// Sparse rows as the dense `[n_rows, width]` table they stand for, zeros elsewhere: row
+/// `ids[u]` is `rows[u·width..(u + 1)·width]`. Sparse gradients are checked against dense ones.
+pub fn densify(ids: &[i64], rows: &[f32], n_rows: usize, width: usize) -> Vec<f32> {
+    let mut dense = vec![0.0; n_rows * width];
+    for (u, &id) in ids.iter().enumerate() {
+        let id = id as usize;
+        dense[id * width..(id + 1) * width].copy_from_slice(&rows[u * width..(u + 1) * width]);
+    }
+    dense
+}
+
 /// Checks `|actual - expected| ≤ tolerance · (1 + |expected|)` element-wise (a NaN is never
 /// close); the error names `what` and the first element off.
 pub fn check_close(
@@ -74,6 +90,14 @@ mod tests {
         assert_eq!(
             check_close(&[1.0], &[1.0, 2.0], 0.0, "len"),
             Err("len: 1 vs 2 elements".into())
+        );
+    }
+
+    #[test]
+    fn densify_places_each_row_at_its_id() {
+        assert_eq!(
+            densify(&[2, 0], &[1.0, 2.0, 3.0, 4.0], 3, 2),
+            [3.0, 4.0, 0.0, 0.0, 1.0, 2.0]
         );
     }
 

@@ -1,7 +1,8 @@
 //! Helpers shared by the workspace's integration tests (not published).
 //!
 //! - [`Lcg`], [`pseudo_random`], [`random_data`]: reproducible inputs without a dependency;
-//! - [`host`], [`host_f64`], [`host_ints`]: read a tensor back to the host;
+//! - [`host`], [`host_f64`], [`host_ints`], [`host_all`]: read tensors back to the host;
+//! - [`densify`]: sparse rows as their dense table;
 //! - [`check_close`], [`assert_close`]: element-wise comparison with a relative tolerance;
 //! - [`fixtures`], [`fixture`], [`rewrite_fixture`]: the parity fixtures
 //!   (`fixtures/parity/*.safetensors`) and edited copies of them;
@@ -15,7 +16,7 @@ mod fixtures;
 mod peers;
 mod rng;
 
-pub use check::{assert_close, check_close, host, host_f64, host_ints};
+pub use check::{assert_close, check_close, densify, host, host_all, host_f64, host_ints};
 pub use fixtures::{Tensors, fixture, fixtures, rewrite_fixture};
 #[cfg(feature = "peers")]
 pub use peers::{run_peers, serial};

@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 
 use memory_layers_data::DataError;
+use memory_layers_nn::FileError;
 use memory_layers_parallel::ParallelError;
 use memory_layers_plot::PlotError;
 use memory_layers_values::ValueError;
@@ -24,15 +25,9 @@ pub enum TrainError {
         /// The rule it breaks.
         rule: &'static str,
     },
-    /// A file could not be read or written.
-    #[error("{path}")]
-    Io {
-        /// The file or folder.
-        path: PathBuf,
-        /// What the system said.
-        #[source]
-        error: std::io::Error,
-    },
+    /// A file or folder could not be read or written.
+    #[error(transparent)]
+    Io(#[from] FileError),
     /// A checkpoint or run directory is unusable.
     #[error("{path}: {message}")]
     Checkpoint {
@@ -105,6 +100,6 @@ impl TrainError {
 
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
-        move |error| Self::Io { path, error }
+        move |error| Self::Io(FileError { path, error })
     }
 }

@@ -70,7 +70,7 @@ impl Run {
     /// Resolves the configuration (from the run directory when resuming), prepares the data
     /// and sets the device's float type.
     pub(crate) fn start<B: Backend>(
-        mut config: TrainConfig,
+        config: TrainConfig,
         device: &B::Device,
         options: TrainOptions,
     ) -> Result<Self, TrainError> {
@@ -98,16 +98,52 @@ impl Run {
             None
         };
         dir.create()?;
-        let data = prepare_data(&mut config, &dir, options.resume, options.progress)?;
-        if data.batches.len(Split::Train) == 0 {
+        let reuse = options.resume;
+        let run = Self::ready::<B>(config, dir, checkpoint, options, reuse, device)?;
+        if run.data.batches.len(Split::Train) == 0 {
             return Err(TrainError::config(
                 "optim.seq_len",
-                config.optim.seq_len,
+                run.config.optim.seq_len,
                 "the training split holds no sequence of seq_len + 1 tokens",
             ));
         }
+        run.config.validate()?;
+        run.config.save(&run.dir.config())?;
+        Ok(run)
+    }
+
+    /// The run rank 0 of another process set up with [`Run::start`] (which must have
+    /// finished): this rank's own configuration (the same command line), with the tokenizer,
+    /// token shards and checkpoint rank 0 wrote read from the run directory; nothing written.
+    pub(crate) fn follow<B: Backend>(
+        config: TrainConfig,
+        device: &B::Device,
+        options: TrainOptions,
+    ) -> Result<Self, TrainError> {
+        let dir = RunDir::new(&config.run.out);
         config.validate()?;
-        config.save(&dir.config())?;
+        let checkpoint = options
+            .resume
+            .then(|| checkpoint_to_resume(&dir))
+            .transpose()?;
+        let options = TrainOptions {
+            progress: false,
+            ..options
+        };
+        Self::ready::<B>(config, dir, checkpoint, options, true, device)
+    }
+
+    /// The run with its data (what the run directory holds, with `reuse`) and the device's
+    /// float type set.
+    fn ready<B: Backend>(
+        mut config: TrainConfig,
+        dir: RunDir,
+        checkpoint: Option<CheckpointDir>,
+        options: TrainOptions,
+        reuse: bool,
+        device: &B::Device,
+    ) -> Result<Self, TrainError> {
+        let data = prepare_data(&mut config, &dir, reuse, options.progress)?;
         set_precision::<B>(config.run.precision, device)?;
         Ok(Self {
             config,
@@ -115,35 +151,6 @@ impl Run {
             data,
             checkpoint,
             options,
-        })
-    }
-
-    /// The run rank 0 of another process set up with [`Run::start`] (which must have
-    /// finished): this rank's own configuration (the same command line), with the tokenizer,
-    /// token shards and checkpoint rank 0 wrote read from the run directory; nothing written.
-    pub(crate) fn follow<B: Backend>(
-        mut config: TrainConfig,
-        device: &B::Device,
-        options: TrainOptions,
-    ) -> Result<Self, TrainError> {
-        let dir = RunDir::new(&config.run.out);
-        config.validate()?;
-        let checkpoint = if options.resume {
-            Some(checkpoint_to_resume(&dir)?)
-        } else {
-            None
-        };
-        let data = prepare_data(&mut config, &dir, true, false)?;
-        set_precision::<B>(config.run.precision, device)?;
-        Ok(Self {
-            config,
-            dir,
-            data,
-            checkpoint,
-            options: TrainOptions {
-                progress: false,
-                ..options
-            },
         })
     }
 

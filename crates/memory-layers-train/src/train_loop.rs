@@ -1,10 +1,11 @@
 //! The training loop: steps, metrics, validation, checkpoints and the final evaluation, the
-//! same for every [`Strategy`].
+//! same alone and on every rank of a parallel run.
 
 use std::io::IsTerminal;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +16,7 @@ use crate::config::TrainConfig;
 use crate::eval::{EvalReport, evaluate, validate};
 use crate::metrics::{MetricsLine, MetricsLog, loss_svg, read_metrics};
 use crate::run::Run;
-use crate::{StepReport, Stepper, TrainBackend, TrainError};
+use crate::{Rank, Stepper, TrainBackend, TrainError};
 
 /// What a finished run reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,31 +35,50 @@ pub struct TrainSummary {
     pub eval: EvalReport,
 }
 
-/// How the loop steps and sees the whole stepper: alone, or as one rank of a parallel run.
-pub(crate) trait Strategy<B: TrainBackend> {
-    /// Whether this strategy writes the run directory (metrics, checkpoints, evaluation).
-    fn writes(&self) -> bool;
-    /// This strategy's share of a global micro-batch of `batch` sequences: the positions
-    /// it reads and trains on.
-    fn share(&self, batch: usize) -> std::ops::Range<usize>;
-    /// One optimizer step.
-    fn step(
-        &self,
-        stepper: &mut Stepper<B>,
-        micro_batches: &[Vec<u32>],
-        multiplier: f64,
-        usage_of: Option<usize>,
-        device: &B::Device,
-    ) -> Result<StepReport, TrainError>;
-    /// Whether any rank saw `local` true (every rank calls this at the same step).
-    fn any(&self, local: bool) -> Result<bool, TrainError>;
-    /// Runs `f` on the whole stepper where this strategy writes; every rank takes part in
-    /// assembling it, and all fail together if `f` fails.
-    fn with_whole(
-        &self,
-        stepper: &Stepper<B>,
-        f: &mut dyn FnMut(&Stepper<B>) -> Result<(), TrainError>,
-    ) -> Result<(), TrainError>;
+/// How the loop sees its stepper: alone (`None`), or as one rank of a parallel run, whose
+/// every rank calls the loop's collective steps at the same time; rank 0 writes.
+type Peer<'a, B> = Option<&'a Rank<<B as AutodiffBackend>::InnerBackend>>;
+
+/// Whether this stepper writes the run directory (metrics, checkpoints, evaluation).
+fn writes<B: TrainBackend>(rank: Peer<'_, B>) -> bool {
+    rank.is_none_or(|r| r.index() == 0)
+}
+
+/// This stepper's share of a global micro-batch of `batch` sequences: the positions it reads
+/// and trains on.
+fn share<B: TrainBackend>(rank: Peer<'_, B>, batch: usize) -> std::ops::Range<usize> {
+    match rank {
+        None => 0..batch,
+        Some(r) => {
+            let per = batch / r.world();
+            r.index() * per..(r.index() + 1) * per
+        }
+    }
+}
+
+/// Whether any rank saw `local` true.
+fn any<B: TrainBackend>(rank: Peer<'_, B>, local: bool) -> Result<bool, TrainError> {
+    match rank {
+        None => Ok(local),
+        Some(r) => Ok(r.sum(f64::from(u8::from(local)))? > 0.0),
+    }
+}
+
+/// Runs `f` on the whole stepper where it writes: every rank takes part in assembling it, and
+/// all fail together if `f` fails.
+fn with_whole<B: TrainBackend>(
+    rank: Peer<'_, B>,
+    stepper: &Stepper<B>,
+    mut f: impl FnMut(&Stepper<B>) -> Result<(), TrainError>,
+) -> Result<(), TrainError> {
+    match rank {
+        None => f(stepper),
+        Some(r) => {
+            let whole = stepper.gather(r)?;
+            let result = if r.index() == 0 { f(&whole) } else { Ok(()) };
+            r.agree(result)
+        }
+    }
 }
 
 impl Run {
@@ -67,7 +87,7 @@ impl Run {
     pub(crate) fn train_loop<B: TrainBackend>(
         &self,
         mut stepper: Stepper<B>,
-        strategy: &dyn Strategy<B>,
+        rank: Peer<'_, B>,
         device: &B::Device,
     ) -> Result<Option<TrainSummary>, TrainError> {
         let (config, data, out) = (&self.config, &self.data, &self.dir);
@@ -82,12 +102,11 @@ impl Run {
             },
         };
         let memory_size = config.model.product_keys.n_keys.pow(2);
-        let mut log = strategy
-            .writes()
+        let mut log = writes::<B>(rank)
             .then(|| MetricsLog::open(out, state.step))
             .transpose()?;
         let o = config.optim.clone();
-        let show = self.options.progress && strategy.writes();
+        let show = self.options.progress && writes::<B>(rank);
         // On a terminal a bar; elsewhere (nohup, SLURM, CI) one line per logged step.
         let log_lines = show && !std::io::stderr().is_terminal();
         let bar = progress_bar(show && !log_lines, o.steps, state.step);
@@ -105,7 +124,7 @@ impl Run {
             let micro_batches = (0..o.grad_accum)
                 .map(|i| {
                     // Each rank reads only its own sequences of the global batch.
-                    let share = strategy.share(o.batch_size);
+                    let share = share::<B>(rank, o.batch_size);
                     Ok(data.batches.train_batch_part(
                         state.batches_seen + i,
                         o.batch_size,
@@ -114,12 +133,12 @@ impl Run {
                 })
                 .collect::<Result<Vec<Vec<u32>>, TrainError>>()?;
             let multiplier = config.lr_multiplier(step);
-            let report = strategy.step(
-                &mut stepper,
+            let report = stepper.step_with(
                 &micro_batches,
                 multiplier,
                 log_now.then_some(memory_size),
                 device,
+                rank,
             )?;
             state.batches_seen += o.grad_accum;
             last_loss = report.loss;
@@ -131,7 +150,7 @@ impl Run {
                 let seconds = window.0.elapsed().as_secs_f64().max(1e-9);
                 let mut val_loss = None;
                 if eval_now {
-                    strategy.with_whole(&stepper, &mut |whole| {
+                    with_whole(rank, &stepper, |whole| {
                         let (loss, _) = validate(
                             &whole.model.valid(),
                             &data.batches,
@@ -181,12 +200,12 @@ impl Run {
                 window = (Instant::now(), state.tokens_seen);
             }
             bar.set_position(state.step as u64);
-            let interrupted = strategy.any(self.options.interrupt.requested())?;
+            let interrupted = any::<B>(rank, self.options.interrupt.requested())?;
             if interrupted
                 || state.step.is_multiple_of(config.run.checkpoint_every)
                 || state.step == o.steps
             {
-                strategy.with_whole(&stepper, &mut |whole| {
+                with_whole(rank, &stepper, |whole| {
                     save_checkpoint(out, &state, config.run.keep_checkpoints, |dir| {
                         whole.save(dir)
                     })
@@ -203,7 +222,7 @@ impl Run {
         bar.finish_and_clear();
 
         let mut summary = None;
-        strategy.with_whole(&stepper, &mut |whole| {
+        with_whole(rank, &stepper, |whole| {
             let eval = evaluate(
                 &whole.model.valid(),
                 config,

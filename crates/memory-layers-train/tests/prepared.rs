@@ -1,6 +1,5 @@
 //! A run trains from the token shards `prepare` wrote, and damage to them is named.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use memory_layers_data::{
@@ -9,51 +8,25 @@ use memory_layers_data::{
 use memory_layers_train::{RunDir, TrainConfig, TrainError, prepare_data};
 use memory_layers_zoo::{ModelKind, Size};
 
-fn dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("trainer-prepared-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Document `i`: a line of text without blank lines (the byte tokenizer's separator).
-fn text(i: usize) -> String {
-    format!(
-        "Document {i}: {}",
-        "memory layers at scale. ".repeat(1 + i % 7)
-    )
-}
-
-/// `count` documents as .jsonl shards under "content": gzipped, zstd-compressed and plain.
+/// `count` short documents, one .txt file each, in a fresh folder under `root`.
 fn corpus(root: &Path, count: usize) -> PathBuf {
     let folder = root.join("corpus");
     std::fs::create_dir_all(&folder).unwrap();
-    let per_file = count.div_ceil(3);
-    for (part, chunk) in (0..count).collect::<Vec<_>>().chunks(per_file).enumerate() {
-        let mut lines = Vec::new();
-        for &i in chunk {
-            let record = serde_json::json!({ "content": text(i), "id": i });
-            writeln!(lines, "{record}").unwrap();
-        }
-        let (name, bytes) = match part {
-            0 => ("part-0.jsonl.gz", {
-                let mut e = flate2::write::GzEncoder::new(Vec::new(), Default::default());
-                e.write_all(&lines).unwrap();
-                e.finish().unwrap()
-            }),
-            1 => ("part-1.jsonl.zst", zstd::encode_all(&lines[..], 3).unwrap()),
-            _ => ("part-2.jsonl", lines),
-        };
-        std::fs::write(folder.join(name), bytes).unwrap();
+    for i in 0..count {
+        let text = format!(
+            "Document {i}: {}",
+            "memory layers at scale. ".repeat(1 + i % 7)
+        );
+        std::fs::write(folder.join(format!("doc-{i:04}.txt")), text).unwrap();
     }
     folder
 }
 
 #[test]
 fn a_run_trains_from_prepared_shards_and_damage_is_named() {
-    let root = dir("run");
+    let root = std::env::temp_dir().join(format!("train-prepared-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
     let config = PrepareConfig {
-        text_field: "content".into(),
         tokenizer: TokenizerKind::Bpe,
         vocab_size: 300,
         val_fraction: 0.2,

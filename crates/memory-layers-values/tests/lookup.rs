@@ -2,7 +2,7 @@
 
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{Int, Tensor, TensorData};
-use memory_layers_test_support::{Lcg, host};
+use memory_layers_test_support::{Lcg, densify, host, host_ints};
 use memory_layers_values::{ValueError, ValueStore, ValueTable, ValueTableConfig};
 
 type B = Flex;
@@ -294,24 +294,14 @@ fn init_is_normal_with_std_dim_to_the_minus_half() {
 }
 
 /// The dense form of sparse row gradients, after checking the ids are distinct and ascending.
-fn densify(grads: memory_layers_values::RowGrads<A>, rows: usize) -> Tensor<B, 2> {
+fn dense_grads(grads: memory_layers_values::RowGrads<A>, rows: usize) -> Tensor<B, 2> {
     let dim = grads.rows.dims()[1];
-    let ids = grads
-        .ids
-        .into_data()
-        .convert::<i64>()
-        .to_vec::<i64>()
-        .unwrap();
+    let ids = host_ints(grads.ids);
     assert!(
         ids.windows(2).all(|w| w[0] < w[1]),
         "ids not ascending: {ids:?}"
     );
-    let values = grads.rows.into_data().to_vec::<f32>().unwrap();
-    let mut dense = vec![0.0; rows * dim];
-    for (u, &id) in ids.iter().enumerate() {
-        dense[id as usize * dim..(id as usize + 1) * dim]
-            .copy_from_slice(&values[u * dim..(u + 1) * dim]);
-    }
+    let dense = densify(&ids, &host(grads.rows), rows, dim);
     Tensor::from_data(TensorData::new(dense, [rows, dim]), &Default::default())
 }
 
@@ -330,7 +320,7 @@ fn sparse_gradients_equal_the_dense_ones_and_leave_the_graph() {
     assert_close(weights.grad(&grads).unwrap(), &case.expected_dot(&case.x));
     let sparse = table.take_row_grads().unwrap().expect("row gradients");
     assert_close(
-        densify(sparse, case.rows),
+        dense_grads(sparse, case.rows),
         &case.expected_scatter(&case.weights, &case.x),
     );
     assert!(
@@ -358,7 +348,7 @@ fn sparse_gradients_of_several_reads_are_summed_per_row() {
     let once = case.expected_scatter(&case.weights, &case.x);
     let twice: Vec<f32> = once.iter().map(|g| 2.0 * g).collect();
     assert_close(
-        densify(table.take_row_grads().unwrap().unwrap(), case.rows),
+        dense_grads(table.take_row_grads().unwrap().unwrap(), case.rows),
         &twice,
     );
 }

@@ -49,6 +49,21 @@ pub fn train(out: &Path, steps: u32, seed: u64, extra: &[&str]) -> Command {
     cmd
 }
 
+/// The command line of `train --size SIZE --model MODEL` without the generated facts (so
+/// without a QA set), with `flags`, into `out`: one spelling for the runs that must train and
+/// those that must fail.
+pub fn train_args<'a>(
+    size: &'a str,
+    model: &'a str,
+    flags: &[&'a str],
+    out: &'a Path,
+) -> Vec<&'a str> {
+    let mut args = vec!["train", "--size", size, "--model", model, "--no-facts"];
+    args.extend(flags);
+    args.extend(["--out", out.to_str().unwrap()]);
+    args
+}
+
 /// The (step, loss) of every line of a run's metrics.jsonl.
 pub fn losses(out: &Path) -> Vec<(u64, f64)> {
     metrics(out)

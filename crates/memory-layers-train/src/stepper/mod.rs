@@ -105,7 +105,7 @@ impl<B: TrainBackend> Stepper<B> {
 
     /// The step; with `rank`, the memory layers read the rank's sharded pool and every
     /// gradient, the loss and the values' norm are reduced over the ranks.
-    fn step_with(
+    pub(crate) fn step_with(
         &mut self,
         micro_batches: &[Vec<u32>],
         multiplier: f64,

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use memory_layers_parallel::{BurnCollective, Collective, CollectiveConfig};
 
 use crate::run::{Run, TrainOptions};
-use crate::train_loop::{Strategy, TrainSummary};
-use crate::{Layout, Rank, StepReport, Stepper, TrainBackend, TrainConfig, TrainError};
+use crate::train_loop::TrainSummary;
+use crate::{Layout, Rank, TrainBackend, TrainConfig, TrainError};
 
 /// [`train`](crate::train) on the `N` ranks of `layout`, one thread each on its device
 /// (`devices[rank]`; the CPU's one device may repeat): data parallel over all of them, the
@@ -49,7 +49,7 @@ pub fn train_parallel<B: TrainBackend>(
                         Rank::new(collective.clone(), device.clone(), layout.memory_parallel)
                             .and_then(|rank| {
                                 let stepper = whole.for_rank(&rank, device)?;
-                                run.train_loop(stepper, &Parallel(&rank), device)
+                                run.train_loop(stepper, Some(&rank), device)
                             });
                     // Unregistered whatever happened, so that this process can start another run.
                     let finished =
@@ -117,7 +117,7 @@ pub fn train_peer<B: TrainBackend>(
         None => Run::follow::<B>(config, device, options)?,
     };
     let stepper = run.stepper::<B>(device)?.for_rank(&rank, device)?;
-    let summary = run.train_loop(stepper, &Parallel(&rank), device)?;
+    let summary = run.train_loop(stepper, Some(&rank), device)?;
     if let (Some(traffic), Some(_)) = (collective.traffic(), &summary) {
         // What rank 0 handed to the transport in this session, by operation (the difference
         // of two runs of different lengths is the traffic per step).
@@ -126,44 +126,4 @@ pub fn train_peer<B: TrainBackend>(
         memory_layers_data::write_atomic(&path, text.as_bytes())?;
     }
     Ok(summary)
-}
-
-/// One rank of a parallel run: it steps on its share of the batch; rank 0 writes.
-struct Parallel<'a, I: burn::tensor::backend::Backend>(&'a Rank<I>);
-
-impl<B: TrainBackend> Strategy<B> for Parallel<'_, B::InnerBackend> {
-    fn writes(&self) -> bool {
-        self.0.index() == 0
-    }
-
-    fn share(&self, batch: usize) -> std::ops::Range<usize> {
-        let per = batch / self.0.world();
-        self.0.index() * per..(self.0.index() + 1) * per
-    }
-
-    fn step(
-        &self,
-        stepper: &mut Stepper<B>,
-        micro_batches: &[Vec<u32>],
-        multiplier: f64,
-        usage_of: Option<usize>,
-        device: &B::Device,
-    ) -> Result<StepReport, TrainError> {
-        stepper.step_parallel(self.0, micro_batches, multiplier, usage_of, device)
-    }
-
-    fn any(&self, local: bool) -> Result<bool, TrainError> {
-        Ok(self.0.sum(f64::from(u8::from(local)))? > 0.0)
-    }
-
-    fn with_whole(
-        &self,
-        stepper: &Stepper<B>,
-        f: &mut dyn FnMut(&Stepper<B>) -> Result<(), TrainError>,
-    ) -> Result<(), TrainError> {
-        let whole = stepper.gather(self.0)?;
-        let writes = self.0.index() == 0;
-        let result = if writes { f(&whole) } else { Ok(()) };
-        self.0.agree(result)
-    }
 }

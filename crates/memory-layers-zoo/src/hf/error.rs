@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use memory_layers_nn::FileError;
 use thiserror::Error;
 
 use crate::{ModelKind, ZooError};
@@ -21,15 +22,9 @@ pub enum HfError {
         /// Why.
         reason: String,
     },
-    /// A file could not be read or written.
-    #[error("{path}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// What the system said.
-        #[source]
-        error: std::io::Error,
-    },
+    /// A file or folder could not be read or written.
+    #[error(transparent)]
+    Io(#[from] FileError),
     /// Not a safetensors file, or one burn-store could not read or write.
     #[error("{path}: {message}")]
     Format {
@@ -86,8 +81,10 @@ pub enum HfError {
 
 /// An [`HfError::Io`] for `path`, for `map_err`.
 pub(super) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> HfError + '_ {
-    move |error| HfError::Io {
-        path: path.to_path_buf(),
-        error,
+    move |error| {
+        HfError::Io(FileError {
+            path: path.to_path_buf(),
+            error,
+        })
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use memory_layers_experiments::{
-    Base, Budget, Event, Suite, SuiteDir, SuitePlan, SummaryRow, markdown, run_suite,
+    Base, Budget, Event, Suite, SuiteDir, SuitePlan, SummaryRow, run_suite,
 };
 use memory_layers_train::TrainBackend;
 
@@ -14,7 +14,7 @@ use crate::backend::{BackendKind, Job, dispatch};
 /// Arguments of `memory-layers experiment` (and `cargo xtask experiment`).
 #[derive(clap::Args)]
 pub struct ExperimentArgs {
-    /// The suite: models, memory-size or ablations.
+    /// The suite: models, memory-size, ablations or capacity.
     suite: Suite,
     /// Training text instead of the embedded plays and the generated facts (repeatable):
     /// a corpus with facts of your own, probed with --qa and --recall.
@@ -26,7 +26,8 @@ pub struct ExperimentArgs {
     /// Fact-recall probes (.jsonl with "prompt" and "answer").
     #[arg(long)]
     recall: Option<PathBuf>,
-    /// People in the generated knowledge corpus (default 40; ignored with --data).
+    /// People in the generated knowledge corpus (default 40, for `capacity` 8000; ignored
+    /// with --data).
     #[arg(long)]
     people: Option<usize>,
     /// Biographies per person in the generated corpus (default 10).
@@ -117,17 +118,18 @@ fn print_event(event: Event<'_>) {
 
 /// Runs the suite and prints its table.
 pub fn run(args: ExperimentArgs) -> anyhow::Result<()> {
-    let budget = args.budget.unwrap_or(args.suite.default_budget());
     let mut base = Base::new(1, args.seeds);
     base.data = args.data;
     base.qa = args.qa;
     base.recall = args.recall;
     if let Some(people) = args.people {
         base.facts.people = people;
+        base.compact.people = people;
     }
     if let Some(bios) = args.bios_per_person {
         base.facts.bios_per_person = bios;
     }
+    let budget = args.budget.unwrap_or(args.suite.default_budget(&base));
     let out = args.out.unwrap_or_else(|| {
         PathBuf::from("runs")
             .join("experiments")
@@ -154,7 +156,7 @@ pub fn run(args: ExperimentArgs) -> anyhow::Result<()> {
         interrupt: crate::signals::interrupt_on_signals()?,
     };
     let rows = dispatch(args.backend, &plan)?;
-    println!("\n{}", markdown(&rows));
+    println!("\n{}", args.suite.table(&rows));
     println!(
         "wrote {}/{{summary.json, summary.md, *.svg, runs/}}",
         out.display()

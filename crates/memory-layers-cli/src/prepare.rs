@@ -59,7 +59,7 @@ pub fn run(args: PrepareArgs) -> anyhow::Result<()> {
     let manifest = prepare_corpus(&config, &[], true)?;
     let tokenizer = match manifest.tokenizer {
         TokenizerKind::Byte => "bytes".to_string(),
-        TokenizerKind::Bpe => format!("BPE, vocabulary {}", manifest.vocab_size),
+        kind => format!("{kind}, vocabulary {}", manifest.vocab_size),
     };
     println!(
         "{}: {} training tokens ({} documents, {} shards), {} validation tokens ({} documents); \

@@ -124,7 +124,7 @@ fn a_killed_suite_resumes_and_a_finished_one_is_skipped() {
     }
     assert_eq!(rows[1]["run"], "one-layer-s0");
     assert_eq!(rows[1]["memory_layers"].as_array().unwrap().len(), 1);
-    for file in suite.report_files() {
+    for file in suite.report_files(memory_layers_experiments::Suite::Ablations) {
         assert!(file.exists(), "{} written", file.display());
     }
 

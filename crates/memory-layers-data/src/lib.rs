@@ -8,7 +8,8 @@
 //! - [`Tokenizer`]: bytes, a byte-level BPE trained on the corpus, or a Hugging Face
 //!   `tokenizer.json`.
 //! - [`Facts`]: a generated knowledge corpus (biographies, QA lines, held-out QA, recall
-//!   probes); [`QaPair`], [`RecallProbe`] and their scores.
+//!   probes); [`CompactFacts`]: one written a token per name and value, for measuring
+//!   capacity; [`QaPair`], [`RecallProbe`] and their scores.
 //! - [`Batches`]: deterministic training and validation batches over tokens in memory or
 //!   shard files.
 //! - [`progress`]: a line per slow phase; [`write_atomic`]: files replaced whole.
@@ -25,6 +26,7 @@
 
 mod atomic;
 mod batches;
+mod compact;
 mod corpus;
 mod error;
 mod facts;
@@ -37,6 +39,7 @@ mod tokenizer;
 
 pub use atomic::write_atomic;
 pub use batches::{Batches, Segment, Split};
+pub use compact::{CompactFacts, CompactFactsConfig};
 pub use corpus::{Document, documents, embedded_shakespeare, input_files, read_utf8};
 pub use error::DataError;
 pub use facts::{Facts, FactsConfig};

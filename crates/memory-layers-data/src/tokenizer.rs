@@ -18,17 +18,21 @@ pub enum TokenizerKind {
     /// A Hugging Face tokenizer: byte-level BPE trained on the run's training text, or the
     /// `tokenizer.json` of `data.tokenizer_file`.
     Bpe,
+    /// The word-level vocabulary of a compact knowledge corpus (`data.compact_facts`), made
+    /// with it: every name and value one token.
+    Words,
 }
 
 memory_layers_zoo::serde_names!(TokenizerKind);
 
-/// A tokenizer: bytes, or byte-level BPE (Hugging Face `tokenizers`).
+/// A tokenizer: bytes, or a Hugging Face tokenizer (`tokenizers`).
 #[derive(Debug, Clone)]
 pub enum Tokenizer {
     /// One token per byte.
     Byte,
-    /// A Hugging Face tokenizer (byte-level BPE when trained here).
-    Bpe(Box<tokenizers::Tokenizer>),
+    /// A Hugging Face tokenizer: a byte-level BPE trained here, a file's, or a word-level
+    /// vocabulary made with a compact knowledge corpus.
+    Hf(Box<tokenizers::Tokenizer>),
 }
 
 /// The name a saved tokenizer's file has in every folder that holds one (a run, prepared
@@ -61,7 +65,7 @@ impl Tokenizer {
         tokenizer
             .train(&mut trainer, texts)
             .map_err(|e| DataError::Tokenizer(format!("BPE training failed: {e}")))?;
-        Ok(Self::Bpe(Box::new(tokenizer)))
+        Ok(Self::Hf(Box::new(tokenizer)))
     }
 
     /// The tokenizer a run or a preparation asks for: bytes, the Hugging Face file `file`,
@@ -77,10 +81,15 @@ impl Tokenizer {
     ) -> Result<Self, DataError> {
         match (kind, file) {
             (TokenizerKind::Byte, None) => Ok(Self::Byte),
-            (TokenizerKind::Byte, Some(file)) => Err(DataError::setting(
+            (TokenizerKind::Byte | TokenizerKind::Words, Some(file)) => Err(DataError::setting(
                 "tokenizer_file",
                 file.display(),
                 "a tokenizer file needs tokenizer = \"bpe\"",
+            )),
+            (TokenizerKind::Words, None) => Err(DataError::setting(
+                "tokenizer",
+                "words",
+                "is the vocabulary of data.compact_facts, made with that corpus",
             )),
             (TokenizerKind::Bpe, Some(file)) => Self::from_file(file),
             (TokenizerKind::Bpe, None) => {
@@ -101,7 +110,7 @@ impl Tokenizer {
             return Err(DataError::input(path, None, "no such file"));
         }
         tokenizers::Tokenizer::from_file(path)
-            .map(|t| Self::Bpe(Box::new(t)))
+            .map(|t| Self::Hf(Box::new(t)))
             .map_err(|e| {
                 DataError::input(
                     path,
@@ -114,7 +123,7 @@ impl Tokenizer {
     /// The tokens put between documents: the tokenizer's end-of-text token when it has one
     /// (`<|endoftext|>`, `</s>`, `<|end_of_text|>`, `<eos>`), else a blank line.
     pub fn document_separator(&self) -> Vec<u32> {
-        if let Self::Bpe(t) = self {
+        if let Self::Hf(t) = self {
             let eos = ["<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>"]
                 .iter()
                 .find_map(|name| t.token_to_id(name));
@@ -129,7 +138,7 @@ impl Tokenizer {
     pub fn vocab_size(&self) -> usize {
         match self {
             Self::Byte => 256,
-            Self::Bpe(t) => t.get_vocab_size(true),
+            Self::Hf(t) => t.get_vocab_size(true),
         }
     }
 
@@ -137,7 +146,7 @@ impl Tokenizer {
     pub fn encode(&self, text: &str) -> Vec<u32> {
         match self {
             Self::Byte => text.bytes().map(u32::from).collect(),
-            Self::Bpe(t) => t
+            Self::Hf(t) => t
                 .encode(text, false)
                 .map(|e| e.get_ids().to_vec())
                 .unwrap_or_default(),
@@ -148,7 +157,7 @@ impl Tokenizer {
     pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, DataError> {
         match self {
             Self::Byte => Ok(texts.iter().map(|t| self.encode(t)).collect()),
-            Self::Bpe(t) => t
+            Self::Hf(t) => t
                 .encode_batch(texts.to_vec(), false)
                 .map(|all| all.iter().map(|e| e.get_ids().to_vec()).collect())
                 .map_err(|e| DataError::Tokenizer(format!("encoding failed: {e}"))),
@@ -162,7 +171,7 @@ impl Tokenizer {
                 let bytes: Vec<u8> = ids.iter().map(|&i| i.min(255) as u8).collect();
                 String::from_utf8_lossy(&bytes).into_owned()
             }
-            Self::Bpe(t) => t.decode(ids, false).unwrap_or_default(),
+            Self::Hf(t) => t.decode(ids, false).unwrap_or_default(),
         }
     }
 
@@ -170,7 +179,7 @@ impl Tokenizer {
     pub fn save(&self, path: &Path) -> Result<(), DataError> {
         match self {
             Self::Byte => Ok(()),
-            Self::Bpe(t) => t
+            Self::Hf(t) => t
                 .save(path, false)
                 .map_err(|e| DataError::input(path, None, format!("cannot save tokenizer: {e}"))),
         }
@@ -180,7 +189,7 @@ impl Tokenizer {
     pub fn load(kind: TokenizerKind, path: &Path) -> Result<Self, DataError> {
         match kind {
             TokenizerKind::Byte => Ok(Self::Byte),
-            TokenizerKind::Bpe => Self::from_file(path),
+            TokenizerKind::Bpe | TokenizerKind::Words => Self::from_file(path),
         }
     }
 }
@@ -210,15 +219,15 @@ mod tests {
     fn documents_are_separated_by_the_end_of_text_token_when_there_is_one() {
         assert_eq!(Tokenizer::Byte.document_separator(), vec![10, 10]);
         let corpus = vec!["To be, or not to be."; 50].join("\n");
-        let Tokenizer::Bpe(mut inner) =
+        let Tokenizer::Hf(mut inner) =
             Tokenizer::train_bpe([corpus.as_str()].into_iter(), 300).unwrap()
         else {
             unreachable!("train_bpe makes a BPE tokenizer")
         };
-        let blank = Tokenizer::Bpe(inner.clone()).encode("\n\n");
-        assert_eq!(Tokenizer::Bpe(inner.clone()).document_separator(), blank);
+        let blank = Tokenizer::Hf(inner.clone()).encode("\n\n");
+        assert_eq!(Tokenizer::Hf(inner.clone()).document_separator(), blank);
         inner.add_special_tokens(&[tokenizers::AddedToken::from("</s>", true)]);
         let eos = inner.token_to_id("</s>").unwrap();
-        assert_eq!(Tokenizer::Bpe(inner).document_separator(), vec![eos]);
+        assert_eq!(Tokenizer::Hf(inner).document_separator(), vec![eos]);
     }
 }

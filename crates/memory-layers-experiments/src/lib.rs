@@ -1,6 +1,6 @@
 //! Experiment suites: the paper's comparisons in shape, on the machine at hand.
 //!
-//! - [`Suite`]: `models`, `memory-size`, `ablations`; [`Suite::runs`] turns a [`Base`] (data,
+//! - [`Suite`]: `models`, `memory-size`, `ablations`, `capacity`; [`Suite::runs`] turns a [`Base`] (data,
 //!   tokens per run, seeds) into [`RunSpec`]s that differ only in what is compared.
 //! - [`Budget`]: tokens per run or minutes per suite, one knob for every run.
 //! - [`run_suite`]: trains the runs in order, skips finished ones and resumes an interrupted
@@ -21,7 +21,10 @@ pub use error::ExperimentError;
 pub use report::write_report;
 pub use runner::{Event, SuitePlan, run_suite};
 pub use suite::{
-    BASE_LAYERS, BASE_N_KEYS, Base, RunSpec, SUITE_FACTS, SUITE_TEXT_BYTES, Suite, default_run,
+    BASE_LAYERS, BASE_N_KEYS, Base, CAPACITY_DIMS, CAPACITY_EXPOSURES, CAPACITY_FACTS,
+    CAPACITY_N_KEYS, RunSpec, SUITE_FACTS, SUITE_TEXT_BYTES, Suite, default_run,
 };
 pub use suite_dir::{Figure, SuiteDir};
-pub use summary::{LayerRow, Spread, SummaryRow, groups, markdown, read_json, si};
+pub use summary::{
+    LayerRow, Spread, SummaryRow, capacity_markdown, groups, markdown, read_json, si,
+};

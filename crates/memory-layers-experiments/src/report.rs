@@ -3,8 +3,8 @@
 use memory_layers_plot::{Chart, Series};
 use memory_layers_train::read_metrics;
 
-use crate::summary::{Spread, SummaryRow, groups, markdown, write_json, write_text};
-use crate::{ExperimentError, Figure, SuiteDir};
+use crate::summary::{Spread, SummaryRow, groups, write_json, write_text};
+use crate::{ExperimentError, Figure, Suite, SuiteDir};
 
 /// A metric of a row, for the y axis.
 type Metric = fn(&SummaryRow) -> Option<f64>;
@@ -16,79 +16,156 @@ struct Axis {
     log: bool,
 }
 
-/// Writes `summary.json`, `summary.md` and the figures of `rows` into `dir`; loss curves come
-/// from each run's metrics.
+const FLOPS: Axis = Axis {
+    label: "forward FLOPs per token",
+    of: |r| r.flops_per_token as f64,
+    log: false,
+};
+
+const PARAMS: Axis = Axis {
+    label: "total parameters",
+    of: |r| r.total_params as f64,
+    log: true,
+};
+
+/// Writes `summary.json`, `summary.md` and the figures of `suite`'s `rows` into `dir`; loss
+/// curves come from each run's metrics.
 pub fn write_report(
     dir: &SuiteDir,
-    title: &str,
+    suite: Suite,
     rows: &[SummaryRow],
 ) -> Result<(), ExperimentError> {
     write_json(&dir.summary_json(), &rows)?;
     write_text(
         &dir.summary_md(),
-        &format!("# {title}\n\n{}", markdown(rows)),
+        &format!("# {suite}\n\n{}", suite.table(rows)),
     )?;
-    let recall: Metric = |r| r.fact_recall;
-    let qa: Metric = |r| Some(r.qa_exact_match);
-    let flops = Axis {
-        label: "forward FLOPs per token",
-        of: |r| r.flops_per_token as f64,
-        log: false,
-    };
-    let params = Axis {
-        label: "total parameters",
-        of: |r| r.total_params as f64,
-        log: true,
-    };
-    let figures = [
-        (Figure::RecallVsFlops, "fact recall (%)", recall, &flops),
-        (Figure::RecallVsParams, "fact recall (%)", recall, &params),
-        (Figure::QaVsFlops, "held-out QA exact match (%)", qa, &flops),
-        (
-            Figure::QaVsParams,
-            "held-out QA exact match (%)",
-            qa,
-            &params,
-        ),
-    ];
-    for (figure, y_label, metric, x) in figures {
-        let mut chart = Chart::new(format!("{title}: {y_label}"), x.label, y_label);
-        chart.log_x = x.log;
-        chart.series = scatter(rows, metric, x.of);
-        write_text(&dir.figure(figure), &chart.svg()?)?;
+    for figure in suite.figures() {
+        let chart = match figure {
+            Figure::RecallVsFlops => {
+                scatter_chart(suite, rows, "fact recall (%)", |r| r.fact_recall, &FLOPS)
+            }
+            Figure::RecallVsParams => {
+                scatter_chart(suite, rows, "fact recall (%)", |r| r.fact_recall, &PARAMS)
+            }
+            Figure::QaVsFlops => scatter_chart(
+                suite,
+                rows,
+                "held-out QA exact match (%)",
+                |r| Some(r.qa_exact_match),
+                &FLOPS,
+            ),
+            Figure::QaVsParams => scatter_chart(
+                suite,
+                rows,
+                "held-out QA exact match (%)",
+                |r| Some(r.qa_exact_match),
+                &PARAMS,
+            ),
+            Figure::BitsVsParams => family_chart(suite, rows, &PARAMS),
+            Figure::BitsVsFlops => family_chart(suite, rows, &Axis { log: true, ..FLOPS }),
+            Figure::BitsOverTraining => bits_curves(dir, suite, rows)?,
+            Figure::Loss => loss_curves(dir, suite, rows)?,
+        };
+        write_text(&dir.figure(*figure), &chart.svg()?)?;
     }
-    write_text(
-        &dir.figure(Figure::Loss),
-        &loss_curves(dir, title, rows)?.svg()?,
-    )
+    Ok(())
 }
 
-/// One series per configuration: the mean over seeds with the min–max as an error bar.
-fn scatter(rows: &[SummaryRow], metric: Metric, x: fn(&SummaryRow) -> f64) -> Vec<Series> {
-    groups(rows)
+/// One point per configuration: the mean over seeds with the min–max as an error bar.
+fn scatter_chart(
+    suite: Suite,
+    rows: &[SummaryRow],
+    y_label: &str,
+    metric: Metric,
+    x: &Axis,
+) -> Chart {
+    let mut chart = Chart::new(format!("{suite}: {y_label}"), x.label, y_label);
+    chart.log_x = x.log;
+    chart.series = groups(rows)
         .into_iter()
         .filter_map(|group| {
             let spread = Spread::of(group.rows.iter().filter_map(|r| metric(r)))?;
-            let at = x(group.rows[0]);
+            let at = (x.of)(group.rows[0]);
             Some(Series::points(
                 group.label,
                 vec![(at, spread.mean)],
                 vec![(spread.min, spread.max)],
             ))
         })
-        .collect()
+        .collect();
+    chart
+}
+
+/// Bits held against `x`, on log axes, one line per model family through its sizes (the mean
+/// over seeds, the min–max as an error bar).
+fn family_chart(suite: Suite, rows: &[SummaryRow], x: &Axis) -> Chart {
+    let mut chart = Chart::new(
+        format!("{suite}: bits of facts held"),
+        x.label,
+        "bits held (knowledge measure)",
+    );
+    (chart.log_x, chart.log_y) = (x.log, true);
+    // (family, x, spread) of every configuration, each family's sizes by x.
+    let mut points: Vec<(String, f64, Spread)> = groups(rows)
+        .into_iter()
+        .filter_map(|group| {
+            let spread = Spread::of(group.rows.iter().filter_map(|r| r.knowledge_bits))?;
+            Some((group.rows[0].model.clone(), (x.of)(group.rows[0]), spread))
+        })
+        .collect();
+    points.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let mut families: Vec<String> = points.iter().map(|p| p.0.clone()).collect();
+    families.dedup();
+    families.sort();
+    families.dedup();
+    for family in families {
+        let of: Vec<&(String, f64, Spread)> = points.iter().filter(|p| p.0 == family).collect();
+        chart.series.push(Series::line_with_errors(
+            family,
+            of.iter().map(|p| (p.1, p.2.mean)).collect(),
+            of.iter().map(|p| (p.2.min, p.2.max)).collect(),
+        ));
+    }
+    chart
+}
+
+/// Bits held against training tokens, the first seed of every configuration (the evaluations
+/// during training).
+fn bits_curves(
+    dir: &SuiteDir,
+    suite: Suite,
+    rows: &[SummaryRow],
+) -> Result<Chart, ExperimentError> {
+    let mut chart = Chart::new(
+        format!("{suite}: bits held during training"),
+        "training tokens",
+        "bits held (knowledge measure)",
+    );
+    for group in groups(rows) {
+        let lines = read_metrics(&dir.run(&group.rows[0].run).metrics())?;
+        let points = lines
+            .iter()
+            .filter_map(|l| Some((l.tokens as f64, l.knowledge_bits?)))
+            .collect();
+        chart.series.push(Series::line(group.label, points));
+    }
+    Ok(chart)
 }
 
 /// Training loss against training tokens, the first seed of every configuration.
-fn loss_curves(dir: &SuiteDir, title: &str, rows: &[SummaryRow]) -> Result<Chart, ExperimentError> {
+fn loss_curves(
+    dir: &SuiteDir,
+    suite: Suite,
+    rows: &[SummaryRow],
+) -> Result<Chart, ExperimentError> {
     let mut chart = Chart::new(
-        format!("{title}: training loss"),
+        format!("{suite}: training loss"),
         "training tokens",
         "training loss (nats/token)",
     );
     for group in groups(rows) {
-        let run = group.rows[0];
-        let lines = read_metrics(&dir.run(&run.run).metrics())?;
+        let lines = read_metrics(&dir.run(&group.rows[0].run).metrics())?;
         let points = lines.iter().map(|l| (l.tokens as f64, l.loss)).collect();
         chart.series.push(Series::line(group.label, points));
     }

@@ -153,7 +153,7 @@ pub fn run_suite<B: TrainBackend>(
         .into_iter()
         .flatten()
         .collect();
-    write_report(out, &plan.suite.to_string(), &rows)?;
+    write_report(out, plan.suite, &rows)?;
     Ok(rows)
 }
 
@@ -292,7 +292,7 @@ impl Progress<'_> {
         });
         state.rows[i] = Some(row);
         let rows: Vec<SummaryRow> = state.rows.iter().flatten().cloned().collect();
-        write_report(out, &plan.suite.to_string(), &rows)
+        write_report(out, plan.suite, &rows)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

@@ -3,12 +3,13 @@
 
 use std::path::PathBuf;
 
-use memory_layers_data::FactsConfig;
+use memory_layers_data::{CompactFactsConfig, FactsConfig, TokenizerKind};
 use memory_layers_train::TrainConfig;
 use memory_layers_zoo::{ModelKind, Size, account};
 use serde::{Deserialize, Serialize};
 
-use crate::{Budget, ExperimentError};
+use crate::summary::{capacity_markdown, markdown};
+use crate::{Budget, ExperimentError, Figure, SummaryRow};
 
 /// A named set of training runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,14 +23,51 @@ pub enum Suite {
     /// Memory+ variants: 1 layer in the middle, 3 spread (the default), 3 adjacent; plain,
     /// swilu and sigmoid-gated memory; qk-norm toggled.
     Ablations,
+    /// Knowledge capacity in bits, where parameters are the limit: dense models at four
+    /// widths, and Memory and Memory+ on the narrowest at four pool sizes, trained on the
+    /// compact knowledge corpus.
+    Capacity,
 }
 
 impl Suite {
     /// The budget that `experiment SUITE` uses unless told otherwise: training tokens per
-    /// run such that the suite takes about an hour on two CPU cores (docs/results.md).
-    pub fn default_budget(self) -> Budget {
+    /// run such that the suite takes about an hour on two CPU cores (docs/results.md); for
+    /// `capacity`, [`CAPACITY_EXPOSURES`] of every fact of the base's corpus.
+    pub fn default_budget(self, base: &Base) -> Budget {
         match self {
             Suite::Models | Suite::MemorySize | Suite::Ablations => Budget::Tokens(1_200_000),
+            Suite::Capacity => {
+                let round = base.compact.tokens_per_pass() / base.compact.exposures;
+                Budget::Tokens((round * CAPACITY_EXPOSURES) as u64)
+            }
+        }
+    }
+
+    /// The suite's table of `rows` (markdown): for `capacity` the bits held per kind of
+    /// parameter, for the others recall, QA and loss.
+    pub fn table(self, rows: &[SummaryRow]) -> String {
+        match self {
+            Suite::Capacity => capacity_markdown(rows),
+            _ => markdown(rows),
+        }
+    }
+
+    /// The figures of the suite's report.
+    pub fn figures(self) -> &'static [Figure] {
+        match self {
+            Suite::Capacity => &[
+                Figure::BitsVsParams,
+                Figure::BitsVsFlops,
+                Figure::BitsOverTraining,
+                Figure::Loss,
+            ],
+            _ => &[
+                Figure::RecallVsFlops,
+                Figure::RecallVsParams,
+                Figure::QaVsFlops,
+                Figure::QaVsParams,
+                Figure::Loss,
+            ],
         }
     }
 }
@@ -49,6 +87,8 @@ pub struct Base {
     pub recall: Option<PathBuf>,
     /// The generated knowledge corpus (when `data` is empty).
     pub facts: FactsConfig,
+    /// The compact knowledge corpus of the capacity suite (its exposures follow `tokens`).
+    pub compact: CompactFactsConfig,
     /// Training tokens of every run.
     pub tokens: u64,
     /// Seeds per configuration (0, 1, …).
@@ -73,7 +113,7 @@ pub const SUITE_TEXT_BYTES: usize = 100_000;
 /// The run `train` makes without a size: `kind` as in the `models` suite at its default
 /// budget, seed 0, so that its result compares with the committed suite.
 pub fn default_run(kind: ModelKind) -> TrainConfig {
-    let Budget::Tokens(tokens) = Suite::Models.default_budget() else {
+    let Budget::Tokens(tokens) = Suite::Models.default_budget(&Base::new(1, 1)) else {
         unreachable!("the models suite's default budget is in tokens")
     };
     let mut config = Base::new(tokens, 1).config(kind);
@@ -89,6 +129,7 @@ impl Base {
             qa: None,
             recall: None,
             facts: SUITE_FACTS,
+            compact: CAPACITY_FACTS,
             tokens,
             seeds,
         }
@@ -106,6 +147,13 @@ impl Base {
         data.recall = self.recall.clone();
         data.facts = self.data.is_empty().then(|| self.facts.clone());
         data.embedded_bytes = self.data.is_empty().then_some(SUITE_TEXT_BYTES);
+        self.schedule(&mut config);
+        config
+    }
+
+    /// Steps for the base's tokens per run, warmup, checkpoints, logging, evaluations, every
+    /// QA question and recall probe.
+    fn schedule(&self, config: &mut TrainConfig) {
         let o = &mut config.optim;
         let per_step = (o.batch_size * o.seq_len * o.grad_accum) as u64;
         o.steps = self.tokens.div_ceil(per_step).max(1) as usize;
@@ -116,7 +164,6 @@ impl Base {
         run.eval_every = (o.steps / 4).max(1);
         run.qa_limit = 0;
         run.recall_limit = 0;
-        config
     }
 }
 
@@ -150,6 +197,7 @@ impl Suite {
             Suite::Models => models(base),
             Suite::MemorySize => memory_size(base),
             Suite::Ablations => ablations(base),
+            Suite::Capacity => capacity(base),
         };
         let mut runs = Vec::new();
         for seed in 0..base.seeds as u64 {
@@ -261,4 +309,83 @@ fn plain(config: &mut TrainConfig, layers: Vec<usize>, gated: bool) {
     config.model.kind = ModelKind::Memory;
     config.model.memory.layers = Some(layers);
     config.model.memory.gated = gated;
+}
+
+/// The capacity suite's corpus: sized in docs/results.md so that the dense models'
+/// parameters, not their exposures, limit what they store. `exposures` follows the budget.
+pub const CAPACITY_FACTS: CompactFactsConfig = CompactFactsConfig {
+    people: 8000,
+    attributes: 6,
+    values: 64,
+    exposures: 1,
+    seed: 1,
+};
+/// Exposures of each fact at the capacity suite's default budget.
+pub const CAPACITY_EXPOSURES: usize = 100;
+/// Widths of the capacity suite's dense models (4 blocks, heads of 8 dims each).
+pub const CAPACITY_DIMS: [usize; 4] = [16, 24, 40, 56];
+/// Sub-keys per half of the capacity suite's memories on the narrowest base (32² … 256²).
+pub const CAPACITY_N_KEYS: [usize; 4] = [32, 64, 128, 256];
+/// Blocks of every capacity model.
+const CAPACITY_LAYERS: usize = 4;
+/// The capacity models' peak learning rate times their width.
+const CAPACITY_LR_WIDTH: f64 = 0.5;
+
+impl Base {
+    /// A run of the capacity suite: `kind` at width `dim` on the compact knowledge corpus,
+    /// its exposures set by the tokens per run.
+    fn capacity_config(&self, kind: ModelKind, dim: usize) -> TrainConfig {
+        let mut config = TrainConfig::new(kind, Size::Tiny);
+        let model = &mut config.model;
+        model.dim = dim;
+        model.layers = CAPACITY_LAYERS;
+        model.heads = (dim / 8).max(1);
+        model.kv_heads = model.heads;
+        model.ffn_hidden = 4 * dim;
+        let keys = &mut model.product_keys;
+        keys.dim = dim;
+        keys.k_dim = dim / 2;
+        let round = self.compact.tokens_per_pass() as u64;
+        let data = &mut config.data;
+        data.facts = None;
+        data.tokenizer = TokenizerKind::Words;
+        data.val_fraction = 0.01;
+        data.compact_facts = Some(CompactFactsConfig {
+            exposures: self.tokens.div_ceil(round).max(1) as usize,
+            ..self.compact.clone()
+        });
+        let o = &mut config.optim;
+        (o.batch_size, o.seq_len) = (32, 64);
+        // The learning rate falls with the width (as in µP); pilot runs set the constant
+        // (docs/results.md, "Capacity, sized before the runs").
+        o.lr = CAPACITY_LR_WIDTH / dim as f64;
+        o.value_lr = 10.0 * o.lr;
+        self.schedule(&mut config);
+        config.run.recall_limit = 300;
+        config
+    }
+}
+
+/// `capacity`: dense at four widths (about 10× in parameters), and Memory and Memory+ on the
+/// narrowest at four pool sizes (64× in values).
+fn capacity(base: &Base) -> Vec<Variant> {
+    let mut variants: Vec<Variant> = CAPACITY_DIMS
+        .iter()
+        .map(|&dim| {
+            (
+                format!("dense-{dim}"),
+                base.capacity_config(ModelKind::Dense, dim),
+            )
+        })
+        .collect();
+    let narrowest = CAPACITY_DIMS[0];
+    for kind in [ModelKind::Memory, ModelKind::MemoryPlus] {
+        for n_keys in CAPACITY_N_KEYS {
+            let mut config = base.capacity_config(kind, narrowest);
+            let keys = &mut config.model.product_keys;
+            *keys = keys.clone().with_n_keys(n_keys);
+            variants.push((format!("{kind}-{narrowest}-{n_keys}sq"), config));
+        }
+    }
+    variants
 }

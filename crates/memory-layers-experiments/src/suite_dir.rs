@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 use memory_layers_train::RunDir;
 
+use crate::Suite;
+
 const RECORD: &str = "suite.json";
 const SUMMARY_JSON: &str = "summary.json";
 const SUMMARY_MD: &str = "summary.md";
@@ -31,26 +33,26 @@ pub enum Figure {
     QaVsFlops,
     /// Held-out QA against total parameters.
     QaVsParams,
+    /// Bits of facts held against total parameters, a line per model family.
+    BitsVsParams,
+    /// Bits of facts held against FLOPs per token, a line per model family.
+    BitsVsFlops,
+    /// Bits held at each evaluation during training.
+    BitsOverTraining,
     /// Training loss of each configuration.
     Loss,
 }
 
 impl Figure {
-    /// Every figure of a report.
-    pub const ALL: [Figure; 5] = [
-        Self::RecallVsFlops,
-        Self::RecallVsParams,
-        Self::QaVsFlops,
-        Self::QaVsParams,
-        Self::Loss,
-    ];
-
     fn file(self) -> &'static str {
         match self {
             Self::RecallVsFlops => "recall_vs_flops.svg",
             Self::RecallVsParams => "recall_vs_params.svg",
             Self::QaVsFlops => "qa_vs_flops.svg",
             Self::QaVsParams => "qa_vs_params.svg",
+            Self::BitsVsParams => "bits_vs_params.svg",
+            Self::BitsVsFlops => "bits_vs_flops.svg",
+            Self::BitsOverTraining => "bits_over_training.svg",
             Self::Loss => "loss.svg",
         }
     }
@@ -109,11 +111,11 @@ impl SuiteDir {
         std::fs::create_dir_all(self.root.join(ROWS))
     }
 
-    /// Every file of the report.
-    pub fn report_files(&self) -> Vec<PathBuf> {
+    /// Every file of `suite`'s report.
+    pub fn report_files(&self, suite: Suite) -> Vec<PathBuf> {
         [self.summary_json(), self.summary_md()]
             .into_iter()
-            .chain(Figure::ALL.into_iter().map(|f| self.figure(f)))
+            .chain(suite.figures().iter().map(|&f| self.figure(f)))
             .collect()
     }
 }

@@ -71,6 +71,19 @@ pub struct SummaryRow {
     pub recall_count: usize,
     /// Recall probes in the set.
     pub recall_total: usize,
+    /// Bits of the probed facts the model holds (`None` without probes that say how many
+    /// values their fact could take).
+    #[serde(default)]
+    pub knowledge_bits: Option<f64>,
+    /// Bits the probed facts hold: the most a model could hold.
+    #[serde(default)]
+    pub knowledge_total_bits: Option<f64>,
+    /// Parameters of the token embeddings and the output head.
+    #[serde(default)]
+    pub embedding_params: u64,
+    /// Parameters of the value tables (memory pool, PEER experts).
+    #[serde(default)]
+    pub value_params: u64,
     /// Usage of every memory layer.
     pub memory_layers: Vec<LayerRow>,
 }
@@ -116,6 +129,10 @@ impl SummaryRow {
             fact_recall: eval.fact_recall,
             recall_count: eval.recall_count,
             recall_total: eval.recall_total,
+            knowledge_bits: eval.knowledge.map(|k| k.bits),
+            knowledge_total_bits: eval.knowledge.map(|k| k.total_bits),
+            embedding_params: counts.embedding_params,
+            value_params: counts.value_params,
             memory_layers: eval
                 .memory_layers
                 .iter()
@@ -126,6 +143,26 @@ impl SummaryRow {
                 })
                 .collect(),
         }
+    }
+
+    /// Bits held per parameter of the model.
+    pub fn bits_per_param(&self) -> Option<f64> {
+        self.knowledge_bits.map(|b| b / self.total_params as f64)
+    }
+
+    /// Bits held per parameter outside the embeddings and output head (tables indexed by a
+    /// single token, which cannot store a fact about a pair of them).
+    pub fn bits_per_inner_param(&self) -> Option<f64> {
+        let inner = self.total_params.saturating_sub(self.embedding_params);
+        self.knowledge_bits.map(|b| b / inner.max(1) as f64)
+    }
+
+    /// Bits held per parameter of the value tables (`None` without them).
+    pub fn bits_per_value_param(&self) -> Option<f64> {
+        let values = self.value_params;
+        self.knowledge_bits
+            .filter(|_| values > 0)
+            .map(|b| b / values as f64)
     }
 
     /// Mean used % over the memory layers (`None` without them).
@@ -232,46 +269,117 @@ pub fn si(value: f64) -> String {
         .to_string()
 }
 
-/// The markdown table of a summary: one line per configuration, mean (min–max) over seeds.
-pub fn markdown(rows: &[SummaryRow]) -> String {
-    let mut out = String::from(
-        "| run | seeds | total params | active params | FLOPs/token | tokens | train s | val loss | text loss | fact recall % | QA EM % | QA F1 % | answer NLL | memory used % |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+/// A column of a table: its header and its cell for a group of runs.
+type Column = (&'static str, fn(&Group<'_>) -> String);
+
+/// The spread over a group's seeds of `f`, with `digits` decimals (`—` where no run has it).
+fn spread_of(group: &Group<'_>, f: impl Fn(&SummaryRow) -> Option<f64>, digits: usize) -> String {
+    Spread::of(group.rows.iter().filter_map(|r| f(r)))
+        .map_or_else(|| "—".to_string(), |s| s.show(digits))
+}
+
+/// ` [count of total]` where a limit left some probes out.
+fn asked(count: usize, total: usize) -> String {
+    if count < total {
+        format!(" [{count} of {total}]")
+    } else {
+        String::new()
+    }
+}
+
+/// A markdown table, one line per configuration.
+fn table(rows: &[SummaryRow], columns: &[Column]) -> String {
+    let headers: Vec<&str> = columns.iter().map(|(h, _)| *h).collect();
+    let mut out = format!(
+        "| {} |\n|{}\n",
+        headers.join(" | "),
+        "---|".repeat(columns.len())
     );
     for group in groups(rows) {
-        let first = group.rows[0];
-        let spread = |f: &dyn Fn(&SummaryRow) -> Option<f64>, digits| {
-            Spread::of(group.rows.iter().filter_map(|r| f(r)))
-                .map_or_else(|| "—".to_string(), |s| s.show(digits))
-        };
-        let asked = |count: usize, total: usize| {
-            if count < total {
-                format!(" [{count} of {total}]")
-            } else {
-                String::new()
-            }
-        };
-        out += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {}{} | {}{} | {} | {} | {} |\n",
-            group.label,
-            group.rows.len(),
-            si(first.total_params as f64),
-            si(first.active_params as f64),
-            si(first.flops_per_token as f64),
-            si(first.tokens as f64),
-            spread(&|r| Some(r.wall_s), 0),
-            spread(&|r| Some(r.val_loss), 3),
-            spread(&|r| r.text_val_loss, 3),
-            spread(&|r| r.fact_recall, 1),
-            asked(first.recall_count, first.recall_total),
-            spread(&|r| Some(r.qa_exact_match), 1),
-            asked(first.qa_count, first.qa_total),
-            spread(&|r| Some(r.qa_f1), 1),
-            spread(&|r| Some(r.qa_answer_nll), 3),
-            spread(&|r| r.mean_used_pct(), 1),
-        );
+        let cells: Vec<String> = columns.iter().map(|(_, cell)| cell(&group)).collect();
+        out += &format!("| {} |\n", cells.join(" | "));
     }
     out
+}
+
+/// The columns every table starts with.
+const HEAD: [Column; 3] = [
+    ("run", |g| g.label.to_string()),
+    ("seeds", |g| g.rows.len().to_string()),
+    ("total params", |g| si(g.rows[0].total_params as f64)),
+];
+
+/// The markdown table of a summary: one line per configuration, mean (min–max) over seeds.
+/// With knowledge probes, the bits the models hold of the facts too.
+pub fn markdown(rows: &[SummaryRow]) -> String {
+    let mut columns: Vec<Column> = HEAD.to_vec();
+    columns.extend::<[Column; 11]>([
+        ("active params", |g| si(g.rows[0].active_params as f64)),
+        ("FLOPs/token", |g| si(g.rows[0].flops_per_token as f64)),
+        ("tokens", |g| si(g.rows[0].tokens as f64)),
+        ("train s", |g| spread_of(g, |r| Some(r.wall_s), 0)),
+        ("val loss", |g| spread_of(g, |r| Some(r.val_loss), 3)),
+        ("text loss", |g| spread_of(g, |r| r.text_val_loss, 3)),
+        ("fact recall %", |g| {
+            let first = g.rows[0];
+            spread_of(g, |r| r.fact_recall, 1) + &asked(first.recall_count, first.recall_total)
+        }),
+        ("QA EM %", |g| {
+            let first = g.rows[0];
+            spread_of(g, |r| Some(r.qa_exact_match), 1) + &asked(first.qa_count, first.qa_total)
+        }),
+        ("QA F1 %", |g| spread_of(g, |r| Some(r.qa_f1), 1)),
+        ("answer NLL", |g| spread_of(g, |r| Some(r.qa_answer_nll), 3)),
+        ("memory used %", |g| {
+            spread_of(g, SummaryRow::mean_used_pct, 1)
+        }),
+    ]);
+    if rows.iter().any(|r| r.knowledge_bits.is_some()) {
+        columns.insert(
+            columns.len() - 1,
+            ("facts known (bits)", |g| {
+                spread_of(g, |r| r.knowledge_bits, 0)
+            }),
+        );
+    }
+    table(rows, &columns)
+}
+
+/// The table of the capacity suite: bits held, per parameter of each kind, and the facts'
+/// share known.
+pub fn capacity_markdown(rows: &[SummaryRow]) -> String {
+    let mut columns: Vec<Column> = HEAD.to_vec();
+    columns.extend::<[Column; 11]>([
+        ("inner params", |g| {
+            let r = g.rows[0];
+            si(r.total_params.saturating_sub(r.embedding_params) as f64)
+        }),
+        ("value params", |g| si(g.rows[0].value_params as f64)),
+        ("FLOPs/token", |g| si(g.rows[0].flops_per_token as f64)),
+        ("tokens", |g| si(g.rows[0].tokens as f64)),
+        ("train s", |g| spread_of(g, |r| Some(r.wall_s), 0)),
+        ("bits held", |g| spread_of(g, |r| r.knowledge_bits, 0)),
+        ("% of the facts' bits", |g| {
+            spread_of(
+                g,
+                |r| Some(100.0 * r.knowledge_bits? / r.knowledge_total_bits?),
+                1,
+            )
+        }),
+        ("bits / param", |g| {
+            spread_of(g, SummaryRow::bits_per_param, 3)
+        }),
+        ("bits / inner param", |g| {
+            spread_of(g, SummaryRow::bits_per_inner_param, 3)
+        }),
+        ("bits / value param", |g| {
+            spread_of(g, SummaryRow::bits_per_value_param, 3)
+        }),
+        ("memory used %", |g| {
+            spread_of(g, SummaryRow::mean_used_pct, 1)
+        }),
+    ]);
+    table(rows, &columns)
 }
 
 #[cfg(test)]
@@ -304,6 +412,10 @@ mod tests {
             fact_recall: Some(recall),
             recall_count: 30,
             recall_total: 30,
+            knowledge_bits: None,
+            knowledge_total_bits: None,
+            embedding_params: 0,
+            value_params: 0,
             memory_layers: Vec::new(),
         }
     }

@@ -26,6 +26,8 @@ pub enum Mark {
     Line,
     /// Points only, with vertical error bars where the series has them.
     Points,
+    /// Points joined by a line, with vertical error bars where the series has them.
+    LinePoints,
 }
 
 /// One named series of `(x, y)` points.
@@ -49,6 +51,18 @@ impl Series {
             points,
             errors: Vec::new(),
             mark: Mark::Line,
+        }
+    }
+
+    /// A line through points with error bars `errors` (one `(low, high)` per point, or none).
+    pub fn line_with_errors(
+        label: impl Into<String>,
+        points: Vec<(f64, f64)>,
+        errors: Vec<(f64, f64)>,
+    ) -> Self {
+        Self {
+            mark: Mark::LinePoints,
+            ..Self::points(label, points, errors)
         }
     }
 
@@ -311,19 +325,23 @@ impl Chart {
         for (i, series) in self.series.iter().enumerate() {
             let color = COLORS[i % COLORS.len()].to_rgba();
             let style = ShapeStyle::from(color).stroke_width(2);
+            let bars =
+                series.errors.iter().zip(&series.points).map(|(e, p)| {
+                    ErrorBar::new_vertical(p.0, e.0, p.1, e.1, color.stroke_width(1), 8)
+                });
+            chart.draw_series(bars)?;
+            let circles = || {
+                series
+                    .points
+                    .iter()
+                    .map(|&p| Circle::new(p, 4, color.filled()))
+            };
             let drawn = match series.mark {
                 Mark::Line => chart.draw_series(LineSeries::new(series.points.clone(), style))?,
-                Mark::Points => {
-                    let bars = series.errors.iter().zip(&series.points).map(|(e, p)| {
-                        ErrorBar::new_vertical(p.0, e.0, p.1, e.1, color.stroke_width(1), 8)
-                    });
-                    chart.draw_series(bars)?;
-                    chart.draw_series(
-                        series
-                            .points
-                            .iter()
-                            .map(|&p| Circle::new(p, 4, color.filled())),
-                    )?
+                Mark::Points => chart.draw_series(circles())?,
+                Mark::LinePoints => {
+                    chart.draw_series(circles())?;
+                    chart.draw_series(LineSeries::new(series.points.clone(), style))?
                 }
             };
             drawn.label(&series.label).legend(move |(x, y)| {
@@ -381,12 +399,17 @@ mod tests {
         chart
             .series
             .push(Series::points("val", vec![(10.0, 2.2)], vec![(2.1, 2.3)]));
+        chart.series.push(Series::line_with_errors(
+            "family",
+            vec![(2.0, 2.5), (20.0, 2.4)],
+            vec![(2.4, 2.6), (2.3, 2.5)],
+        ));
         for (log_x, log_y) in [(false, false), (true, false), (false, true), (true, true)] {
             chart.log_x = log_x;
             chart.log_y = log_y;
             let svg = chart.svg().unwrap();
             assert!(svg.starts_with("<svg"));
-            for text in ["loss", "step", "nats/token", "train", "val"] {
+            for text in ["loss", "step", "nats/token", "train", "val", "family"] {
                 assert!(svg.contains(&format!("\n{text}\n")), "{text} is drawn");
             }
             assert!(svg.matches("<text").count() > 10, "tick labels");

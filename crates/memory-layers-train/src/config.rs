@@ -3,7 +3,9 @@ use std::path::{Path, PathBuf};
 use memory_layers_zoo::{ModelKind, Size, TransformerConfig, preset};
 use serde::{Deserialize, Serialize};
 
-use memory_layers_data::{DataError, FactsConfig, TokenizerKind, read_utf8, write_atomic};
+use memory_layers_data::{
+    CompactFactsConfig, DataError, FactsConfig, TokenizerKind, read_utf8, write_atomic,
+};
 
 use crate::TrainError;
 
@@ -53,6 +55,11 @@ pub struct DataConfig {
     /// The generated knowledge corpus mixed into training (`None`: none).
     #[serde(default)]
     pub facts: Option<FactsConfig>,
+    /// A compact knowledge corpus as the whole training text (`None`: none): every name and
+    /// value one token of its own vocabulary (`tokenizer = "words"`), for measuring how many
+    /// bits of facts a model stores. Excludes `paths`, `prepared` and `facts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compact_facts: Option<CompactFactsConfig>,
     /// Tokenizer.
     pub tokenizer: TokenizerKind,
     /// A Hugging Face `tokenizer.json` to use instead of training one (with `tokenizer =
@@ -217,6 +224,7 @@ impl TrainConfig {
                 recall: None,
                 embedded_bytes: None,
                 facts: Some(FactsConfig::default()),
+                compact_facts: None,
                 tokenizer,
                 tokenizer_file: None,
                 val_fraction: 0.02,
@@ -366,6 +374,39 @@ impl TrainConfig {
         }
         if let Some(facts) = &self.data.facts {
             facts.validate()?;
+        }
+        let words = self.data.tokenizer == TokenizerKind::Words;
+        match &self.data.compact_facts {
+            Some(compact) => {
+                compact.validate()?;
+                let other = [
+                    ("data.paths", !self.data.paths.is_empty()),
+                    ("data.prepared", self.data.prepared.is_some()),
+                    ("data.facts", self.data.facts.is_some()),
+                ];
+                if let Some((field, _)) = other.iter().find(|(_, set)| *set) {
+                    return Err(TrainError::config(
+                        field,
+                        "set",
+                        "is another training text: data.compact_facts is the whole of it",
+                    ));
+                }
+                if !words {
+                    return Err(TrainError::config(
+                        "data.tokenizer",
+                        self.data.tokenizer,
+                        "must be \"words\" with data.compact_facts (its vocabulary)",
+                    ));
+                }
+            }
+            None if words => {
+                return Err(TrainError::config(
+                    "data.tokenizer",
+                    "words",
+                    "is the vocabulary of data.compact_facts, which is not set",
+                ));
+            }
+            None => {}
         }
         Ok(self.model.validate()?)
     }

@@ -11,6 +11,7 @@ use memory_layers_zoo::{Transformer, ZooBackend};
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
+use crate::knowledge::{Knowledge, knowledge};
 use crate::loss::lm_loss;
 use crate::prepare::{RunData, prepare_data};
 use crate::probe::{first, qa_scores, recall_score};
@@ -48,6 +49,10 @@ pub struct EvalReport {
     /// Recall probes in the set (`recall_limit` scores the first `recall_count`).
     #[serde(default)]
     pub recall_total: usize,
+    /// What the model holds of the facts of every recall probe that says how many values
+    /// its fact could take, in bits; `None` without such probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knowledge: Option<Knowledge>,
     /// Per product-key layer.
     pub memory_layers: Vec<LayerUsage>,
 }
@@ -126,6 +131,7 @@ pub fn evaluate<B: ZooBackend>(
         phase.done(score.map_or("no probes".to_string(), |r| format!("{r:.2}%")));
         score
     };
+    let knowledge = known_bits(model, data, device, progress)?;
     Ok(EvalReport {
         val_loss,
         val_ppl: val_loss.exp(),
@@ -138,8 +144,33 @@ pub fn evaluate<B: ZooBackend>(
         fact_recall,
         recall_count: recall.len(),
         recall_total: data.recall.len(),
+        knowledge,
         memory_layers,
     })
+}
+
+/// The knowledge of every recall probe with a number of choices, announced as a phase.
+pub(crate) fn known_bits<B: ZooBackend>(
+    model: &Transformer<B>,
+    data: &RunData,
+    device: &B::Device,
+    progress: bool,
+) -> Result<Option<Knowledge>, TrainError> {
+    let facts = data.recall.iter().filter(|p| p.choices.is_some()).count();
+    if facts == 0 {
+        return Ok(None);
+    }
+    let phase = Phase::start(progress, format!("evaluating: knowledge of {facts} facts"));
+    let known = knowledge(model, &data.tokenizer, &data.recall, device)?;
+    if let Some(k) = &known {
+        phase.done(format!(
+            "{:.0} of {:.0} bits ({:.1}%)",
+            k.bits,
+            k.total_bits,
+            100.0 * k.bits / k.total_bits.max(1e-12)
+        ));
+    }
+    Ok(known)
 }
 
 /// What [`evaluate_run`] scores instead of the run's own data; `None` (or empty) keeps the

@@ -26,6 +26,7 @@ mod config_keys;
 mod error;
 mod eval;
 mod export;
+mod knowledge;
 mod layout;
 mod loss;
 mod metrics;
@@ -50,6 +51,7 @@ pub use config::{
 pub use error::TrainError;
 pub use eval::{EvalOptions, EvalReport, evaluate, evaluate_run};
 pub use export::{CHECK_PROMPT, CHECK_TOKENS, ExportSummary, export_run};
+pub use knowledge::{Knowledge, answer_nlls, knowledge};
 pub use layout::Layout;
 pub use metrics::{MetricsLine, read_metrics};
 pub use open::{OpenRun, open_run};

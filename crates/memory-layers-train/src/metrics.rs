@@ -31,6 +31,10 @@ pub struct MetricsLine {
     /// Validation loss, on evaluation steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_loss: Option<f64>,
+    /// Bits of the probed facts the model holds, on evaluation steps of runs whose probes
+    /// say how many values each fact could take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knowledge_bits: Option<f64>,
     /// Percent of memory values used by the first product-key layer on the step's last
     /// micro-batch, where the model has memory (every layer: `memory_layers`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -13,7 +13,7 @@ use memory_layers_data::write_atomic;
 
 use crate::checkpoint::{TrainState, load_state, save_checkpoint};
 use crate::config::TrainConfig;
-use crate::eval::{EvalReport, evaluate, validate};
+use crate::eval::{EvalReport, evaluate, known_bits, validate};
 use crate::metrics::{MetricsLine, MetricsLog, loss_svg, read_metrics};
 use crate::run::Run;
 use crate::{Rank, Stepper, TrainBackend, TrainError};
@@ -148,11 +148,12 @@ impl Run {
 
             if log_now {
                 let seconds = window.0.elapsed().as_secs_f64().max(1e-9);
-                let mut val_loss = None;
+                let (mut val_loss, mut knowledge_bits) = (None, None);
                 if eval_now {
                     with_whole(rank, &stepper, |whole| {
+                        let model = whole.model.valid();
                         let (loss, _) = validate(
-                            &whole.model.valid(),
+                            &model,
                             &data.batches,
                             o.batch_size,
                             config.run.eval_batches,
@@ -160,6 +161,7 @@ impl Run {
                             device,
                         )?;
                         val_loss = Some(loss);
+                        knowledge_bits = known_bits(&model, data, device, false)?.map(|k| k.bits);
                         Ok(())
                     })?;
                 }
@@ -173,6 +175,7 @@ impl Run {
                     value_grad_norm: report.value_grad_norm,
                     tokens_per_s: (state.tokens_seen - window.1) as f64 / seconds,
                     val_loss,
+                    knowledge_bits,
                     used_pct: report.usage.first().map(|u| u.usage.used_pct),
                     kl_uniform: report.usage.first().map(|u| u.usage.kl_uniform),
                     memory_layers: report.usage,

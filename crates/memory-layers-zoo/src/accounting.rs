@@ -22,6 +22,11 @@ pub struct Accounting {
     pub active_params: u64,
     /// Forward FLOPs per token.
     pub flops_per_token: u64,
+    /// Parameters of the token embeddings and the output head: a table per token that can
+    /// store no fact about a combination of tokens.
+    pub embedding_params: u64,
+    /// Parameters of the value tables (the memory pool, PEER's experts).
+    pub value_params: u64,
 }
 
 /// Parameters and multiply-adds of one piece.
@@ -163,9 +168,17 @@ pub fn account(c: &TransformerConfig) -> Accounting {
             };
     }
     let attention_flops = 2 * 2 * c.layers as u64 * c.max_seq_len as u64 * d as u64;
+    let rows = (pk.n_keys * pk.n_keys) as u64;
+    let value_params = match c.kind {
+        ModelKind::Dense | ModelKind::Moe => 0,
+        ModelKind::Peer => 2 * rows * d as u64 * pk_layers.len() as u64,
+        ModelKind::Memory | ModelKind::MemoryPlus => rows * c.memory_layer().v_dim() as u64,
+    };
     Accounting {
         total_params: total.params,
         active_params: total.active,
         flops_per_token: 2 * total.macs + attention_flops,
+        embedding_params: embedding.params + head.params,
+        value_params,
     }
 }

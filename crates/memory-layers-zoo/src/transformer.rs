@@ -76,6 +76,11 @@ impl TransformerConfig {
 }
 
 impl<B: Backend> Transformer<B> {
+    /// The longest sequence the model reads (its RoPE tables' length).
+    pub fn max_seq_len(&self) -> usize {
+        self.max_seq_len
+    }
+
     /// The value tables: the shared pool, then each PEER layer's two expert tables.
     pub fn value_tables(&self) -> Vec<&ValueTable<B>> {
         let mut tables: Vec<_> = self.pool.iter().collect();

@@ -206,11 +206,16 @@ fn analytic_parameter_counts_equal_the_modules() {
         for kind in ModelKind::ALL {
             let config = preset(kind, size, None);
             let model = config.init::<B>(&Default::default()).unwrap();
+            let counts = account(&config);
             assert_eq!(
-                account(&config).total_params,
+                counts.total_params,
                 model.num_params() as u64,
                 "{kind} {size}"
             );
+            let tables: usize = model.value_tables().iter().map(|t| t.num_params()).sum();
+            assert_eq!(counts.value_params, tables as u64, "{kind} {size}");
+            let lookup = model.embedding.num_params() + model.output.num_params();
+            assert_eq!(counts.embedding_params, lookup as u64, "{kind} {size}");
         }
     }
 }

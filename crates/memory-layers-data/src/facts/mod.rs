@@ -63,17 +63,19 @@ impl FactsConfig {
     /// Information content of the facts in bits: every attribute value is drawn uniformly
     /// and independently, so each person holds `Σ log2(choices)` bits.
     pub fn bits(&self) -> f64 {
-        let choices = [
-            28.0 * 12.0 * 50.0, // birth day, month, year
-            CITIES.len() as f64,
-            UNIVERSITIES.len() as f64,
-            MAJORS.len() as f64,
-            EMPLOYERS.len() as f64,
-            CITIES.len() as f64,
-        ];
-        self.people as f64 * choices.iter().map(|c: &f64| c.log2()).sum::<f64>()
+        self.people as f64 * CHOICES.iter().map(|&c| (c as f64).log2()).sum::<f64>()
     }
 }
+
+/// The values each attribute can take, in attribute order.
+const CHOICES: [usize; 6] = [
+    28 * 12 * 50, // birth day, month, year
+    CITIES.len(),
+    UNIVERSITIES.len(),
+    MAJORS.len(),
+    EMPLOYERS.len(),
+    CITIES.len(),
+];
 
 #[derive(Debug, Clone)]
 struct Person {
@@ -120,6 +122,7 @@ impl Person {
         RecallProbe {
             prompt: fill(prefix.trim_end(), &self.name, ""),
             answer: self.values[a].clone(),
+            choices: Some(CHOICES[a]),
         }
     }
 

@@ -40,23 +40,27 @@ impl RetrievalBackend for Flex {
             let start = (((r / t) * 2 + s) * t + r % t) * n;
             &all[start..start + n]
         };
+        let arch = pulp::Arch::new();
         i1.par_chunks_mut(knn * ROWS_PER_TASK)
             .zip(i2.par_chunks_mut(knn * ROWS_PER_TASK))
             .enumerate()
             .for_each(|(chunk, (out1, out2))| {
                 let mut scratch = Scratch::default();
-                for r in 0..out1.len() / knn.max(1) {
-                    let row = chunk * ROWS_PER_TASK + r;
-                    let range = r * knn..(r + 1) * knn;
-                    best_pairs(
-                        half(row, 0),
-                        half(row, 1),
-                        knn,
-                        &mut out1[range.clone()],
-                        &mut out2[range],
-                        &mut scratch,
-                    );
-                }
+                // The floor and filter passes vectorise with the machine's widest registers.
+                arch.dispatch(|| {
+                    for r in 0..out1.len() / knn.max(1) {
+                        let row = chunk * ROWS_PER_TASK + r;
+                        let range = r * knn..(r + 1) * knn;
+                        best_pairs(
+                            half(row, 0),
+                            half(row, 1),
+                            knn,
+                            &mut out1[range.clone()],
+                            &mut out2[range],
+                            &mut scratch,
+                        );
+                    }
+                });
             });
         let device = Default::default();
         let int = |ids: Vec<i32>| {
@@ -173,6 +177,7 @@ fn float_tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTens
 
 /// Unsigned rank of a score whose order is `f32::total_cmp`'s with both zeros equal: the
 /// magnitude bits of negatives are flipped, then the sign bit.
+#[inline(always)]
 fn ordered(v: f32) -> u32 {
     // `-0.0 + 0.0` is `+0.0`: the two zeros are one score, tied like any other.
     let bits = (v + 0.0).to_bits();
@@ -182,17 +187,34 @@ fn ordered(v: f32) -> u32 {
 /// Sort key of score `v` at `position` (< 2^32: a sub-key, or a value index of at most
 /// `n_keys² ≤ 2^32` pairs): ascending keys are descending scores, ties broken by the smaller
 /// position. Keys are unique per half and per row of pairs.
+#[inline(always)]
 fn rank_key(v: f32, position: usize) -> u64 {
     (u64::from(!ordered(v)) << 32) | position as u64
 }
 
-/// Positions of the best `k` scores of `half`, best first (ties: smaller position first).
+/// The best `k` of `keys` in ascending order, in place at its front: a selection first where
+/// there are many more than `k`, a plain sort where there are few (cheaper than selecting).
+#[inline(always)]
+fn smallest_sorted(keys: &mut [u64], k: usize) -> &[u64] {
+    let k = k.min(keys.len());
+    if keys.len() > 4 * k.max(8) {
+        keys.select_nth_unstable(k);
+        keys[..k].sort_unstable();
+    } else {
+        keys.sort_unstable();
+    }
+    &keys[..k]
+}
+
+/// Writes the positions of the best `k` scores of `half` into `out`, best first (ties: smaller
+/// position first).
 ///
 /// Each of `k` equal blocks has its maximum among the scores, so the smallest block maximum is
 /// a floor that the `k`-th best cannot fall below. A vectorisable pass finds it, a second keeps
 /// the scores at or above it (on random scores a few `k`), and only those are selected and
-/// sorted. `scratch` is reused between calls.
-fn top_positions(half: &[f32], k: usize, scratch: &mut Vec<u64>) -> Vec<u32> {
+/// sorted. `scratch` and `out` are reused between calls.
+#[inline(always)]
+fn top_positions(half: &[f32], k: usize, scratch: &mut Vec<u64>, out: &mut Vec<u32>) {
     let block = half.len() / k.max(1);
     let floor = if k > 0 && block >= 2 {
         half.chunks_exact(block)
@@ -210,19 +232,21 @@ fn top_positions(half: &[f32], k: usize, scratch: &mut Vec<u64>) -> Vec<u32> {
         scratch[kept] = rank_key(v, position);
         kept += usize::from(ordered(v) >= floor);
     }
-    let candidates = &mut scratch[..kept];
-    if k < candidates.len() {
-        candidates.select_nth_unstable(k);
-    }
-    let best = &mut candidates[..k.min(kept)];
-    best.sort_unstable();
-    best.iter().map(|&key| key as u32).collect()
+    out.clear();
+    out.extend(
+        smallest_sorted(&mut scratch[..kept], k)
+            .iter()
+            .map(|&key| key as u32),
+    );
 }
 
-/// Reusable key buffers of one rayon task: the per-half candidates, then the pair candidates.
+/// Reusable buffers of one rayon task: the per-half candidates and best positions, then the
+/// pair candidates.
 #[derive(Default)]
 struct Scratch {
     keys: Vec<u64>,
+    p1: Vec<u32>,
+    p2: Vec<u32>,
     pairs: Vec<u64>,
 }
 
@@ -232,6 +256,7 @@ struct Scratch {
 /// `(a + 1)·(b + 1) − 1` pairs of better ranks (ties in a half are sorted by position, so they
 /// also have smaller value indices). Only pairs with `(a + 1)·(b + 1) ≤ k` can be among the
 /// best `k`: about `k·ln k` candidates, selected and sorted by [`rank_key`].
+#[inline(always)]
 fn best_pairs(
     h1: &[f32],
     h2: &[f32],
@@ -241,9 +266,14 @@ fn best_pairs(
     scratch: &mut Scratch,
 ) {
     let n = h1.len();
-    let p1 = top_positions(h1, k, &mut scratch.keys);
-    let p2 = top_positions(h2, k, &mut scratch.keys);
-    let pairs = &mut scratch.pairs;
+    let Scratch {
+        keys,
+        p1,
+        p2,
+        pairs,
+    } = scratch;
+    top_positions(h1, k, keys, p1);
+    top_positions(h2, k, keys, p2);
     pairs.clear();
     for (a, &i1) in p1.iter().enumerate() {
         let (i1, s1) = (i1 as usize, h1[i1 as usize]);
@@ -253,13 +283,11 @@ fn best_pairs(
                 .map(|&i2| rank_key(s1 + h2[i2 as usize], i1 * n + i2 as usize)),
         );
     }
-    if k < pairs.len() {
-        pairs.select_nth_unstable(k);
-    }
-    let kept = k.min(pairs.len());
-    let best = &mut pairs[..kept];
-    best.sort_unstable();
-    for ((o1, o2), &key) in out1.iter_mut().zip(out2.iter_mut()).zip(best.iter()) {
+    for ((o1, o2), &key) in out1
+        .iter_mut()
+        .zip(out2.iter_mut())
+        .zip(smallest_sorted(pairs, k))
+    {
         let index = (key as u32) as usize;
         *o1 = (index / n) as i32;
         *o2 = (index % n) as i32;

@@ -132,10 +132,9 @@ impl ValueBackend for Flex {
         );
         // Sorted (row, position) keys: equal rows become a segment, in position order, so every
         // row sums its contributions in the same order on every run.
-        let Some(mut keys) = row_position_keys(&idx) else {
+        let Some(keys) = sorted_row_position_keys(&idx) else {
             return fallback::bag_rows::<Flex>(indices_t, weights, x);
         };
-        keys.par_sort_unstable();
         let row = |key: u64| (key >> 32) as usize;
         let starts: Vec<usize> = (0..keys.len())
             .filter(|&s| s == 0 || row(keys[s]) != row(keys[s - 1]))
@@ -298,6 +297,32 @@ fn row_position_keys(idx: &[usize]) -> Option<Vec<u64>> {
         .enumerate()
         .map(|(p, &i)| Some((u64::from(u32::try_from(i).ok()?) << 32) | p as u64))
         .collect()
+}
+
+/// [`row_position_keys`], sorted. Where the rows a batch can address are few beside its
+/// lookups (small tables), a counting sort by row: one pass to count, one to place, positions
+/// ascending within a row as they come; elsewhere a parallel sort of the packed keys.
+fn sorted_row_position_keys(idx: &[usize]) -> Option<Vec<u64>> {
+    let mut keys = row_position_keys(idx)?;
+    let rows = idx.iter().max().map_or(0, |&m| m + 1);
+    if rows > 2 * idx.len() {
+        keys.par_sort_unstable();
+        return Some(keys);
+    }
+    let mut starts = vec![0usize; rows + 1];
+    for &i in idx {
+        starts[i + 1] += 1;
+    }
+    for r in 0..rows {
+        starts[r + 1] += starts[r];
+    }
+    let mut sorted = vec![0u64; keys.len()];
+    for &key in &keys {
+        let slot = &mut starts[(key >> 32) as usize];
+        sorted[*slot] = key;
+        *slot += 1;
+    }
+    Some(sorted)
 }
 
 /// Whether ids are strictly ascending (distinct), as the in-place row updates need.

@@ -307,7 +307,13 @@ fn dense_grads(grads: memory_layers_values::RowGrads<A>, rows: usize) -> Tensor<
 
 #[test]
 fn sparse_gradients_equal_the_dense_ones_and_leave_the_graph() {
-    let case = Case::new(9, 4, 8, 5, 13);
+    // A table small beside its lookups (grouped by counting) and a large one (by sorting).
+    for case in [Case::new(9, 4, 8, 5, 13), Case::new(600, 4, 8, 5, 14)] {
+        sparse_gradient_case(&case);
+    }
+}
+
+fn sparse_gradient_case(case: &Case) {
     let mut table = case.table::<A>();
     table.set_sparse_grads(true);
     let weights = case.float::<A>(&case.weights, case.k).require_grad();

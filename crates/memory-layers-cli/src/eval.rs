@@ -30,6 +30,13 @@ pub struct EvalArgs {
     /// Recall probes scored (0: all).
     #[arg(long)]
     recall_limit: Option<usize>,
+    /// Validation tokens scored, spread over the split (default: the run's
+    /// run.eval_tokens, 1M): the loss with its standard error.
+    #[arg(long, value_parser = crate::train::parse_count, conflicts_with = "all")]
+    eval_tokens: Option<usize>,
+    /// Score every validation token (as long as that takes).
+    #[arg(long)]
+    all: bool,
     /// Also write the report to this JSON file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -50,6 +57,7 @@ impl Job for &EvalArgs {
             qa_limit: self.qa_limit,
             recall: self.recall.clone(),
             recall_limit: self.recall_limit,
+            eval_tokens: if self.all { Some(0) } else { self.eval_tokens },
             progress: true,
         };
         Ok(evaluate_run(&run, &options, device)?)

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use memory_layers_data::{PrepareConfig, TokenizerKind, prepare_corpus};
+use memory_layers_data::{DocSeparator, PrepareConfig, TokenizerKind, prepare_corpus};
 
-use crate::train::{TokenizerChoice, parse_tokenizer};
+use crate::train::{TokenizerChoice, parse_count, parse_tokenizer};
 
 /// Arguments of `memory-layers prepare` (and `cargo xtask prepare`).
 #[derive(clap::Args)]
@@ -24,8 +24,22 @@ pub struct PrepareArgs {
     #[arg(long, default_value_t = 32_000)]
     vocab_size: usize,
     /// Probability that a document is held out for validation.
-    #[arg(long, default_value_t = 0.02)]
+    #[arg(long, default_value_t = 0.02, conflicts_with = "val_tokens")]
     val_fraction: f64,
+    /// Hold out whole documents drawn from the whole corpus until they hold this many tokens
+    /// (1M, 500k), instead of --val-fraction of them: a validation split that does not grow
+    /// with the corpus.
+    #[arg(long, value_parser = parse_count)]
+    val_tokens: Option<usize>,
+    /// What ends a document in a text file: whole (the file is one document), blank-line,
+    /// or a marker such as '<|endoftext|>'. Text files are read in chunks either way; a
+    /// document longer than 16 MiB is cut at a line end.
+    #[arg(long, default_value = "whole")]
+    doc_separator: DocSeparator,
+    /// Train the BPE tokenizer on a uniform sample of documents of this many bytes (100M,
+    /// 1G) instead of the whole corpus; the sample's size goes in the manifest.
+    #[arg(long, value_parser = parse_count)]
+    tokenizer_sample: Option<usize>,
     /// The fewest validation tokens: when the documents drawn hold fewer, documents from the
     /// end of the corpus are held out too (at least a few sequences of the run's length).
     #[arg(long, default_value_t = 1 << 14)]
@@ -47,6 +61,9 @@ pub fn run(args: PrepareArgs) -> anyhow::Result<()> {
     let config = PrepareConfig {
         paths: args.data,
         text_field: args.text_field,
+        doc_separator: args.doc_separator,
+        val_tokens: args.val_tokens,
+        tokenizer_sample: args.tokenizer_sample,
         tokenizer,
         tokenizer_file,
         vocab_size: args.vocab_size,

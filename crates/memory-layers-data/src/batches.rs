@@ -226,12 +226,30 @@ impl Batches {
         &self,
         batch_size: usize,
     ) -> impl Iterator<Item = Result<(Vec<u32>, usize), DataError>> + '_ {
+        self.val_sample(batch_size, None)
+    }
+
+    /// Tokens per sequence window: `seq_len + 1` (inputs and the shifted targets).
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
+    /// Validation batches of `batch_size` sequences (the last may be shorter) over `sequences`
+    /// of them spread evenly over the whole split (`None`, or more than it has: every one):
+    /// the same sequences every time, from every part of the split.
+    pub fn val_sample(
+        &self,
+        batch_size: usize,
+        sequences: Option<usize>,
+    ) -> impl Iterator<Item = Result<(Vec<u32>, usize), DataError>> + '_ {
         let n = self.len(Split::Val);
-        (0..n).step_by(batch_size.max(1)).map(move |start| {
-            let end = (start + batch_size).min(n);
+        let m = sequences.map_or(n, |m| m.min(n));
+        let pick = move |j: usize| j * n / m.max(1);
+        (0..m).step_by(batch_size.max(1)).map(move |start| {
+            let end = (start + batch_size).min(m);
             let mut tokens = Vec::with_capacity((end - start) * self.window);
-            for i in start..end {
-                self.val.append(i, self.window, &mut tokens)?;
+            for j in start..end {
+                self.val.append(pick(j), self.window, &mut tokens)?;
             }
             Ok((tokens, end - start))
         })
@@ -241,6 +259,28 @@ impl Batches {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_validation_sample_spreads_over_the_split() {
+        let tokens: Vec<u32> = (0..1000).collect();
+        let b = Batches::new(&tokens, 9, 0.5, 7).unwrap();
+        let first = |batch: Vec<u32>| batch.chunks(10).map(|w| w[0]).collect::<Vec<_>>();
+        let all: Vec<u32> = b
+            .val_batches(100)
+            .flat_map(|x| first(x.unwrap().0))
+            .collect();
+        assert_eq!(all.len(), 50);
+        let some: Vec<u32> = b
+            .val_sample(3, Some(5))
+            .flat_map(|x| first(x.unwrap().0))
+            .collect();
+        assert_eq!(some, [all[0], all[10], all[20], all[30], all[40]]);
+        assert_eq!(
+            b.val_sample(3, Some(500)).count(),
+            17,
+            "capped at the split"
+        );
+    }
 
     #[test]
     fn batches_are_deterministic_and_cover_each_epoch() {

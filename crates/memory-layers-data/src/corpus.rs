@@ -7,7 +7,8 @@ use parquet::record::reader::RowIter;
 use parquet::record::{Field, Row};
 use parquet::schema::types::Type as ParquetType;
 
-use crate::DataError;
+use crate::text::{Splitting, TextDocuments};
+use crate::{DataError, DocSeparator};
 
 /// One training text and where it came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,24 +87,28 @@ fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), DataError> 
     Ok(())
 }
 
-/// The documents of `--data` paths, read one at a time: a text file is one document, a
-/// .jsonl record (its `text_field`) or a parquet row (its `text_field` column) another. Files are decompressed as they are read, so
-/// only the current document is in memory. Invalid UTF-8, bad JSON, blank lines, missing
-/// fields and empty files are errors naming the file and line; nothing is skipped.
+/// The documents of `--data` paths, read one at a time: a text file is cut into documents by
+/// `separator` (by default it is one), a .jsonl record (its `text_field`) or a parquet row
+/// (its `text_field` column) is one. Files are decompressed and read in chunks as they go, so
+/// only the current document is in memory, whatever the file's size. Invalid UTF-8, bad JSON,
+/// blank lines in .jsonl, missing fields and empty files are errors naming the file and line;
+/// nothing is skipped.
 pub fn documents(
     paths: &[PathBuf],
     text_field: &str,
+    separator: &DocSeparator,
 ) -> Result<impl Iterator<Item = Result<Document, DataError>>, DataError> {
     let field = text_field.to_string();
+    let separator = separator.clone();
     Ok(input_files(paths)?
         .into_iter()
-        .flat_map(move |path| FileDocuments::new(path, field.clone())))
+        .flat_map(move |path| FileDocuments::new(path, field.clone(), &separator)))
 }
 
 /// The documents of one file, as an iterator that stops after its first error.
 enum FileDocuments {
-    /// A text file not yet read.
-    Text(Option<PathBuf>),
+    /// A text file, read in chunks and cut into documents.
+    Text(TextDocuments),
     /// A parquet file being read row by row (its text column only).
     Parquet {
         path: PathBuf,
@@ -121,7 +126,7 @@ enum FileDocuments {
 }
 
 impl FileDocuments {
-    fn new(path: PathBuf, field: String) -> Self {
+    fn new(path: PathBuf, field: String, separator: &DocSeparator) -> Self {
         let name = path.to_string_lossy();
         if name.ends_with(".parquet") {
             return Self::Parquet {
@@ -139,7 +144,11 @@ impl FileDocuments {
                 line: 0,
             }
         } else {
-            Self::Text(Some(path))
+            Self::Text(TextDocuments::new(
+                path,
+                separator.clone(),
+                Splitting::default(),
+            ))
         }
     }
 }
@@ -149,7 +158,7 @@ impl Iterator for FileDocuments {
 
     fn next(&mut self) -> Option<Self::Item> {
         match self {
-            Self::Text(path) => path.take().map(|p| read_text(&p)),
+            Self::Text(texts) => texts.next(),
             Self::Parquet {
                 path,
                 field,
@@ -280,7 +289,7 @@ pub(crate) fn open_decoded(path: &Path) -> Result<Box<dyn Read + Send>, DataErro
 }
 
 /// An error met while reading `path` at `line`: bad compression or invalid UTF-8, named.
-fn read_error(path: &Path, line: usize, e: std::io::Error) -> DataError {
+pub(crate) fn read_error(path: &Path, line: usize, e: std::io::Error) -> DataError {
     let format = match path.extension().and_then(|e| e.to_str()) {
         Some("gz") => "gzip",
         Some("zst") => "zstd",
@@ -314,17 +323,6 @@ pub fn read_utf8(path: &Path) -> Result<String, DataError> {
             Some(line),
             format!("not UTF-8 (invalid byte at offset {valid})"),
         )
-    })
-}
-
-fn read_text(path: &Path) -> Result<Document, DataError> {
-    let text = read_utf8(path)?;
-    if text.trim().is_empty() {
-        return Err(DataError::input(path, None, "file is empty"));
-    }
-    Ok(Document {
-        source: path.display().to_string(),
-        text,
     })
 }
 

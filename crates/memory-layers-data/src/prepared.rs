@@ -10,8 +10,9 @@ use sha2::{Digest, Sha256};
 
 use crate::DataError;
 use crate::progress::{Phase, megabytes};
+use crate::sample::BottomK;
 use crate::shards::{FORMAT, MANIFEST, Manifest, ShardWriter, Source, SplitFiles};
-use crate::{Document, Tokenizer, TokenizerKind, documents, input_files};
+use crate::{DocSeparator, Document, Tokenizer, TokenizerKind, documents, input_files};
 
 /// How to prepare a corpus.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +21,8 @@ pub struct PrepareConfig {
     pub paths: Vec<PathBuf>,
     /// The .jsonl field holding each record's text.
     pub text_field: String,
+    /// What ends a document in a text file (by default nothing: a file is a document).
+    pub doc_separator: DocSeparator,
     /// Bytes, or BPE (trained here unless `tokenizer_file` is given).
     pub tokenizer: TokenizerKind,
     /// A Hugging Face `tokenizer.json` to use instead of training one.
@@ -27,8 +30,14 @@ pub struct PrepareConfig {
     /// Vocabulary of a BPE trained here.
     pub vocab_size: usize,
     /// Probability that a document is held out for validation, in (0, 1]; 1 holds out all
-    /// (an evaluation set).
+    /// (an evaluation set). Unused when `val_tokens` is set.
     pub val_fraction: f64,
+    /// Hold out whole documents drawn uniformly from the whole corpus until they hold this
+    /// many tokens, however large the corpus (instead of a share of it).
+    pub val_tokens: Option<usize>,
+    /// Train a BPE on a uniform sample of documents of about this many bytes of text
+    /// instead of the whole corpus.
+    pub tokenizer_sample: Option<usize>,
     /// Seed of the validation draw.
     pub seed: u64,
     /// Tokens per shard file.
@@ -47,10 +56,13 @@ impl PrepareConfig {
         Self {
             paths,
             text_field: "text".into(),
+            doc_separator: DocSeparator::Whole,
             tokenizer: TokenizerKind::Bpe,
             tokenizer_file: None,
             vocab_size: 32_000,
             val_fraction: 0.02,
+            val_tokens: None,
+            tokenizer_sample: None,
             seed: 0,
             shard_tokens: 1 << 26,
             min_val_tokens: 1 << 14,
@@ -109,7 +121,7 @@ pub fn prepare_corpus(
     let bytes: u64 = sources.iter().map(|s| s.bytes).sum();
     phase.done(megabytes(bytes as usize));
 
-    let tokenizer = tokenizer(config, bpe_extra, progress)?;
+    let (tokenizer, sampled) = tokenizer(config, bpe_extra, progress)?;
     tokenizer.save(&Manifest::tokenizer_file(out))?;
     let separator = tokenizer.document_separator();
 
@@ -121,9 +133,10 @@ pub fn prepare_corpus(
         pending_tokens: 0,
         min_val: config.min_val_tokens,
     };
+    let mut held = config.val_tokens.map(BottomK::<Vec<u32>>::new);
     let (mut index, mut read, mut reported) = (0u64, 0usize, 0usize);
     let mut batch: Vec<Document> = Vec::new();
-    let mut docs = documents(&config.paths, &config.text_field)?.peekable();
+    let mut docs = documents(&config.paths, &config.text_field, &config.doc_separator)?.peekable();
     while docs.peek().is_some() {
         let mut batch_bytes = 0;
         batch.clear();
@@ -140,9 +153,17 @@ pub fn prepare_corpus(
         let texts: Vec<&str> = batch.iter().map(|d| d.text.as_str()).collect();
         for mut tokens in tokenizer.encode_batch(&texts)? {
             tokens.extend_from_slice(&separator);
-            let held_out = draw(config.seed, index) < config.val_fraction;
+            let u = draw(config.seed, index);
             index += 1;
-            splitter.push(tokens, held_out)?;
+            match &mut held {
+                None => splitter.push(tokens, u < config.val_fraction)?,
+                Some(held) => {
+                    let size = tokens.len();
+                    for left in held.offer(tokens, size, (u * (1u64 << 53) as f64) as u64) {
+                        splitter.push(left, false)?;
+                    }
+                }
+            }
         }
         read += batch_bytes;
         if progress && read - reported >= PROGRESS_BYTES {
@@ -155,6 +176,11 @@ pub fn prepare_corpus(
             );
         }
     }
+    if let Some(held) = held {
+        for tokens in held.into_items() {
+            splitter.push(tokens, true)?;
+        }
+    }
     let (train, val) = splitter.finish(config.val_fraction)?;
     let manifest = Manifest {
         format: FORMAT,
@@ -164,6 +190,8 @@ pub fn prepare_corpus(
         vocab_size: tokenizer.vocab_size(),
         separator,
         val_fraction: config.val_fraction,
+        val_tokens: config.val_tokens,
+        tokenizer_sample: sampled,
         seed: config.seed,
         train,
         val,
@@ -290,24 +318,54 @@ fn source(path: &Path) -> Result<Source, DataError> {
 }
 
 /// The tokenizer of a preparation: bytes, the given file, or a BPE trained on a pass over
-/// the corpus (and `extra`).
+/// the corpus (and `extra`), or on a uniform sample of its documents; with the bytes of text
+/// it was trained on when that was a sample.
 fn tokenizer(
     config: &PrepareConfig,
     extra: &[Document],
     progress: bool,
-) -> Result<Tokenizer, DataError> {
-    let mut error = None;
-    let texts = documents(&config.paths, &config.text_field)?
-        .map_while(|doc| doc.map_err(|e| error = Some(e)).ok())
-        .map(|doc| doc.text)
-        .chain(extra.iter().map(|d| d.text.clone()));
-    let tokenizer = Tokenizer::choose(
-        config.tokenizer,
-        config.tokenizer_file.as_deref(),
-        config.vocab_size,
-        texts,
-        "the corpus",
+) -> Result<(Tokenizer, Option<usize>), DataError> {
+    let docs = || documents(&config.paths, &config.text_field, &config.doc_separator);
+    let extra = || extra.iter().map(|d| d.text.clone());
+    let choose = |texts: Box<dyn Iterator<Item = String> + Send + '_>, on: &str| {
+        Tokenizer::choose(
+            config.tokenizer,
+            config.tokenizer_file.as_deref(),
+            config.vocab_size,
+            texts,
+            on,
+            progress,
+        )
+    };
+    let trains_bpe = config.tokenizer == TokenizerKind::Bpe && config.tokenizer_file.is_none();
+    let Some(budget) = config.tokenizer_sample.filter(|_| trains_bpe) else {
+        let mut error = None;
+        let texts = docs()?
+            .map_while(|doc| doc.map_err(|e| error = Some(e)).ok())
+            .map(|doc| doc.text)
+            .chain(extra());
+        let tokenizer = choose(Box::new(texts), "the corpus")?;
+        return error.map_or(Ok((tokenizer, None)), Err);
+    };
+    let phase = Phase::start(
         progress,
-    )?;
-    error.map_or(Ok(tokenizer), Err)
+        format!(
+            "sampling {} of the corpus for the tokenizer",
+            megabytes(budget)
+        ),
+    );
+    let mut sample = BottomK::new(budget);
+    for (index, doc) in docs()?.enumerate() {
+        let text = doc?.text;
+        let priority = draw(config.seed ^ SAMPLE_SEED, index as u64);
+        let size = text.len();
+        sample.offer(text, size, (priority * (1u64 << 53) as f64) as u64);
+    }
+    let bytes = sample.size();
+    phase.done(megabytes(bytes));
+    let texts = sample.into_items().into_iter().chain(extra());
+    Ok((choose(Box::new(texts), "the sample")?, Some(bytes)))
 }
+
+/// Mixed into the seed of the tokenizer's sample, so that it draws apart from validation.
+const SAMPLE_SEED: u64 = 0x5A3B_1E00;

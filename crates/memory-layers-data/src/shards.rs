@@ -42,6 +42,12 @@ pub struct Manifest {
     pub separator: Vec<u32>,
     /// Probability that a document is held out for validation.
     pub val_fraction: f64,
+    /// The validation split's token budget, where it was drawn by tokens, not by share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_tokens: Option<usize>,
+    /// Bytes of text the BPE tokenizer was trained on, where it was a sample of the corpus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer_sample: Option<usize>,
     /// Seed of the validation draw.
     pub seed: u64,
     /// Training documents and shards.

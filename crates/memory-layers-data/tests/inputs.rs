@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use memory_layers_data::{DataError, Document, documents, load_qa};
+use memory_layers_data::{DataError, DocSeparator, Document, documents, load_qa};
 
 fn dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("data-inputs-{}-{name}", std::process::id()));
@@ -18,7 +18,7 @@ fn write(path: &Path, bytes: &[u8]) -> PathBuf {
 
 /// Every document of `paths`, read as a run streams them.
 fn load_documents(paths: &[PathBuf], field: &str) -> Result<Vec<Document>, DataError> {
-    documents(paths, field)?.collect()
+    documents(paths, field, &DocSeparator::Whole)?.collect()
 }
 
 /// The error of loading `paths`, as (message, line).

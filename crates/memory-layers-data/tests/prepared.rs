@@ -4,7 +4,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use memory_layers_data::{Manifest, PrepareConfig, Split, TokenizerKind, prepare_corpus};
+use memory_layers_data::{
+    DocSeparator, Manifest, PrepareConfig, Split, TokenizerKind, prepare_corpus,
+};
 
 fn dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("data-prepared-{}-{name}", std::process::id()));
@@ -218,4 +220,62 @@ fn one_document_gives_validation_its_end() {
     assert_eq!(manifest.val.tokens, (total as f64 * 0.02).ceil() as usize);
     assert_eq!(manifest.train.documents, 1);
     assert_eq!(manifest.val.documents, 1);
+}
+
+#[test]
+fn a_token_budget_holds_out_whole_documents_from_the_whole_corpus() {
+    let root = dir("val-tokens");
+    let count = 600;
+    let config = PrepareConfig {
+        val_tokens: Some(3000),
+        min_val_tokens: 0,
+        ..bytes_of(&root, count)
+    };
+    let manifest = prepare_corpus(&config, &[], false).unwrap();
+    let longest = (0..count).map(|i| text(i).len() + 2).max().unwrap();
+    assert!(
+        (3000..3000 + longest).contains(&manifest.val.tokens),
+        "{} tokens held out",
+        manifest.val.tokens
+    );
+    assert_eq!(manifest.val_tokens, Some(3000));
+    let val = whole_documents(&config.out, &manifest, count);
+    // Drawn over the whole corpus: from both halves of it.
+    let early = val.iter().filter(|t| number(t) < count / 2).count();
+    assert!(early > 0 && early < val.len(), "{early} of {}", val.len());
+}
+
+#[test]
+fn a_large_text_file_streams_into_its_separated_documents() {
+    // 2.3 MB of documents separated by blank lines: more than the 1 MiB the reader holds.
+    let root = dir("streamed");
+    let count = 50_000;
+    let text: String = (0..count)
+        .map(|i| format!("Document {i}: one line,\nand another of it.\n\n"))
+        .collect();
+    assert!(text.len() > 2 << 20, "{}", text.len());
+    let file = root.join("corpus.txt");
+    std::fs::write(&file, &text).unwrap();
+    let config = PrepareConfig {
+        tokenizer: TokenizerKind::Byte,
+        doc_separator: DocSeparator::BlankLine,
+        ..PrepareConfig::new(vec![file], root.join("prepared"))
+    };
+    let manifest = prepare_corpus(&config, &[], false).unwrap();
+    assert_eq!(manifest.train.documents + manifest.val.documents, count);
+}
+
+#[test]
+fn a_bpe_trained_on_a_sample_records_its_size() {
+    let root = dir("sample");
+    let config = PrepareConfig {
+        tokenizer: TokenizerKind::Bpe,
+        vocab_size: 300,
+        tokenizer_sample: Some(4000),
+        ..bytes_of(&root, 300)
+    };
+    let manifest = prepare_corpus(&config, &[], false).unwrap();
+    let sampled = manifest.tokenizer_sample.unwrap();
+    assert!((4000..4300).contains(&sampled), "{sampled} bytes");
+    assert!(manifest.vocab_size > 256);
 }

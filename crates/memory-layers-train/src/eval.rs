@@ -3,16 +3,15 @@
 
 use std::path::PathBuf;
 
-use burn::tensor::ElementConversion;
-use memory_layers_data::progress::Phase;
-use memory_layers_data::{Batches, PrepareConfig, TokenizerKind, prepare_corpus};
+use memory_layers_data::progress::{Phase, Progress};
+use memory_layers_data::{Batches, PrepareConfig, Split, TokenizerKind, prepare_corpus};
 use memory_layers_nn::UsageStats;
 use memory_layers_zoo::{Transformer, ZooBackend};
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
 use crate::knowledge::{Knowledge, knowledge};
-use crate::loss::lm_loss;
+use crate::loss::sequence_losses;
 use crate::prepare::{RunData, prepare_data};
 use crate::probe::{first, qa_scores, recall_score};
 use crate::{LayerUsage, OpenRun, TrainError};
@@ -24,6 +23,12 @@ pub struct EvalReport {
     pub val_loss: f64,
     /// `exp(val_loss)`.
     pub val_ppl: f64,
+    /// Standard error of `val_loss` over the validation sequences scored.
+    #[serde(default)]
+    pub val_loss_se: f64,
+    /// Validation tokens scored (`run.eval_tokens` of them, or every one).
+    #[serde(default)]
+    pub val_tokens: usize,
     /// Mean NLL on natural text never trained on (the embedded plays after the part trained
     /// on, when `data.embedded_bytes` is set), the language modelling alone.
     #[serde(default)]
@@ -57,36 +62,74 @@ pub struct EvalReport {
     pub memory_layers: Vec<LayerUsage>,
 }
 
-/// Validation loss over the first `limit` batches (0: all), and the memory usage seen there.
+/// A validation loss: the mean over the sequences scored, the standard error of that mean,
+/// and the tokens scored.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ValLoss {
+    /// Mean NLL per token (nats).
+    pub mean: f64,
+    /// Standard error of the mean over the sequences scored.
+    pub se: f64,
+    /// Tokens scored.
+    pub tokens: usize,
+}
+
+impl ValLoss {
+    /// The loss of sequences of `len` tokens whose mean losses are `losses`.
+    fn of(losses: &[f64], len: usize) -> Self {
+        let n = losses.len().max(1) as f64;
+        let mean = losses.iter().sum::<f64>() / n;
+        let var = losses.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+        Self {
+            mean,
+            se: (var / n).sqrt(),
+            tokens: losses.len() * len,
+        }
+    }
+}
+
+/// Validation loss over `sequences` spread over the split (`None`: all), and the memory usage
+/// seen there; as `progress` (a phase with a rate and an ETA) where given.
 pub fn validate<B: ZooBackend>(
     model: &Transformer<B>,
     batches: &Batches,
     batch_size: usize,
-    limit: usize,
+    sequences: Option<usize>,
     memory_size: usize,
     device: &B::Device,
-) -> Result<(f64, Vec<LayerUsage>), TrainError> {
-    let limit = if limit == 0 { usize::MAX } else { limit };
-    let (mut total, mut count) = (0.0, 0usize);
+    progress: Option<&str>,
+) -> Result<(ValLoss, Vec<LayerUsage>), TrainError> {
+    let total = sequences.map_or(batches.len(Split::Val), |m| m.min(batches.len(Split::Val)));
+    let mut bar = progress.map(|what| Progress::start(true, what, total, "sequences"));
+    let mut losses = Vec::with_capacity(total);
     let mut stats: Vec<(usize, UsageStats)> = Vec::new();
-    for batch in batches.val_batches(batch_size).take(limit) {
-        let (tokens, sequences) = batch?;
-        let (loss, out) = lm_loss(model, &tokens, sequences, device, None)?;
+    for batch in batches.val_sample(batch_size, sequences) {
+        let (tokens, count) = batch?;
+        let (seq_losses, out) = sequence_losses(model, &tokens, count, device)?;
         model.check_value_ranges()?;
-        total += loss.into_scalar().elem::<f64>() * sequences as f64;
-        count += sequences;
+        losses.extend(seq_losses);
         for (i, (layer, memory)) in out.memory.iter().enumerate() {
             if stats.len() <= i {
                 stats.push((*layer, UsageStats::new(memory_size)));
             }
             stats[i].1.record(memory)?;
         }
+        if let Some(bar) = &mut bar {
+            bar.add(count);
+        }
+    }
+    let loss = ValLoss::of(&losses, batches.window() - 1);
+    if let Some(bar) = bar {
+        bar.done(format!(
+            "{:.4} ± {:.4} over {} tokens",
+            loss.mean, loss.se, loss.tokens
+        ));
     }
     let usage = stats
         .into_iter()
         .map(|(layer, s)| LayerUsage::new(layer, s.summary()))
         .collect();
-    Ok((total / count.max(1) as f64, usage))
+    Ok((loss, usage))
 }
 
 /// The final evaluation of a run: validation loss and memory usage over every validation
@@ -100,41 +143,43 @@ pub fn evaluate<B: ZooBackend>(
 ) -> Result<EvalReport, TrainError> {
     let memory_size = config.model.product_keys.n_keys.pow(2);
     let batch = config.optim.batch_size;
-    let phase = Phase::start(progress, "evaluating: validation loss");
-    let (val_loss, memory_layers) = validate(model, &data.batches, batch, 0, memory_size, device)?;
+    let budget = config.run.eval_sequences(config.optim.seq_len);
+    let say = |what| progress.then_some(what);
+    let (val, memory_layers) = validate(
+        model,
+        &data.batches,
+        batch,
+        budget,
+        memory_size,
+        device,
+        say("evaluating: validation loss"),
+    )?;
     let text_val_loss = match &data.text_val {
-        Some(text) => Some(validate(model, text, batch, 0, memory_size, device)?.0),
+        Some(text) => Some(
+            validate(
+                model,
+                text,
+                batch,
+                budget,
+                memory_size,
+                device,
+                say("evaluating: text loss"),
+            )?
+            .0
+            .mean,
+        ),
         None => None,
     };
-    phase.done(format!("{val_loss:.4}"));
     let questions = first(&data.qa, config.run.qa_limit);
-    let qa = if questions.is_empty() {
-        qa_scores(model, &data.tokenizer, questions, device)?
-    } else {
-        let phase = Phase::start(
-            progress,
-            format!("evaluating: {} QA questions", questions.len()),
-        );
-        let qa = qa_scores(model, &data.tokenizer, questions, device)?;
-        phase.done(format!("exact match {:.2}%", qa.exact_match));
-        qa
-    };
+    let qa = qa_scores(model, &data.tokenizer, questions, device, progress)?;
     let recall = first(&data.recall, config.run.recall_limit);
-    let fact_recall = if recall.is_empty() {
-        recall_score(model, &data.tokenizer, recall)?
-    } else {
-        let phase = Phase::start(
-            progress,
-            format!("evaluating: {} fact-recall probes", recall.len()),
-        );
-        let score = recall_score(model, &data.tokenizer, recall)?;
-        phase.done(score.map_or("no probes".to_string(), |r| format!("{r:.2}%")));
-        score
-    };
+    let fact_recall = recall_score(model, &data.tokenizer, recall, progress)?;
     let knowledge = known_bits(model, data, device, progress)?;
     Ok(EvalReport {
-        val_loss,
-        val_ppl: val_loss.exp(),
+        val_loss: val.mean,
+        val_ppl: val.mean.exp(),
+        val_loss_se: val.se,
+        val_tokens: val.tokens,
         text_val_loss,
         qa_exact_match: qa.exact_match,
         qa_f1: qa.f1,
@@ -188,6 +233,8 @@ pub struct EvalOptions {
     pub recall: Option<PathBuf>,
     /// Recall probes scored (0: all).
     pub recall_limit: Option<usize>,
+    /// Validation tokens scored (0: all).
+    pub eval_tokens: Option<usize>,
     /// A line per slow phase on stderr.
     pub progress: bool,
 }
@@ -236,6 +283,7 @@ pub fn evaluate_run<B: ZooBackend>(
     let run_config = &mut config.run;
     run_config.qa_limit = options.qa_limit.unwrap_or(run_config.qa_limit);
     run_config.recall_limit = options.recall_limit.unwrap_or(run_config.recall_limit);
+    run_config.eval_tokens = options.eval_tokens.unwrap_or(run_config.eval_tokens);
     let data = prepare_data(&mut config, &run.dir, true, options.progress)?;
     evaluate(&run.model, &config, &data, device, options.progress)
 }

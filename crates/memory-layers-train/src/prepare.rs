@@ -187,9 +187,14 @@ impl Preparing<'_> {
         let data = &config.data;
         let mut plays = embedded_shakespeare();
         let mut held_out = None;
-        if let Some(limit) = data.embedded_bytes {
-            held_out = Some(lines(&plays.text, limit, TEXT_VAL_BYTES).to_string());
-            plays.text = lines(&plays.text, 0, limit).to_string();
+        match data.embedded_bytes {
+            // None of the plays: nothing of them is held out either.
+            Some(0) => plays.text.clear(),
+            Some(limit) => {
+                held_out = Some(lines(&plays.text, limit, TEXT_VAL_BYTES).to_string());
+                plays.text = lines(&plays.text, 0, limit).to_string();
+            }
+            None => {}
         }
         let documents: Vec<&Document> = std::iter::once(&plays).chain(facts).collect();
         let bytes: usize = documents.iter().map(|d| d.text.len()).sum();
@@ -237,6 +242,9 @@ impl Preparing<'_> {
             let prepare = PrepareConfig {
                 paths: data.paths.clone(),
                 text_field: data.text_field.clone(),
+                doc_separator: data.doc_separator.clone(),
+                val_tokens: data.val_tokens,
+                tokenizer_sample: data.tokenizer_sample,
                 tokenizer: data.tokenizer,
                 tokenizer_file,
                 vocab_size: config.model.vocab_size,

@@ -6,6 +6,7 @@ use memory_layers_zoo::{Sampler, Transformer, generate, token_nll};
 
 use crate::TrainError;
 use crate::loss::token_tensor;
+use memory_layers_data::progress::Progress;
 use memory_layers_data::{
     QaPair, QaScores, RecallProbe, Tokenizer, exact_match, prompt, recalls, token_f1,
 };
@@ -42,15 +43,19 @@ fn greedy_line<B: ZooBackend>(
 
 /// Scores QA pairs: greedy answers up to a newline, SQuAD exact match and F1, and the NLL
 /// of ` {answer}\n` after the prompt (prompt and answer are tokenized separately and
-/// concatenated).
+/// concatenated). With `progress`, a phase with a rate and an ETA.
 pub(crate) fn qa_scores<B: ZooBackend>(
     model: &Transformer<B>,
     tokenizer: &Tokenizer,
     qa: &[QaPair],
     device: &B::Device,
+    progress: bool,
 ) -> Result<QaScores, TrainError> {
+    let what = format!("evaluating: {} QA questions", qa.len());
+    let mut bar = Progress::start(progress && !qa.is_empty(), what, qa.len(), "questions");
     let (mut em, mut f1, mut answer_nll) = (0.0, 0.0, 0.0);
     for pair in qa {
+        bar.add(1);
         let prompt_ids = tokenizer.encode(&prompt(&pair.question));
         let predicted = greedy_line(model, tokenizer, &prompt_ids, MAX_ANSWER_TOKENS)?;
         em += exact_match(predicted.trim(), &pair.answer);
@@ -72,30 +77,39 @@ pub(crate) fn qa_scores<B: ZooBackend>(
     }
     let count = qa.len();
     let mean = |x: f64| if count == 0 { 0.0 } else { x / count as f64 };
-    Ok(QaScores {
+    let scores = QaScores {
         exact_match: 100.0 * mean(em),
         f1: 100.0 * mean(f1),
         answer_nll: mean(answer_nll),
         count,
-    })
+    };
+    bar.done(format!("exact match {:.2}%", scores.exact_match));
+    Ok(scores)
 }
 
 /// Percent of `probes` whose greedy continuation (at most the answer's tokens plus
 /// [`RECALL_SLACK_TOKENS`], up to a newline) [`recalls`] the answer; `None` without probes.
+/// With `progress`, a phase with a rate and an ETA.
 pub(crate) fn recall_score<B: ZooBackend>(
     model: &Transformer<B>,
     tokenizer: &Tokenizer,
     probes: &[RecallProbe],
+    progress: bool,
 ) -> Result<Option<f64>, TrainError> {
     if probes.is_empty() {
         return Ok(None);
     }
+    let what = format!("evaluating: {} fact-recall probes", probes.len());
+    let mut bar = Progress::start(progress, what, probes.len(), "probes");
     let mut hits = 0usize;
     for probe in probes {
+        bar.add(1);
         let prompt_ids = tokenizer.encode(&probe.prompt);
         let budget = tokenizer.encode(&format!(" {}", probe.answer)).len() + RECALL_SLACK_TOKENS;
         let continuation = greedy_line(model, tokenizer, &prompt_ids, budget)?;
         hits += usize::from(recalls(&continuation, &probe.answer));
     }
-    Ok(Some(100.0 * hits as f64 / probes.len() as f64))
+    let score = 100.0 * hits as f64 / probes.len() as f64;
+    bar.done(format!("{score:.2}%"));
+    Ok(Some(score))
 }

@@ -85,3 +85,41 @@ fn a_run_trains_from_prepared_shards_and_damage_is_named() {
     let err = prepare_data(&mut run, &out, false, false).err().unwrap();
     assert!(err.to_string().contains("memory-layers prepare"), "{err}");
 }
+
+#[test]
+fn the_final_evaluation_scores_its_budget_of_a_larger_split_with_an_error_bar() {
+    let root = std::env::temp_dir().join(format!("train-eval-budget-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let config = PrepareConfig {
+        tokenizer: TokenizerKind::Byte,
+        val_fraction: 0.5,
+        ..PrepareConfig::new(vec![corpus(&root, 300)], root.join("prepared"))
+    };
+    let manifest = prepare_corpus(&config, &[], false).unwrap();
+    let mut run = TrainConfig::new(ModelKind::Dense, Size::Tiny);
+    run.data.prepared = Some(config.out.clone());
+    run.data.facts = None;
+    (run.optim.steps, run.optim.batch_size, run.optim.seq_len) = (2, 2, 32);
+    run.run.out = root.join("run");
+    run.run.eval_tokens = 10 * 32;
+    let val_sequences = manifest.val.tokens / 33;
+    assert!(val_sequences > 100, "the split is larger than the budget");
+    let summary = memory_layers_train::train::<burn::backend::Autodiff<burn::backend::Flex>>(
+        run,
+        &Default::default(),
+        memory_layers_train::TrainOptions::default(),
+    )
+    .unwrap();
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("run/eval.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        saved["val_tokens"],
+        10 * 32,
+        "the budget, in whole sequences"
+    );
+    let se = saved["val_loss_se"].as_f64().unwrap();
+    assert!(se > 0.0 && se < summary.eval.val_loss, "{se}");
+    assert_eq!(summary.eval.val_tokens, 320);
+    let _ = std::fs::remove_dir_all(&root);
+}

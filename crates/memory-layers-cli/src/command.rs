@@ -2,7 +2,7 @@
 
 use clap::Subcommand;
 
-use crate::{eval, experiment, export, generate, prepare, train};
+use crate::{eval, experiment, export, finetune, generate, prepare, train};
 
 /// A `memory-layers` command. Every flag takes negative numbers as values (`--temperature
 /// -1` is a value, refused with a reason, not an unknown flag).
@@ -15,6 +15,13 @@ pub enum Command {
     /// Train a model (defaults: Memory+ on the experiments' base, embedded data, CPU).
     #[command(allow_negative_numbers = true)]
     Train(Box<train::TrainArgs>),
+    /// Teach a trained run new text into a new run directory: full, lora, memory or
+    /// sparse-memory finetuning (docs/finetuning.md).
+    #[command(allow_negative_numbers = true)]
+    Finetune(Box<finetune::FinetuneArgs>),
+    /// Count a run's background memory reads (background.json) for sparse-memory finetuning.
+    #[command(allow_negative_numbers = true)]
+    Background(finetune::BackgroundArgs),
     /// Evaluate a trained run: validation loss, QA, memory usage.
     #[command(allow_negative_numbers = true)]
     Eval(eval::EvalArgs),
@@ -36,6 +43,8 @@ impl Command {
         match self {
             Command::Prepare(args) => prepare::run(args),
             Command::Train(args) => train::run(*args),
+            Command::Finetune(args) => finetune::run(*args),
+            Command::Background(args) => finetune::background(args),
             Command::Eval(args) => eval::run(args),
             Command::Generate(args) => generate::run(args),
             Command::Experiment(args) => experiment::run(args),

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use memory_layers_experiments::{
-    Base, Budget, Event, Suite, SuiteDir, SuitePlan, SummaryRow, run_suite,
+    Base, Budget, ContinualRow, Event, Suite, SuiteDir, SuitePlan, SummaryRow, continual_markdown,
+    run_continual, run_suite,
 };
 use memory_layers_train::TrainBackend;
 
@@ -14,7 +15,7 @@ use crate::backend::{BackendKind, Job, dispatch};
 /// Arguments of `memory-layers experiment` (and `cargo xtask experiment`).
 #[derive(clap::Args)]
 pub struct ExperimentArgs {
-    /// The suite: models, memory-size, ablations or capacity.
+    /// The suite: models, memory-size, ablations, capacity or continual.
     suite: Suite,
     /// Training text instead of the embedded plays and the generated facts (repeatable):
     /// a corpus with facts of your own, probed with --qa and --recall.
@@ -33,6 +34,10 @@ pub struct ExperimentArgs {
     /// Biographies per person in the generated corpus (default 10).
     #[arg(long)]
     bios_per_person: Option<usize>,
+    /// Steps of each finetuning run of `continual` (checkpoints at a third, two thirds and
+    /// the end are scored).
+    #[arg(long, default_value_t = memory_layers_experiments::CONTINUAL_STEPS)]
+    finetune_steps: usize,
     /// Seeds per configuration.
     #[arg(long, default_value_t = 2)]
     seeds: usize,
@@ -57,6 +62,17 @@ impl Job for &SuitePlan {
 
     fn run<B: TrainBackend>(self, devices: &[B::Device]) -> anyhow::Result<Vec<SummaryRow>> {
         Ok(run_suite::<B>(self, &devices[0], &print_event)?)
+    }
+}
+
+/// The continual suite: its bases, then its finetuning sweep.
+struct Continual<'a>(&'a SuitePlan);
+
+impl Job for Continual<'_> {
+    type Output = Vec<ContinualRow>;
+
+    fn run<B: TrainBackend>(self, devices: &[B::Device]) -> anyhow::Result<Vec<ContinualRow>> {
+        Ok(run_continual::<B>(self.0, &devices[0], &print_event)?)
     }
 }
 
@@ -104,6 +120,17 @@ fn print_event(event: Event<'_>) {
             minutes(run_eta),
             minutes(suite_eta)
         ),
+        Event::FinetuneSkipped { index, total, id } => {
+            println!("[finetune {index} of {total}] {id}: finished earlier, skipped")
+        }
+        Event::Finetuning { index, total, id } => {
+            println!("[finetune {index} of {total}] {id}")
+        }
+        Event::Finetuned { index, total, row } => println!(
+            "[finetune {index} of {total}] {} at step {}: recall of B {:.1}%, of A {:.1}% \
+             (base {:.1}%)",
+            row.setting, row.steps, row.learned, row.kept, row.base_kept
+        ),
         Event::Finished { index, total, row } => println!(
             "[run {index} of {total}] {} done in {:.0} s: val loss {:.3}, fact recall {}, QA exact match {:.1}%",
             row.run,
@@ -119,6 +146,7 @@ fn print_event(event: Event<'_>) {
 /// Runs the suite and prints its table.
 pub fn run(args: ExperimentArgs) -> anyhow::Result<()> {
     let mut base = Base::new(1, args.seeds);
+    base.finetune_steps = args.finetune_steps;
     base.data = args.data;
     base.qa = args.qa;
     base.recall = args.recall;
@@ -155,6 +183,15 @@ pub fn run(args: ExperimentArgs) -> anyhow::Result<()> {
         jobs,
         interrupt: crate::signals::interrupt_on_signals()?,
     };
+    if args.suite == Suite::Continual {
+        let rows = dispatch(args.backend, Continual(&plan))?;
+        println!("\n{}", continual_markdown(&rows));
+        println!(
+            "wrote {}/{{continual.md, continual.json, forgetting_vs_learning.svg, runs/}}",
+            out.display()
+        );
+        return Ok(());
+    }
     let rows = dispatch(args.backend, &plan)?;
     println!("\n{}", args.suite.table(&rows));
     println!(

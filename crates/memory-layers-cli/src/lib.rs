@@ -3,6 +3,8 @@
 //!
 //! - `prepare --data PATH --out DIR`: tokenises a corpus into token shards.
 //! - `train [...]`: trains a model and evaluates it (docs/training.md).
+//! - `finetune --checkpoint RUN --data NEW --method M`: teaches a trained run new text.
+//! - `background --checkpoint RUN`: counts its memory reads for sparse-memory finetuning.
 //! - `eval --checkpoint DIR`: validation loss, held-out QA, memory usage (JSON).
 //! - `generate --checkpoint DIR --prompt TEXT`: greedy or top-p sampling with a KV cache.
 //! - `experiment SUITE`: a suite of training runs, its table and plots (docs/results.md).
@@ -16,6 +18,7 @@ mod command;
 mod eval;
 mod experiment;
 mod export;
+mod finetune;
 mod generate;
 mod prepare;
 mod signals;
@@ -24,6 +27,7 @@ mod train;
 
 pub use backend::{BackendKind, Job, dispatch};
 pub use command::Command;
+pub use train::parse_count;
 
 /// The exit of a command: 0, or 1 after the error and its causes as one sentence on stderr
 /// (`Error: run.init_from: model.safetensors: missing tensor lm_head.weight`).

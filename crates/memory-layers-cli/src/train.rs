@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use memory_layers_data::TokenizerKind;
+use memory_layers_data::{DocSeparator, TokenizerKind};
 use memory_layers_experiments::default_run;
 use memory_layers_parallel::{launcher_rank, local_device};
 use memory_layers_train::{
@@ -38,6 +38,21 @@ pub struct TrainArgs {
     /// The field of a .jsonl record that holds its text (default "text").
     #[arg(long)]
     text_field: Option<String>,
+    /// What ends a document in a text file of --data: whole (default), blank-line, or a
+    /// marker such as '<|endoftext|>' (as `prepare --doc-separator`).
+    #[arg(long)]
+    doc_separator: Option<DocSeparator>,
+    /// Hold out validation documents of --data by tokens (1M), drawn from the whole corpus,
+    /// instead of a share of them.
+    #[arg(long, value_parser = parse_count)]
+    val_tokens: Option<usize>,
+    /// Train the BPE on a sample of --data of this many bytes (100M) instead of all of it.
+    #[arg(long, value_parser = parse_count)]
+    tokenizer_sample: Option<usize>,
+    /// Validation tokens the final evaluation scores, spread over the split (0: all;
+    /// default 1M); eval.json gives the tokens scored and the standard error.
+    #[arg(long, value_parser = parse_count)]
+    eval_tokens: Option<usize>,
     /// Held-out QA set (.jsonl with "question" and "answer") for the final evaluation.
     #[arg(long)]
     qa: Option<PathBuf>,
@@ -154,6 +169,36 @@ impl TokenizerChoice {
     }
 }
 
+/// A count with an optional decimal suffix: `1000`, `500k`, `1M`, `2G`.
+pub fn parse_count(value: &str) -> Result<usize, String> {
+    let t = value.trim();
+    let (number, scale) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1e3),
+        Some((i, 'M')) => (&t[..i], 1e6),
+        Some((i, 'G')) => (&t[..i], 1e9),
+        _ => (t, 1.0),
+    };
+    match number.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 => Ok((n * scale).round() as usize),
+        _ => Err(format!(
+            "expected a count such as 1000, 500k or 1M, got {value:?}"
+        )),
+    }
+}
+
+/// `--set KEY=VALUE` assignments as pairs.
+pub(crate) fn parse_set(assignments: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    assignments
+        .iter()
+        .map(|assignment| {
+            let (key, value) = assignment
+                .split_once('=')
+                .with_context(|| format!("--set {assignment}: write KEY=VALUE"))?;
+            Ok((key.trim().to_string(), value.trim().to_string()))
+        })
+        .collect()
+}
+
 /// `byte` or `bpe`, else a path to a `.json` file.
 pub(crate) fn parse_tokenizer(value: &str) -> Result<TokenizerChoice, String> {
     if let Ok(kind) = value.parse::<TokenizerKind>() {
@@ -197,21 +242,16 @@ impl TrainArgs {
                 None => (default_run(kind), None),
             },
         };
-        let set = self
-            .set
-            .iter()
-            .map(|assignment| {
-                let (key, value) = assignment
-                    .split_once('=')
-                    .with_context(|| format!("--set {assignment}: write KEY=VALUE"))?;
-                Ok((key.trim().to_string(), value.trim().to_string()))
-            })
-            .collect::<anyhow::Result<_>>()?;
+        let set = parse_set(&self.set)?;
         let overrides = TrainOverrides {
             model,
             data: self.data.clone(),
             prepared: self.data_dir.clone(),
             text_field: self.text_field.clone(),
+            doc_separator: self.doc_separator.clone(),
+            val_tokens: self.val_tokens,
+            tokenizer_sample: self.tokenizer_sample,
+            eval_tokens: self.eval_tokens,
             qa: self.qa.clone(),
             recall: self.recall.clone(),
             tokenizer: self.tokenizer.as_ref().map(TokenizerChoice::resolve),
@@ -231,6 +271,7 @@ impl TrainArgs {
             keep_checkpoints: self.keep_checkpoints,
             init_from: self.init_from.clone(),
             set,
+            ..TrainOverrides::default()
         };
         Ok(overrides.apply(base, saved.is_some())?)
     }

@@ -209,7 +209,7 @@ fn bad_command_lines_are_clear_errors() {
         stderr.contains("transformer"),
         "the bad value named: {stderr}"
     );
-    fails_with(&["train", "--value-optimizer", "sgd"], "rowwise-adagrad");
+    fails_with(&["train", "--value-optimizer", "adam"], "rowwise-adagrad");
     // A negative number is a value, not a flag.
     fails_with(&["train", "--lr", "-1"], "optim.lr");
     // `--out` in the temporary directory: the default, runs/, is relative to the working

@@ -66,6 +66,8 @@ pub fn write_report(
             Figure::BitsVsFlops => family_chart(suite, rows, &Axis { log: true, ..FLOPS }),
             Figure::BitsOverTraining => bits_curves(dir, suite, rows)?,
             Figure::Loss => loss_curves(dir, suite, rows)?,
+            // Drawn from the finetuning rows, by the continual report.
+            Figure::ForgettingVsLearning => continue,
         };
         write_text(&dir.figure(*figure), &chart.svg()?)?;
     }

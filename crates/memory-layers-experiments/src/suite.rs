@@ -27,6 +27,9 @@ pub enum Suite {
     /// widths, and Memory and Memory+ on the narrowest at four pool sizes, trained on the
     /// compact knowledge corpus.
     Capacity,
+    /// Continual learning: Memory+ and dense bases on facts A and natural text, finetuned
+    /// on new facts B by every method at a sweep of settings, scored on both.
+    Continual,
 }
 
 impl Suite {
@@ -35,7 +38,9 @@ impl Suite {
     /// `capacity`, [`CAPACITY_EXPOSURES`] of every fact of the base's corpus.
     pub fn default_budget(self, base: &Base) -> Budget {
         match self {
-            Suite::Models | Suite::MemorySize | Suite::Ablations => Budget::Tokens(1_200_000),
+            Suite::Models | Suite::MemorySize | Suite::Ablations | Suite::Continual => {
+                Budget::Tokens(1_200_000)
+            }
             Suite::Capacity => {
                 let round = base.compact.tokens_per_pass() / base.compact.exposures;
                 Budget::Tokens((round * CAPACITY_EXPOSURES) as u64)
@@ -61,6 +66,7 @@ impl Suite {
                 Figure::BitsOverTraining,
                 Figure::Loss,
             ],
+            Suite::Continual => &[Figure::Loss],
             _ => &[
                 Figure::RecallVsFlops,
                 Figure::RecallVsParams,
@@ -93,6 +99,8 @@ pub struct Base {
     pub tokens: u64,
     /// Seeds per configuration (0, 1, …).
     pub seeds: usize,
+    /// Steps of each finetuning run of the continual suite.
+    pub finetune_steps: usize,
 }
 
 /// Blocks of the base model: enough that Memory+ replaces 3 FFNs of 6, one in the middle.
@@ -105,6 +113,7 @@ pub const SUITE_FACTS: FactsConfig = FactsConfig {
     people: 40,
     bios_per_person: 10,
     seed: 1,
+    first: 0,
 };
 /// Bytes of the embedded plays in the suites' training text (the next 100 kB are the
 /// natural-text validation set).
@@ -132,6 +141,7 @@ impl Base {
             compact: CAPACITY_FACTS,
             tokens,
             seeds,
+            finetune_steps: crate::CONTINUAL_STEPS,
         }
     }
 
@@ -198,6 +208,7 @@ impl Suite {
             Suite::MemorySize => memory_size(base),
             Suite::Ablations => ablations(base),
             Suite::Capacity => capacity(base),
+            Suite::Continual => crate::continual::bases(base),
         };
         let mut runs = Vec::new();
         for seed in 0..base.seeds as u64 {

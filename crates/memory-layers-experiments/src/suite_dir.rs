@@ -5,8 +5,10 @@
 //!   suite.json        the suite and its resolved budget (a resumed suite trains the same runs)
 //!   summary.json      one row per finished run
 //!   summary.md        the table: mean over seeds (lowest–highest)
+//!   continual.json    the continual suite's finetuned checkpoints, scored
+//!   continual.md      its tables
 //!   *.svg             the figures
-//!   rows/ID.json      the row of each finished run
+//!   rows/ID.json      the row of each finished run (each scored checkpoint, for continual)
 //!   runs/ID/          each run's directory (memory_layers_train::RunDir)
 //! ```
 
@@ -19,6 +21,8 @@ use crate::Suite;
 const RECORD: &str = "suite.json";
 const SUMMARY_JSON: &str = "summary.json";
 const SUMMARY_MD: &str = "summary.md";
+const CONTINUAL_JSON: &str = "continual.json";
+const CONTINUAL_MD: &str = "continual.md";
 const ROWS: &str = "rows";
 const RUNS: &str = "runs";
 
@@ -41,6 +45,8 @@ pub enum Figure {
     BitsOverTraining,
     /// Training loss of each configuration.
     Loss,
+    /// Facts A forgotten against facts B learned, a line per finetuning method.
+    ForgettingVsLearning,
 }
 
 impl Figure {
@@ -54,6 +60,7 @@ impl Figure {
             Self::BitsVsFlops => "bits_vs_flops.svg",
             Self::BitsOverTraining => "bits_over_training.svg",
             Self::Loss => "loss.svg",
+            Self::ForgettingVsLearning => "forgetting_vs_learning.svg",
         }
     }
 }
@@ -90,6 +97,16 @@ impl SuiteDir {
         self.root.join(SUMMARY_MD)
     }
 
+    /// `continual.json`.
+    pub fn continual_json(&self) -> PathBuf {
+        self.root.join(CONTINUAL_JSON)
+    }
+
+    /// `continual.md`.
+    pub fn continual_md(&self) -> PathBuf {
+        self.root.join(CONTINUAL_MD)
+    }
+
     /// The file of `figure`.
     pub fn figure(&self, figure: Figure) -> PathBuf {
         self.root.join(figure.file())
@@ -113,9 +130,18 @@ impl SuiteDir {
 
     /// Every file of `suite`'s report.
     pub fn report_files(&self, suite: Suite) -> Vec<PathBuf> {
+        let continual = match suite {
+            Suite::Continual => vec![
+                self.continual_json(),
+                self.continual_md(),
+                self.figure(Figure::ForgettingVsLearning),
+            ],
+            _ => Vec::new(),
+        };
         [self.summary_json(), self.summary_md()]
             .into_iter()
             .chain(suite.figures().iter().map(|&f| self.figure(f)))
+            .chain(continual)
             .collect()
     }
 }

@@ -227,7 +227,7 @@ impl Spread {
     }
 
     /// `mean (min–max)` with `digits` decimals; just the mean for a single value.
-    fn show(&self, digits: usize) -> String {
+    pub(crate) fn show(&self, digits: usize) -> String {
         if self.min == self.max {
             format!("{:.digits$}", self.mean)
         } else {

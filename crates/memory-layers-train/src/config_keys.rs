@@ -9,7 +9,7 @@ use crate::{TrainConfig, TrainError};
 
 /// Keys a resumed run may change: the length of the schedule and how it logs, checkpoints
 /// and evaluates. Everything else would make the checkpoint a different run.
-const RESUMABLE: [&str; 9] = [
+const RESUMABLE: [&str; 10] = [
     "optim.steps",
     "run.out",
     "run.checkpoint_every",
@@ -17,6 +17,7 @@ const RESUMABLE: [&str; 9] = [
     "run.log_every",
     "run.eval_every",
     "run.eval_batches",
+    "run.eval_tokens",
     "run.qa_limit",
     "run.recall_limit",
 ];

@@ -11,6 +11,9 @@
 //!   pool sharded over them (parallel memory).
 //! - [`train_peer`]: one rank of such a run per process (MPI: rank 0 sets the run up and
 //!   writes, the others read what it wrote).
+//! - [`TrainConfig::finetune`]: a run that finetunes a trained one on new data ([`FinetuneMethod`]:
+//!   every parameter, LoRA, the memory values, or sparse memory finetuning against
+//!   [`Background`] access counts); trained, resumed and evaluated as any run.
 //! - [`Stepper`]: the model and its optimizer groups; one step alone ([`Stepper::step`]) or as
 //!   one [`Rank`] of a parallel run ([`Stepper::step_parallel`]).
 //! - [`evaluate`] → [`EvalReport`]: validation loss, QA exact match / F1 / answer NLL, fact
@@ -26,6 +29,7 @@ mod config_keys;
 mod error;
 mod eval;
 mod export;
+mod finetune;
 mod knowledge;
 mod layout;
 mod loss;
@@ -51,6 +55,9 @@ pub use config::{
 pub use error::TrainError;
 pub use eval::{EvalOptions, EvalReport, evaluate, evaluate_run};
 pub use export::{CHECK_PROMPT, CHECK_TOKENS, ExportSummary, export_run};
+pub use finetune::{
+    Background, DEFAULT_TOP_T, FinetuneConfig, FinetuneMethod, base_checkpoint, count_background,
+};
 pub use knowledge::{Knowledge, answer_nlls, knowledge};
 pub use layout::Layout;
 pub use metrics::{MetricsLine, read_metrics};

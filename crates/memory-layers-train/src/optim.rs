@@ -32,6 +32,7 @@ pub(crate) fn row_rule(config: &OptimConfig) -> Option<RowRule> {
             weight_decay: config.weight_decay,
         }),
         ValueOptimizer::RowwiseAdagrad => Some(RowRule::Adagrad { eps: config.eps }),
+        ValueOptimizer::Sgd => Some(RowRule::Sgd),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use memory_layers_data::TokenizerKind;
+use memory_layers_data::{DocSeparator, TokenizerKind};
 use memory_layers_zoo::{ModelKind, Size, preset};
 
 use crate::{Precision, TrainConfig, TrainError, ValueOptimizer};
@@ -15,7 +15,8 @@ use crate::{Precision, TrainConfig, TrainError, ValueOptimizer};
 /// - a new peak learning rate keeps the values' ratio to it (10× in the presets) unless the
 ///   values' rate is given;
 /// - `knn` follows the sub-keys down (`knn ≤ n_keys`), whether they are set by `n_keys` or
-///   by `set`, unless `knn` is set too.
+///   by `set`, unless `knn` is set too;
+/// - a finetuning run that trains the memory values alone takes `lr` as theirs.
 #[derive(Debug, Clone, Default)]
 pub struct TrainOverrides {
     /// A preset model in place of the configuration's.
@@ -26,6 +27,14 @@ pub struct TrainOverrides {
     pub prepared: Option<PathBuf>,
     /// The field of a .jsonl record that holds its text.
     pub text_field: Option<String>,
+    /// What ends a document in a text file.
+    pub doc_separator: Option<DocSeparator>,
+    /// Validation held out by tokens.
+    pub val_tokens: Option<usize>,
+    /// Bytes of the corpus a BPE is trained on.
+    pub tokenizer_sample: Option<usize>,
+    /// Validation tokens the final evaluation scores (0: all).
+    pub eval_tokens: Option<usize>,
     /// Held-out QA set.
     pub qa: Option<PathBuf>,
     /// Fact-recall probes.
@@ -62,6 +71,16 @@ pub struct TrainOverrides {
     pub keep_checkpoints: Option<usize>,
     /// Weights to start from (Hugging Face names).
     pub init_from: Option<PathBuf>,
+    /// Finetuning: adapter rank.
+    pub lora_rank: Option<usize>,
+    /// Finetuning: adapter scale numerator.
+    pub lora_alpha: Option<f64>,
+    /// Finetuning: value rows updated per sparse-memory step.
+    pub top_t: Option<usize>,
+    /// Finetuning: where the background access counts come from.
+    pub background: Option<PathBuf>,
+    /// Finetuning: background documents counted.
+    pub background_batches: Option<usize>,
     /// Any key of `config.toml` (dotted) and its value, applied last.
     pub set: Vec<(String, String)>,
 }
@@ -94,6 +113,9 @@ impl TrainOverrides {
             (data.tokenizer, data.tokenizer_file) = (*kind, file.clone());
         }
         set(&mut data.text_field, self.text_field.clone());
+        set(&mut data.doc_separator, self.doc_separator.clone());
+        set(&mut data.val_tokens, self.val_tokens.map(Some));
+        set(&mut data.tokenizer_sample, self.tokenizer_sample.map(Some));
         if self.no_facts {
             data.facts = None;
         }
@@ -103,7 +125,13 @@ impl TrainOverrides {
         set(&mut o.batch_size, self.batch_size);
         set(&mut o.seq_len, self.seq_len);
         set(&mut o.grad_accum, self.grad_accum);
-        if let Some(lr) = self.lr {
+        let values_only = config
+            .finetune
+            .as_ref()
+            .is_some_and(|f| f.method.values_only());
+        if let (Some(lr), true) = (self.lr, values_only) {
+            o.value_lr = lr;
+        } else if let Some(lr) = self.lr {
             // Rounded so that 0.03 / 0.003 is 10, not 9.999999999999998.
             let ratio = (o.value_lr / o.lr * 1e9).round() / 1e9;
             o.value_lr = lr * ratio;
@@ -117,6 +145,7 @@ impl TrainOverrides {
         set(&mut run.checkpoint_every, self.checkpoint_every);
         set(&mut run.keep_checkpoints, self.keep_checkpoints);
         set(&mut run.precision, self.precision);
+        set(&mut run.eval_tokens, self.eval_tokens);
         if let Some(path) = &self.init_from {
             if !path.is_file() {
                 return Err(TrainError::config(
@@ -127,6 +156,7 @@ impl TrainOverrides {
             }
             run.init_from = Some(path.clone());
         }
+        self.apply_finetune(&mut config)?;
         let keys_before = config.model.product_keys.n_keys;
         for (key, value) in &self.set {
             config.set(key, value)?;
@@ -142,6 +172,32 @@ impl TrainOverrides {
             config.set_steps(steps);
         }
         Ok(config)
+    }
+
+    /// The finetuning settings, refused for a run that does not finetune.
+    fn apply_finetune(&self, config: &mut TrainConfig) -> Result<(), TrainError> {
+        let given = self.lora_rank.is_some()
+            || self.lora_alpha.is_some()
+            || self.top_t.is_some()
+            || self.background.is_some()
+            || self.background_batches.is_some();
+        let Some(finetune) = &mut config.finetune else {
+            return match given {
+                true => Err(TrainError::config(
+                    "finetune",
+                    "(none)",
+                    "LoRA, top-t and background settings belong to finetuning runs \
+                     (memory-layers finetune)",
+                )),
+                false => Ok(()),
+            };
+        };
+        set(&mut finetune.lora_rank, self.lora_rank);
+        set(&mut finetune.lora_alpha, self.lora_alpha);
+        set(&mut finetune.top_t, self.top_t);
+        set(&mut finetune.background, self.background.clone().map(Some));
+        set(&mut finetune.background_batches, self.background_batches);
+        Ok(())
     }
 }
 

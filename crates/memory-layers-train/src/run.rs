@@ -8,13 +8,19 @@ use burn::module::Module;
 use burn::tensor::backend::{Backend, DTypeUsage, set_default_float_dtype};
 use burn::tensor::{DType, FloatDType};
 
-use memory_layers_data::Split;
 use memory_layers_data::progress::Phase;
+use memory_layers_data::{Manifest, Split};
 
-use crate::checkpoint::{checkpoint_error, load_state};
+use burn::module::AutodiffModule;
+use memory_layers_zoo::{Lora, Transformer};
+
+use crate::checkpoint::{checkpoint_error, load_model, load_state};
 use crate::config::{Precision, TrainConfig};
+use crate::finetune::{Background, FinetuneConfig, FinetuneMethod, base_step};
+use crate::optim::adamw;
 use crate::prepare::{RunData, prepare_data};
 use crate::run_dir::{CheckpointDir, RunDir};
+use crate::stepper::{Sparse, Tuning};
 use crate::{Stepper, TrainBackend, TrainError};
 
 /// Held while a run seeds the device and draws its initial parameters.
@@ -76,6 +82,9 @@ impl Run {
     ) -> Result<Self, TrainError> {
         let dir = RunDir::new(&config.run.out);
         config.validate()?;
+        if let Some(finetune) = &config.finetune {
+            refuse_base_as_out(finetune, &dir)?;
+        }
         let checkpoint = if options.resume {
             let checkpoint = checkpoint_to_resume(&dir)?;
             config.check_resumes(&dir.load_config()?)?;
@@ -98,7 +107,25 @@ impl Run {
             None
         };
         dir.create()?;
-        let reuse = options.resume;
+        // A new finetuning run reads its data with its base's tokenizer, copied in first, and
+        // prepares its data and counts its background afresh.
+        let finetuning = config.finetune.is_some() && !options.resume;
+        if finetuning {
+            for stale in [dir.data(), dir.background()] {
+                let removed = match stale.is_dir() {
+                    true => std::fs::remove_dir_all(&stale),
+                    false => std::fs::remove_file(&stale),
+                };
+                match removed {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(TrainError::io(&stale)(e));
+                    }
+                    _ => {}
+                }
+            }
+            adopt_tokenizer(&config, &dir)?;
+        }
+        let reuse = options.resume || finetuning;
         let run = Self::ready::<B>(config, dir, checkpoint, options, reuse, device)?;
         if run.data.batches.len(Split::Train) == 0 {
             return Err(TrainError::config(
@@ -164,15 +191,40 @@ impl Run {
         // so that one device and every rank of a parallel run start from the same values.
         // The device's random stream is global: seeding and drawing hold a process-wide lock,
         // so that runs started side by side in one process each draw their own seed's numbers.
-        let model = {
+        let (model, lora) = {
             let _drawing = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             B::seed(device, self.config.run.seed);
             let model = self.config.model.init::<B>(device)?;
-            model.clone().load_record(model.into_record())
+            let model = model.clone().load_record(model.into_record());
+            let lora = match &self.config.finetune {
+                Some(f) if f.method == FinetuneMethod::Lora => {
+                    let lora = f.lora().init(&model, device)?;
+                    Some(lora.clone().load_record(lora.into_record()))
+                }
+                _ => None,
+            };
+            (model, lora)
         };
-        // A new run may start from a Hugging Face-named checkpoint (`run.init_from`); a
+        // A finetuning run starts from its base's weights (a LoRA run resumes from them too);
+        // a new run may start from a Hugging Face-named checkpoint (`run.init_from`); a
         // resumed one has its weights in its checkpoint.
         let model = match (&self.checkpoint, &self.config.run.init_from) {
+            _ if self.config.finetune.is_some() => {
+                let finetune = self.config.finetune.as_ref().expect("finetuning");
+                let now = base_step(&finetune.base)?;
+                if now != finetune.base_step {
+                    return Err(checkpoint_error(
+                        &finetune.base,
+                        format!(
+                            "the base checkpoint is at step {now}, this finetuning run started \
+                             from step {}: the base run moved on, and this run would continue \
+                             from other weights",
+                            finetune.base_step
+                        ),
+                    ));
+                }
+                load_model(model, &CheckpointDir::at(&finetune.base), device)?
+            }
             (None, Some(path)) => {
                 let phase = Phase::start(
                     self.options.progress,
@@ -186,12 +238,119 @@ impl Run {
             }
             _ => model,
         };
-        let stepper = Stepper::new(model, &self.config.optim);
+        let stepper = match &self.config.finetune {
+            Some(finetune) => {
+                let tuning = self.tuning(finetune, &model, lora, device)?;
+                Stepper::tuned(model, &self.config.optim, tuning)
+            }
+            None => Stepper::new(model, &self.config.optim),
+        };
         match &self.checkpoint {
             Some(dir) => stepper.load(dir, device),
             None => Ok(stepper),
         }
     }
+}
+
+impl Run {
+    /// What a finetuning run trains, from its base `model` (and fresh `lora` adapters).
+    fn tuning<B: TrainBackend>(
+        &self,
+        finetune: &FinetuneConfig,
+        model: &Transformer<B>,
+        lora: Option<Lora<B>>,
+        device: &B::Device,
+    ) -> Result<Tuning<B>, TrainError> {
+        Ok(match finetune.method {
+            FinetuneMethod::Full => Tuning::All,
+            FinetuneMethod::Memory => Tuning::Values { sparse: None },
+            FinetuneMethod::Lora => Tuning::Lora {
+                lora: lora.expect("drawn for LoRA runs"),
+                optim: adamw(&self.config.optim).init(),
+            },
+            FinetuneMethod::SparseMemory => {
+                let base = RunDir::containing(&finetune.base);
+                let source = finetune.background.as_deref().unwrap_or(base.path());
+                let background = Background::for_run(
+                    &self.dir,
+                    source,
+                    &self.config,
+                    &model.valid(),
+                    (finetune.background_batches, finetune.background_sequences),
+                    device,
+                    self.options.progress,
+                )?;
+                Tuning::Values {
+                    sparse: Some(Sparse {
+                        background,
+                        top_t: finetune.top_t,
+                    }),
+                }
+            }
+        })
+    }
+}
+
+/// Refuses a finetuning run whose directory is its base's (`--overwrite` would delete the
+/// base).
+fn refuse_base_as_out(finetune: &FinetuneConfig, dir: &RunDir) -> Result<(), TrainError> {
+    let base = RunDir::containing(&finetune.base);
+    let same = |a: &std::path::Path, b: &std::path::Path| match (a.canonicalize(), b.canonicalize())
+    {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    if same(base.path(), dir.path()) {
+        return Err(TrainError::config(
+            "run.out",
+            dir.path().display(),
+            "is the base run's directory: a finetuning run writes a new one (--out)",
+        ));
+    }
+    Ok(())
+}
+
+/// Copies the tokenizer of a finetuning run's base into its run directory `dir`, after
+/// checking that the run's model is the base's and that a prepared folder it trains on was
+/// tokenised as the base was.
+fn adopt_tokenizer(config: &TrainConfig, dir: &RunDir) -> Result<(), TrainError> {
+    let finetune = config.finetune.as_ref().expect("a finetuning run");
+    let base = RunDir::containing(&finetune.base);
+    let saved = base.load_config()?;
+    let mut model = config.model.clone();
+    model.vocab_size = saved.model.vocab_size;
+    if model != saved.model {
+        return Err(TrainError::config(
+            "model",
+            base.config().display(),
+            "must be the base run's model: finetuning changes weights, not the architecture",
+        ));
+    }
+    if config.data.tokenizer != saved.data.tokenizer {
+        return Err(TrainError::config(
+            "data.tokenizer",
+            config.data.tokenizer,
+            "must be the base run's tokenizer",
+        ));
+    }
+    let file = base.tokenizer();
+    if let Some(prepared) = &config.data.prepared {
+        let manifest = Manifest::load(prepared)?;
+        let theirs = Manifest::tokenizer_file(prepared);
+        let read = |path: &std::path::Path| std::fs::read(path).ok();
+        if manifest.tokenizer != saved.data.tokenizer || read(&theirs) != read(&file) {
+            return Err(TrainError::config(
+                "data.prepared",
+                prepared.display(),
+                "was tokenised with another tokenizer than the base run's: prepare it with \
+                 --tokenizer BASE/tokenizer.json",
+            ));
+        }
+    }
+    if file.exists() {
+        std::fs::copy(&file, dir.tokenizer()).map_err(TrainError::io(&file))?;
+    }
+    Ok(())
 }
 
 /// The checkpoint a resumed run in `dir` starts from.

@@ -9,8 +9,11 @@
 //!   eval.json         the final evaluation
 //!   loss.svg          training and validation loss
 //!   traffic.json      bytes rank 0 of an MPI run sent, by collective
+//!   background.json   background access counts of the memory pool (sparse memory
+//!                     finetuning ranks value rows against them)
 //!   checkpoint/       the latest checkpoint: model.bin, optim.bin, value_optim.bin,
-//!                     value_rows.bin (Burn records) and state.json
+//!                     value_rows.bin (Burn records) and state.json; a LoRA finetuning
+//!                     run's also lora.bin (model.bin holds the adapters merged)
 //!   checkpoint-STEP/  earlier checkpoints kept (run.keep_checkpoints)
 //!   .checkpoint.tmp/  a checkpoint being written; .checkpoint.old/ the one it replaces
 //! ```
@@ -31,6 +34,7 @@ const STAGING: &str = ".checkpoint.tmp";
 const REPLACED: &str = ".checkpoint.old";
 const STATE: &str = "state.json";
 const TRAFFIC: &str = "traffic.json";
+const BACKGROUND: &str = "background.json";
 
 /// A run directory (which need not exist yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +53,8 @@ pub enum Record {
     ValueOptim,
     /// The row-wise value optimizers.
     ValueRows,
+    /// The low-rank adapters of a LoRA finetuning run (`optim` is their AdamW).
+    Lora,
 }
 
 impl Record {
@@ -59,6 +65,7 @@ impl Record {
             Self::Optim => "optim",
             Self::ValueOptim => "value_optim",
             Self::ValueRows => "value_rows",
+            Self::Lora => "lora",
         }
     }
 }
@@ -152,6 +159,12 @@ impl RunDir {
     /// `traffic.json`: what rank 0 of an MPI run handed to the transport, by operation.
     pub fn traffic(&self) -> PathBuf {
         self.root.join(TRAFFIC)
+    }
+
+    /// `background.json`: the memory pool's background access counts
+    /// ([`Background`](crate::Background)).
+    pub fn background(&self) -> PathBuf {
+        self.root.join(BACKGROUND)
     }
 
     /// The latest checkpoint's folder (which may not exist yet).

@@ -9,6 +9,7 @@ use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+use memory_layers_data::progress::clock;
 use memory_layers_data::write_atomic;
 
 use crate::checkpoint::{TrainState, load_state, save_checkpoint};
@@ -151,16 +152,18 @@ impl Run {
                 let (mut val_loss, mut knowledge_bits) = (None, None);
                 if eval_now {
                     with_whole(rank, &stepper, |whole| {
-                        let model = whole.model.valid();
+                        let model = whole.trained().valid();
+                        let batches = config.run.eval_batches;
                         let (loss, _) = validate(
                             &model,
                             &data.batches,
                             o.batch_size,
-                            config.run.eval_batches,
+                            (batches > 0).then_some(batches * o.batch_size),
                             memory_size,
                             device,
+                            None,
                         )?;
-                        val_loss = Some(loss);
+                        val_loss = Some(loss.mean);
                         knowledge_bits = known_bits(&model, data, device, false)?.map(|k| k.bits);
                         Ok(())
                     })?;
@@ -227,7 +230,7 @@ impl Run {
         let mut summary = None;
         with_whole(rank, &stepper, |whole| {
             let eval = evaluate(
-                &whole.model.valid(),
+                &whole.trained().valid(),
                 config,
                 data,
                 device,
@@ -252,16 +255,6 @@ impl Run {
             Ok(())
         })?;
         Ok(summary)
-    }
-}
-
-/// `seconds` as `1h02m`, `3m05s` or `42s`.
-fn clock(seconds: f64) -> String {
-    let s = seconds.max(0.0).round() as u64;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, s / 60 % 60),
     }
 }
 

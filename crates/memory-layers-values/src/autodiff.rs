@@ -212,6 +212,15 @@ impl<B: ValueBackend, C: CheckpointStrategy> ValueBackend for Autodiff<B, C> {
         .map(Self::from_inner)
     }
 
+    fn rows_sgd(
+        weight: FloatTensor<Self>,
+        ids: IntTensor<Self>,
+        grads: FloatTensor<Self>,
+        lr: f64,
+    ) -> FloatTensor<Self> {
+        Self::from_inner(B::rows_sgd(weight.primitive, ids, grads.primitive, lr))
+    }
+
     fn rows_adagrad(
         weight: FloatTensor<Self>,
         acc: FloatTensor<Self>,

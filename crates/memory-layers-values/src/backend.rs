@@ -111,6 +111,17 @@ pub trait ValueBackend: Backend {
         fallback::rows_adamw::<Self>(tensors, ids, grads, step)
     }
 
+    /// One plain SGD step, `w[ids] -= lr · grads`, on rows `ids` (distinct, ascending) of
+    /// `weight`; returns `weight`. No state: the update sparse memory finetuning uses.
+    fn rows_sgd(
+        weight: FloatTensor<Self>,
+        ids: IntTensor<Self>,
+        grads: FloatTensor<Self>,
+        lr: f64,
+    ) -> FloatTensor<Self> {
+        fallback::rows_sgd::<Self>(weight, ids, grads, lr)
+    }
+
     /// One row-wise Adagrad step on rows `ids` (distinct, ascending) of `weight` and the
     /// per-row accumulator `acc [N]`; returns `(weight, acc)`.
     fn rows_adagrad(

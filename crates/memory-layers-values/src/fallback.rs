@@ -105,6 +105,20 @@ pub(crate) fn rows_adamw<B: Backend>(
     .map(primitive)
 }
 
+pub(crate) fn rows_sgd<B: Backend>(
+    weight: FloatTensor<B>,
+    ids: IntTensor<B>,
+    grads: FloatTensor<B>,
+    lr: f64,
+) -> FloatTensor<B> {
+    primitive(reference::rows_sgd::<B>(
+        float(weight),
+        Tensor::from_primitive(ids),
+        float(grads),
+        lr,
+    ))
+}
+
 pub(crate) fn rows_adagrad<B: Backend>(
     weight: FloatTensor<B>,
     acc: FloatTensor<B>,

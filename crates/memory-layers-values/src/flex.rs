@@ -257,6 +257,28 @@ impl ValueBackend for Flex {
         [weight, m, v]
     }
 
+    fn rows_sgd(
+        weight: FloatTensor<Self>,
+        ids_t: IntTensor<Self>,
+        grads: FloatTensor<Self>,
+        lr: f64,
+    ) -> FloatTensor<Self> {
+        let ids = indices(&ids_t);
+        let [_, d] = weight.shape().dims::<2>();
+        let all_f32 = weight.dtype() == DType::F32 && grads.dtype() == DType::F32;
+        if !all_f32 || !ascending(&ids) {
+            return fallback::rows_sgd::<Flex>(weight, ids_t, grads, lr);
+        }
+        let g = f32s(&grads).expect("f32");
+        let g = g.as_slice::<f32>().expect("f32");
+        let mut weight = owned(weight);
+        rows_mut(weight.storage_mut::<f32>(), d, &ids)
+            .into_par_iter()
+            .zip(g.par_chunks(d.max(1)))
+            .for_each(|(w, g)| add_scaled(w, -(lr as f32), g, false));
+        weight
+    }
+
     fn rows_adagrad(
         weight: FloatTensor<Self>,
         acc: FloatTensor<Self>,

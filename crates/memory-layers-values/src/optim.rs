@@ -68,6 +68,8 @@ pub enum RowRule {
         /// ε.
         eps: f64,
     },
+    /// Plain SGD on the rows, no state (sparse memory finetuning's update).
+    Sgd,
 }
 
 /// A row-wise optimizer's state for one table, as checkpoints store it.
@@ -107,6 +109,12 @@ impl<B: ValueBackend> RowOptimizer<B> {
                 m: None,
                 v: None,
                 acc: Some(Tensor::zeros([rows], &device)),
+                steps: 0,
+            },
+            RowRule::Sgd => RowOptimizerRecord {
+                m: None,
+                v: None,
+                acc: None,
                 steps: 0,
             },
         };
@@ -172,6 +180,7 @@ impl<B: ValueBackend> RowOptimizer<B> {
                     w
                 })
             }
+            (RowRule::Sgd, ..) => update(weight, |w| B::rows_sgd(w, ids, g, lr)),
             _ => unreachable!("the state is built for the rule in new()"),
         };
     }

@@ -124,6 +124,19 @@ pub fn rows_adamw<B: Backend>(
     [apply(weight, w1, w0), apply(m, m1, m0), apply(v, v1, v0)]
 }
 
+/// One SGD step on the rows `ids` (distinct) of `weight`: `w[ids] -= lr · grads`.
+pub fn rows_sgd<B: Backend>(
+    weight: Tensor<B, 2>,
+    ids: Tensor<B, 1, Int>,
+    grads: Tensor<B, 2>,
+    lr: f64,
+) -> Tensor<B, 2> {
+    if ids.dims()[0] == 0 {
+        return weight;
+    }
+    weight.select_assign(0, ids, grads.mul_scalar(-lr), IndexingUpdateOp::Add)
+}
+
 /// One row-wise Adagrad step on the rows `ids` (distinct) of `weight` and its per-row
 /// accumulator `acc` `[N]` (see [`RowAdagrad`](crate::RowAdagrad)); returns `[weight, acc]`.
 pub fn rows_adagrad<B: Backend>(

@@ -34,6 +34,11 @@ impl ModelKind {
     pub fn has_product_keys(self) -> bool {
         matches!(self, Self::Peer | Self::Memory | Self::MemoryPlus)
     }
+
+    /// Whether the model has a shared value pool (Memory, Memory+).
+    pub fn has_pool(self) -> bool {
+        matches!(self, Self::Memory | Self::MemoryPlus)
+    }
 }
 
 crate::serde_names!(ModelKind);

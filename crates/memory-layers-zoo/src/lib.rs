@@ -10,6 +10,8 @@
 //! - [`preset`]: `tiny`, `small` and the paper's 134m … 8b ([`Size`]).
 //! - [`account`]: total and active parameters and FLOPs per token, from the config alone.
 //! - [`generate`]: greedy, temperature and top-p sampling with a KV cache.
+//! - [`LoraConfig`] → [`Lora`]: low-rank adapters on the attention and dense FFN projections,
+//!   beside a frozen model, applied in a step or merged for export.
 //! - [`hf`]: the models under Hugging Face Llama names, written and loaded (safetensors).
 //!
 //! ```
@@ -36,6 +38,7 @@ mod generate;
 pub mod hf;
 mod host;
 mod init;
+mod lora;
 mod moe;
 mod nll;
 mod presets;
@@ -55,6 +58,7 @@ pub use error::ZooError;
 pub use ffn::{Ffn, FfnConfig};
 pub use gate::GateBackend;
 pub use generate::{Sampler, generate};
+pub use lora::{Lora, LoraConfig, LoraPair};
 pub use moe::{Assignment, Moe, MoeConfig, Routing};
 pub use nll::{NllBackend, token_nll};
 pub use presets::{Size, preset};

@@ -28,6 +28,15 @@ pub struct FactsConfig {
     pub bios_per_person: usize,
     /// Seed of the attributes and phrasings.
     pub seed: u64,
+    /// People of the seed's name list skipped: a corpus with `first = n` describes people
+    /// none of the corpus with the same seed and `people = n` does (new facts to learn after
+    /// those).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub first: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Default for FactsConfig {
@@ -36,6 +45,7 @@ impl Default for FactsConfig {
             people: 200,
             bios_per_person: 12,
             seed: 1,
+            first: 0,
         }
     }
 }
@@ -48,6 +58,13 @@ impl FactsConfig {
                 "data.facts.people",
                 self.people,
                 "must be in 2..=43200 (half are asked about in training, half held out)",
+            ));
+        }
+        if self.first + self.people > MAX_PEOPLE {
+            return Err(crate::DataError::setting(
+                "data.facts.first",
+                self.first,
+                "plus data.facts.people must be at most 43200 (the names there are)",
             ));
         }
         if self.bios_per_person == 0 {
@@ -163,7 +180,7 @@ impl Facts {
     /// people (see [`FactsConfig::validate`]).
     pub fn generate(config: &FactsConfig) -> Self {
         let mut rng = SplitMix64::new(config.seed);
-        let names = names(config.people, &mut rng);
+        let names = names(config.first + config.people, &mut rng).split_off(config.first);
         let mut pick = |list: &'static [&'static str]| list[rng.below(list.len())].to_string();
         let mut people: Vec<Person> = names
             .into_iter()
@@ -233,6 +250,7 @@ mod tests {
             people: 10,
             bios_per_person: 2,
             seed: 4,
+            first: 0,
         };
         let a = Facts::generate(&config);
         let b = Facts::generate(&config);
@@ -263,6 +281,7 @@ mod tests {
             people: 10,
             bios_per_person: 30,
             seed: 3,
+            first: 0,
         });
         let text: String = facts.training.iter().map(|d| d.text.as_str()).collect();
         assert_eq!(facts.recall.len(), 10 * 6);
@@ -284,6 +303,7 @@ mod tests {
             people: 2000,
             bios_per_person: 1,
             seed: 2,
+            first: 0,
         };
         let facts = Facts::generate(&config);
         let mut names: Vec<&str> = facts
@@ -301,5 +321,61 @@ mod tests {
         assert_eq!(names.len(), 2000);
         let per_person = config.bits() / 2000.0;
         assert!((per_person - 36.2).abs() < 0.1, "{per_person}");
+    }
+
+    #[test]
+    fn later_people_are_new_people() {
+        let person = |qa: &QaPair| {
+            let q = qa.question.trim_start_matches("When was ");
+            q.trim_end_matches(" born?").to_string()
+        };
+        let names = |facts: &Facts| -> Vec<String> {
+            facts
+                .train_qa
+                .iter()
+                .chain(&facts.heldout_qa)
+                .step_by(6)
+                .map(person)
+                .collect()
+        };
+        let config = FactsConfig {
+            people: 20,
+            bios_per_person: 1,
+            seed: 5,
+            first: 0,
+        };
+        let old = names(&Facts::generate(&config));
+        // Across the 1600 plain names too.
+        for (first, people) in [(20, 30), (1590, 30)] {
+            let new = names(&Facts::generate(&FactsConfig {
+                people,
+                first,
+                ..config.clone()
+            }));
+            assert_eq!(new.len(), people);
+            assert!(new.iter().all(|n| !old.contains(n)), "first = {first}");
+        }
+        let before = names(&Facts::generate(&FactsConfig {
+            people: 1590,
+            ..config.clone()
+        }));
+        let after = names(&Facts::generate(&FactsConfig {
+            people: 30,
+            first: 1590,
+            ..config
+        }));
+        assert!(after.iter().all(|n| !before.contains(n)));
+        assert!(
+            FactsConfig {
+                people: 100,
+                bios_per_person: 1,
+                seed: 1,
+                first: 43_150
+            }
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("data.facts.first")
+        );
     }
 }

@@ -1,17 +1,19 @@
 //! One optimizer step: the model, its optimizer groups (AdamW for the model, dense AdamW or a
 //! row-wise optimizer per value table), and the step itself, alone or as one rank of a
-//! parallel run. The training loop and the benchmarks share it.
+//! parallel run; for finetuning, with some parameters frozen or low-rank adapters trained
+//! instead. The training loop and the benchmarks share it.
 
 use burn::module::ParamId;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::ElementConversion;
 use burn::tensor::backend::AutodiffBackend;
-use memory_layers_nn::{UsageStats, ValueStore};
+use memory_layers_nn::{MemoryOutput, UsageStats, ValueStore};
 use memory_layers_values::RowOptimizer;
-use memory_layers_zoo::Transformer;
+use memory_layers_zoo::{Lora, Transformer};
 
 use crate::config::OptimConfig;
+use crate::finetune::{reads, retrieved};
 use crate::loss::lm_loss;
 use crate::optim::{
     adamw, clip_factor, clip_global_norm, row_rule, row_squared_norms, scale_grads, scale_rows,
@@ -21,6 +23,10 @@ use crate::{LayerUsage, Rank, TrainBackend, TrainError};
 
 mod record;
 mod shard;
+mod tuning;
+
+use tuning::keep_rows;
+pub(crate) use tuning::{Sparse, Tuning};
 
 pub(crate) type Adam<B> = OptimizerAdaptor<AdamW, Transformer<B>, B>;
 
@@ -35,6 +41,7 @@ pub struct Stepper<B: AutodiffBackend> {
     /// One row-wise optimizer per value table (otherwise), in [`value_tables`] order.
     row_optims: Vec<RowOptimizer<B>>,
     config: OptimConfig,
+    tuning: Tuning<B>,
 }
 
 /// What one step measured.
@@ -54,7 +61,13 @@ pub struct StepReport {
 impl<B: TrainBackend> Stepper<B> {
     /// Fresh optimizer state for `model`. With a row-wise value optimizer, the value tables
     /// are switched to sparse gradients.
-    pub fn new(mut model: Transformer<B>, config: &OptimConfig) -> Self {
+    pub fn new(model: Transformer<B>, config: &OptimConfig) -> Self {
+        Self::tuned(model, config, Tuning::All)
+    }
+
+    /// [`new`](Self::new) training what `tuning` says, everything else frozen.
+    pub(crate) fn tuned(model: Transformer<B>, config: &OptimConfig, tuning: Tuning<B>) -> Self {
+        let mut model = tuning.freeze(model);
         let adamw = adamw(config);
         let rule = row_rule(config);
         route_value_grads(&mut model, rule.is_some());
@@ -73,6 +86,23 @@ impl<B: TrainBackend> Stepper<B> {
             value_optim: adamw.init(),
             row_optims,
             config: config.clone(),
+            tuning,
+        }
+    }
+
+    /// The model as evaluation and export see it: a LoRA tuning's adapters merged in.
+    pub fn trained(&self) -> Transformer<B> {
+        match &self.tuning {
+            Tuning::Lora { lora, .. } => lora.merge(&self.model),
+            _ => self.model.clone(),
+        }
+    }
+
+    /// The adapters of a LoRA tuning.
+    pub fn lora(&self) -> Option<&Lora<B>> {
+        match &self.tuning {
+            Tuning::Lora { lora, .. } => Some(lora),
+            _ => None,
         }
     }
 
@@ -113,6 +143,9 @@ impl<B: TrainBackend> Stepper<B> {
         device: &B::Device,
         rank: Option<&Rank<B::InnerBackend>>,
     ) -> Result<StepReport, TrainError> {
+        if let Tuning::Lora { .. } = self.tuning {
+            return self.step_lora(micro_batches, multiplier, usage_of, device);
+        }
         let o = &self.config;
         let count = micro_batches.len().max(1);
         let sharded = match rank {
@@ -122,7 +155,7 @@ impl<B: TrainBackend> Stepper<B> {
         let store = sharded.as_ref().map(|s| s as &dyn ValueStore<B>);
         let mut main = GradientsAccumulator::<Transformer<B>>::new();
         let mut values = GradientsAccumulator::<Transformer<B>>::new();
-        let (mut loss_sum, mut usage) = (0.0, Vec::new());
+        let (mut loss_sum, mut usage, mut read) = (0.0, Vec::new(), Vec::new());
         for (i, tokens) in micro_batches.iter().enumerate() {
             let (loss, output) = lm_loss(&self.model, tokens, o.batch_size, device, store)?;
             let objective = match output.aux_loss.clone() {
@@ -135,16 +168,11 @@ impl<B: TrainBackend> Stepper<B> {
                 GradientsParams::from_params(&mut grads, &self.model, &self.value_ids);
             values.accumulate(&self.model, value_grads);
             main.accumulate(&self.model, GradientsParams::from_grads(grads, &self.model));
+            if self.tuning.sparse().is_some() {
+                read.extend(retrieved(&output.memory));
+            }
             if let (Some(size), true) = (usage_of, i + 1 == count) {
-                usage = output
-                    .memory
-                    .iter()
-                    .map(|(layer, memory)| {
-                        let mut stats = UsageStats::new(size);
-                        stats.record(memory)?;
-                        Ok(LayerUsage::new(*layer, stats.summary()))
-                    })
-                    .collect::<Result<_, TrainError>>()?;
+                usage = layer_usage(&output.memory, size)?;
             }
         }
         let (mut main, mut values) = (main.grads(), values.grads());
@@ -153,6 +181,14 @@ impl<B: TrainBackend> Stepper<B> {
             for table in self.model.value_tables() {
                 rows.push(table.take_row_grads()?);
             }
+        }
+        // Sparse memory finetuning: only the step's top t rows by TF-IDF keep a gradient.
+        if let Some(sparse) = self.tuning.sparse() {
+            let top = sparse.background.top(&reads(read), sparse.top_t);
+            rows = rows
+                .into_iter()
+                .map(|grads| grads.and_then(|g| keep_rows(g, &top)))
+                .collect();
         }
         // Device backends check the step's lookup indices here, one read per table (after
         // the sinks are drained, so that a failed step leaves no rows behind).
@@ -214,6 +250,67 @@ impl<B: TrainBackend> Stepper<B> {
             usage,
         })
     }
+}
+
+impl<B: TrainBackend> Stepper<B> {
+    /// A LoRA step: the loss of the model with the adapters applied, AdamW on the adapters
+    /// (clipped at `grad_clip`); the model itself frozen. Alone only (finetuning is not
+    /// parallel).
+    fn step_lora(
+        &mut self,
+        micro_batches: &[Vec<u32>],
+        multiplier: f64,
+        usage_of: Option<usize>,
+        device: &B::Device,
+    ) -> Result<StepReport, TrainError> {
+        let Tuning::Lora { lora, optim } = &mut self.tuning else {
+            unreachable!("called for LoRA tunings only")
+        };
+        let o = &self.config;
+        let count = micro_batches.len().max(1);
+        let mut accumulated = GradientsAccumulator::<Lora<B>>::new();
+        let (mut loss_sum, mut usage) = (0.0, Vec::new());
+        for (i, tokens) in micro_batches.iter().enumerate() {
+            // A graph per micro-batch: a backward pass consumes the one it runs through.
+            let model = lora.apply(&self.model);
+            let (loss, output) = lm_loss(&model, tokens, o.batch_size, device, None)?;
+            let objective = match output.aux_loss.clone() {
+                Some(aux) => loss.clone() + aux,
+                None => loss.clone(),
+            };
+            let grads = objective.div_scalar(count as f64).backward();
+            loss_sum += loss.into_scalar().elem::<f64>();
+            accumulated.accumulate(&*lora, GradientsParams::from_grads(grads, &*lora));
+            if let (Some(size), true) = (usage_of, i + 1 == count) {
+                usage = layer_usage(&output.memory, size)?;
+            }
+        }
+        self.model.check_value_ranges()?;
+        let mut grads = accumulated.grads();
+        let grad_norm = clip_global_norm(&*lora, &mut grads, o.grad_clip);
+        *lora = optim.step(o.lr * multiplier, lora.clone(), grads);
+        Ok(StepReport {
+            loss: loss_sum / count as f64,
+            grad_norm,
+            value_grad_norm: 0.0,
+            usage,
+        })
+    }
+}
+
+/// Usage of every product-key layer in `memory`, over a pool of `size` rows.
+fn layer_usage<B: TrainBackend>(
+    memory: &[(usize, MemoryOutput<B, 3>)],
+    size: usize,
+) -> Result<Vec<LayerUsage>, TrainError> {
+    memory
+        .iter()
+        .map(|(layer, memory)| {
+            let mut stats = UsageStats::new(size);
+            stats.record(memory)?;
+            Ok(LayerUsage::new(*layer, stats.summary()))
+        })
+        .collect()
 }
 
 /// Value tables deliver sparse row gradients (for row-wise optimizers) or dense ones.

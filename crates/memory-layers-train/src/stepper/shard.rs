@@ -9,6 +9,7 @@ use burn::tensor::Tensor;
 use memory_layers_values::{RowOptimizer, ValueTable};
 use memory_layers_zoo::Transformer;
 
+use super::tuning::Tuning;
 use super::{Stepper, route_value_grads};
 use crate::config::ValueOptimizer;
 use crate::optim::{row_rule, value_param_ids};
@@ -40,6 +41,7 @@ impl<B: TrainBackend> Stepper<B> {
                 .map(|o| o.clone().to_device(device))
                 .collect(),
             config,
+            tuning: Tuning::All,
         }
         .shard(rank)
     }
@@ -92,6 +94,7 @@ impl<B: TrainBackend> Stepper<B> {
             value_ids: Vec::new(),
             row_optims: self.row_optims.clone(),
             config: self.config.clone(),
+            tuning: Tuning::All,
         };
         // The whole batch again (`for_rank` gave each rank its share).
         full.config.batch_size *= rank.world();

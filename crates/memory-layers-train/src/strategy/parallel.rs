@@ -19,6 +19,7 @@ pub fn train_parallel<B: TrainBackend>(
     options: TrainOptions,
     layout: &Layout,
 ) -> Result<TrainSummary, TrainError> {
+    alone(&config)?;
     layout.validate(config.optim.batch_size)?;
     let n = layout.devices;
     let [device, ..] = devices else {
@@ -89,6 +90,7 @@ pub fn train_peer<B: TrainBackend>(
     layout: &Layout,
     collective: Arc<dyn Collective<B::InnerBackend>>,
 ) -> Result<Option<TrainSummary>, TrainError> {
+    alone(&config)?;
     layout.validate(config.optim.batch_size)?;
     let world = collective.world();
     if world != layout.devices {
@@ -126,4 +128,14 @@ pub fn train_peer<B: TrainBackend>(
         memory_layers_data::write_atomic(&path, text.as_bytes())?;
     }
     Ok(summary)
+}
+
+/// Refuses a finetuning run: it trains on one device.
+fn alone(config: &TrainConfig) -> Result<(), TrainError> {
+    match config.finetune {
+        Some(_) => Err(TrainError::Parallel(
+            "a finetuning run trains on one device: start it without --devices".into(),
+        )),
+        None => Ok(()),
+    }
 }

@@ -150,6 +150,24 @@ mod kernels {
         w[at] = w[at] * decay - lr * (m1 / correction1) / (F::sqrt(v1 / correction2) + eps);
     }
 
+    /// SGD on rows `ids` of `w`, in place: one thread per element of `grads`.
+    #[cube(launch)]
+    pub(super) fn rows_sgd_kernel<F: Float + CubeElement, I: Int>(
+        w: &mut Tensor<F>,
+        ids: &Tensor<I>,
+        grads: &Tensor<F>,
+        lr: F,
+    ) {
+        let d = grads.shape(1);
+        let at = ABSOLUTE_POS;
+        if at >= grads.len() {
+            terminate!();
+        }
+        let (u, c) = (at / d, at % d);
+        let row = usize::cast_from(ids[u]);
+        w[row * d + c] -= lr * grads[at];
+    }
+
     /// Row-wise Adagrad on rows `ids` of `w` and `acc`, in place: one thread per row.
     #[cube(launch)]
     pub(super) fn rows_adagrad_kernel<F: Float + CubeElement, I: Int>(
@@ -401,6 +419,31 @@ where
             f(c2),
         );
         [weight, m, v]
+    }
+
+    fn rows_sgd(
+        weight: FloatTensor<Self>,
+        ids: IntTensor<Self>,
+        grads: FloatTensor<Self>,
+        lr: f64,
+    ) -> FloatTensor<Self> {
+        let [u, d] = grads.shape().dims::<2>();
+        if u * d == 0 || !native::<R, F>(&[&weight, &grads]) {
+            return fallback::rows_sgd::<Self>(weight, ids, grads, lr);
+        }
+        let weight = writable(weight);
+        let (ids, grads) = (into_contiguous(ids), into_contiguous(grads));
+        let (count, dim) = grid(&grads, u * d);
+        rows_sgd_kernel::launch::<F, I, R>(
+            &grads.client,
+            count,
+            dim,
+            weight.clone().into_tensor_arg(),
+            ids.into_tensor_arg(),
+            grads.clone().into_tensor_arg(),
+            F::from_elem(lr),
+        );
+        weight
     }
 
     fn rows_adagrad(

@@ -2,8 +2,8 @@
 
     python tools/bench/torch_bench.py target/bench/torch.json
 
-Writes the same JSON rows as `cargo xtask bench --json` ({name, config, median_s, throughput,
-unit}). Product-key retrieval and the Memory+ layer come from the independent implementation
+Writes the same JSON as `cargo xtask bench --json` ({host, results: [{name, config, median_s, throughput,
+unit}]}). Product-key retrieval and the Memory+ layer come from the independent implementation
 in tools/parity/make_fixtures.py; the lookup is F.embedding_bag (sum mode, per-sample weights),
 its backward timed with the dense and the `sparse=True` value gradient, keeping the faster.
 Train steps are in torch_train.py.
@@ -22,6 +22,7 @@ from pathlib import Path
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import torch  # noqa: E402
+import host  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "parity"))
@@ -120,7 +121,8 @@ def main(out):
     rows.append(row("swiglu_fwd_bwd", {"dim": d, "hidden": 2048, "input": [batch, seq, d]},
                     median_seconds(swiglu_step), batch * seq, "tokens/s"))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(rows, indent=2))
+    result = {"host": host.detect(torch.backends.cpu.get_cpu_capability()), "results": rows}
+    Path(out).write_text(json.dumps(result, indent=2))
     print(f"wrote {out} (torch {torch.__version__}, {torch.get_num_threads()} threads)", file=sys.stderr)
 
 

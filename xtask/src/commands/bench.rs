@@ -8,13 +8,16 @@ use std::time::Instant;
 
 use anyhow::Context;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use memory_layers_benches::{LookupCase, MemoryPlusCase, RetrievalCase};
+use memory_layers_benches::{Host, LookupCase, MemoryPlusCase, RetrievalCase, fma_peak_gflops};
 use memory_layers_cli::{BackendKind, Job, dispatch};
+use memory_layers_data::CompactFacts;
+use memory_layers_experiments::{Base, Suite as ExperimentSuite, default_run};
 use memory_layers_train::{Stepper, TrainBackend, TrainConfig, ValueOptimizer};
-use memory_layers_zoo::{ModelKind, Size, SwiGluFfnConfig, preset};
+use memory_layers_zoo::{ModelKind, Size, SwiGluFfnConfig, account, preset};
 use rayon::prelude::*;
 
-use crate::bench_result::BenchResult;
+use super::corpus::CorpusCase;
+use crate::bench_result::{BenchFile, BenchResult};
 
 /// Arguments of `cargo xtask bench`.
 #[derive(clap::Args)]
@@ -25,6 +28,9 @@ pub struct BenchArgs {
     /// Only the train-step cases whose name contains this (e.g. `dense`).
     #[arg(long)]
     only: Option<String>,
+    /// Bytes of text the corpus suite generates.
+    #[arg(long, default_value = "2G", value_parser = memory_layers_cli::parse_count)]
+    corpus_bytes: usize,
     /// Write the results to this JSON file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -34,9 +40,9 @@ pub struct BenchArgs {
     /// Instead of running: write docs/performance.md from `--ours` and `--torch` results.
     #[arg(long)]
     report: bool,
-    /// Our results (for --report).
-    #[arg(long, default_value = "target/bench/ours.json")]
-    ours: PathBuf,
+    /// Our results (for --report; repeatable, one section per host).
+    #[arg(long, default_values = ["target/bench/ours.json"])]
+    ours: Vec<PathBuf>,
     /// PyTorch's results (for --report; repeatable): tools/bench/torch_bench.py's kernels and
     /// tools/bench/torch_train.py's train steps. Missing files are left out.
     #[arg(
@@ -123,6 +129,20 @@ fn stream_triad() -> BenchResult {
     )
 }
 
+/// The host's f32 FMA throughput on every thread, the yardstick of the train steps.
+fn fma_peak() -> BenchResult {
+    let gflops = fma_peak_gflops();
+    eprintln!("{:<40} {:>10} {gflops:>14.2} GFLOP/s", "fma_peak", "");
+    let config = serde_json::json!({"threads": rayon::current_num_threads(), "simd": memory_layers_benches::simd_level()});
+    BenchResult {
+        name: "fma_peak".into(),
+        config,
+        median_s: None,
+        throughput: Some(gflops),
+        unit: "GFLOP/s".into(),
+    }
+}
+
 /// A named set of benchmark cases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Suite {
@@ -130,8 +150,13 @@ enum Suite {
     Default,
     /// Retrieval, lookup, Memory+ vs SwiGLU, memory bandwidth (triad).
     Kernels,
-    /// Whole train steps.
+    /// Whole train steps: at `small`, at `tiny`, and at the sizes the experiment suites
+    /// train (their base, the capacity suite's narrowest models).
     Train,
+    /// A generated corpus end to end (`--corpus-bytes`, 2 GB): prepare with bytes and with a
+    /// sampled BPE, a few train steps from the shards, the final evaluation; each phase's
+    /// time and peak memory (minutes; not part of `default`).
+    Corpus,
     /// The GPU check: the kernels, the train steps, and dense vs Memory+ steps at 134m
     /// (8 × 4096 tokens; a GPU's job, hours on a CPU).
     Gpu,
@@ -141,6 +166,7 @@ enum Suite {
 struct Cases {
     suite: Suite,
     only: Option<String>,
+    corpus_bytes: usize,
 }
 
 impl Job for Cases {
@@ -148,20 +174,36 @@ impl Job for Cases {
 
     fn run<B: TrainBackend>(self, devices: &[B::Device]) -> anyhow::Result<Vec<BenchResult>> {
         let device = &devices[0];
-        let Self { suite, only } = self;
+        let Self {
+            suite,
+            only,
+            corpus_bytes,
+        } = self;
+        if suite == Suite::Corpus {
+            let case = CorpusCase {
+                bytes: corpus_bytes as u64,
+                dir: PathBuf::from("target/bench/corpus"),
+            };
+            return case.run::<B>(device);
+        }
         let kernels = matches!(suite, Suite::Default | Suite::Kernels | Suite::Gpu);
         let train = matches!(suite, Suite::Default | Suite::Train | Suite::Gpu);
-        let mut out = Vec::new();
+        let mut out = vec![fma_peak()];
         if kernels {
             out.push(stream_triad());
             out.extend(kernel_cases::<B>(device)?);
         }
         let only = only.as_deref().unwrap_or("");
         if train {
-            out.extend(train_cases::<B>(device, Size::Small, only)?);
+            let mut cases = size_cases(Size::Small);
+            if suite != Suite::Gpu {
+                cases.extend(size_cases(Size::Tiny));
+                cases.extend(experiment_cases()?);
+            }
+            out.extend(train_cases::<B>(device, cases, only)?);
         }
         if suite == Suite::Gpu {
-            out.extend(train_cases::<B>(device, Size::M134, only)?);
+            out.extend(train_cases::<B>(device, size_cases(Size::M134), only)?);
         }
         Ok(out)
     }
@@ -266,39 +308,98 @@ fn available_memory() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Whole train steps at `size`: dense and Memory+, and at `small` Memory+ with pools of 2^16,
-/// 2^20 and 2^22 values; those whose name contains `only`.
-fn train_cases<B: TrainBackend>(
-    device: &B::Device,
-    size: Size,
-    only: &str,
-) -> anyhow::Result<Vec<BenchResult>> {
-    let mut out = Vec::new();
+/// A named train-step case.
+type TrainCase = (String, TrainConfig);
+
+/// Train steps at `size`: dense and Memory+, and at `small` Memory+ with pools of 2^16, 2^20
+/// and 2^22 values.
+fn size_cases(size: Size) -> Vec<TrainCase> {
+    let case = |kind, n_keys| {
+        let mut config = TrainConfig::new(kind, size);
+        config.model = preset(kind, size, n_keys);
+        config
+    };
     let mut cases = vec![
-        (format!("train_step_dense_{size}"), ModelKind::Dense, None),
+        (
+            format!("train_step_dense_{size}"),
+            case(ModelKind::Dense, None),
+        ),
         (
             format!("train_step_memory_plus_{size}"),
-            ModelKind::MemoryPlus,
-            None,
+            case(ModelKind::MemoryPlus, None),
         ),
     ];
     if size == Size::Small {
         for (bits, n_keys) in [(16, 256), (20, 1024), (22, 2048)] {
             let name = format!("train_step_memory_plus_small_values_{bits}");
-            cases.push((name, ModelKind::MemoryPlus, Some(n_keys)));
+            cases.push((name, case(ModelKind::MemoryPlus, Some(n_keys))));
         }
     }
-    cases.retain(|(name, _, _)| name.contains(only));
-    for (name, kind, n_keys) in cases {
-        let mut config = TrainConfig::new(kind, size);
-        config.model = preset(kind, size, n_keys);
+    cases
+}
+
+/// The steps the experiment suites take: the base of `models`, `memory-size` and `ablations`
+/// (what `train` runs without a size: dim 64, 6 blocks, 128² values, 8 × 64 tokens), and the
+/// capacity suite's narrowest dense model and its Memory+ with 128² values (dim 16, 32 × 64
+/// tokens, a word vocabulary).
+fn experiment_cases() -> anyhow::Result<Vec<TrainCase>> {
+    let mut cases = vec![
+        (
+            "train_step_dense_experiments".to_string(),
+            default_run(ModelKind::Dense),
+        ),
+        (
+            "train_step_memory_plus_experiments".to_string(),
+            default_run(ModelKind::MemoryPlus),
+        ),
+    ];
+    let capacity = ExperimentSuite::Capacity.runs(&Base::new(1, 1))?;
+    for (name, label) in [
+        ("train_step_dense_capacity", "dense-16"),
+        ("train_step_memory_plus_capacity", "memory-plus-16-128sq"),
+    ] {
+        let spec = capacity
+            .iter()
+            .find(|s| s.label == label)
+            .with_context(|| format!("the capacity suite has no {label}"))?;
+        let mut config = spec.config.clone();
+        let compact = config
+            .data
+            .compact_facts
+            .clone()
+            .context("a compact corpus")?;
+        config.model.vocab_size = CompactFacts::generate(&compact)?.tokenizer.vocab_size();
+        cases.push((name.to_string(), config));
+    }
+    Ok(cases)
+}
+
+/// Times one optimizer step of every case whose name contains `only`.
+fn train_cases<B: TrainBackend>(
+    device: &B::Device,
+    mut cases: Vec<TrainCase>,
+    only: &str,
+) -> anyhow::Result<Vec<BenchResult>> {
+    let mut out = Vec::new();
+    cases.retain(|(name, _)| name.contains(only));
+    for (name, config) in cases {
+        let kind = config.model.kind;
         let (batch, seq) = (config.optim.batch_size, config.optim.seq_len);
         let values = config.model.product_keys.n_keys.pow(2) * config.model.dim;
         let value_optimizer = config.optim.value_optimizer;
+        let (m, keys, o) = (&config.model, &config.model.product_keys, &config.optim);
+        // Everything tools/bench/torch_train.py builds the same model from.
         let case_config = serde_json::json!({
-            "model": kind, "size": size, "batch": batch, "seq_len": seq,
-            "values": if kind == ModelKind::Dense { 0 } else { config.model.product_keys.n_keys.pow(2) },
+            "model": kind, "dim": m.dim, "layers": m.layers, "heads": m.heads,
+            "kv_heads": m.kv_heads, "ffn_hidden": m.ffn_hidden, "vocab": m.vocab_size,
+            "rope_theta": m.rope_theta, "batch": batch, "seq_len": seq, "lr": o.lr,
+            "value_lr": o.value_lr,
+            "memory_layers": m.product_key_layers(),
+            "memory": {"heads": keys.heads, "k_dim": keys.k_dim, "knn": keys.knn,
+                       "n_keys": keys.n_keys, "qk_norm": keys.qk_norm},
+            "values": if kind == ModelKind::Dense { 0 } else { keys.n_keys.pow(2) },
             "value_optimizer": value_optimizer.to_string(),
+            "train_flops_per_token": 3 * account(m).flops_per_token,
         });
         // Values, two moments and a temporary (initialisation); dense AdamW adds a gradient.
         let copies = if value_optimizer == ValueOptimizer::DenseAdamW {
@@ -356,9 +457,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let cases = Cases {
         suite: args.suite,
         only: args.only,
+        corpus_bytes: args.corpus_bytes,
     };
     let results = dispatch(args.backend, cases)?;
-    let text = serde_json::to_string_pretty(&results)?;
+    let mut host = Host::detect();
+    if args.backend != BackendKind::Flex {
+        host.gpu = Some(format!("{:?} backend", args.backend));
+    }
+    let text = serde_json::to_string_pretty(&BenchFile {
+        host: Some(host),
+        results,
+    })?;
     match &args.json {
         Some(path) => {
             if let Some(dir) = path.parent() {

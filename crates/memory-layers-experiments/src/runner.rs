@@ -7,7 +7,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use memory_layers_train::{Interrupt, RunDir, Stepper, TrainBackend, TrainOptions, train};
+use memory_layers_train::{
+    Interrupt, RunDir, Stepper, TrainBackend, TrainConfig, TrainOptions, TrainSummary, train,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::report::write_report;
@@ -325,11 +327,7 @@ impl Progress<'_> {
             progress,
             interrupt: plan.interrupt.clone(),
         };
-        let summary =
-            train::<B>(config, device, options).map_err(|error| ExperimentError::Run {
-                run: spec.id.clone(),
-                error: Box::new(error),
-            })?;
+        let summary = train_run::<B>(&spec.id, config, device, options)?;
         let row = SummaryRow::new(
             &spec.id,
             &spec.label,
@@ -472,4 +470,17 @@ fn seconds_per_token<B: TrainBackend>(
         cost.insert(spec.label.clone(), started.elapsed().as_secs_f64() / tokens);
     }
     Ok(cost)
+}
+
+/// Trains `config` as the suite's run `id`; a failure names the run.
+pub(crate) fn train_run<B: TrainBackend>(
+    id: &str,
+    config: TrainConfig,
+    device: &B::Device,
+    options: TrainOptions,
+) -> Result<TrainSummary, ExperimentError> {
+    train::<B>(config, device, options).map_err(|error| ExperimentError::Run {
+        run: id.to_string(),
+        error: Box::new(error),
+    })
 }

@@ -1,6 +1,8 @@
 //! `cargo xtask results`: copies each suite's table (docs/results/SUITE/summary.md, written by
 //! `experiment`) into docs/results.md and README.md between the markers `<!-- table SUITE -->` and
 //! `<!-- end table -->`, so that the page shows what the command measured, never a hand edit.
+//! `<!-- table SUITE/NAME -->` copies the suite's NAME.md instead (the continual suite's
+//! finetuning tables are `continual/continual`).
 
 use std::path::{Path, PathBuf};
 
@@ -20,10 +22,13 @@ pub struct ResultsArgs {
 const OPEN: &str = "<!-- table ";
 const CLOSE: &str = "<!-- end table -->";
 
-/// The table of `suite`'s summary.md (everything after its title line), or `None` when the
-/// suite has not been run into `suites`.
+/// The table of `suite`'s summary.md, or of `NAME.md` for `suite/NAME` (everything after its
+/// title line), or `None` when the suite has not been run into `suites`.
 fn table(suites: &Path, suite: &str) -> anyhow::Result<Option<String>> {
-    let path = suites.join(suite).join("summary.md");
+    let path = match suite.split_once('/') {
+        Some((dir, name)) => suites.join(dir).join(format!("{name}.md")),
+        None => suites.join(suite).join("summary.md"),
+    };
     if !path.exists() {
         return Ok(None);
     }
@@ -116,6 +121,13 @@ mod tests {
         assert_eq!(
             splice(not_run, &dir).unwrap(),
             (not_run.to_string(), vec!["b".to_string()])
+        );
+        std::fs::write(dir.join("a/other.md"), "# other\n\n| y |\n").unwrap();
+        let named = "<!-- table a/other -->\n<!-- end table -->";
+        assert_eq!(
+            splice(named, &dir).unwrap().0,
+            "<!-- table a/other -->\n| y |\n<!-- end table -->",
+            "a named table of the suite"
         );
         assert!(splice("<!-- table a -->\n", &dir).is_err());
         let unclosed = "<!-- table a -->\n<!-- table b -->\n<!-- end table -->";

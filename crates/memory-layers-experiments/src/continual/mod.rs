@@ -7,11 +7,10 @@
 use memory_layers_data::FactsConfig;
 use memory_layers_train::{
     FinetuneMethod, TrainBackend, TrainConfig, TrainOptions, TrainOverrides, count_background,
-    train,
 };
 use memory_layers_zoo::ModelKind;
 
-use crate::runner::{Event, in_pools, run_suite};
+use crate::runner::{Event, in_pools, run_suite, train_run};
 use crate::{Base, ExperimentError, SuitePlan};
 
 mod report;
@@ -64,8 +63,13 @@ pub struct FinetuneSpec {
     pub seed: u64,
 }
 
+/// The rates of the memory methods (SGD on the rows). The first three were set before any
+/// run; the rest were added when none of the three learned facts B (docs/finetuning.md): with
+/// the loss a mean over the batch's tokens, a row's gradient is a few thousandths.
+const VALUE_RATES: [f64; 7] = [0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0];
+
 /// The sweep on one base of `kind`: each method at each of its learning rates (and, for
-/// sparse memory finetuning, each t). Set from pilot runs (docs/finetuning.md, "Sizing").
+/// sparse memory finetuning, each t); docs/finetuning.md, "Sized before the runs".
 pub fn sweep(kind: ModelKind) -> Vec<(FinetuneMethod, f64, Option<usize>)> {
     use FinetuneMethod::*;
     let mut out = Vec::new();
@@ -76,11 +80,11 @@ pub fn sweep(kind: ModelKind) -> Vec<(FinetuneMethod, f64, Option<usize>)> {
         out.push((Lora, lr, None));
     }
     if kind.has_pool() {
-        for lr in [0.3, 1.0, 3.0] {
+        for lr in VALUE_RATES {
             out.push((Memory, lr, None));
         }
         for top_t in [100, 1000] {
-            for lr in [0.3, 1.0, 3.0] {
+            for lr in VALUE_RATES {
                 out.push((SparseMemory, lr, Some(top_t)));
             }
         }
@@ -211,11 +215,7 @@ pub fn run_continual<B: TrainBackend>(
             progress: false,
             interrupt: plan.interrupt.clone(),
         };
-        let summary =
-            train::<B>(config, device, options).map_err(|error| ExperimentError::Run {
-                run: spec.id.clone(),
-                error: Box::new(error),
-            })?;
+        let summary = train_run::<B>(&spec.id, config, device, options)?;
         let rows = scorer.score::<B::InnerBackend>(spec, summary.train_seconds, device)?;
         for row in &rows {
             on_event(Event::Finetuned {

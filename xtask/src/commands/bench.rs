@@ -12,7 +12,9 @@ use memory_layers_benches::{Host, LookupCase, MemoryPlusCase, RetrievalCase, fma
 use memory_layers_cli::{BackendKind, Job, dispatch};
 use memory_layers_data::CompactFacts;
 use memory_layers_experiments::{Base, Suite as ExperimentSuite, default_run};
-use memory_layers_train::{Stepper, TrainBackend, TrainConfig, ValueOptimizer};
+use memory_layers_train::{
+    Background, DEFAULT_TOP_T, Stepper, TrainBackend, TrainConfig, ValueOptimizer,
+};
 use memory_layers_zoo::{ModelKind, Size, SwiGluFfnConfig, account, preset};
 use rayon::prelude::*;
 
@@ -201,6 +203,9 @@ impl Job for Cases {
                 cases.extend(experiment_cases()?);
             }
             out.extend(train_cases::<B>(device, cases, only)?);
+            if suite != Suite::Gpu {
+                out.extend(finetune_cases::<B>(device, only)?);
+            }
         }
         if suite == Suite::Gpu {
             out.extend(train_cases::<B>(device, size_cases(Size::M134), only)?);
@@ -423,21 +428,83 @@ fn train_cases<B: TrainBackend>(
             continue;
         }
         let model = config.model.init::<B>(device)?;
-        let mut stepper = Stepper::new(model, &config.optim);
-        let vocab = config.model.vocab_size as u32;
-        let tokens: Vec<u32> = (0..batch * (seq + 1))
-            .map(|i| (i as u32 * 2654435761) % vocab)
-            .collect();
-        let batches = vec![tokens];
-        let seconds = time::<B>(device, || {
-            stepper.step(&batches, 1.0, None, device).expect("step");
-        });
-        out.push(result(
+        let stepper = Stepper::new(model, &config.optim);
+        out.push(step_result::<B>(
             &name,
             case_config,
-            seconds,
-            (batch * seq) as f64,
-            "tokens/s",
+            &config,
+            stepper,
+            device,
+        ));
+    }
+    Ok(out)
+}
+
+/// Times one step of `stepper` on a batch of `config`'s shape.
+fn step_result<B: TrainBackend>(
+    name: &str,
+    case_config: serde_json::Value,
+    config: &TrainConfig,
+    mut stepper: Stepper<B>,
+    device: &B::Device,
+) -> BenchResult {
+    let (batch, seq) = (config.optim.batch_size, config.optim.seq_len);
+    let vocab = config.model.vocab_size as u32;
+    let tokens: Vec<u32> = (0..batch * (seq + 1))
+        .map(|i| (i as u32 * 2654435761) % vocab)
+        .collect();
+    let batches = vec![tokens];
+    let seconds = time::<B>(device, || {
+        stepper.step(&batches, 1.0, None, device).expect("step");
+    });
+    result(name, case_config, seconds, (batch * seq) as f64, "tokens/s")
+}
+
+/// Finetuning steps on the experiments' Memory+ base: the frozen model's forward-backward with
+/// every read value row updated by SGD (method `memory`), and sparse memory finetuning's step
+/// (the same plus the TF-IDF ranking; only the top 500 rows updated), against background
+/// counts drawn at random.
+fn finetune_cases<B: TrainBackend>(
+    device: &B::Device,
+    only: &str,
+) -> anyhow::Result<Vec<BenchResult>> {
+    let mut config = default_run(ModelKind::MemoryPlus);
+    config.optim.value_optimizer = ValueOptimizer::Sgd;
+    config.optim.value_lr = 1.0;
+    let values = config.model.product_keys.n_keys.pow(2);
+    let background = Background {
+        batches: 1000,
+        sequences: 1,
+        seq_len: config.optim.seq_len,
+        values,
+        df: (0..values as u32)
+            .map(|i| i.wrapping_mul(2654435761) % 1001)
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for (name, sparse) in [
+        ("finetune_step_memory_experiments", None),
+        (
+            "finetune_step_sparse_memory_experiments",
+            Some((background, DEFAULT_TOP_T)),
+        ),
+    ] {
+        if !name.contains(only) {
+            continue;
+        }
+        let case_config = serde_json::json!({
+            "model": ModelKind::MemoryPlus, "values": values, "value_optimizer": "sgd",
+            "top_t": sparse.as_ref().map(|(_, t)| t),
+            "batch": config.optim.batch_size, "seq_len": config.optim.seq_len,
+        });
+        let model = config.model.init::<B>(device)?;
+        let stepper = Stepper::values_only(model, &config.optim, sparse);
+        out.push(step_result::<B>(
+            name,
+            case_config,
+            &config,
+            stepper,
+            device,
         ));
     }
     Ok(out)

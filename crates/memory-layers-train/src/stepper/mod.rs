@@ -13,7 +13,7 @@ use memory_layers_values::RowOptimizer;
 use memory_layers_zoo::{Lora, Transformer};
 
 use crate::config::OptimConfig;
-use crate::finetune::{reads, retrieved};
+use crate::finetune::{Background, reads, retrieved};
 use crate::loss::lm_loss;
 use crate::optim::{
     adamw, clip_factor, clip_global_norm, row_rule, row_squared_norms, scale_grads, scale_rows,
@@ -63,6 +63,18 @@ impl<B: TrainBackend> Stepper<B> {
     /// are switched to sparse gradients.
     pub fn new(model: Transformer<B>, config: &OptimConfig) -> Self {
         Self::tuned(model, config, Tuning::All)
+    }
+
+    /// A stepper that trains only the memory pool's rows, everything else frozen: the
+    /// `memory` finetuning method, or with `sparse = Some((background, t))` sparse memory
+    /// finetuning (each step's top `t` rows by TF-IDF against `background`).
+    pub fn values_only(
+        model: Transformer<B>,
+        config: &OptimConfig,
+        sparse: Option<(Background, usize)>,
+    ) -> Self {
+        let sparse = sparse.map(|(background, top_t)| Sparse { background, top_t });
+        Self::tuned(model, config, Tuning::Values { sparse })
     }
 
     /// [`new`](Self::new) training what `tuning` says, everything else frozen.

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use memory_layers_train::{
-    Interrupt, RunDir, Stepper, TrainBackend, TrainConfig, TrainOptions, TrainSummary, train,
+    Interrupt, RunDir, TrainBackend, TrainConfig, TrainOptions, TrainSummary, train,
 };
-use serde::{Deserialize, Serialize};
 
+use crate::budget::{resolve_tokens, seconds_per_token};
 use crate::report::write_report;
 use crate::summary::{SummaryRow, read_json, write_json};
 use crate::{Base, Budget, ContinualRow, ExperimentError, RunSpec, Suite, SuiteDir};
@@ -31,14 +31,6 @@ pub struct SuitePlan {
     pub jobs: usize,
     /// Stops the runs in progress (each writes a checkpoint), and so the suite.
     pub interrupt: Interrupt,
-}
-
-/// The resolved budget, kept in `suite.json` so that a resumed suite trains the same runs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct SuiteRecord {
-    suite: Suite,
-    budget: String,
-    tokens_per_run: u64,
 }
 
 /// What the runner reports as it goes.
@@ -374,102 +366,6 @@ fn prepare_dir(dir: &RunDir) -> Result<bool, ExperimentError> {
         std::fs::remove_dir_all(path).map_err(|e| ExperimentError::file(path, e))?;
     }
     Ok(false)
-}
-
-/// Tokens per run: the budget's, or as many as fit its minutes at the measured step times
-/// (kept in `suite.json`, so that a resumed suite does not measure again).
-fn resolve_tokens(
-    plan: &SuitePlan,
-    specs: &[RunSpec],
-    cost: &BTreeMap<String, f64>,
-) -> Result<u64, ExperimentError> {
-    let path = plan.out.record();
-    let budget = plan.budget.to_string();
-    if path.exists() {
-        let record: SuiteRecord = read_json(&path)?;
-        if record.suite == plan.suite && record.budget == budget {
-            return Ok(record.tokens_per_run);
-        }
-        if record.suite == plan.suite {
-            return Err(ExperimentError::Setting {
-                field: "budget",
-                value: budget,
-                rule: "differs from the budget this suite's directory was run with; continue \
-                       with that budget or use a new --out",
-            });
-        }
-        if record.suite != plan.suite {
-            return Err(ExperimentError::Setting {
-                field: "out",
-                value: plan.out.path().display().to_string(),
-                rule: "holds another suite; use a new --out",
-            });
-        }
-    }
-    let tokens = match plan.budget {
-        Budget::Tokens(tokens) => tokens,
-        Budget::Minutes(minutes) => {
-            let per_token: f64 = specs
-                .iter()
-                .map(|s| cost.get(&s.label).copied().unwrap_or(0.0))
-                .sum();
-            // A sixth of the time is left for evaluations and checkpoints.
-            let tokens = minutes * 60.0 * (5.0 / 6.0) / per_token.max(1e-12);
-            (tokens as u64).max(1)
-        }
-    };
-    write_json(
-        &path,
-        &SuiteRecord {
-            suite: plan.suite,
-            budget,
-            tokens_per_run: tokens,
-        },
-    )?;
-    Ok(tokens)
-}
-
-/// Seconds per training token of every configuration among `specs` (timed over a few steps
-/// on synthetic tokens after one warm-up step).
-fn seconds_per_token<B: TrainBackend>(
-    specs: &[&RunSpec],
-    device: &B::Device,
-) -> Result<BTreeMap<String, f64>, ExperimentError> {
-    const TIMED_STEPS: u32 = 3;
-    let mut cost = BTreeMap::new();
-    for spec in specs {
-        if cost.contains_key(&spec.label) {
-            continue;
-        }
-        let config = &spec.config;
-        let failed = |error| ExperimentError::Run {
-            run: spec.id.clone(),
-            error: Box::new(error),
-        };
-        let model = config
-            .model
-            .init::<B>(device)
-            .map_err(|e| failed(e.into()))?;
-        let mut stepper = Stepper::new(model, &config.optim);
-        let o = &config.optim;
-        let vocab = config.model.vocab_size as u64;
-        let batch: Vec<u32> = (0..(o.batch_size * (o.seq_len + 1)) as u64)
-            .map(|i| (i.wrapping_mul(2_654_435_761) % vocab) as u32)
-            .collect();
-        let step = |stepper: &mut Stepper<B>| {
-            stepper
-                .step(std::slice::from_ref(&batch), 1.0, None, device)
-                .map_err(failed)
-        };
-        step(&mut stepper)?;
-        let started = Instant::now();
-        for _ in 0..TIMED_STEPS {
-            step(&mut stepper)?;
-        }
-        let tokens = (o.batch_size * o.seq_len) as f64 * f64::from(TIMED_STEPS);
-        cost.insert(spec.label.clone(), started.elapsed().as_secs_f64() / tokens);
-    }
-    Ok(cost)
 }
 
 /// Trains `config` as the suite's run `id`; a failure names the run.

@@ -1,0 +1,231 @@
+//! Causal self-attention as a backend extension, for whole sequences (training, evaluation).
+//!
+//! Burn's attention on `[batch, heads, len, head_dim]` needs the projections' heads swapped
+//! out of `[batch, len, heads·head_dim]` and back (a copy each way, forward and backward), a
+//! mask, and a softmax and two products per direction: on the CPU the layout copies alone were
+//! a tenth of a train step. [`CausalBackend::causal_attention`] reads the projections in
+//! their own layout (strided GEMMs on Flex, no copies); other backends return `None`
+//! and the model uses Burn's attention.
+
+use std::marker::PhantomData;
+
+use burn::backend::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Tensor, TensorPrimitive};
+
+/// Head counts of one attention call: `heads` query heads share `kv_heads` key/value heads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heads {
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads (divides `heads`).
+    pub kv_heads: usize,
+}
+
+/// The backend extension for causal self-attention over whole sequences.
+pub trait CausalBackend: Backend {
+    /// `softmax(q·kᵀ/√head_dim + causal mask)·v` per head, with `q [batch, len, heads·head_dim]`
+    /// and `k`, `v` `[batch, len, kv_heads·head_dim]` (heads side by side, as the projections
+    /// make them): `(out [batch, len, heads·head_dim], probs [batch, heads, len, len])`, or
+    /// `None` where the backend has no kernel.
+    fn causal_attention(
+        _q: FloatTensor<Self>,
+        _k: FloatTensor<Self>,
+        _v: FloatTensor<Self>,
+        _heads: Heads,
+    ) -> Option<[FloatTensor<Self>; 2]> {
+        None
+    }
+
+    /// The gradients `[∂q, ∂k, ∂v]` of [`causal_attention`](Self::causal_attention) for the
+    /// output gradient `grad`, from its inputs and `probs`. Called only where the forward
+    /// returned a result.
+    fn causal_attention_backward(
+        _q: FloatTensor<Self>,
+        _k: FloatTensor<Self>,
+        _v: FloatTensor<Self>,
+        _probs: FloatTensor<Self>,
+        _grad: FloatTensor<Self>,
+        _heads: Heads,
+    ) -> [FloatTensor<Self>; 3] {
+        unreachable!("causal_attention_backward without a causal_attention kernel")
+    }
+}
+
+/// [`CausalBackend::causal_attention`] on tensors: the output, or `None` without a kernel.
+pub fn causal_attention<B: CausalBackend>(
+    q: Tensor<B, 3>,
+    k: Tensor<B, 3>,
+    v: Tensor<B, 3>,
+    heads: Heads,
+) -> Option<Tensor<B, 3>> {
+    let prim = |t: Tensor<B, 3>| t.into_primitive().tensor();
+    let [out, _] = B::causal_attention(prim(q), prim(k), prim(v), heads)?;
+    Some(Tensor::from_primitive(TensorPrimitive::Float(out)))
+}
+
+/// Backward of `causal_attention(q, k, v)` through [`CausalBackend::causal_attention_backward`].
+#[derive(Debug)]
+struct CausalBackward<C>(PhantomData<C>);
+
+impl<B: CausalBackend, C: CheckpointStrategy> Backward<B, 3> for CausalBackward<C> {
+    type State = ([FloatTensor<B>; 4], Heads);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let ([q, k, v, probs], heads) = ops.state;
+        let grad = grads.consume::<B>(&ops.node);
+        let gradients = B::causal_attention_backward(q, k, v, probs, grad, heads);
+        for (node, gradient) in ops.parents.into_iter().zip(gradients) {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, gradient);
+            }
+        }
+    }
+}
+
+/// Forward on the inner backend's kernel, backward through [`CausalBackward`]; `probs` is not
+/// differentiable.
+impl<B: CausalBackend, C: CheckpointStrategy> CausalBackend for Autodiff<B, C> {
+    fn causal_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        heads: Heads,
+    ) -> Option<[FloatTensor<Self>; 2]> {
+        let [out, probs] = B::causal_attention(
+            q.primitive.clone(),
+            k.primitive.clone(),
+            v.primitive.clone(),
+            heads,
+        )?;
+        let out = match CausalBackward::<C>(PhantomData)
+            .prepare::<C>([q.node, k.node, v.node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(
+                (
+                    [q.primitive, k.primitive, v.primitive, probs.clone()],
+                    heads,
+                ),
+                out,
+            ),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        };
+        Some([
+            out,
+            <Self as burn::tensor::backend::AutodiffBackend>::from_inner(probs),
+        ])
+    }
+}
+
+mod flex;
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::{Autodiff, Flex};
+    use burn::tensor::module::attention;
+    use burn::tensor::ops::AttentionModuleOptions;
+    use burn::tensor::{Distribution, Tolerance};
+
+    use super::*;
+
+    /// Burn's causal attention on `[batch, len, heads·head_dim]` projections: heads split out,
+    /// key/value heads repeated, merged back.
+    fn burn_causal<B: Backend>(
+        q: Tensor<B, 3>,
+        k: Tensor<B, 3>,
+        v: Tensor<B, 3>,
+        heads: Heads,
+    ) -> Tensor<B, 3> {
+        let [b, t, width] = q.dims();
+        let d = width / heads.heads;
+        let group = heads.heads / heads.kv_heads;
+        let split = |x: Tensor<B, 3>, n: usize| x.reshape([b, t, n, d]).swap_dims(1, 2);
+        let repeat = |x: Tensor<B, 4>| {
+            x.unsqueeze_dim::<5>(2)
+                .expand([b, heads.kv_heads, group, t, d])
+                .reshape([b, heads.heads, t, d])
+        };
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: true,
+        };
+        let (q, k, v) = (
+            split(q, heads.heads),
+            repeat(split(k, heads.kv_heads)),
+            repeat(split(v, heads.kv_heads)),
+        );
+        attention(q, k, v, None, None, options)
+            .swap_dims(1, 2)
+            .reshape([b, t, width])
+    }
+
+    fn inputs<B: Backend>(heads: Heads, d: usize) -> [Tensor<B, 3>; 3] {
+        let device = Default::default();
+        let (b, t) = (3, 37);
+        let random = |width| Tensor::random([b, t, width], Distribution::Normal(0.0, 1.5), &device);
+        [
+            random(heads.heads * d),
+            random(heads.kv_heads * d),
+            random(heads.kv_heads * d),
+        ]
+    }
+
+    /// Full and grouped key/value heads; a head dimension with a tail past 16 lanes.
+    const CASES: [(Heads, usize); 2] = [
+        (
+            Heads {
+                heads: 4,
+                kv_heads: 4,
+            },
+            32,
+        ),
+        (
+            Heads {
+                heads: 6,
+                kv_heads: 2,
+            },
+            20,
+        ),
+    ];
+
+    #[test]
+    fn the_kernel_attends_like_burns_attention() {
+        for (heads, d) in CASES {
+            let [q, k, v] = inputs::<Flex>(heads, d);
+            let ours = causal_attention(q.clone(), k.clone(), v.clone(), heads).expect("a kernel");
+            ours.into_data().assert_approx_eq::<f32>(
+                &burn_causal(q, k, v, heads).into_data(),
+                Tolerance::absolute(1e-5),
+            );
+        }
+    }
+
+    #[test]
+    fn the_gradients_are_burns_gradients() {
+        type A = Autodiff<Flex>;
+        for (heads, d) in CASES {
+            let [q, k, v] = inputs::<A>(heads, d);
+            let weights = Tensor::<A, 3>::random(q.dims(), Distribution::Default, &q.device());
+            let grads = |f: &dyn Fn(Tensor<A, 3>, Tensor<A, 3>, Tensor<A, 3>) -> Tensor<A, 3>| {
+                let [q, k, v] = [&q, &k, &v].map(|x| x.clone().require_grad());
+                let grads = (f(q.clone(), k.clone(), v.clone()) * weights.clone())
+                    .sum()
+                    .backward();
+                [q, k, v].map(|x| x.grad(&grads).expect("a gradient").into_data())
+            };
+            let ours = grads(&|q, k, v| causal_attention(q, k, v, heads).expect("a kernel"));
+            let expected = grads(&|q, k, v| burn_causal(q, k, v, heads));
+            for (ours, expected) in ours.iter().zip(&expected) {
+                ours.assert_approx_eq::<f32>(expected, Tolerance::rel_abs(1e-4, 1e-5));
+            }
+        }
+    }
+}

@@ -98,6 +98,13 @@ pub fn documents(
     text_field: &str,
     separator: &DocSeparator,
 ) -> Result<impl Iterator<Item = Result<Document, DataError>>, DataError> {
+    if *separator == DocSeparator::Marker(String::new()) {
+        return Err(DataError::setting(
+            "data.doc_separator",
+            "\"\"",
+            "is empty: use whole, blank-line or a marker such as '<|endoftext|>'",
+        ));
+    }
     let field = text_field.to_string();
     let separator = separator.clone();
     Ok(input_files(paths)?

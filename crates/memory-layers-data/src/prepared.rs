@@ -30,7 +30,8 @@ pub struct PrepareConfig {
     /// Vocabulary of a BPE trained here.
     pub vocab_size: usize,
     /// Probability that a document is held out for validation, in (0, 1]; 1 holds out all
-    /// (an evaluation set). Unused when `val_tokens` is set.
+    /// (an evaluation set). With `val_tokens`, only the share the `min_val_tokens` top-up
+    /// may reach.
     pub val_fraction: f64,
     /// Hold out whole documents drawn uniformly from the whole corpus until they hold this
     /// many tokens, however large the corpus (instead of a share of it).
@@ -98,6 +99,18 @@ pub fn prepare_corpus(
             config.val_fraction,
             "must be in (0, 1] to prepare a corpus",
         ));
+    }
+    for (field, value) in [
+        ("val_tokens", config.val_tokens),
+        ("tokenizer_sample", config.tokenizer_sample),
+    ] {
+        if value == Some(0) {
+            return Err(DataError::setting(
+                field,
+                0,
+                "must be at least 1 when given",
+            ));
+        }
     }
     let out = &config.out;
     std::fs::create_dir_all(out).map_err(DataError::io(out))?;
@@ -182,6 +195,13 @@ pub fn prepare_corpus(
         }
     }
     let (train, val) = splitter.finish(config.val_fraction)?;
+    if let (0, Some(wanted)) = (train.tokens, config.val_tokens) {
+        return Err(DataError::setting(
+            "val_tokens",
+            wanted,
+            "holds out every document: the corpus has fewer tokens than that; ask for fewer",
+        ));
+    }
     let manifest = Manifest {
         format: FORMAT,
         sources,

@@ -23,11 +23,18 @@ pub enum DocSeparator {
 }
 
 impl std::str::FromStr for DocSeparator {
-    type Err = std::convert::Infallible;
+    type Err = String;
 
-    /// `whole`, `blank-line`, or any other text as a marker.
+    /// `whole`, `blank-line`, or any other text but an empty one as a marker.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         Ok(match text {
+            "" => {
+                return Err(
+                    "an empty separator would end a document at every byte: use \
+                            whole, blank-line or a marker such as '<|endoftext|>'"
+                        .into(),
+                );
+            }
             "whole" => Self::Whole,
             "blank-line" => Self::BlankLine,
             marker => Self::Marker(marker.to_string()),
@@ -73,8 +80,11 @@ pub(crate) struct TextDocuments {
     /// The decoded file, opened on the first read; `None` again once it is exhausted.
     reader: Option<Box<dyn Read + Send>>,
     opened: bool,
-    /// Bytes read but not yet given out as documents.
+    /// Bytes read; those from `start` on are not yet given out as documents.
     pending: Vec<u8>,
+    /// Where the bytes not yet given out start in `pending` (the rest is dropped once per
+    /// chunk read, not once per document).
+    start: usize,
     /// Newlines before `pending` starts: the line a document starts on.
     line: usize,
     /// Documents given out.
@@ -91,15 +101,21 @@ impl TextDocuments {
             reader: None,
             opened: false,
             pending: Vec::new(),
+            start: 0,
             line: 1,
             given: 0,
             done: false,
         }
     }
 
-    /// Where the next separator is in `pending`: its start and end.
+    /// The bytes not yet given out.
+    fn rest(&self) -> &[u8] {
+        &self.pending[self.start..]
+    }
+
+    /// Where the next separator is in [`rest`](Self::rest): its start and end.
     fn separator_at(&self) -> Option<(usize, usize)> {
-        let bytes = &self.pending;
+        let bytes = self.rest();
         match &self.separator {
             DocSeparator::Whole => None,
             DocSeparator::Marker(marker) => memchr::memmem::find(bytes, marker.as_bytes())
@@ -117,22 +133,23 @@ impl TextDocuments {
     /// Where a document too long to wait for its separator is cut: after the last newline
     /// within the longest length, else at a character boundary there.
     fn forced_cut(&self) -> usize {
-        let max = self.splitting.max_document;
-        match memchr::memrchr(b'\n', &self.pending[..max]) {
+        let (max, rest) = (self.splitting.max_document, self.rest());
+        match memchr::memrchr(b'\n', &rest[..max]) {
             Some(newline) => newline + 1,
             None => (1..=max)
                 .rev()
-                .find(|&at| is_char_start(self.pending[at]))
+                .find(|&at| is_char_start(rest[at]))
                 .unwrap_or(max),
         }
     }
 
-    /// Gives out `pending[..end]` as a document (if it holds more than white space) and drops
-    /// `pending[..skip]`.
+    /// Gives out `rest[..end]` as a document (if it holds more than white space) and drops
+    /// `rest[..skip]`.
     fn take(&mut self, end: usize, skip: usize) -> Option<Result<Document, DataError>> {
         let line = self.line;
-        self.line += memchr::memchr_iter(b'\n', &self.pending[..skip]).count();
-        let bytes: Vec<u8> = self.pending.drain(..skip).take(end).collect();
+        self.line += memchr::memchr_iter(b'\n', &self.rest()[..skip]).count();
+        let bytes = self.rest()[..end].to_vec();
+        self.start += skip;
         let text = match String::from_utf8(bytes) {
             Ok(text) => text,
             Err(e) => {
@@ -162,6 +179,8 @@ impl TextDocuments {
         let Some(reader) = self.reader.as_mut() else {
             return Ok(false);
         };
+        self.pending.drain(..self.start);
+        self.start = 0;
         let start = self.pending.len();
         self.pending.resize(start + self.splitting.chunk, 0);
         let read = reader.read(&mut self.pending[start..]);
@@ -196,7 +215,7 @@ impl Iterator for TextDocuments {
                     None => continue,
                 }
             }
-            if self.pending.len() > self.splitting.max_document {
+            if self.rest().len() > self.splitting.max_document {
                 let cut = self.forced_cut();
                 match self.take(cut, cut) {
                     Some(document) => return Some(document),
@@ -207,7 +226,7 @@ impl Iterator for TextDocuments {
                 Ok(true) => {}
                 Ok(false) => {
                     self.done = true;
-                    let end = self.pending.len();
+                    let end = self.rest().len();
                     if let Some(document) = self.take(end, end) {
                         return Some(document);
                     }
@@ -248,6 +267,13 @@ mod tests {
 
     fn texts(docs: &[Document]) -> Vec<&str> {
         docs.iter().map(|d| d.text.as_str()).collect()
+    }
+
+    #[test]
+    fn an_empty_separator_is_refused() {
+        assert!("".parse::<DocSeparator>().is_err());
+        let empty = DocSeparator::Marker(String::new());
+        assert!(crate::documents(&[PathBuf::from("any.txt")], "text", &empty).is_err());
     }
 
     #[test]

@@ -246,6 +246,19 @@ fn a_token_budget_holds_out_whole_documents_from_the_whole_corpus() {
 }
 
 #[test]
+fn a_token_budget_larger_than_the_corpus_is_refused() {
+    let root = dir("val-tokens-all");
+    for (wanted, field) in [(10_000_000, "val_tokens"), (0, "val_tokens")] {
+        let config = PrepareConfig {
+            val_tokens: Some(wanted),
+            ..bytes_of(&root, 20)
+        };
+        let error = prepare_corpus(&config, &[], false).unwrap_err().to_string();
+        assert!(error.contains(field), "{error}");
+    }
+}
+
+#[test]
 fn a_large_text_file_streams_into_its_separated_documents() {
     // 2.3 MB of documents separated by blank lines: more than the 1 MiB the reader holds.
     let root = dir("streamed");

@@ -92,13 +92,11 @@ pub(crate) fn resolve_tokens(
                        with that budget or use a new --out",
             });
         }
-        if record.suite != plan.suite {
-            return Err(ExperimentError::Setting {
-                field: "out",
-                value: plan.out.path().display().to_string(),
-                rule: "holds another suite; use a new --out",
-            });
-        }
+        return Err(ExperimentError::Setting {
+            field: "out",
+            value: plan.out.path().display().to_string(),
+            rule: "holds another suite; use a new --out",
+        });
     }
     let tokens = match plan.budget {
         Budget::Tokens(tokens) => tokens,

@@ -237,6 +237,9 @@ impl RunDir {
             self.metrics(),
             self.eval(),
             self.loss_chart(),
+            self.traffic(),
+            // Counted on the model this run will replace.
+            self.background(),
         ];
         let checkpoints = [self.checkpoint(), self.staging(), self.replaced()]
             .into_iter()
@@ -248,5 +251,41 @@ impl RunDir {
             std::fs::remove_dir_all(dir.path()).map_err(TrainError::io(dir.path()))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removing_a_run_removes_what_it_wrote_and_keeps_the_rest() {
+        let root = std::env::temp_dir().join(format!("run-dir-remove-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dir = RunDir::new(&root);
+        dir.create().unwrap();
+        let written = [
+            dir.config(),
+            dir.metrics(),
+            dir.eval(),
+            dir.loss_chart(),
+            dir.traffic(),
+            dir.background(),
+        ];
+        let kept = [dir.tokenizer(), dir.data().join("manifest.json")];
+        std::fs::create_dir_all(dir.data()).unwrap();
+        std::fs::create_dir_all(dir.checkpoint().path()).unwrap();
+        for file in written.iter().chain(&kept) {
+            std::fs::write(file, "x").unwrap();
+        }
+        dir.remove_run().unwrap();
+        for file in &written {
+            assert!(!file.exists(), "{} left behind", file.display());
+        }
+        assert!(!dir.checkpoint().path().exists());
+        for file in &kept {
+            assert!(file.exists(), "{} removed", file.display());
+        }
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

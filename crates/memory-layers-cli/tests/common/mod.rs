@@ -110,9 +110,16 @@ pub fn resume(out: &Path, extra: &[&str]) -> bool {
 }
 
 /// Runs `memory-layers ARGS`, asserts that it fails with a stderr containing `needle`, and
-/// returns that stderr.
+/// returns that stderr. It runs in a scratch directory, so that a command which wrongly
+/// succeeds writes its default `runs/` there, not into the crate.
 pub fn fails_with(args: &[&str], needle: &str) -> String {
-    let out = memory_layers().args(args).output().unwrap();
+    let scratch = std::env::temp_dir().join(format!("memory-layers-fails-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let out = memory_layers()
+        .args(args)
+        .current_dir(&scratch)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "{args:?} succeeded: {stderr}");
     assert!(

@@ -60,7 +60,11 @@ impl FactsConfig {
                 "must be in 2..=43200 (half are asked about in training, half held out)",
             ));
         }
-        if self.first + self.people > MAX_PEOPLE {
+        if self
+            .first
+            .checked_add(self.people)
+            .is_none_or(|end| end > MAX_PEOPLE)
+        {
             return Err(crate::DataError::setting(
                 "data.facts.first",
                 self.first,

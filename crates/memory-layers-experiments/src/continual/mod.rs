@@ -36,10 +36,10 @@ pub const CONTINUAL_STEPS: usize = 300;
 /// Background documents (one sequence each) counted per Memory+ base.
 pub const CONTINUAL_BACKGROUND: usize = 1000;
 
-/// A third of the finetuning steps (at least 1): the runs checkpoint, and are scored, at one,
-/// two and three thirds.
+/// A third of the finetuning steps (a multiple of 3, checked by [`run_continual`]): the runs
+/// checkpoint, and are scored, at one, two and three thirds.
 pub(crate) fn third(base: &Base) -> usize {
-    (base.finetune_steps / 3).max(1)
+    base.finetune_steps / 3
 }
 
 /// One finetuning run of the sweep.
@@ -165,6 +165,15 @@ pub fn run_continual<B: TrainBackend>(
     device: &B::Device,
     on_event: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<Vec<ContinualRow>, ExperimentError> {
+    let steps = plan.base.finetune_steps;
+    if steps == 0 || steps % 3 != 0 {
+        return Err(ExperimentError::Setting {
+            field: "finetune_steps",
+            value: steps.to_string(),
+            rule: "must be a positive multiple of 3: every run is scored at a third, two \
+                   thirds and the end",
+        });
+    }
     run_suite::<B>(plan, device, on_event)?;
     let out = &plan.out;
     for seed in 0..plan.base.seeds {

@@ -166,7 +166,7 @@ pub fn run_continual<B: TrainBackend>(
     on_event: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<Vec<ContinualRow>, ExperimentError> {
     let steps = plan.base.finetune_steps;
-    if steps == 0 || steps % 3 != 0 {
+    if steps == 0 || !steps.is_multiple_of(3) {
         return Err(ExperimentError::Setting {
             field: "finetune_steps",
             value: steps.to_string(),

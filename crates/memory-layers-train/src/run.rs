@@ -85,6 +85,13 @@ impl Run {
         if let Some(finetune) = &config.finetune {
             refuse_base_as_out(finetune, &dir)?;
         }
+        // A new finetuning run reads its data with its base's tokenizer; checked before
+        // `--overwrite` removes anything.
+        let finetuning = config.finetune.is_some() && !options.resume;
+        let base_tokenizer = match finetuning {
+            true => Some(base_tokenizer(&config)?),
+            false => None,
+        };
         let checkpoint = if options.resume {
             let checkpoint = checkpoint_to_resume(&dir)?;
             config.check_resumes(&dir.load_config()?)?;
@@ -107,10 +114,9 @@ impl Run {
             None
         };
         dir.create()?;
-        // A new finetuning run reads its data with its base's tokenizer, copied in first, and
-        // prepares its data and counts its background afresh.
-        let finetuning = config.finetune.is_some() && !options.resume;
-        if finetuning {
+        // A new finetuning run copies its base's tokenizer in, and prepares its data and counts
+        // its background afresh.
+        if let Some(file) = base_tokenizer {
             for stale in [dir.data(), dir.background()] {
                 let removed = match stale.is_dir() {
                     true => std::fs::remove_dir_all(&stale),
@@ -123,7 +129,9 @@ impl Run {
                     _ => {}
                 }
             }
-            adopt_tokenizer(&config, &dir)?;
+            if file.exists() {
+                std::fs::copy(&file, dir.tokenizer()).map_err(TrainError::io(&file))?;
+            }
         }
         let reuse = options.resume || finetuning;
         let run = Self::ready::<B>(config, dir, checkpoint, options, reuse, device)?;
@@ -310,10 +318,10 @@ fn refuse_base_as_out(finetune: &FinetuneConfig, dir: &RunDir) -> Result<(), Tra
     Ok(())
 }
 
-/// Copies the tokenizer of a finetuning run's base into its run directory `dir`, after
-/// checking that the run's model is the base's and that a prepared folder it trains on was
-/// tokenised as the base was.
-fn adopt_tokenizer(config: &TrainConfig, dir: &RunDir) -> Result<(), TrainError> {
+/// The tokenizer file of a finetuning run's base (present for BPE bases), after checking
+/// that the run's model and tokenizer are the base's and that a prepared folder it trains on
+/// was tokenised as the base was.
+fn base_tokenizer(config: &TrainConfig) -> Result<std::path::PathBuf, TrainError> {
     let finetune = config.finetune.as_ref().expect("a finetuning run");
     let base = RunDir::containing(&finetune.base);
     let saved = base.load_config()?;
@@ -347,10 +355,7 @@ fn adopt_tokenizer(config: &TrainConfig, dir: &RunDir) -> Result<(), TrainError>
             ));
         }
     }
-    if file.exists() {
-        std::fs::copy(&file, dir.tokenizer()).map_err(TrainError::io(&file))?;
-    }
-    Ok(())
+    Ok(file)
 }
 
 /// The checkpoint a resumed run in `dir` starts from.

@@ -8,7 +8,7 @@ use parquet::record::{Field, Row};
 use parquet::schema::types::Type as ParquetType;
 
 use crate::text::{Splitting, TextDocuments};
-use crate::{DataError, DocSeparator};
+use crate::{DataError, DocSeparator, EMPTY_SEPARATOR};
 
 /// One training text and where it came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,7 +102,7 @@ pub fn documents(
         return Err(DataError::setting(
             "data.doc_separator",
             "\"\"",
-            "is empty: use whole, blank-line or a marker such as '<|endoftext|>'",
+            EMPTY_SEPARATOR,
         ));
     }
     let field = text_field.to_string();

@@ -49,5 +49,5 @@ pub use prepared::{PrepareConfig, prepare_corpus};
 pub use qa::{QaPair, QaScores, exact_match, load_qa, normalize_answer, prompt, token_f1};
 pub use recall::{RecallProbe, load_recall, recalls};
 pub use shards::{MANIFEST, Manifest, ShardFile, Source, SplitFiles, TokenFile};
-pub use text::{DocSeparator, MAX_DOCUMENT_BYTES};
+pub use text::{DocSeparator, EMPTY_SEPARATOR, MAX_DOCUMENT_BYTES};
 pub use tokenizer::{TOKENIZER_FILE, Tokenizer, TokenizerKind};

@@ -12,7 +12,9 @@ use crate::DataError;
 use crate::progress::{Phase, megabytes};
 use crate::sample::BottomK;
 use crate::shards::{FORMAT, MANIFEST, Manifest, ShardWriter, Source, SplitFiles};
-use crate::{DocSeparator, Document, Tokenizer, TokenizerKind, documents, input_files};
+use crate::{
+    DocSeparator, Document, EMPTY_SEPARATOR, Tokenizer, TokenizerKind, documents, input_files,
+};
 
 /// How to prepare a corpus.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,6 +101,9 @@ pub fn prepare_corpus(
             config.val_fraction,
             "must be in (0, 1] to prepare a corpus",
         ));
+    }
+    if config.doc_separator == DocSeparator::Marker(String::new()) {
+        return Err(DataError::setting("doc_separator", "\"\"", EMPTY_SEPARATOR));
     }
     for (field, value) in [
         ("val_tokens", config.val_tokens),
@@ -199,7 +204,8 @@ pub fn prepare_corpus(
         return Err(DataError::setting(
             "val_tokens",
             wanted,
-            "holds out every document: the corpus has fewer tokens than that; ask for fewer",
+            "holds out every document (documents are held out whole): ask for fewer tokens \
+             or hold out a share with val_fraction",
         ));
     }
     let manifest = Manifest {

@@ -69,6 +69,10 @@ impl Default for Splitting {
     }
 }
 
+/// Why an empty `doc_separator` is refused (it would end a document at every byte).
+pub const EMPTY_SEPARATOR: &str =
+    "is empty: use whole, blank-line or a marker such as '<|endoftext|>'";
+
 /// The longest document a text file gives, in bytes: what bounds the memory of reading one.
 pub const MAX_DOCUMENT_BYTES: usize = 16 << 20;
 
@@ -85,7 +89,7 @@ pub(crate) struct TextDocuments {
     /// Where the bytes not yet given out start in `pending` (the rest is dropped once per
     /// chunk read, not once per document).
     start: usize,
-    /// Newlines before `pending` starts: the line a document starts on.
+    /// Newlines before `start`: the line the next document starts on.
     line: usize,
     /// Documents given out.
     given: usize,
@@ -209,7 +213,9 @@ impl Iterator for TextDocuments {
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
-            if let Some((start, end)) = self.separator_at() {
+            // A separator past the longest document comes after a forced cut.
+            let max = self.splitting.max_document;
+            if let Some((start, end)) = self.separator_at().filter(|&(start, _)| start <= max) {
                 match self.take(start, end) {
                     Some(document) => return Some(document),
                     None => continue,
@@ -310,6 +316,17 @@ mod tests {
         assert_eq!(
             docs.iter().map(|d| d.text.as_str()).collect::<String>(),
             text
+        );
+        // A separator past the limit in the chunk just read still comes after a cut.
+        let docs = split(
+            &format!("{text}\n{text}"),
+            DocSeparator::BlankLine,
+            4096,
+            100,
+        );
+        assert!(
+            docs.iter().all(|d| d.text.len() <= 100),
+            "a document over the limit"
         );
         // A line longer than the limit is cut at a character boundary.
         let long = "é".repeat(200);

@@ -1,7 +1,7 @@
 //! The rules a [`TrainConfig`] must keep, checked before anything runs: each error names the
 //! field and the rule.
 
-use memory_layers_data::TokenizerKind;
+use memory_layers_data::{DocSeparator, EMPTY_SEPARATOR, TokenizerKind};
 
 use super::{TrainConfig, ValueOptimizer};
 use crate::TrainError;
@@ -23,6 +23,26 @@ impl TrainConfig {
             if value == 0 {
                 return Err(TrainError::config(field, value, "must be at least 1"));
             }
+        }
+        let given = [
+            ("data.val_tokens", self.data.val_tokens),
+            ("data.tokenizer_sample", self.data.tokenizer_sample),
+        ];
+        for (field, value) in given {
+            if value == Some(0) {
+                return Err(TrainError::config(
+                    field,
+                    0,
+                    "must be at least 1 when given",
+                ));
+            }
+        }
+        if self.data.doc_separator == DocSeparator::Marker(String::new()) {
+            return Err(TrainError::config(
+                "data.doc_separator",
+                "\"\"",
+                EMPTY_SEPARATOR,
+            ));
         }
         if o.seq_len > self.model.max_seq_len {
             return Err(TrainError::config(

@@ -39,6 +39,17 @@ fn host_key(m: &Measured) -> String {
         .map_or_else(|| "an unrecorded host".into(), Host::key)
 }
 
+/// A short name of the host for the chart's labels: the family/model, or "unrecorded".
+fn short_host(m: &Measured) -> String {
+    m.host.as_ref().map_or_else(
+        || "unrecorded host".into(),
+        |h| {
+            let id = |v: Option<u32>| v.map_or("?".into(), |v| v.to_string());
+            format!("{} {}/{}", h.vendor, id(h.family), id(h.model))
+        },
+    )
+}
+
 fn seconds(r: Option<&BenchResult>) -> Option<f64> {
     r.and_then(|r| r.median_s)
 }
@@ -118,6 +129,9 @@ pub fn write(
             others.join(", ")
         )?;
     }
+    if !bars.is_empty() {
+        writeln!(md, "\n![speed-up over PyTorch, every host](performance.svg)")?;
+    }
     if let Some((path, bandwidth)) = gpu {
         gpu_section(&mut md, &load(path)?, bandwidth)?;
     }
@@ -182,7 +196,8 @@ fn section(
             _ => None,
         };
         if let Some(s) = speedup {
-            bars.push((name.clone(), s));
+            // The case, and the host where several are compared.
+            bars.push((format!("{name} ({})", short_host(ours)), s));
         }
         let throughput = |r: Option<&BenchResult>| {
             r.and_then(|r| r.throughput.map(|v| format!("{v:.1} {}", r.unit)))
@@ -213,35 +228,28 @@ fn section(
         (Some(l), Some(s)) => Some(100.0 * l / s),
         _ => None,
     };
-    writeln!(
-        md,
-        "\n- lookup_fwd bandwidth as a share of stream_triad: {}%",
-        cell(bandwidth, 1)
-    )?;
-    writeln!(
-        md,
-        "- Memory+ layer time / SwiGLU FFN time: {}",
-        cell(ratio("memory_plus_fwd_bwd", "swiglu_fwd_bwd"), 2)
-    )?;
-    writeln!(
-        md,
-        "- train step time, 2^22 values / 2^16 values: {}; 2^20 / 2^16: {}",
-        cell(
-            ratio(
-                "train_step_memory_plus_small_values_22",
-                "train_step_memory_plus_small_values_16"
-            ),
-            2
-        ),
-        cell(
-            ratio(
-                "train_step_memory_plus_small_values_20",
-                "train_step_memory_plus_small_values_16"
-            ),
-            2
-        ),
-    )?;
-    writeln!(md, "\n![speed-up over PyTorch](performance.svg)")?;
+    let step_ratio = |values: u32| {
+        ratio(
+            &format!("train_step_memory_plus_small_values_{values}"),
+            "train_step_memory_plus_small_values_16",
+        )
+    };
+    // Only the ratios this host's cases give.
+    let lines = [
+        bandwidth.map(|b| format!("lookup_fwd bandwidth as a share of stream_triad: {b:.1}%")),
+        ratio("memory_plus_fwd_bwd", "swiglu_fwd_bwd")
+            .map(|r| format!("Memory+ layer time / SwiGLU FFN time: {r:.2}")),
+        step_ratio(22).zip(step_ratio(20)).map(|(r22, r20)| {
+            format!("train step time, 2^22 values / 2^16 values: {r22:.2}; 2^20 / 2^16: {r20:.2}")
+        }),
+    ];
+    let lines: Vec<String> = lines.into_iter().flatten().collect();
+    if !lines.is_empty() {
+        writeln!(md)?;
+        for line in lines {
+            writeln!(md, "- {line}")?;
+        }
+    }
     Ok(())
 }
 

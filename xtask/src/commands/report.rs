@@ -130,7 +130,10 @@ pub fn write(
         )?;
     }
     if !bars.is_empty() {
-        writeln!(md, "\n![speed-up over PyTorch, every host](performance.svg)")?;
+        writeln!(
+            md,
+            "\n![speed-up over PyTorch, every host](performance.svg)"
+        )?;
     }
     if let Some((path, bandwidth)) = gpu {
         gpu_section(&mut md, &load(path)?, bandwidth)?;

@@ -142,14 +142,25 @@ proptest! {
             &adagrad,
         );
         let (sw, sa) = reference::rows_adagrad::<Flex>(
-            float(w, [rows, d]),
+            float(w.clone(), [rows, d]),
             float(acc, [rows]),
-            ints(ids, [u]),
-            float(g, [u, d]),
+            ints(ids.clone(), [u]),
+            float(g.clone(), [u, d]),
             &adagrad,
         );
         prop_assert_eq!(check_close(&host(back::<2>(fw)), &host(sw), TOL, "adagrad weight"), Ok(()));
         prop_assert_eq!(check_close(&host(back::<1>(fa)), &host(sa), TOL, "adagrad acc"), Ok(()));
+
+        let kept = float::<G, 2>(w.clone(), [rows, d]);
+        let fast = G::rows_sgd(
+            prim(kept.clone()),
+            ints::<G, 1>(ids.clone(), [u]).into_primitive(),
+            prim(float::<G, 2>(g.clone(), [u, d])),
+            2.5,
+        );
+        let slow = reference::rows_sgd::<Flex>(float(w.clone(), [rows, d]), ints(ids, [u]), float(g, [u, d]), 2.5);
+        prop_assert_eq!(check_close(&host(back::<2>(fast)), &host(slow), TOL, "sgd weight"), Ok(()));
+        prop_assert_eq!(host(kept), w);
     }
 }
 

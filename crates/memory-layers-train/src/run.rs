@@ -117,18 +117,7 @@ impl Run {
         // A new finetuning run copies its base's tokenizer in, and prepares its data and counts
         // its background afresh.
         if let Some(file) = base_tokenizer {
-            for stale in [dir.data(), dir.background()] {
-                let removed = match stale.is_dir() {
-                    true => std::fs::remove_dir_all(&stale),
-                    false => std::fs::remove_file(&stale),
-                };
-                match removed {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(TrainError::io(&stale)(e));
-                    }
-                    _ => {}
-                }
-            }
+            dir.remove_derived_data()?;
             if file.exists() {
                 std::fs::copy(&file, dir.tokenizer()).map_err(TrainError::io(&file))?;
             }

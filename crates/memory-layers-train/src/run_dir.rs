@@ -229,6 +229,20 @@ impl RunDir {
         std::fs::create_dir_all(&self.root).map_err(TrainError::io(&self.root))
     }
 
+    /// Removes the prepared shards (`data/`) and the background counts, which a new finetuning
+    /// run derives again from its own data and base.
+    pub fn remove_derived_data(&self) -> Result<(), TrainError> {
+        let data = self.data();
+        if data.exists() {
+            std::fs::remove_dir_all(&data).map_err(TrainError::io(&data))?;
+        }
+        let background = self.background();
+        if background.exists() {
+            std::fs::remove_file(&background).map_err(TrainError::io(&background))?;
+        }
+        Ok(())
+    }
+
     /// Removes what a run wrote (not the folder, nor files it did not write: a tokenizer file
     /// given with `--tokenizer` may live there; prepared shards are kept for reuse).
     pub fn remove_run(&self) -> Result<(), TrainError> {

@@ -1,5 +1,6 @@
-//! Causal attention on Flex: strided GEMMs over the projections in their own layout, the
-//! softmax in place, the backward from the kept probabilities.
+//! Causal attention on Flex, memory-efficient: tiles of query rows against the keys they see,
+//! strided GEMMs over the projections in their own layout, the probabilities recomputed in the
+//! backward pass from each row's log-sum-exp.
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
@@ -25,6 +26,14 @@ impl View {
             offset,
             row_stride,
             col_stride: 1,
+        }
+    }
+
+    /// The view `rows` rows further down.
+    fn down(self, rows: usize) -> Self {
+        Self {
+            offset: self.offset + rows * self.row_stride,
+            ..self
         }
     }
 
@@ -98,16 +107,89 @@ fn matmul(
     }
 }
 
-/// The sizes of one call: `[batch, len, head_dim]`, from `q` and the head counts.
-fn dims(q: &FlexTensor, heads: Heads) -> [usize; 3] {
-    let [b, t, width] = q.shape().dims::<3>();
-    [b, t, width / heads.heads]
+/// Query rows per tile. A tile's scores are `TILE × len` floats (1 MB at 4096 tokens) and its
+/// rows are whole (every key a query sees), so the softmax needs no running rescale and the
+/// extra memory grows with the length, not with its square.
+const TILE: usize = 64;
+
+/// The shape of one call: `[batch, len, head_dim]`, the head counts, the scale `1/√head_dim`.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    batch: usize,
+    len: usize,
+    d: usize,
+    heads: Heads,
+    scale: f32,
 }
 
-/// Softmax of row `i` of `scores [t, t]` over its first `i + 1` entries, zeros after.
-fn causal_softmax(scores: &mut [f32], t: usize) {
-    for (i, row) in scores.chunks_mut(t).enumerate() {
-        let (seen, hidden) = row.split_at_mut(i + 1);
+impl Shape {
+    /// The shape of `q`, `k`, `v` (`[batch, len, heads·head_dim]`, `[batch, len,
+    /// kv_heads·head_dim]` twice), or `None` where they do not make one.
+    fn of(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, heads: Heads) -> Option<Self> {
+        let (h, kv) = (heads.heads, heads.kv_heads);
+        let [batch, len, width] = q.shape().dims::<3>();
+        let valid = h > 0 && kv > 0 && h % kv == 0 && width % h == 0;
+        let kv_shape = [batch, len, width / h.max(1) * kv];
+        let shapes = k.shape().dims::<3>() == kv_shape && v.shape().dims::<3>() == kv_shape;
+        let f32 = [q, k, v].iter().all(|t| t.dtype() == DType::F32);
+        let d = width / h.max(1);
+        (valid && shapes && f32 && batch * len * width > 0).then(|| Self {
+            batch,
+            len,
+            d,
+            heads,
+            scale: (d as f32).powf(-0.5),
+        })
+    }
+
+    /// The rows of query head `head` of batch element `n` in `q [batch, len, heads·d]`.
+    fn query(self, n: usize, head: usize) -> View {
+        let width = self.heads.heads * self.d;
+        View::rows(n * self.len * width + head * self.d, width)
+    }
+
+    /// The rows of the key/value head that query head `head` reads, in `k` or `v`.
+    fn key(self, n: usize, head: usize) -> View {
+        let width = self.heads.kv_heads * self.d;
+        let group = self.heads.heads / self.heads.kv_heads;
+        View::rows(n * self.len * width + head / group * self.d, width)
+    }
+
+    /// The tiles of query rows: `(first row, rows)`; a tile's queries see keys `..first + rows`.
+    fn tiles(self) -> impl Iterator<Item = (usize, usize)> {
+        (0..self.len)
+            .step_by(TILE)
+            .map(move |i0| (i0, TILE.min(self.len - i0)))
+    }
+
+    /// `scale · q·kᵀ` for the tile at `i0` of query head `head`: `scores [rows, i0 + rows]`.
+    fn scores(
+        self,
+        (q, k): (&[f32], &[f32]),
+        n: usize,
+        head: usize,
+        tile: (usize, usize),
+        scores: &mut [f32],
+    ) {
+        let (i0, rows) = tile;
+        let end = i0 + rows;
+        matmul(
+            (scores, View::rows(0, end)),
+            (q, self.query(n, head).down(i0)),
+            (k, self.key(n, head).t()),
+            [rows, self.d, end],
+            self.scale,
+            false,
+        );
+    }
+}
+
+/// Row `r` of `scores [rows, i0 + rows]` sees its first `i0 + r + 1` entries: the softmax over
+/// them, zeros after, and each row's log-sum-exp into `lse`.
+fn causal_softmax(scores: &mut [f32], i0: usize, lse: &mut [f32]) {
+    let end = i0 + lse.len();
+    for ((r, row), lse) in scores.chunks_mut(end).enumerate().zip(lse) {
+        let (seen, hidden) = row.split_at_mut(i0 + r + 1);
         let max = seen.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0.0;
         for p in seen.iter_mut() {
@@ -116,12 +198,40 @@ fn causal_softmax(scores: &mut [f32], t: usize) {
         }
         seen.iter_mut().for_each(|p| *p /= sum);
         hidden.fill(0.0);
+        *lse = max + sum.ln();
     }
 }
 
-/// Each batch element on its own rayon task, its heads in turn: every product is a GEMM on
-/// the heads where they lie in the projections (strided views, no copies), and the
-/// probabilities are kept for the backward pass.
+/// The probabilities of `scores [rows, i0 + rows]` again, from their rows' log-sum-exp.
+fn causal_probs(scores: &mut [f32], i0: usize, lse: &[f32]) {
+    let end = i0 + lse.len();
+    for ((r, row), lse) in scores.chunks_mut(end).enumerate().zip(lse) {
+        let (seen, hidden) = row.split_at_mut(i0 + r + 1);
+        seen.iter_mut().for_each(|s| *s = (*s - lse).exp());
+        hidden.fill(0.0);
+    }
+}
+
+/// Copies `[len, d]` blocks, one per `(n, head)` in `order`, into their columns of a
+/// `[batch, len, heads·d]` tensor.
+fn interleave(
+    blocks: Vec<Vec<f32>>,
+    order: impl Iterator<Item = (usize, usize)>,
+    [b, t, h, d]: [usize; 4],
+) -> FlexTensor {
+    let mut out = vec![0f32; b * t * h * d];
+    for (block, (n, head)) in blocks.into_iter().zip(order) {
+        for (i, row) in block.chunks(d).enumerate() {
+            out[(n * t + i) * h * d + head * d..][..d].copy_from_slice(row);
+        }
+    }
+    FlexTensor::from_data(TensorData::new(out, [b, t, h * d]))
+}
+
+/// One rayon task per (batch element, query head), tile after tile of its query rows: every
+/// product is a GEMM on the heads where they lie in the projections (strided views, no head
+/// swaps); each task's output block is copied into its columns at the end, and only the output
+/// and each row's log-sum-exp are kept.
 impl CausalBackend for Flex {
     fn causal_attention(
         q: FloatTensor<Self>,
@@ -129,131 +239,127 @@ impl CausalBackend for Flex {
         v: FloatTensor<Self>,
         heads: Heads,
     ) -> Option<[FloatTensor<Self>; 2]> {
-        if [&q, &k, &v].iter().any(|t| t.dtype() != DType::F32) {
-            return None;
-        }
-        let (h, kv) = (heads.heads, heads.kv_heads);
-        let [b, t, width] = q.shape().dims::<3>();
-        let kv_shape = [b, t, width / h.max(1) * kv];
-        let valid = h > 0 && kv > 0 && h % kv == 0 && width % h == 0;
-        let shapes = k.shape().dims::<3>() == kv_shape && v.shape().dims::<3>() == kv_shape;
-        if !valid || !shapes || b * t * width == 0 {
-            return None;
-        }
-        let d = width / h;
-        let (group, scale) = (h / kv, (d as f32).powf(-0.5));
+        let s = Shape::of(&q, &k, &v, heads)?;
+        let (t, d, h) = (s.len, s.d, heads.heads);
         let (q, k, v) = (q.to_contiguous(), k.to_contiguous(), v.to_contiguous());
         let (q, k, v) = (f32s(&q), f32s(&k), f32s(&v));
-        let mut out = vec![0f32; b * t * h * d];
-        let mut probs = vec![0f32; b * h * t * t];
-        out.par_chunks_mut(t * h * d)
-            .zip(probs.par_chunks_mut(h * t * t))
-            .enumerate()
-            .for_each(|(n, (out, probs))| {
-                let (q, k, v) = (
-                    &q[n * t * h * d..][..t * h * d],
-                    &k[n * t * kv * d..][..t * kv * d],
-                    &v[n * t * kv * d..][..t * kv * d],
-                );
-                for (head, p) in probs.chunks_mut(t * t).enumerate() {
-                    let (qh, c) = (
-                        View::rows(head * d, h * d),
-                        View::rows(head / group * d, kv * d),
-                    );
+        let pairs = || (0..s.batch).flat_map(move |n| (0..h).map(move |head| (n, head)));
+        let (outs, lses): (Vec<_>, Vec<_>) = pairs()
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|(n, head)| {
+                let (mut out, mut lse) = (vec![0f32; t * d], vec![0f32; t]);
+                let mut scores = vec![0f32; TILE.min(t) * t];
+                for (i0, rows) in s.tiles() {
+                    let end = i0 + rows;
+                    let scores = &mut scores[..rows * end];
+                    s.scores((q, k), n, head, (i0, rows), scores);
+                    causal_softmax(scores, i0, &mut lse[i0..end]);
                     matmul(
-                        (p, View::rows(0, t)),
-                        (q, qh),
-                        (k, c.t()),
-                        [t, d, t],
-                        scale,
-                        false,
-                    );
-                    causal_softmax(p, t);
-                    matmul(
-                        (out, qh),
-                        (p, View::rows(0, t)),
-                        (v, c),
-                        [t, t, d],
+                        (&mut out, View::rows(i0 * d, d)),
+                        (scores, View::rows(0, end)),
+                        (v, s.key(n, head)),
+                        [rows, end, d],
                         1.0,
                         false,
                     );
                 }
-            });
-        Some([
-            FlexTensor::from_data(TensorData::new(out, [b, t, h * d])),
-            FlexTensor::from_data(TensorData::new(probs, [b, h, t, t])),
-        ])
+                (out, lse)
+            })
+            .unzip();
+        let lse = FlexTensor::from_data(TensorData::new(lses.concat(), [s.batch, h, t]));
+        Some([interleave(outs, pairs(), [s.batch, t, h, d]), lse])
     }
 
-    /// `∂v = pᵀ·∂o`; `∂s = p ⊙ (∂o·vᵀ − rowsum(p ⊙ ∂o·vᵀ))`; `∂q = ∂s·k / √d`;
-    /// `∂k = ∂sᵀ·q / √d` (key/value heads summed over the query heads they serve).
+    /// Per tile, the probabilities `p` recomputed from `lse`, then `∂v += pᵀ·∂o`;
+    /// `∂s = p ⊙ (∂o·vᵀ − rowsum(p ⊙ ∂o·vᵀ))`; `∂q = ∂s·k / √d`; `∂k += ∂sᵀ·q / √d`. One task
+    /// per (batch element, key/value head), which sums over the query heads it serves.
     fn causal_attention_backward(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
-        probs: FloatTensor<Self>,
+        lse: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         heads: Heads,
     ) -> [FloatTensor<Self>; 3] {
-        let [b, t, d] = dims(&q, heads);
-        let (h, kv) = (heads.heads, heads.kv_heads);
-        let (group, scale) = (h / kv, (d as f32).powf(-0.5));
-        let [q, k, v, probs, grad] = [q, k, v, probs, grad].map(|t| t.to_contiguous());
-        let (q, k, v, probs, g) = (f32s(&q), f32s(&k), f32s(&v), f32s(&probs), f32s(&grad));
-        let mut dq = vec![0f32; b * t * h * d];
-        let (mut dk, mut dv) = (vec![0f32; b * t * kv * d], vec![0f32; b * t * kv * d]);
-        dq.par_chunks_mut(t * h * d)
-            .zip(
-                dk.par_chunks_mut(t * kv * d)
-                    .zip(dv.par_chunks_mut(t * kv * d)),
-            )
-            .enumerate()
-            .for_each(|(n, (dq, (dk, dv)))| {
-                let (q, g) = (
-                    &q[n * t * h * d..][..t * h * d],
-                    &g[n * t * h * d..][..t * h * d],
-                );
-                let (k, v) = (
-                    &k[n * t * kv * d..][..t * kv * d],
-                    &v[n * t * kv * d..][..t * kv * d],
-                );
-                let probs = &probs[n * h * t * t..][..h * t * t];
-                let mut ds = vec![0f32; t * t];
-                let square = View::rows(0, t);
-                for (head, p) in probs.chunks(t * t).enumerate() {
-                    let (qh, c) = (
-                        View::rows(head * d, h * d),
-                        View::rows(head / group * d, kv * d),
-                    );
-                    // The key/value heads' first query head writes, the others add.
-                    let first = head % group == 0;
-                    matmul((dv, c), (p, square.t()), (g, qh), [t, t, d], 1.0, !first);
-                    matmul(
-                        (&mut ds, square),
-                        (g, qh),
-                        (v, c.t()),
-                        [t, d, t],
-                        1.0,
-                        false,
-                    );
-                    for (ds, p) in ds.chunks_mut(t).zip(p.chunks(t)) {
-                        let mean: f32 = ds.iter().zip(p).map(|(ds, p)| ds * p).sum();
-                        ds.iter_mut()
-                            .zip(p)
-                            .for_each(|(ds, p)| *ds = p * (*ds - mean));
+        let s = Shape::of(&q, &k, &v, heads).expect("the shapes the forward pass accepted");
+        let (t, d, h, kv) = (s.len, s.d, heads.heads, heads.kv_heads);
+        let group = h / kv;
+        let [q, k, v, lse, grad] = [q, k, v, lse, grad].map(|t| t.to_contiguous());
+        let (q, k, v, lse, g) = (f32s(&q), f32s(&k), f32s(&v), f32s(&lse), f32s(&grad));
+        let pairs = || (0..s.batch).flat_map(move |n| (0..kv).map(move |c| (n, c)));
+        let gradients: Vec<_> = pairs()
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|(n, c)| {
+                let (mut dk, mut dv) = (vec![0f32; t * d], vec![0f32; t * d]);
+                let mut dqs = Vec::with_capacity(group);
+                let mut p = vec![0f32; TILE.min(t) * t];
+                let mut ds = p.clone();
+                for head in c * group..(c + 1) * group {
+                    let mut dq = vec![0f32; t * d];
+                    let lse = &lse[(n * h + head) * t..][..t];
+                    let (qh, kh) = (s.query(n, head), s.key(n, head));
+                    for (i0, rows) in s.tiles() {
+                        let end = i0 + rows;
+                        let (p, ds) = (&mut p[..rows * end], &mut ds[..rows * end]);
+                        let (tile, local) = (View::rows(0, end), View::rows(0, d));
+                        s.scores((q, k), n, head, (i0, rows), p);
+                        causal_probs(p, i0, &lse[i0..end]);
+                        let (qi, gi) = (qh.down(i0), qh.down(i0));
+                        matmul(
+                            (&mut dv, local),
+                            (p, tile.t()),
+                            (g, gi),
+                            [end, rows, d],
+                            1.0,
+                            true,
+                        );
+                        matmul((ds, tile), (g, gi), (v, kh.t()), [rows, d, end], 1.0, false);
+                        for (ds, p) in ds.chunks_mut(end).zip(p.chunks(end)) {
+                            let mean: f32 = ds.iter().zip(p.iter()).map(|(ds, p)| ds * p).sum();
+                            ds.iter_mut()
+                                .zip(p)
+                                .for_each(|(ds, p)| *ds = p * (*ds - mean));
+                        }
+                        let dq_tile = View::rows(i0 * d, d);
+                        matmul(
+                            (&mut dq, dq_tile),
+                            (ds, tile),
+                            (k, kh),
+                            [rows, end, d],
+                            s.scale,
+                            false,
+                        );
+                        matmul(
+                            (&mut dk, local),
+                            (ds, tile.t()),
+                            (q, qi),
+                            [end, rows, d],
+                            s.scale,
+                            true,
+                        );
                     }
-                    matmul((dq, qh), (&ds, square), (k, c), [t, t, d], scale, false);
-                    matmul(
-                        (dk, c),
-                        (&ds, square.t()),
-                        (q, qh),
-                        [t, t, d],
-                        scale,
-                        !first,
-                    );
+                    dqs.push(dq);
                 }
-            });
-        let tensor = |values, width| FlexTensor::from_data(TensorData::new(values, [b, t, width]));
-        [tensor(dq, h * d), tensor(dk, kv * d), tensor(dv, kv * d)]
+                (dqs, dk, dv)
+            })
+            .collect();
+        let shape = [s.batch, t, kv, d];
+        let (mut dqs, mut dks, mut dvs) = (Vec::new(), Vec::new(), Vec::new());
+        for (dq, dk, dv) in gradients {
+            dqs.extend(dq);
+            dks.push(dk);
+            dvs.push(dv);
+        }
+        [
+            interleave(
+                dqs,
+                (0..s.batch).flat_map(move |n| (0..h).map(move |head| (n, head))),
+                [s.batch, t, h, d],
+            ),
+            interleave(dks, pairs(), shape),
+            interleave(dvs, pairs(), shape),
+        ]
     }
 }

@@ -4,8 +4,10 @@
 //! out of `[batch, len, heads·head_dim]` and back (a copy each way, forward and backward), a
 //! mask, and a softmax and two products per direction: on the CPU the layout copies alone were
 //! a tenth of a train step. [`CausalBackend::causal_attention`] reads the projections in
-//! their own layout (strided GEMMs on Flex, no copies); other backends return `None`
-//! and the model uses Burn's attention.
+//! their own layout (strided GEMMs on Flex, no head swaps) and keeps only each row's log-sum-exp
+//! for the backward pass, which recomputes the probabilities: a training step holds `O(len)`
+//! of attention state per head, not the `[len, len]` probabilities (6.4 GB a layer at the 134m
+//! preset's 8 × 4096 tokens). Other backends return `None` and the model uses Burn's attention.
 
 use std::marker::PhantomData;
 
@@ -31,8 +33,8 @@ pub struct Heads {
 pub trait CausalBackend: Backend {
     /// `softmax(q·kᵀ/√head_dim + causal mask)·v` per head, with `q [batch, len, heads·head_dim]`
     /// and `k`, `v` `[batch, len, kv_heads·head_dim]` (heads side by side, as the projections
-    /// make them): `(out [batch, len, heads·head_dim], probs [batch, heads, len, len])`, or
-    /// `None` where the backend has no kernel.
+    /// make them): `(out [batch, len, heads·head_dim], lse [batch, heads, len])`, with `lse`
+    /// the log-sum-exp of each row's scaled scores, or `None` where the backend has no kernel.
     fn causal_attention(
         _q: FloatTensor<Self>,
         _k: FloatTensor<Self>,
@@ -43,13 +45,13 @@ pub trait CausalBackend: Backend {
     }
 
     /// The gradients `[∂q, ∂k, ∂v]` of [`causal_attention`](Self::causal_attention) for the
-    /// output gradient `grad`, from its inputs and `probs`. Called only where the forward
-    /// returned a result.
+    /// output gradient `grad`, from its inputs and the forward's `lse`. Called only where the
+    /// forward returned a result.
     fn causal_attention_backward(
         _q: FloatTensor<Self>,
         _k: FloatTensor<Self>,
         _v: FloatTensor<Self>,
-        _probs: FloatTensor<Self>,
+        _lse: FloatTensor<Self>,
         _grad: FloatTensor<Self>,
         _heads: Heads,
     ) -> [FloatTensor<Self>; 3] {
@@ -77,9 +79,9 @@ impl<B: CausalBackend, C: CheckpointStrategy> Backward<B, 3> for CausalBackward<
     type State = ([FloatTensor<B>; 4], Heads);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let ([q, k, v, probs], heads) = ops.state;
+        let ([q, k, v, lse], heads) = ops.state;
         let grad = grads.consume::<B>(&ops.node);
-        let gradients = B::causal_attention_backward(q, k, v, probs, grad, heads);
+        let gradients = B::causal_attention_backward(q, k, v, lse, grad, heads);
         for (node, gradient) in ops.parents.into_iter().zip(gradients) {
             if let Some(node) = node {
                 grads.register::<B>(node.id, gradient);
@@ -88,7 +90,7 @@ impl<B: CausalBackend, C: CheckpointStrategy> Backward<B, 3> for CausalBackward<
     }
 }
 
-/// Forward on the inner backend's kernel, backward through [`CausalBackward`]; `probs` is not
+/// Forward on the inner backend's kernel, backward through [`CausalBackward`]; `lse` is not
 /// differentiable.
 impl<B: CausalBackend, C: CheckpointStrategy> CausalBackend for Autodiff<B, C> {
     fn causal_attention(
@@ -97,7 +99,7 @@ impl<B: CausalBackend, C: CheckpointStrategy> CausalBackend for Autodiff<B, C> {
         v: FloatTensor<Self>,
         heads: Heads,
     ) -> Option<[FloatTensor<Self>; 2]> {
-        let [out, probs] = B::causal_attention(
+        let [out, lse] = B::causal_attention(
             q.primitive.clone(),
             k.primitive.clone(),
             v.primitive.clone(),
@@ -109,17 +111,14 @@ impl<B: CausalBackend, C: CheckpointStrategy> CausalBackend for Autodiff<B, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => prep.finish(
-                (
-                    [q.primitive, k.primitive, v.primitive, probs.clone()],
-                    heads,
-                ),
+                ([q.primitive, k.primitive, v.primitive, lse.clone()], heads),
                 out,
             ),
             OpsKind::UnTracked(prep) => prep.finish(out),
         };
         Some([
             out,
-            <Self as burn::tensor::backend::AutodiffBackend>::from_inner(probs),
+            <Self as burn::tensor::backend::AutodiffBackend>::from_inner(lse),
         ])
     }
 }
@@ -167,9 +166,9 @@ mod tests {
             .reshape([b, t, width])
     }
 
-    fn inputs<B: Backend>(heads: Heads, d: usize) -> [Tensor<B, 3>; 3] {
+    fn inputs<B: Backend>(heads: Heads, d: usize, t: usize) -> [Tensor<B, 3>; 3] {
         let device = Default::default();
-        let (b, t) = (3, 37);
+        let b = 2;
         let random = |width| Tensor::random([b, t, width], Distribution::Normal(0.0, 1.5), &device);
         [
             random(heads.heads * d),
@@ -178,14 +177,16 @@ mod tests {
         ]
     }
 
-    /// Full and grouped key/value heads; a head dimension with a tail past 16 lanes.
-    const CASES: [(Heads, usize); 2] = [
+    /// Full and grouped key/value heads; a head dimension with a tail past 16 lanes; one
+    /// sequence shorter than a tile, one of three tiles (the last one ragged) and one row.
+    const CASES: [(Heads, usize, usize); 4] = [
         (
             Heads {
                 heads: 4,
                 kv_heads: 4,
             },
             32,
+            37,
         ),
         (
             Heads {
@@ -193,13 +194,30 @@ mod tests {
                 kv_heads: 2,
             },
             20,
+            150,
+        ),
+        (
+            Heads {
+                heads: 3,
+                kv_heads: 1,
+            },
+            8,
+            129,
+        ),
+        (
+            Heads {
+                heads: 2,
+                kv_heads: 2,
+            },
+            4,
+            1,
         ),
     ];
 
     #[test]
     fn the_kernel_attends_like_burns_attention() {
-        for (heads, d) in CASES {
-            let [q, k, v] = inputs::<Flex>(heads, d);
+        for (heads, d, t) in CASES {
+            let [q, k, v] = inputs::<Flex>(heads, d, t);
             let ours = causal_attention(q.clone(), k.clone(), v.clone(), heads).expect("a kernel");
             ours.into_data().assert_approx_eq::<f32>(
                 &burn_causal(q, k, v, heads).into_data(),
@@ -211,8 +229,8 @@ mod tests {
     #[test]
     fn the_gradients_are_burns_gradients() {
         type A = Autodiff<Flex>;
-        for (heads, d) in CASES {
-            let [q, k, v] = inputs::<A>(heads, d);
+        for (heads, d, t) in CASES {
+            let [q, k, v] = inputs::<A>(heads, d, t);
             let weights = Tensor::<A, 3>::random(q.dims(), Distribution::Default, &q.device());
             let grads = |f: &dyn Fn(Tensor<A, 3>, Tensor<A, 3>, Tensor<A, 3>) -> Tensor<A, 3>| {
                 let [q, k, v] = [&q, &k, &v].map(|x| x.clone().require_grad());

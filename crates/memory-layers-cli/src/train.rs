@@ -8,8 +8,8 @@ use memory_layers_data::{DocSeparator, TokenizerKind};
 use memory_layers_experiments::default_run;
 use memory_layers_parallel::{launcher_rank, local_device};
 use memory_layers_train::{
-    Layout, Precision, RunDir, TrainBackend, TrainConfig, TrainOptions, TrainOverrides,
-    TrainSummary, ValueOptimizer, train, train_parallel,
+    Layout, MemoryEstimate, Precision, RunDir, TrainBackend, TrainConfig, TrainOptions,
+    TrainOverrides, TrainSummary, ValueOptimizer, available_ram, gib, train, train_parallel,
 };
 use memory_layers_zoo::{ModelKind, Size};
 
@@ -144,6 +144,18 @@ pub struct TrainArgs {
     /// error).
     #[arg(long, conflicts_with = "resume")]
     overwrite: bool,
+    /// Print the memory estimate of one device (parameters, gradients, optimizer states,
+    /// activations) and whether it fits, then stop before anything is allocated.
+    #[arg(long)]
+    dry_run: bool,
+    /// Memory of one device in bytes, decimal suffixes (80G = 80·10⁹), for the estimate:
+    /// default the RAM available now on the CPU (shared by the --devices peers), unknown on a
+    /// GPU and under --mpi (no check).
+    #[arg(long, value_parser = parse_count)]
+    device_memory: Option<usize>,
+    /// Train even where the memory estimate exceeds the device's memory.
+    #[arg(long)]
+    ignore_memory_estimate: bool,
     /// Initialise the new model from a safetensors file with Hugging Face Llama names (what
     /// `export` writes, or a Llama checkpoint of the same shapes): embeddings, attention,
     /// norms, the FFNs of dense blocks and lm_head must be there; memory layers load where the
@@ -378,12 +390,53 @@ fn train_mpi<B: TrainBackend>(
     )
 }
 
+/// The memory estimate of one device against its memory: printed with `--dry-run` (then
+/// `false`: stop), else a run that does not fit is refused with it.
+fn memory_check(
+    args: &TrainArgs,
+    config: &TrainConfig,
+    layout: Option<&Layout>,
+) -> anyhow::Result<bool> {
+    // CPU peers are threads of this process: they share its RAM.
+    let peers = layout.map_or(1, |l| l.devices.max(1));
+    // An MPI job's ranks would each read the node's RAM: only --device-memory checks them.
+    let available = match (args.device_memory, args.backend) {
+        (Some(bytes), _) => Some(bytes as u64),
+        (None, BackendKind::Flex) if !args.mpi => available_ram().map(|ram| ram / peers as u64),
+        (None, _) => None,
+    };
+    if args.dry_run {
+        let estimate = MemoryEstimate::new(config, layout);
+        println!(
+            "memory estimate of one device, {} × {} tokens a micro-batch:\n{estimate}",
+            config.optim.batch_size / peers,
+            config.optim.seq_len
+        );
+        match available {
+            Some(available) => match MemoryEstimate::check(config, layout, available) {
+                Ok(_) => println!("fits in {} (this device)", gib(available)),
+                Err(e) => println!("{e}"),
+            },
+            None => println!("device memory unknown: pass --device-memory (80G) to check it"),
+        }
+        return Ok(false);
+    }
+    if let (Some(available), false) = (available, args.ignore_memory_estimate) {
+        MemoryEstimate::check(config, layout, available)
+            .map_err(|e| anyhow::anyhow!("{e}\n(--ignore-memory-estimate trains anyway)"))?;
+    }
+    Ok(true)
+}
+
 /// Trains, then prints a summary table.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let layout = layout(&args);
     let config = args.config()?;
     // A bad value is refused before the banner announces a run.
     config.validate()?;
+    if !memory_check(&args, &config, layout.as_ref())? {
+        return Ok(());
+    }
     let out = config.run.out.clone();
     let lead = !args.mpi || launcher_rank().is_none_or(|rank| rank == 0);
     if lead {

@@ -48,6 +48,20 @@ pub enum TrainError {
     /// A parallel run cannot go on (a layout it does not support, a peer that stopped).
     #[error("parallel training: {0}")]
     Parallel(String),
+    /// The run's memory estimate exceeds what the device has.
+    #[error(
+        "this run needs about {needed} on one device, which has {available}:\n{estimate}\n{advice}"
+    )]
+    DoesNotFit {
+        /// The estimate's total, in GiB.
+        needed: String,
+        /// The device's memory, in GiB.
+        available: String,
+        /// The estimate's breakdown.
+        estimate: String,
+        /// Flags that would fit, or why none do.
+        advice: String,
+    },
     /// A chart could not be drawn.
     #[error(transparent)]
     Plot(#[from] PlotError),

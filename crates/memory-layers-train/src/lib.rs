@@ -27,6 +27,7 @@ mod checkpoint;
 mod config;
 mod config_keys;
 mod error;
+mod estimate;
 mod eval;
 mod export;
 mod finetune;
@@ -53,6 +54,7 @@ pub use config::{
     DataConfig, Decay, OptimConfig, Precision, RunConfig, TrainConfig, ValueOptimizer,
 };
 pub use error::TrainError;
+pub use estimate::{MemoryEstimate, available_ram, gib};
 pub use eval::{EvalOptions, EvalReport, evaluate, evaluate_run};
 pub use export::{CHECK_PROMPT, CHECK_TOKENS, ExportSummary, export_run};
 pub use finetune::{

@@ -1,0 +1,51 @@
+//! The memory estimate at the command line: `--dry-run` prints it and writes nothing, and a
+//! run whose estimate exceeds the device's memory is refused with the breakdown and flags that
+//! fit, before anything is allocated (not killed by the operating system later).
+
+mod common;
+
+use common::{fails_with, fresh, memory_layers, succeeds};
+
+#[test]
+fn an_oversized_run_is_refused_with_its_breakdown() {
+    // The 134m Memory+ preset (8 × 4096 tokens a step) needs about 43 GiB; 30 GB is offered.
+    let out = fresh("oversized");
+    let path = out.to_str().unwrap();
+    let args = [
+        "train",
+        "--model",
+        "memory-plus",
+        "--size",
+        "134m",
+        "--device-memory",
+        "30G",
+        "--out",
+        path,
+    ];
+    let stderr = fails_with(&args, "this run needs about");
+    for part in [
+        "activations (one micro-batch)",
+        "optimizer state (values)",
+        "27.94 GiB",
+    ] {
+        assert!(stderr.contains(part), "{part:?} missing: {stderr}");
+    }
+    // Half the micro-batch would not fit (28.7 GiB); a quarter, with 4 accumulations, does.
+    assert!(
+        stderr.contains("--batch-size 2 --grad-accum 4"),
+        "no fitting flags: {stderr}"
+    );
+    assert!(!out.exists(), "nothing written");
+
+    // --dry-run prints the same breakdown, for the flags that fit, and stops.
+    let fits = [
+        &args[..7],
+        &["--batch-size", "2", "--grad-accum", "4", "--dry-run"],
+    ]
+    .concat();
+    let output = succeeds(memory_layers().args(&fits).arg("--out").arg(&out));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("2 × 4096 tokens a micro-batch"), "{stdout}");
+    assert!(stdout.contains("fits in 27.94 GiB"), "{stdout}");
+    assert!(!out.exists(), "a dry run writes nothing");
+}

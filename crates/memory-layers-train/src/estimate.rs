@@ -1,0 +1,410 @@
+//! What one device of a training run holds at its peak, counted from the configuration before
+//! anything is allocated: `train --dry-run` prints it, and a run whose estimate exceeds the
+//! device's memory is refused with it instead of being killed by the operating system.
+//!
+//! The peak is the start of the backward pass of a micro-batch: the parameters, their
+//! gradients and optimizer states, every activation the forward pass kept, and the gradient of
+//! the logits. Activations are counted per token from what the layers keep for their backward
+//! pass (docs/scaling.md lists them); attention keeps `O(len)` per head (its probabilities are
+//! recomputed), so every term grows linearly with the tokens of a micro-batch.
+
+use std::fmt;
+
+use memory_layers_zoo::{ModelKind, TransformerConfig, account};
+use serde::Serialize;
+
+use memory_layers_data::TokenizerKind;
+
+use crate::{Layout, Precision, TrainConfig, TrainError, ValueOptimizer};
+
+/// The process around the tensors: code, thread stacks, the allocator's slack, the batches
+/// (measured at `tiny`, where the tensors are a few MB).
+const RUNTIME_BYTES: u64 = 150 << 20;
+
+/// What training a BPE tokenizer on the run's text and tokenizing it in this process leaves
+/// resident (measured at `small` on the default 5.5 MB of text); a run on a prepared folder
+/// (`--data-dir`) or with the byte tokenizer has none of it.
+const TOKENIZING_BYTES: u64 = 400 << 20;
+
+/// Bytes the checkpoint writer holds per byte of the record it writes: the record's copy of
+/// the tensors and the serialised bytes (measured at 134m: the save peaked 11.8 GiB above the
+/// state it saved, for a 6 GiB value-optimizer record).
+const SAVE_COPY: u64 = 2;
+
+/// Bytes one device holds at its peak, by what holds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MemoryEstimate {
+    /// Parameters other than the value tables.
+    pub dense_params: u64,
+    /// This device's share of the value tables (the memory pool, sharded by parallel memory;
+    /// PEER's experts, whole).
+    pub value_params: u64,
+    /// Gradients of the dense parameters.
+    pub dense_grads: u64,
+    /// AdamW's two moments of the dense parameters.
+    pub dense_optimizer: u64,
+    /// Gradients of the value rows a step reads (all of them with `dense-adamw`).
+    pub value_grads: u64,
+    /// The value optimizer's state (`sparse-adamw` and `dense-adamw`: two moments per value;
+    /// `rowwise-adagrad`: one per row; `sgd`: none).
+    pub value_optimizer: u64,
+    /// Activations kept for the backward pass of one micro-batch, and the logits' gradient.
+    pub activations: u64,
+    /// The process around the tensors, with what tokenizing the text in it left.
+    pub runtime: u64,
+    /// What saving a checkpoint adds while it writes its largest record (the value
+    /// optimizer's state, or the model).
+    pub checkpoint_copy: u64,
+}
+
+impl MemoryEstimate {
+    /// The estimate for one device of `config` trained on `layout` (`None`: one device).
+    pub fn new(config: &TrainConfig, layout: Option<&Layout>) -> Self {
+        let (devices, memory_parallel) = layout.map_or((1, 1), |l| (l.devices, l.memory_parallel));
+        let model = &config.model;
+        let counts = account(model);
+        // Parallel memory shards the memory pool over its group; PEER's tables stay whole.
+        let shards = if model.kind.has_pool() {
+            memory_parallel.max(1) as u64
+        } else {
+            1
+        };
+        let values = counts.value_params / shards;
+        let dense = counts.total_params - counts.value_params;
+        let tokens = (config.optim.batch_size / devices.max(1)).max(1) * config.optim.seq_len;
+        let read = value_rows_read(model, tokens) * value_width(model) / shards;
+        let optimizer_state = |values: u64, rows: u64| match config.optim.value_optimizer {
+            ValueOptimizer::DenseAdamW | ValueOptimizer::SparseAdamW => 2 * values,
+            ValueOptimizer::RowwiseAdagrad => rows,
+            ValueOptimizer::Sgd => 0,
+        };
+        let value_grads = match config.optim.value_optimizer {
+            ValueOptimizer::DenseAdamW => values,
+            _ => read,
+        };
+        let tokenizing = config.data.prepared.is_none()
+            && config.data.tokenizer == TokenizerKind::Bpe
+            && config.data.compact_facts.is_none();
+        // A checkpoint holds the whole model, whatever the layout: its records, largest first
+        // to matter, are the value optimizer's state, the dense AdamW moments and the model.
+        let largest_record = optimizer_state(counts.value_params, rows(model))
+            .max(2 * dense)
+            .max(counts.total_params);
+        let bytes = match config.run.precision {
+            Precision::F32 => 4,
+            Precision::Bf16 => 2,
+        };
+        Self {
+            dense_params: bytes * dense,
+            value_params: bytes * values,
+            dense_grads: bytes * dense,
+            dense_optimizer: bytes * 2 * dense,
+            value_grads: bytes * value_grads,
+            value_optimizer: bytes * optimizer_state(values, rows(model) / shards),
+            activations: bytes * tokens as u64 * activation_floats_per_token(model),
+            runtime: RUNTIME_BYTES + if tokenizing { TOKENIZING_BYTES } else { 0 },
+            checkpoint_copy: SAVE_COPY * bytes * largest_record,
+        }
+    }
+
+    /// The peak of a training step: everything but the checkpoint's copy.
+    pub fn step_peak(&self) -> u64 {
+        self.parts().iter().map(|(_, bytes)| bytes).sum()
+    }
+
+    /// The peak of a checkpoint save, after a step: parameters, optimizer states, the runtime
+    /// and the copy of the record being written.
+    pub fn save_peak(&self) -> u64 {
+        self.dense_params
+            + self.value_params
+            + self.dense_optimizer
+            + self.value_optimizer
+            + self.runtime
+            + self.checkpoint_copy
+    }
+
+    /// The process's peak: the larger of a step's and a checkpoint save's.
+    pub fn total(&self) -> u64 {
+        self.step_peak().max(self.save_peak())
+    }
+
+    /// `(what, bytes)` of every part of a step, in the order [`Display`](fmt::Display) prints
+    /// them.
+    pub fn parts(&self) -> [(&'static str, u64); 8] {
+        [
+            ("parameters (dense)", self.dense_params),
+            ("parameters (value tables)", self.value_params),
+            ("gradients (dense)", self.dense_grads),
+            ("gradients (value rows read)", self.value_grads),
+            ("optimizer state (dense AdamW)", self.dense_optimizer),
+            ("optimizer state (values)", self.value_optimizer),
+            ("activations (one micro-batch)", self.activations),
+            ("runtime and data", self.runtime),
+        ]
+    }
+}
+
+impl MemoryEstimate {
+    /// `Ok` when the estimate of `config` on `layout` fits in `available` bytes, else
+    /// [`TrainError::DoesNotFit`] with the breakdown and the flags that would fit.
+    pub fn check(
+        config: &TrainConfig,
+        layout: Option<&Layout>,
+        available: u64,
+    ) -> Result<Self, TrainError> {
+        let estimate = Self::new(config, layout);
+        if estimate.total() <= available {
+            return Ok(estimate);
+        }
+        Err(TrainError::DoesNotFit {
+            needed: gib(estimate.total()),
+            available: gib(available),
+            estimate: estimate.to_string(),
+            advice: advice(config, layout, available),
+        })
+    }
+}
+
+/// The first change that fits: a smaller micro-batch with more accumulation (the same
+/// global batch), then also the row-wise Adagrad value optimizer (one state per row).
+fn advice(config: &TrainConfig, layout: Option<&Layout>, available: u64) -> String {
+    let devices = layout.map_or(1, |l| l.devices.max(1));
+    let optim = &config.optim;
+    let global = optim.batch_size * optim.grad_accum;
+    // Micro-batches halved while each device keeps a whole share: the global batch stays.
+    let mut batches = vec![optim.batch_size];
+    while let Some(&b) = batches
+        .last()
+        .filter(|&&b| b > 1 && b % 2 == 0 && (b / 2) % devices == 0)
+    {
+        batches.push(b / 2);
+    }
+    let mut optimizers = vec![optim.value_optimizer];
+    // Row-wise Adagrad keeps one accumulator per whole row: refused with a sharded pool.
+    let sharded = layout.is_some_and(|l| l.memory_parallel > 1);
+    if rows(&config.model) > 0
+        && !sharded
+        && optim.value_optimizer != ValueOptimizer::RowwiseAdagrad
+    {
+        optimizers.push(ValueOptimizer::RowwiseAdagrad);
+    }
+    for value_optimizer in optimizers {
+        for &batch in &batches {
+            let mut trial = config.clone();
+            trial.optim.batch_size = batch;
+            trial.optim.grad_accum = global / batch;
+            trial.optim.value_optimizer = value_optimizer;
+            let needed = MemoryEstimate::new(&trial, layout).total();
+            if needed > available {
+                continue;
+            }
+            let mut flags = Vec::new();
+            if batch != optim.batch_size {
+                flags.push(format!(
+                    "--batch-size {batch} --grad-accum {}",
+                    global / batch
+                ));
+            }
+            if value_optimizer != optim.value_optimizer {
+                flags.push("--value-optimizer rowwise-adagrad".into());
+            }
+            return format!("it would fit ({}) with: {}", gib(needed), flags.join(" "));
+        }
+    }
+    if rows(&config.model) == 0 {
+        return "no smaller micro-batch fits: take a shorter --seq-len, a smaller --size, or a \
+                device with more memory"
+            .into();
+    }
+    "no smaller micro-batch or value optimizer fits: take a shorter --seq-len, a smaller \
+     --n-keys or --size, or more devices (--memory-parallel splits the value tables)"
+        .into()
+}
+
+/// Memory the operating system can give this process now (`MemAvailable` of
+/// `/proc/meminfo`), or `None` where that file does not say.
+pub fn available_ram() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// One line per part and the total, in GiB.
+impl fmt::Display for MemoryEstimate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (what, bytes) in self.parts() {
+            writeln!(f, "  {what:<32} {:>9}", gib(bytes))?;
+        }
+        writeln!(
+            f,
+            "  {:<32} {:>9}",
+            "peak of a training step",
+            gib(self.step_peak())
+        )?;
+        writeln!(
+            f,
+            "  {:<32} {:>9}",
+            "checkpoint save: record copy",
+            gib(self.checkpoint_copy)
+        )?;
+        writeln!(
+            f,
+            "  {:<32} {:>9}",
+            "peak of a checkpoint save",
+            gib(self.save_peak())
+        )?;
+        write!(f, "  {:<32} {:>9}", "peak (the larger)", gib(self.total()))
+    }
+}
+
+/// `bytes` in GiB, two decimals.
+pub fn gib(bytes: u64) -> String {
+    format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
+/// Rows of the value tables (memory pool or each PEER table).
+fn rows(model: &TransformerConfig) -> u64 {
+    match model.kind {
+        ModelKind::Dense | ModelKind::Moe => 0,
+        _ => (model.product_keys.n_keys * model.product_keys.n_keys) as u64,
+    }
+}
+
+/// Floats per value row: the memory's value dimension; PEER's two expert vectors.
+fn value_width(model: &TransformerConfig) -> u64 {
+    match model.kind {
+        ModelKind::Dense | ModelKind::Moe => 0,
+        ModelKind::Peer => 2 * model.dim as u64 * model.product_key_layers().len() as u64,
+        ModelKind::Memory | ModelKind::MemoryPlus => model.memory_layer().v_dim() as u64,
+    }
+}
+
+/// Distinct value rows a micro-batch of `tokens` can read: every read distinct, at most the table.
+fn value_rows_read(model: &TransformerConfig, tokens: usize) -> u64 {
+    let pk = &model.product_keys;
+    let layers = match model.kind {
+        ModelKind::Peer => 1,
+        _ => model.product_key_layers().len(),
+    };
+    ((tokens * pk.heads * pk.knn * layers) as u64).min(rows(model))
+}
+
+/// f32 values a token keeps for the backward pass, over every block and the output head.
+///
+/// A block keeps its input and the normalised input of each of its halves, the attention's
+/// rotated queries and keys, values and output, and its FFN slot's own: SwiGLU the two hidden
+/// projections and their gated product; a memory layer its query, the sub-key scores of both
+/// halves, the selected rows' weights and indices, and its output and gate; an MoE the hidden
+/// projections of the experts a token visits. The head keeps the final norm's input and
+/// output and the logits; the backward pass adds the logits' gradient.
+fn activation_floats_per_token(model: &TransformerConfig) -> u64 {
+    let d = model.dim as u64;
+    let kv = (model.kv_heads * model.head_dim()) as u64;
+    let hidden = model.ffn_hidden as u64;
+    // The block's input, its norm, the rotated queries, the output, the FFN half's input;
+    // the rotated keys and the values.
+    let attention = 5 * d + 2 * kv;
+    let swiglu = d + 3 * hidden;
+    let pk = &model.product_keys;
+    let product_keys = (pk.heads * (2 * pk.k_dim + 2 * pk.n_keys) + 3 * pk.heads * pk.knn) as u64;
+    let memory_layers = model.product_key_layers();
+    let ffn = |layer: usize| match model.kind {
+        ModelKind::Moe => model.moe.top_k as u64 * swiglu + model.moe.experts as u64,
+        ModelKind::Memory | ModelKind::MemoryPlus if memory_layers.contains(&layer) => {
+            d + product_keys + 4 * model.memory_layer().v_dim() as u64
+        }
+        ModelKind::Peer if memory_layers.contains(&layer) => {
+            d + product_keys + 3 * (pk.heads * pk.knn) as u64
+        }
+        _ => swiglu,
+    };
+    let blocks: u64 = (0..model.layers).map(|layer| attention + ffn(layer)).sum();
+    let vocab = model.vocab_size as u64;
+    blocks + 2 * d + 2 * vocab
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Flex;
+    use burn::module::Module;
+    use memory_layers_zoo::Size;
+
+    use super::*;
+
+    fn tiny() -> TrainConfig {
+        TrainConfig::new(ModelKind::MemoryPlus, Size::Tiny)
+    }
+
+    #[test]
+    fn parameters_and_states_are_the_models_own_counts() {
+        let config = tiny();
+        let model = config.model.init::<Flex>(&Default::default()).unwrap();
+        let pool = model.pool.as_ref().expect("Memory+ has a pool");
+        let values = pool.num_params() as u64;
+        let dense = model.num_params() as u64 - values;
+        let e = MemoryEstimate::new(&config, None);
+        assert_eq!((e.dense_params, e.value_params), (4 * dense, 4 * values));
+        assert_eq!(e.dense_grads, 4 * dense);
+        assert_eq!(e.dense_optimizer, 8 * dense, "two AdamW moments");
+        assert_eq!(
+            e.value_optimizer,
+            8 * values,
+            "sparse AdamW keeps two moments per value"
+        );
+        // 8 × 64 tokens, 3 layers, 4 heads × 16 reads: more reads than the 256 rows.
+        let width = config.model.memory_layer().v_dim() as u64;
+        assert_eq!(e.value_grads, 4 * 256 * width);
+
+        let mut adagrad = config.clone();
+        adagrad.optim.value_optimizer = ValueOptimizer::RowwiseAdagrad;
+        assert_eq!(MemoryEstimate::new(&adagrad, None).value_optimizer, 4 * 256);
+        let mut sgd = config.clone();
+        sgd.optim.value_optimizer = ValueOptimizer::Sgd;
+        assert_eq!(MemoryEstimate::new(&sgd, None).value_optimizer, 0);
+
+        // Two peers sharing the pool hold half of it each, and half of each batch.
+        let layout = Layout {
+            devices: 2,
+            memory_parallel: 2,
+        };
+        let shared = MemoryEstimate::new(&config, Some(&layout));
+        assert_eq!(shared.value_params, e.value_params / 2);
+        assert_eq!(shared.activations, e.activations / 2);
+    }
+
+    #[test]
+    fn activations_grow_with_the_tokens_of_a_micro_batch() {
+        let mut config = tiny();
+        let one = MemoryEstimate::new(&config, None);
+        config.optim.batch_size *= 2;
+        let two = MemoryEstimate::new(&config, None);
+        assert_eq!(two.activations, 2 * one.activations);
+        assert_eq!(two.dense_params, one.dense_params);
+        config.optim.seq_len *= 2;
+        assert_eq!(
+            MemoryEstimate::new(&config, None).activations,
+            4 * one.activations
+        );
+    }
+
+    #[test]
+    fn a_run_that_does_not_fit_is_refused_with_flags_that_do() {
+        let mut config = tiny();
+        config.optim.batch_size = 64;
+        let estimate = MemoryEstimate::new(&config, None);
+        // Room for everything but three quarters of the activations.
+        let available = estimate.total() - estimate.activations * 3 / 4;
+        let err = MemoryEstimate::check(&config, None, available).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("activations (one micro-batch)"),
+            "{message}"
+        );
+        assert!(
+            message.contains("--batch-size 16 --grad-accum 4"),
+            "{message}"
+        );
+        assert!(MemoryEstimate::check(&config, None, estimate.total()).is_ok());
+    }
+}

@@ -8,7 +8,7 @@ use common::{fails_with, fresh, memory_layers, succeeds};
 
 #[test]
 fn an_oversized_run_is_refused_with_its_breakdown() {
-    // The 134m Memory+ preset (8 × 4096 tokens a step) needs about 43 GiB; 30 GB is offered.
+    // The 134m Memory+ preset (8 × 4096 tokens a step) needs about 40 GiB; 30 GB is offered.
     let out = fresh("oversized");
     let path = out.to_str().unwrap();
     let args = [
@@ -30,9 +30,9 @@ fn an_oversized_run_is_refused_with_its_breakdown() {
     ] {
         assert!(stderr.contains(part), "{part:?} missing: {stderr}");
     }
-    // Half the micro-batch would not fit (28.7 GiB); a quarter, with 4 accumulations, does.
+    // Half the micro-batch, with 2 accumulations, fits (25.6 GiB).
     assert!(
-        stderr.contains("--batch-size 2 --grad-accum 4"),
+        stderr.contains("--batch-size 4 --grad-accum 2"),
         "no fitting flags: {stderr}"
     );
     assert!(!out.exists(), "nothing written");
@@ -40,12 +40,12 @@ fn an_oversized_run_is_refused_with_its_breakdown() {
     // --dry-run prints the same breakdown, for the flags that fit, and stops.
     let fits = [
         &args[..7],
-        &["--batch-size", "2", "--grad-accum", "4", "--dry-run"],
+        &["--batch-size", "4", "--grad-accum", "2", "--dry-run"],
     ]
     .concat();
     let output = succeeds(memory_layers().args(&fits).arg("--out").arg(&out));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("2 × 4096 tokens a micro-batch"), "{stdout}");
+    assert!(stdout.contains("4 × 4096 tokens a micro-batch"), "{stdout}");
     assert!(stdout.contains("fits in 27.94 GiB"), "{stdout}");
     assert!(!out.exists(), "a dry run writes nothing");
 }

@@ -26,10 +26,11 @@ const RUNTIME_BYTES: u64 = 150 << 20;
 /// (`--data-dir`) or with the byte tokenizer has none of it.
 const TOKENIZING_BYTES: u64 = 400 << 20;
 
-/// Bytes the checkpoint writer holds per byte of the record it writes: the record's copy of
-/// the tensors and the serialised bytes (measured at 134m: the save peaked 11.8 GiB above the
-/// state it saved, for a 6 GiB value-optimizer record).
-const SAVE_COPY: u64 = 2;
+/// Bytes the checkpoint writer holds per byte of the record it writes, as a fraction
+/// `SAVE_COPY.0 / SAVE_COPY.1`: the record's copy of the tensors and the writer's buffers
+/// (measured at 134m: 9.0 GiB above the state for a 6.0 GiB value-optimizer record with sparse
+/// AdamW; 6.2 GiB for the 3.5 GiB model record with row-wise Adagrad).
+const SAVE_COPY: (u64, u64) = (3, 2);
 
 /// Bytes one device holds at its peak, by what holds them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -103,24 +104,31 @@ impl MemoryEstimate {
             value_optimizer: bytes * optimizer_state(values, rows(model) / shards),
             activations: bytes * tokens as u64 * activation_floats_per_token(model),
             runtime: RUNTIME_BYTES + if tokenizing { TOKENIZING_BYTES } else { 0 },
-            checkpoint_copy: SAVE_COPY * bytes * largest_record,
+            checkpoint_copy: bytes * largest_record * SAVE_COPY.0 / SAVE_COPY.1,
         }
     }
 
-    /// The peak of a training step: everything but the checkpoint's copy.
-    pub fn step_peak(&self) -> u64 {
-        self.parts().iter().map(|(_, bytes)| bytes).sum()
-    }
-
-    /// The peak of a checkpoint save, after a step: parameters, optimizer states, the runtime
-    /// and the copy of the record being written.
-    pub fn save_peak(&self) -> u64 {
+    /// Parameters, optimizer states and the runtime: what every moment of a run holds.
+    fn resident(&self) -> u64 {
         self.dense_params
             + self.value_params
             + self.dense_optimizer
             + self.value_optimizer
             + self.runtime
-            + self.checkpoint_copy
+    }
+
+    /// The peak of a training step: the resident part, and the activations or the gradients,
+    /// whichever is larger (the backward pass frees activations as it makes gradients).
+    pub fn step_peak(&self) -> u64 {
+        let grads = self.dense_grads + self.value_grads;
+        self.resident() + self.activations.max(grads)
+    }
+
+    /// The peak of a checkpoint save, after a step: the resident part, the value gradients'
+    /// size (measured still resident after a step, at 134m with either value optimizer) and
+    /// the copy of the record being written.
+    pub fn save_peak(&self) -> u64 {
+        self.resident() + self.value_grads + self.checkpoint_copy
     }
 
     /// The process's peak: the larger of a step's and a checkpoint save's.
@@ -386,6 +394,30 @@ mod tests {
             MemoryEstimate::new(&config, None).activations,
             4 * one.activations
         );
+    }
+
+    #[test]
+    fn paper_presets_split_their_step_to_fit_an_80_gb_gpu() {
+        for size in [Size::M134, Size::M373, Size::M720, Size::B1_3, Size::B8] {
+            for kind in [ModelKind::Dense, ModelKind::MemoryPlus] {
+                let config = TrainConfig::new(kind, size);
+                let optim = &config.optim;
+                assert_eq!(optim.batch_size * optim.grad_accum, 8, "{kind} {size}");
+                let needed = MemoryEstimate::new(&config, None).total();
+                // The largest micro-batch that fits: twice it would not.
+                let mut twice = config.clone();
+                twice.optim.batch_size *= 2;
+                let bigger = MemoryEstimate::new(&twice, None).total();
+                let fits = needed <= 80_000_000_000;
+                assert!(fits || optim.batch_size == 1, "{kind} {size}: {needed}");
+                assert!(
+                    optim.batch_size == 8 || bigger > 80_000_000_000,
+                    "{kind} {size}"
+                );
+            }
+        }
+        let memory_plus = TrainConfig::new(ModelKind::MemoryPlus, Size::M373).optim;
+        assert_eq!((memory_plus.batch_size, memory_plus.grad_accum), (4, 2));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use memory_layers_data::{
     write_atomic,
 };
 
-use crate::TrainError;
+use crate::{MemoryEstimate, TrainError};
 
 mod validate;
 use crate::finetune::FinetuneConfig;
@@ -228,6 +228,9 @@ fn default_recall_limit() -> usize {
     300
 }
 
+/// The device the paper-size presets are split for: an 80 GB GPU (H100, A100 80GB).
+const PRESET_DEVICE_MEMORY: u64 = 80_000_000_000;
+
 /// Validation tokens the final evaluation scores by default: about a million, a standard
 /// error near 0.005 nats on natural text, in well under a minute on a CPU for the small
 /// models.
@@ -246,8 +249,27 @@ impl RunConfig {
 
 impl TrainConfig {
     /// The defaults for `model` at `size`: small steps for a CPU, the paper's optimizer
-    /// settings, the embedded data and generated facts.
+    /// settings, the embedded data and generated facts. The paper's sizes take its 8 × 4096
+    /// tokens a step per device, in the largest micro-batch whose estimate fits an 80 GB GPU
+    /// and gradient accumulation for the rest ([`MemoryEstimate`](crate::MemoryEstimate)).
     pub fn new(kind: ModelKind, size: Size) -> Self {
+        let mut config = Self::unsplit(kind, size);
+        if !matches!(size, Size::Tiny | Size::Small) {
+            let sequences = config.optim.batch_size;
+            let fits = |batch| {
+                let mut trial = config.clone();
+                trial.optim.batch_size = batch;
+                MemoryEstimate::new(&trial, None).total() <= PRESET_DEVICE_MEMORY
+            };
+            let batch = [8, 4, 2].into_iter().find(|&b| fits(b)).unwrap_or(1);
+            config.optim.batch_size = batch;
+            config.optim.grad_accum = sequences / batch;
+        }
+        config
+    }
+
+    /// [`TrainConfig::new`] with the whole step in one micro-batch.
+    fn unsplit(kind: ModelKind, size: Size) -> Self {
         let model = preset(kind, size, None);
         let (steps, batch_size, seq_len, lr) = match size {
             Size::Tiny => (200, 8, 64, 3e-3),

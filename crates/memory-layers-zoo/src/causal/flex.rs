@@ -184,31 +184,124 @@ impl Shape {
     }
 }
 
+/// Lanes of the sums below: independent partial sums that the compiler keeps in one vector
+/// register each (a single running sum would be a serial chain of adds).
+const LANES: usize = 16;
+
+/// `f(0) ∘ f(1) ∘ … ∘ f(n − 1)` for an associative `op` with identity `init`, in [`LANES`]
+/// partial results.
+#[inline(always)]
+fn lane_fold(n: usize, init: f32, f: impl Fn(usize) -> f32, op: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [init; LANES];
+    let whole = n / LANES * LANES;
+    for base in (0..whole).step_by(LANES) {
+        for (lane, acc) in acc.iter_mut().enumerate() {
+            *acc = op(*acc, f(base + lane));
+        }
+    }
+    let lanes = acc.into_iter().fold(init, &op);
+    (whole..n).map(f).fold(lanes, op)
+}
+
+/// `Σ f(i)` over `0..n`.
+#[inline(always)]
+fn lane_sum(n: usize, f: impl Fn(usize) -> f32) -> f32 {
+    lane_fold(n, 0.0, f, |a, b| a + b)
+}
+
+/// `eˣ` to about one ulp (Cephes' `expf`: `x = n·ln 2 + r`, a degree-7 polynomial in `r`,
+/// `2ⁿ` in the exponent bits), inlined so that the loops calling it vectorise; `x` below
+/// −87 gives about 1e-38, not 0.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding and subtracting 1.5·2²³ rounds to the nearest integer in any vector width.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.987_569_1e-4;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 0.5;
+    let p = p * r * r + r + 1.0;
+    f32::from_bits(((n as i32 + 127) as u32) << 23) * p
+}
+
 /// Row `r` of `scores [rows, i0 + rows]` sees its first `i0 + r + 1` entries: the softmax over
 /// them, zeros after, and each row's log-sum-exp into `lse`.
+#[inline(always)]
 fn causal_softmax(scores: &mut [f32], i0: usize, lse: &mut [f32]) {
     let end = i0 + lse.len();
     for ((r, row), lse) in scores.chunks_mut(end).enumerate().zip(lse) {
         let (seen, hidden) = row.split_at_mut(i0 + r + 1);
-        let max = seen.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0;
-        for p in seen.iter_mut() {
-            *p = (*p - max).exp();
-            sum += *p;
-        }
-        seen.iter_mut().for_each(|p| *p /= sum);
+        // A plain comparison (not `f32::max`, which orders NaNs) vectorises.
+        let max = lane_fold(
+            seen.len(),
+            f32::NEG_INFINITY,
+            |j| seen[j],
+            |a, b| {
+                if a > b { a } else { b }
+            },
+        );
+        seen.iter_mut().for_each(|p| *p = exp(*p - max));
+        let sum = lane_sum(seen.len(), |j| seen[j]);
+        let inverse = 1.0 / sum;
+        seen.iter_mut().for_each(|p| *p *= inverse);
         hidden.fill(0.0);
         *lse = max + sum.ln();
     }
 }
 
 /// The probabilities of `scores [rows, i0 + rows]` again, from their rows' log-sum-exp.
+#[inline(always)]
 fn causal_probs(scores: &mut [f32], i0: usize, lse: &[f32]) {
     let end = i0 + lse.len();
     for ((r, row), lse) in scores.chunks_mut(end).enumerate().zip(lse) {
         let (seen, hidden) = row.split_at_mut(i0 + r + 1);
-        seen.iter_mut().for_each(|s| *s = (*s - lse).exp());
+        seen.iter_mut().for_each(|s| *s = exp(*s - lse));
         hidden.fill(0.0);
+    }
+}
+
+/// The softmax's backward on rows of `end`: `∂s = p ⊙ (∂p − rowsum(p ⊙ ∂p))`, over `∂p` in
+/// place.
+#[inline(always)]
+fn softmax_backward(ds: &mut [f32], p: &[f32], end: usize) {
+    for (ds, p) in ds.chunks_mut(end).zip(p.chunks(end)) {
+        let mean = lane_sum(end, |j| ds[j] * p[j]);
+        ds.iter_mut()
+            .zip(p)
+            .for_each(|(ds, p)| *ds = p * (*ds - mean));
+    }
+}
+
+/// A row pass of a tile, run by [`pulp::Arch::dispatch`] inside a function compiled for the
+/// machine's widest vectors: `with_simd` and the passes are `#[inline(always)]` (a closure's
+/// body would stay a baseline function, 4 lanes wide).
+enum RowPass<'a> {
+    /// [`causal_softmax`].
+    Softmax(&'a mut [f32], usize, &'a mut [f32]),
+    /// [`causal_probs`].
+    Probs(&'a mut [f32], usize, &'a [f32]),
+    /// [`softmax_backward`].
+    Backward(&'a mut [f32], &'a [f32], usize),
+}
+
+impl pulp::WithSimd for RowPass<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        match self {
+            Self::Softmax(scores, i0, lse) => causal_softmax(scores, i0, lse),
+            Self::Probs(scores, i0, lse) => causal_probs(scores, i0, lse),
+            Self::Backward(ds, p, end) => softmax_backward(ds, p, end),
+        }
     }
 }
 
@@ -244,6 +337,8 @@ impl CausalBackend for Flex {
         let (q, k, v) = (q.to_contiguous(), k.to_contiguous(), v.to_contiguous());
         let (q, k, v) = (f32s(&q), f32s(&k), f32s(&v));
         let pairs = || (0..s.batch).flat_map(move |n| (0..h).map(move |head| (n, head)));
+        // The row loops vectorise with the machine's widest registers.
+        let arch = pulp::Arch::new();
         let (outs, lses): (Vec<_>, Vec<_>) = pairs()
             .collect::<Vec<_>>()
             .into_par_iter()
@@ -254,7 +349,7 @@ impl CausalBackend for Flex {
                     let end = i0 + rows;
                     let scores = &mut scores[..rows * end];
                     s.scores((q, k), n, head, (i0, rows), scores);
-                    causal_softmax(scores, i0, &mut lse[i0..end]);
+                    arch.dispatch(RowPass::Softmax(scores, i0, &mut lse[i0..end]));
                     matmul(
                         (&mut out, View::rows(i0 * d, d)),
                         (scores, View::rows(0, end)),
@@ -288,6 +383,7 @@ impl CausalBackend for Flex {
         let [q, k, v, lse, grad] = [q, k, v, lse, grad].map(|t| t.to_contiguous());
         let (q, k, v, lse, g) = (f32s(&q), f32s(&k), f32s(&v), f32s(&lse), f32s(&grad));
         let pairs = || (0..s.batch).flat_map(move |n| (0..kv).map(move |c| (n, c)));
+        let arch = pulp::Arch::new();
         let gradients: Vec<_> = pairs()
             .collect::<Vec<_>>()
             .into_par_iter()
@@ -305,7 +401,7 @@ impl CausalBackend for Flex {
                         let (p, ds) = (&mut p[..rows * end], &mut ds[..rows * end]);
                         let (tile, local) = (View::rows(0, end), View::rows(0, d));
                         s.scores((q, k), n, head, (i0, rows), p);
-                        causal_probs(p, i0, &lse[i0..end]);
+                        arch.dispatch(RowPass::Probs(p, i0, &lse[i0..end]));
                         let (qi, gi) = (qh.down(i0), qh.down(i0));
                         matmul(
                             (&mut dv, local),
@@ -316,12 +412,7 @@ impl CausalBackend for Flex {
                             true,
                         );
                         matmul((ds, tile), (g, gi), (v, kh.t()), [rows, d, end], 1.0, false);
-                        for (ds, p) in ds.chunks_mut(end).zip(p.chunks(end)) {
-                            let mean: f32 = ds.iter().zip(p.iter()).map(|(ds, p)| ds * p).sum();
-                            ds.iter_mut()
-                                .zip(p)
-                                .for_each(|(ds, p)| *ds = p * (*ds - mean));
-                        }
+                        arch.dispatch(RowPass::Backward(ds, p, end));
                         let dq_tile = View::rows(i0 * d, d);
                         matmul(
                             (&mut dq, dq_tile),
@@ -361,5 +452,31 @@ impl CausalBackend for Flex {
             interleave(dks, pairs(), shape),
             interleave(dvs, pairs(), shape),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_the_standard_libraries_to_two_ulps() {
+        for i in -87_000..=80_000 {
+            let x = i as f32 / 1000.0 + 0.000_37;
+            let (ours, std) = (exp(x), x.exp());
+            assert!(
+                (ours - std).abs() <= 2.0 * f32::EPSILON * std,
+                "exp({x}) = {ours}, not {std}"
+            );
+        }
+        assert!(exp(-1e4) < 1e-37, "far below the range: about 0");
+    }
+
+    #[test]
+    fn lane_sums_add_every_term() {
+        for n in [0, 1, 15, 16, 17, 100] {
+            let sum = lane_sum(n, |i| i as f32);
+            assert_eq!(sum, (n * n.saturating_sub(1) / 2) as f32, "n = {n}");
+        }
     }
 }

@@ -8,8 +8,9 @@ use memory_layers_data::{DocSeparator, TokenizerKind};
 use memory_layers_experiments::default_run;
 use memory_layers_parallel::{launcher_rank, local_device};
 use memory_layers_train::{
-    Layout, MemoryEstimate, Precision, RunDir, TrainBackend, TrainConfig, TrainOptions,
-    TrainOverrides, TrainSummary, ValueOptimizer, available_ram, gib, train, train_parallel,
+    AttentionKernel, Layout, MemoryEstimate, Precision, RunDir, TrainBackend, TrainConfig,
+    TrainOptions, TrainOverrides, TrainSummary, ValueOptimizer, available_ram, gib, train,
+    train_parallel,
 };
 use memory_layers_zoo::{ModelKind, Size};
 
@@ -405,15 +406,19 @@ fn memory_check(
         (None, BackendKind::Flex) if !args.mpi => available_ram().map(|ram| ram / peers as u64),
         (None, _) => None,
     };
+    let attention = match args.backend {
+        BackendKind::Flex => AttentionKernel::Tiled,
+        BackendKind::Wgpu | BackendKind::Cuda => AttentionKernel::Materialised,
+    };
     if args.dry_run {
-        let estimate = MemoryEstimate::new(config, layout);
+        let estimate = MemoryEstimate::new(config, layout, attention);
         println!(
             "memory estimate of one device, {} × {} tokens a micro-batch:\n{estimate}",
             config.optim.batch_size / peers,
             config.optim.seq_len
         );
         match available {
-            Some(available) => match MemoryEstimate::check(config, layout, available) {
+            Some(available) => match MemoryEstimate::check(config, layout, attention, available) {
                 Ok(_) => println!("fits in {} (this device)", gib(available)),
                 Err(e) => println!("{e}"),
             },
@@ -422,7 +427,7 @@ fn memory_check(
         return Ok(false);
     }
     if let (Some(available), false) = (available, args.ignore_memory_estimate) {
-        MemoryEstimate::check(config, layout, available)
+        MemoryEstimate::check(config, layout, attention, available)
             .map_err(|e| anyhow::anyhow!("{e}\n(--ignore-memory-estimate trains anyway)"))?;
     }
     Ok(true)

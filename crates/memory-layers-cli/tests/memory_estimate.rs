@@ -8,21 +8,19 @@ use common::{fails_with, fresh, memory_layers, succeeds};
 
 #[test]
 fn an_oversized_run_is_refused_with_its_breakdown() {
-    // The 134m Memory+ preset (8 × 4096 tokens a step) needs about 40 GiB; 30 GB is offered.
+    // 134m Memory+ with 8 × 4096 tokens a micro-batch needs about 40 GiB on the CPU; 30 GB
+    // is offered.
     let out = fresh("oversized");
     let path = out.to_str().unwrap();
-    let args = [
-        "train",
-        "--model",
-        "memory-plus",
-        "--size",
-        "134m",
-        "--device-memory",
-        "30G",
-        "--out",
-        path,
-    ];
-    let stderr = fails_with(&args, "this run needs about");
+    let model = ["train", "--model", "memory-plus", "--size", "134m"];
+    let memory = ["--device-memory", "30G", "--out", path];
+    let oversized = [
+        &model[..],
+        &["--batch-size", "8", "--grad-accum", "1"],
+        &memory,
+    ]
+    .concat();
+    let stderr = fails_with(&oversized, "this run needs about");
     for part in [
         "activations (one micro-batch)",
         "optimizer state (values)",
@@ -37,15 +35,31 @@ fn an_oversized_run_is_refused_with_its_breakdown() {
     );
     assert!(!out.exists(), "nothing written");
 
-    // --dry-run prints the same breakdown, for the flags that fit, and stops.
+    // --dry-run prints the breakdown for the flags that fit, and stops.
     let fits = [
-        &args[..7],
-        &["--batch-size", "4", "--grad-accum", "2", "--dry-run"],
+        &model[..],
+        &["--batch-size", "4", "--grad-accum", "2"],
+        &memory,
     ]
     .concat();
-    let output = succeeds(memory_layers().args(&fits).arg("--out").arg(&out));
+    let output = succeeds(memory_layers().args(&fits).arg("--dry-run"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("4 × 4096 tokens a micro-batch"), "{stdout}");
     assert!(stdout.contains("fits in 27.94 GiB"), "{stdout}");
     assert!(!out.exists(), "a dry run writes nothing");
+
+    // On a GPU backend the estimate counts Burn's attention keeping its scores.
+    let gpu = [
+        &model[..],
+        &["--backend", "cuda", "--dry-run", "--out", path],
+    ]
+    .concat();
+    let output = succeeds(memory_layers().args(&gpu));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("device memory unknown"), "{stdout}");
+    let scores = stdout
+        .lines()
+        .find(|l| l.contains("attention scores (materialised)"))
+        .unwrap_or_else(|| panic!("no scores line: {stdout}"));
+    assert!(!scores.contains(" 0.00 GiB"), "{scores}");
 }

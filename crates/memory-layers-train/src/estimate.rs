@@ -32,6 +32,27 @@ const TOKENIZING_BYTES: u64 = 400 << 20;
 /// AdamW; 6.2 GiB for the 3.5 GiB model record with row-wise Adagrad).
 const SAVE_COPY: (u64, u64) = (3, 2);
 
+/// How the backend's attention trains, which decides whether its probabilities are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum AttentionKernel {
+    /// The CPU kernel (Flex): `O(len)` a head, the probabilities recomputed in the backward pass.
+    Tiled,
+    /// Burn's attention in training (wgpu, CUDA): Burn's autodiff builds it from tensor
+    /// operations, which keep the exponentials and the probabilities (`[batch, heads, len,
+    /// len]`, f32) and the causal mask (a byte a score) for the backward pass.
+    Materialised,
+}
+
+impl AttentionKernel {
+    /// Bytes kept per attention score: two f32 copies and the mask's byte, or none.
+    fn bytes_per_score(self) -> u64 {
+        match self {
+            Self::Tiled => 0,
+            Self::Materialised => 2 * 4 + 1,
+        }
+    }
+}
+
 /// Bytes one device holds at its peak, by what holds them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct MemoryEstimate {
@@ -51,16 +72,19 @@ pub struct MemoryEstimate {
     pub value_optimizer: u64,
     /// Activations kept for the backward pass of one micro-batch, and the logits' gradient.
     pub activations: u64,
+    /// Attention scores kept for the backward pass ([`AttentionKernel::Materialised`]).
+    pub attention_scores: u64,
     /// The process around the tensors, with what tokenizing the text in it left.
     pub runtime: u64,
-    /// What saving a checkpoint adds while it writes its largest record (the value
-    /// optimizer's state, or the model).
+    /// What saving a checkpoint adds while it writes its largest record (the model, the dense
+    /// AdamW moments, or one moment table of the value optimizer).
     pub checkpoint_copy: u64,
 }
 
 impl MemoryEstimate {
-    /// The estimate for one device of `config` trained on `layout` (`None`: one device).
-    pub fn new(config: &TrainConfig, layout: Option<&Layout>) -> Self {
+    /// The estimate for one device of `config` trained on `layout` (`None`: one device) with
+    /// `attention`.
+    pub fn new(config: &TrainConfig, layout: Option<&Layout>, attention: AttentionKernel) -> Self {
         let (devices, memory_parallel) = layout.map_or((1, 1), |l| (l.devices, l.memory_parallel));
         let model = &config.model;
         let counts = account(model);
@@ -72,7 +96,11 @@ impl MemoryEstimate {
         };
         let values = counts.value_params / shards;
         let dense = counts.total_params - counts.value_params;
-        let tokens = (config.optim.batch_size / devices.max(1)).max(1) * config.optim.seq_len;
+        let sequences = (config.optim.batch_size / devices.max(1)).max(1);
+        let tokens = sequences * config.optim.seq_len;
+        let scores =
+            (sequences * model.heads * config.optim.seq_len * config.optim.seq_len * model.layers)
+                as u64;
         let read = value_rows_read(model, tokens) * value_width(model) / shards;
         let optimizer_state = |values: u64, rows: u64| match config.optim.value_optimizer {
             ValueOptimizer::DenseAdamW | ValueOptimizer::SparseAdamW => 2 * values,
@@ -86,11 +114,16 @@ impl MemoryEstimate {
         let tokenizing = config.data.prepared.is_none()
             && config.data.tokenizer == TokenizerKind::Bpe
             && config.data.compact_facts.is_none();
-        // A checkpoint holds the whole model, whatever the layout: its records, largest first
-        // to matter, are the value optimizer's state, the dense AdamW moments and the model.
-        let largest_record = optimizer_state(counts.value_params, rows(model))
-            .max(2 * dense)
-            .max(counts.total_params);
+        // A checkpoint holds the whole model, whatever the layout. Burn's recorder copies a
+        // record whole while writing it (the model, AdamW's moments, the values' with
+        // dense-adamw); the row-wise optimizers' record is written a tensor at a time.
+        let value_record = match config.optim.value_optimizer {
+            ValueOptimizer::DenseAdamW => 2 * counts.value_params,
+            ValueOptimizer::SparseAdamW => counts.value_params,
+            ValueOptimizer::RowwiseAdagrad => rows(model),
+            ValueOptimizer::Sgd => 0,
+        };
+        let largest_record = value_record.max(2 * dense).max(counts.total_params);
         let bytes = match config.run.precision {
             Precision::F32 => 4,
             Precision::Bf16 => 2,
@@ -103,6 +136,7 @@ impl MemoryEstimate {
             value_grads: bytes * value_grads,
             value_optimizer: bytes * optimizer_state(values, rows(model) / shards),
             activations: bytes * tokens as u64 * activation_floats_per_token(model),
+            attention_scores: scores * attention.bytes_per_score(),
             runtime: RUNTIME_BYTES + if tokenizing { TOKENIZING_BYTES } else { 0 },
             checkpoint_copy: bytes * largest_record * SAVE_COPY.0 / SAVE_COPY.1,
         }
@@ -121,7 +155,7 @@ impl MemoryEstimate {
     /// whichever is larger (the backward pass frees activations as it makes gradients).
     pub fn step_peak(&self) -> u64 {
         let grads = self.dense_grads + self.value_grads;
-        self.resident() + self.activations.max(grads)
+        self.resident() + (self.activations + self.attention_scores).max(grads)
     }
 
     /// The peak of a checkpoint save, after a step: the resident part, the value gradients'
@@ -138,7 +172,7 @@ impl MemoryEstimate {
 
     /// `(what, bytes)` of every part of a step, in the order [`Display`](fmt::Display) prints
     /// them.
-    pub fn parts(&self) -> [(&'static str, u64); 8] {
+    pub fn parts(&self) -> [(&'static str, u64); 9] {
         [
             ("parameters (dense)", self.dense_params),
             ("parameters (value tables)", self.value_params),
@@ -147,6 +181,7 @@ impl MemoryEstimate {
             ("optimizer state (dense AdamW)", self.dense_optimizer),
             ("optimizer state (values)", self.value_optimizer),
             ("activations (one micro-batch)", self.activations),
+            ("attention scores (materialised)", self.attention_scores),
             ("runtime and data", self.runtime),
         ]
     }
@@ -158,9 +193,10 @@ impl MemoryEstimate {
     pub fn check(
         config: &TrainConfig,
         layout: Option<&Layout>,
+        attention: AttentionKernel,
         available: u64,
     ) -> Result<Self, TrainError> {
-        let estimate = Self::new(config, layout);
+        let estimate = Self::new(config, layout, attention);
         if estimate.total() <= available {
             return Ok(estimate);
         }
@@ -168,14 +204,19 @@ impl MemoryEstimate {
             needed: gib(estimate.total()),
             available: gib(available),
             estimate: estimate.to_string(),
-            advice: advice(config, layout, available),
+            advice: advice(config, layout, attention, available),
         })
     }
 }
 
 /// The first change that fits: a smaller micro-batch with more accumulation (the same
 /// global batch), then also the row-wise Adagrad value optimizer (one state per row).
-fn advice(config: &TrainConfig, layout: Option<&Layout>, available: u64) -> String {
+fn advice(
+    config: &TrainConfig,
+    layout: Option<&Layout>,
+    attention: AttentionKernel,
+    available: u64,
+) -> String {
     let devices = layout.map_or(1, |l| l.devices.max(1));
     let optim = &config.optim;
     let global = optim.batch_size * optim.grad_accum;
@@ -202,7 +243,7 @@ fn advice(config: &TrainConfig, layout: Option<&Layout>, available: u64) -> Stri
             trial.optim.batch_size = batch;
             trial.optim.grad_accum = global / batch;
             trial.optim.value_optimizer = value_optimizer;
-            let needed = MemoryEstimate::new(&trial, layout).total();
+            let needed = MemoryEstimate::new(&trial, layout, attention).total();
             if needed > available {
                 continue;
             }
@@ -340,6 +381,10 @@ mod tests {
 
     use super::*;
 
+    fn estimate(config: &TrainConfig) -> MemoryEstimate {
+        MemoryEstimate::new(config, None, AttentionKernel::Tiled)
+    }
+
     fn tiny() -> TrainConfig {
         TrainConfig::new(ModelKind::MemoryPlus, Size::Tiny)
     }
@@ -351,7 +396,7 @@ mod tests {
         let pool = model.pool.as_ref().expect("Memory+ has a pool");
         let values = pool.num_params() as u64;
         let dense = model.num_params() as u64 - values;
-        let e = MemoryEstimate::new(&config, None);
+        let e = estimate(&config);
         assert_eq!((e.dense_params, e.value_params), (4 * dense, 4 * values));
         assert_eq!(e.dense_grads, 4 * dense);
         assert_eq!(e.dense_optimizer, 8 * dense, "two AdamW moments");
@@ -366,17 +411,17 @@ mod tests {
 
         let mut adagrad = config.clone();
         adagrad.optim.value_optimizer = ValueOptimizer::RowwiseAdagrad;
-        assert_eq!(MemoryEstimate::new(&adagrad, None).value_optimizer, 4 * 256);
+        assert_eq!(estimate(&adagrad).value_optimizer, 4 * 256);
         let mut sgd = config.clone();
         sgd.optim.value_optimizer = ValueOptimizer::Sgd;
-        assert_eq!(MemoryEstimate::new(&sgd, None).value_optimizer, 0);
+        assert_eq!(estimate(&sgd).value_optimizer, 0);
 
         // Two peers sharing the pool hold half of it each, and half of each batch.
         let layout = Layout {
             devices: 2,
             memory_parallel: 2,
         };
-        let shared = MemoryEstimate::new(&config, Some(&layout));
+        let shared = MemoryEstimate::new(&config, Some(&layout), AttentionKernel::Tiled);
         assert_eq!(shared.value_params, e.value_params / 2);
         assert_eq!(shared.activations, e.activations / 2);
     }
@@ -384,16 +429,13 @@ mod tests {
     #[test]
     fn activations_grow_with_the_tokens_of_a_micro_batch() {
         let mut config = tiny();
-        let one = MemoryEstimate::new(&config, None);
+        let one = estimate(&config);
         config.optim.batch_size *= 2;
-        let two = MemoryEstimate::new(&config, None);
+        let two = estimate(&config);
         assert_eq!(two.activations, 2 * one.activations);
         assert_eq!(two.dense_params, one.dense_params);
         config.optim.seq_len *= 2;
-        assert_eq!(
-            MemoryEstimate::new(&config, None).activations,
-            4 * one.activations
-        );
+        assert_eq!(estimate(&config).activations, 4 * one.activations);
     }
 
     #[test]
@@ -403,11 +445,13 @@ mod tests {
                 let config = TrainConfig::new(kind, size);
                 let optim = &config.optim;
                 assert_eq!(optim.batch_size * optim.grad_accum, 8, "{kind} {size}");
-                let needed = MemoryEstimate::new(&config, None).total();
+                let needed =
+                    MemoryEstimate::new(&config, None, AttentionKernel::Materialised).total();
                 // The largest micro-batch that fits: twice it would not.
                 let mut twice = config.clone();
                 twice.optim.batch_size *= 2;
-                let bigger = MemoryEstimate::new(&twice, None).total();
+                let bigger =
+                    MemoryEstimate::new(&twice, None, AttentionKernel::Materialised).total();
                 let fits = needed <= 80_000_000_000;
                 assert!(fits || optim.batch_size == 1, "{kind} {size}: {needed}");
                 assert!(
@@ -416,18 +460,20 @@ mod tests {
                 );
             }
         }
-        let memory_plus = TrainConfig::new(ModelKind::MemoryPlus, Size::M373).optim;
-        assert_eq!((memory_plus.batch_size, memory_plus.grad_accum), (4, 2));
+        // With Burn's attention keeping its scores, 134m takes 2 sequences a micro-batch.
+        let memory_plus = TrainConfig::new(ModelKind::MemoryPlus, Size::M134).optim;
+        assert_eq!((memory_plus.batch_size, memory_plus.grad_accum), (2, 4));
     }
 
     #[test]
     fn a_run_that_does_not_fit_is_refused_with_flags_that_do() {
         let mut config = tiny();
         config.optim.batch_size = 64;
-        let estimate = MemoryEstimate::new(&config, None);
+        let e = estimate(&config);
         // Room for everything but three quarters of the activations.
-        let available = estimate.total() - estimate.activations * 3 / 4;
-        let err = MemoryEstimate::check(&config, None, available).unwrap_err();
+        let available = e.total() - e.activations * 3 / 4;
+        let err =
+            MemoryEstimate::check(&config, None, AttentionKernel::Tiled, available).unwrap_err();
         let message = err.to_string();
         assert!(
             message.contains("activations (one micro-batch)"),
@@ -437,6 +483,6 @@ mod tests {
             message.contains("--batch-size 16 --grad-accum 4"),
             "{message}"
         );
-        assert!(MemoryEstimate::check(&config, None, estimate.total()).is_ok());
+        assert!(MemoryEstimate::check(&config, None, AttentionKernel::Tiled, e.total()).is_ok());
     }
 }

@@ -8,7 +8,7 @@ use memory_layers_data::{
     write_atomic,
 };
 
-use crate::{MemoryEstimate, TrainError};
+use crate::{AttentionKernel, MemoryEstimate, TrainError};
 
 mod validate;
 use crate::finetune::FinetuneConfig;
@@ -251,7 +251,8 @@ impl TrainConfig {
     /// The defaults for `model` at `size`: small steps for a CPU, the paper's optimizer
     /// settings, the embedded data and generated facts. The paper's sizes take its 8 × 4096
     /// tokens a step per device, in the largest micro-batch whose estimate fits an 80 GB GPU
-    /// and gradient accumulation for the rest ([`MemoryEstimate`](crate::MemoryEstimate)).
+    /// training with Burn's attention, and gradient accumulation for the rest
+    /// ([`MemoryEstimate`](crate::MemoryEstimate)); one sequence where none fits.
     pub fn new(kind: ModelKind, size: Size) -> Self {
         let mut config = Self::unsplit(kind, size);
         if !matches!(size, Size::Tiny | Size::Small) {
@@ -259,7 +260,8 @@ impl TrainConfig {
             let fits = |batch| {
                 let mut trial = config.clone();
                 trial.optim.batch_size = batch;
-                MemoryEstimate::new(&trial, None).total() <= PRESET_DEVICE_MEMORY
+                let estimate = MemoryEstimate::new(&trial, None, AttentionKernel::Materialised);
+                estimate.total() <= PRESET_DEVICE_MEMORY
             };
             let batch = [8, 4, 2].into_iter().find(|&b| fits(b)).unwrap_or(1);
             config.optim.batch_size = batch;

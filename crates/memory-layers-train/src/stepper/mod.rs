@@ -23,6 +23,7 @@ use crate::{LayerUsage, Rank, TrainBackend, TrainError};
 
 mod record;
 mod shard;
+mod streamed;
 mod tuning;
 
 use tuning::keep_rows;

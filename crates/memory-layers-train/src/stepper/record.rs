@@ -41,8 +41,8 @@ impl<B: TrainBackend> Stepper<B> {
             .iter()
             .map(RowOptimizer::to_record)
             .collect();
-        recorder
-            .record(rows, dir.record(Record::ValueRows))
+        // The largest record of a run with AdamW on its values: written a tensor at a time.
+        super::streamed::save_rows(rows, dir.record(Record::ValueRows))
             .map_err(record_error(dir, Record::ValueRows))
     }
 

@@ -28,9 +28,10 @@ fn an_oversized_run_is_refused_with_its_breakdown() {
     ] {
         assert!(stderr.contains(part), "{part:?} missing: {stderr}");
     }
-    // Half the micro-batch, with 2 accumulations, fits (25.6 GiB).
+    // Half the micro-batch would not (29.1 GiB: an accumulating step also holds the
+    // gradients); a quarter, with 4 accumulations, fits (21.8 GiB).
     assert!(
-        stderr.contains("--batch-size 4 --grad-accum 2"),
+        stderr.contains("--batch-size 2 --grad-accum 4"),
         "no fitting flags: {stderr}"
     );
     assert!(!out.exists(), "nothing written");
@@ -38,13 +39,13 @@ fn an_oversized_run_is_refused_with_its_breakdown() {
     // --dry-run prints the breakdown for the flags that fit, and stops.
     let fits = [
         &model[..],
-        &["--batch-size", "4", "--grad-accum", "2"],
+        &["--batch-size", "2", "--grad-accum", "4"],
         &memory,
     ]
     .concat();
     let output = succeeds(memory_layers().args(&fits).arg("--dry-run"));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("4 × 4096 tokens a micro-batch"), "{stdout}");
+    assert!(stdout.contains("2 × 4096 tokens a micro-batch"), "{stdout}");
     assert!(stdout.contains("fits in 27.94 GiB"), "{stdout}");
     assert!(!out.exists(), "a dry run writes nothing");
 

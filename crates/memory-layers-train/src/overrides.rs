@@ -122,6 +122,15 @@ impl TrainOverrides {
         let base = (config.optim.steps, config.optim.warmup_steps);
         let o = &mut config.optim;
         set(&mut o.steps, self.steps);
+        // Where the base accumulates (the paper-size presets), a micro-batch given alone keeps
+        // the sequences a step when it divides them.
+        let sequences = o.batch_size * o.grad_accum;
+        if let (Some(batch), None, true) = (self.batch_size, self.grad_accum, o.grad_accum > 1)
+            && batch > 0
+            && sequences.is_multiple_of(batch)
+        {
+            o.grad_accum = (sequences / batch).max(1);
+        }
         set(&mut o.batch_size, self.batch_size);
         set(&mut o.seq_len, self.seq_len);
         set(&mut o.grad_accum, self.grad_accum);
@@ -238,6 +247,36 @@ mod tests {
         let c = both.apply(tiny(), false).unwrap();
         assert_eq!(c.model.product_keys.knn, 12);
         assert!(c.validate().unwrap_err().to_string().contains("knn"));
+    }
+
+    #[test]
+    fn a_micro_batch_alone_keeps_an_accumulating_presets_sequences_a_step() {
+        let paper = TrainConfig::new(ModelKind::MemoryPlus, Size::M134);
+        assert!(paper.optim.grad_accum > 1, "the 134m preset accumulates");
+        let batch = |batch_size, grad_accum| {
+            let o = TrainOverrides {
+                batch_size: Some(batch_size),
+                grad_accum,
+                ..Default::default()
+            };
+            let c = o.apply(paper.clone(), false).unwrap().optim;
+            (c.batch_size, c.grad_accum)
+        };
+        assert_eq!(batch(4, None), (4, 2), "8 sequences a step");
+        assert_eq!(batch(8, None), (8, 1));
+        assert_eq!(
+            batch(3, None),
+            (3, 8),
+            "3 does not divide 8: the accumulation stays"
+        );
+        assert_eq!(batch(4, Some(3)), (4, 3), "both given: as given");
+        // A preset without accumulation takes the micro-batch as the step.
+        let o = TrainOverrides {
+            batch_size: Some(4),
+            ..Default::default()
+        };
+        let c = o.apply(tiny(), false).unwrap().optim;
+        assert_eq!((c.batch_size, c.grad_accum), (4, 1));
     }
 
     #[test]

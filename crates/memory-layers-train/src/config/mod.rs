@@ -250,9 +250,9 @@ impl RunConfig {
 impl TrainConfig {
     /// The defaults for `model` at `size`: small steps for a CPU, the paper's optimizer
     /// settings, the embedded data and generated facts. The paper's sizes take its 8 × 4096
-    /// tokens a step per device, in the largest micro-batch whose estimate fits an 80 GB GPU
-    /// training with Burn's attention, and gradient accumulation for the rest
-    /// ([`MemoryEstimate`](crate::MemoryEstimate)); one sequence where none fits.
+    /// tokens a step (one device's share in the paper), in the largest micro-batch whose
+    /// estimate fits one 80 GB GPU training with Burn's attention, and gradient accumulation
+    /// for the rest ([`MemoryEstimate`](crate::MemoryEstimate)); one sequence where none fits.
     pub fn new(kind: ModelKind, size: Size) -> Self {
         let mut config = Self::unsplit(kind, size);
         if !matches!(size, Size::Tiny | Size::Small) {
@@ -263,7 +263,11 @@ impl TrainConfig {
                 let estimate = MemoryEstimate::new(&trial, None, AttentionKernel::Materialised);
                 estimate.total() <= PRESET_DEVICE_MEMORY
             };
-            let batch = [8, 4, 2].into_iter().find(|&b| fits(b)).unwrap_or(1);
+            let batch = (2..=sequences)
+                .rev()
+                .filter(|&b| sequences.is_multiple_of(b))
+                .find(|&b| fits(b))
+                .unwrap_or(1);
             config.optim.batch_size = batch;
             config.optim.grad_accum = sequences / batch;
         }

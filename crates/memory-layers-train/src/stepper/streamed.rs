@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use burn::record::{BurnRecord, RecorderError};
+use burn::record::{BurnRecord, Record as _, RecorderError};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use memory_layers_values::RowOptimizerRecord;
@@ -50,18 +50,16 @@ impl<B: Backend> Serialize for Row<'_, B> {
     }
 }
 
-/// An optional tensor, copied to host data only while it is written (an f32 tensor's data is
-/// what Burn's full-precision record item serialises).
+/// An optional tensor, turned into Burn's record item (a copy of its data) only while it is
+/// written.
 struct Lazy<'a, B: Backend, const D: usize>(Option<&'a Tensor<B, D>>);
 
 impl<B: Backend, const D: usize> Serialize for Lazy<'_, B, D> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        type Settings<B> = <Recorder as burn::record::Recorder<B>>::Settings;
         match self.0 {
             None => serializer.serialize_none(),
-            Some(tensor) => {
-                let data = tensor.clone().into_data().convert::<f32>();
-                serializer.serialize_some(&data)
-            }
+            Some(tensor) => serializer.serialize_some(&tensor.clone().into_item::<Settings<B>>()),
         }
     }
 }

@@ -408,7 +408,7 @@ fn memory_check(
     };
     let attention = match args.backend {
         BackendKind::Flex => AttentionKernel::Tiled,
-        BackendKind::Wgpu | BackendKind::Cuda => AttentionKernel::Materialised,
+        BackendKind::Wgpu | BackendKind::Cuda => AttentionKernel::Chunked,
     };
     if args.dry_run {
         let estimate = MemoryEstimate::new(config, layout, attention);

@@ -49,7 +49,7 @@ fn an_oversized_run_is_refused_with_its_breakdown() {
     assert!(stdout.contains("fits in 27.94 GiB"), "{stdout}");
     assert!(!out.exists(), "a dry run writes nothing");
 
-    // On a GPU backend the estimate counts Burn's attention keeping its scores.
+    // On a GPU backend the estimate counts the attention chunk's scores.
     let gpu = [
         &model[..],
         &["--backend", "cuda", "--dry-run", "--out", path],
@@ -60,7 +60,7 @@ fn an_oversized_run_is_refused_with_its_breakdown() {
     assert!(stdout.contains("device memory unknown"), "{stdout}");
     let scores = stdout
         .lines()
-        .find(|l| l.contains("attention scores (materialised)"))
+        .find(|l| l.contains("attention chunk (GPU backends)"))
         .unwrap_or_else(|| panic!("no scores line: {stdout}"));
     assert!(!scores.contains(" 0.00 GiB"), "{scores}");
 }

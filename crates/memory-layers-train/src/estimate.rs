@@ -32,26 +32,23 @@ const TOKENIZING_BYTES: u64 = 400 << 20;
 /// with row-wise Adagrad, 6.1 with sparse AdamW).
 const SAVE_COPY: (u64, u64) = (7, 4);
 
-/// How the backend's attention trains, which decides whether its probabilities are kept.
+/// How the backend's attention trains: neither keeps its probabilities for the backward pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum AttentionKernel {
-    /// The CPU kernel (Flex): `O(len)` a head, the probabilities recomputed in the backward pass.
+    /// The CPU kernel (Flex): tiles of 64 query rows, a few MB while a tile runs.
     Tiled,
-    /// Burn's attention in training (wgpu, CUDA): Burn's autodiff builds it from tensor
-    /// operations, which keep the exponentials and the probabilities (`[batch, heads, len,
-    /// len]`, f32) and the causal mask for the backward pass.
-    Materialised,
+    /// The GPU backends (wgpu, CUDA): chunks of 256 query rows from Burn's tensor operations,
+    /// whose scores, probabilities and their gradients (`[batch, heads, 256, len]`, five f32
+    /// tensors) live while a chunk of the backward pass runs.
+    Chunked,
 }
 
 impl AttentionKernel {
-    /// Bytes kept per attention score: 14 measured on wgpu over lavapipe (resident memory
-    /// of 8 × 256 against 8 × 1024 tokens of `tiny`: two f32 copies, the mask as wgpu stores
-    /// bools, 4 bytes, and the memory pool's rounding), or none. Measured in f32 only: bf16
-    /// runs are counted the same.
-    fn bytes_per_score(self) -> u64 {
+    /// Bytes of attention scores alive at once for `sequences` of `len` tokens and `heads`.
+    fn scores_bytes(self, sequences: usize, heads: usize, len: usize) -> u64 {
         match self {
             Self::Tiled => 0,
-            Self::Materialised => 14,
+            Self::Chunked => (5 * 4 * sequences * heads * len.min(256) * len) as u64,
         }
     }
 }
@@ -75,7 +72,7 @@ pub struct MemoryEstimate {
     pub value_optimizer: u64,
     /// Activations kept for the backward pass of one micro-batch, and the logits' gradient.
     pub activations: u64,
-    /// Attention scores kept for the backward pass ([`AttentionKernel::Materialised`]).
+    /// Attention scores alive while a chunk of the attention runs ([`AttentionKernel::Chunked`]).
     pub attention_scores: u64,
     /// The process around the tensors, with what tokenizing the text in it left.
     pub runtime: u64,
@@ -103,9 +100,7 @@ impl MemoryEstimate {
         let dense = counts.total_params - counts.value_params;
         let sequences = (config.optim.batch_size / devices.max(1)).max(1);
         let tokens = sequences * config.optim.seq_len;
-        let scores =
-            (sequences * model.heads * config.optim.seq_len * config.optim.seq_len * model.layers)
-                as u64;
+        let scores = attention.scores_bytes(sequences, model.heads, config.optim.seq_len);
         let read = value_rows_read(model, tokens) * value_width(model) / shards;
         let optimizer_state = |values: u64, rows: u64| match config.optim.value_optimizer {
             ValueOptimizer::DenseAdamW | ValueOptimizer::SparseAdamW => 2 * values,
@@ -140,7 +135,7 @@ impl MemoryEstimate {
             value_grads: bytes * value_grads,
             value_optimizer: bytes * optimizer_state(values, rows(model) / shards),
             activations: bytes * tokens as u64 * activation_floats_per_token(model),
-            attention_scores: scores * attention.bytes_per_score(),
+            attention_scores: scores,
             runtime: RUNTIME_BYTES + if tokenizing { TOKENIZING_BYTES } else { 0 },
             accumulates: config.optim.grad_accum > 1,
             checkpoint_copy: bytes * largest_record * SAVE_COPY.0 / SAVE_COPY.1,
@@ -188,7 +183,7 @@ impl MemoryEstimate {
             ("optimizer state (dense AdamW)", self.dense_optimizer),
             ("optimizer state (values)", self.value_optimizer),
             ("activations (one micro-batch)", self.activations),
-            ("attention scores (materialised)", self.attention_scores),
+            ("attention chunk (GPU backends)", self.attention_scores),
             ("runtime and data", self.runtime),
         ]
     }
@@ -452,13 +447,11 @@ mod tests {
                 let config = TrainConfig::new(kind, size);
                 let optim = &config.optim;
                 assert_eq!(optim.batch_size * optim.grad_accum, 8, "{kind} {size}");
-                let needed =
-                    MemoryEstimate::new(&config, None, AttentionKernel::Materialised).total();
+                let needed = MemoryEstimate::new(&config, None, AttentionKernel::Chunked).total();
                 // The largest micro-batch that fits: twice it would not.
                 let mut twice = config.clone();
                 twice.optim.batch_size *= 2;
-                let bigger =
-                    MemoryEstimate::new(&twice, None, AttentionKernel::Materialised).total();
+                let bigger = MemoryEstimate::new(&twice, None, AttentionKernel::Chunked).total();
                 let fits = needed <= 80_000_000_000;
                 assert!(fits || optim.batch_size == 1, "{kind} {size}: {needed}");
                 assert!(
@@ -467,9 +460,8 @@ mod tests {
                 );
             }
         }
-        // With Burn's attention keeping its scores, 134m dense takes 2 sequences a micro-batch.
-        let dense = TrainConfig::new(ModelKind::Dense, Size::M134).optim;
-        assert_eq!((dense.batch_size, dense.grad_accum), (2, 4));
+        let memory_plus = TrainConfig::new(ModelKind::MemoryPlus, Size::M373).optim;
+        assert_eq!((memory_plus.batch_size, memory_plus.grad_accum), (4, 2));
     }
 
     #[test]

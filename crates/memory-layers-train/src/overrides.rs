@@ -251,8 +251,8 @@ mod tests {
 
     #[test]
     fn a_micro_batch_alone_keeps_an_accumulating_presets_sequences_a_step() {
-        let paper = TrainConfig::new(ModelKind::MemoryPlus, Size::M134);
-        assert!(paper.optim.grad_accum > 1, "the 134m preset accumulates");
+        let paper = TrainConfig::new(ModelKind::MemoryPlus, Size::M373);
+        assert_eq!(paper.optim.grad_accum, 2, "the 373m preset accumulates");
         let batch = |batch_size, grad_accum| {
             let o = TrainOverrides {
                 batch_size: Some(batch_size),
@@ -262,11 +262,11 @@ mod tests {
             let c = o.apply(paper.clone(), false).unwrap().optim;
             (c.batch_size, c.grad_accum)
         };
-        assert_eq!(batch(4, None), (4, 2), "8 sequences a step");
+        assert_eq!(batch(2, None), (2, 4), "8 sequences a step");
         assert_eq!(batch(8, None), (8, 1));
         assert_eq!(
             batch(3, None),
-            (3, 8),
+            (3, 2),
             "3 does not divide 8: the accumulation stays"
         );
         assert_eq!(batch(4, Some(3)), (4, 3), "both given: as given");

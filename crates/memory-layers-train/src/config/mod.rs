@@ -251,8 +251,8 @@ impl TrainConfig {
     /// The defaults for `model` at `size`: small steps for a CPU, the paper's optimizer
     /// settings, the embedded data and generated facts. The paper's sizes take its 8 × 4096
     /// tokens a step (one device's share in the paper), in the largest micro-batch whose
-    /// estimate fits one 80 GB GPU training with Burn's attention, and gradient accumulation
-    /// for the rest ([`MemoryEstimate`](crate::MemoryEstimate)); one sequence where none fits.
+    /// estimate fits one 80 GB GPU, and gradient accumulation for the rest
+    /// ([`MemoryEstimate`](crate::MemoryEstimate)); one sequence where none fits.
     pub fn new(kind: ModelKind, size: Size) -> Self {
         let mut config = Self::unsplit(kind, size);
         if !matches!(size, Size::Tiny | Size::Small) {
@@ -260,7 +260,8 @@ impl TrainConfig {
             let fits = |batch| {
                 let mut trial = config.clone();
                 trial.optim.batch_size = batch;
-                let estimate = MemoryEstimate::new(&trial, None, AttentionKernel::Materialised);
+                trial.optim.grad_accum = sequences / batch;
+                let estimate = MemoryEstimate::new(&trial, None, AttentionKernel::Chunked);
                 estimate.total() <= PRESET_DEVICE_MEMORY
             };
             let batch = (2..=sequences)

@@ -7,7 +7,9 @@
 //! their own layout (strided GEMMs on Flex, no head swaps) and keeps only each row's log-sum-exp
 //! for the backward pass, which recomputes the probabilities: a training step holds `O(len)`
 //! of attention state per head, not the `[len, len]` probabilities (6.4 GB a layer at the 134m
-//! preset's 8 × 4096 tokens). Other backends return `None` and the model uses Burn's attention.
+//! preset's 8 × 4096 tokens). Other backends (the CubeCL ones) run the same algorithm from
+//! Burn's tensor operations, a chunk of query rows at a time (`chunked.rs`); Burn's own
+//! attention, as its autodiff trains it, keeps the probabilities.
 
 use std::marker::PhantomData;
 
@@ -29,33 +31,37 @@ pub struct Heads {
     pub kv_heads: usize,
 }
 
-/// The backend extension for causal self-attention over whole sequences.
+/// The backend extension for causal self-attention over whole sequences. The default methods
+/// are memory-efficient attention from Burn's tensor operations (chunks of query rows, the
+/// probabilities recomputed in the backward pass); Flex has a kernel of its own.
 pub trait CausalBackend: Backend {
     /// `softmax(q·kᵀ/√head_dim + causal mask)·v` per head, with `q [batch, len, heads·head_dim]`
     /// and `k`, `v` `[batch, len, kv_heads·head_dim]` (heads side by side, as the projections
     /// make them): `(out [batch, len, heads·head_dim], lse [batch, heads, len])`, with `lse`
-    /// the log-sum-exp of each row's scaled scores, or `None` where the backend has no kernel.
+    /// the log-sum-exp of each row's scaled scores, or `None` where the call is not one this
+    /// backend computes (then the model uses Burn's attention).
     fn causal_attention(
-        _q: FloatTensor<Self>,
-        _k: FloatTensor<Self>,
-        _v: FloatTensor<Self>,
-        _heads: Heads,
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        heads: Heads,
     ) -> Option<[FloatTensor<Self>; 2]> {
-        None
+        let (h, kv) = (heads.heads, heads.kv_heads);
+        (h > 0 && kv > 0 && h % kv == 0).then(|| chunked::forward::<Self>(q, k, v, heads))
     }
 
     /// The gradients `[∂q, ∂k, ∂v]` of [`causal_attention`](Self::causal_attention) for the
     /// output gradient `grad`, from its inputs and the forward's `lse`. Called only where the
     /// forward returned a result.
     fn causal_attention_backward(
-        _q: FloatTensor<Self>,
-        _k: FloatTensor<Self>,
-        _v: FloatTensor<Self>,
-        _lse: FloatTensor<Self>,
-        _grad: FloatTensor<Self>,
-        _heads: Heads,
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        lse: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        heads: Heads,
     ) -> [FloatTensor<Self>; 3] {
-        unreachable!("causal_attention_backward without a causal_attention kernel")
+        chunked::backward::<Self>(q, k, v, lse, grad, heads)
     }
 }
 
@@ -123,6 +129,7 @@ impl<B: CausalBackend, C: CheckpointStrategy> CausalBackend for Autodiff<B, C> {
     }
 }
 
+mod chunked;
 mod flex;
 
 #[cfg(test)]
@@ -223,6 +230,35 @@ mod tests {
                 &burn_causal(q, k, v, heads).into_data(),
                 Tolerance::absolute(1e-5),
             );
+        }
+    }
+
+    #[test]
+    fn the_chunked_path_attends_and_differentiates_like_burns_attention() {
+        type A = Autodiff<Flex>;
+        // Lengths past one chunk of 256 rows and a ragged last chunk; grouped heads.
+        let cases = [(CASES[1].0, 8, 300), (CASES[0].0, 8, 37)];
+        for (heads, d, t) in cases {
+            let [q, k, v] = inputs::<A>(heads, d, t);
+            let weights = Tensor::<A, 3>::random(q.dims(), Distribution::Default, &q.device());
+            let [q, k, v] = [&q, &k, &v].map(|x| x.clone().require_grad());
+            let expected = burn_causal(q.clone(), k.clone(), v.clone(), heads);
+            let grads = (expected.clone() * weights.clone()).sum().backward();
+            let prim = |x: &Tensor<A, 3>| x.clone().inner().into_primitive().tensor();
+            let [out, lse] = chunked::forward::<Flex>(prim(&q), prim(&k), prim(&v), heads);
+            Tensor::<Flex, 3>::from_primitive(TensorPrimitive::Float(out))
+                .into_data()
+                .assert_approx_eq::<f32>(&expected.inner().into_data(), Tolerance::absolute(1e-5));
+            let ours =
+                chunked::backward::<Flex>(prim(&q), prim(&k), prim(&v), lse, prim(&weights), heads);
+            for (ours, x) in ours.into_iter().zip([&q, &k, &v]) {
+                Tensor::<Flex, 3>::from_primitive(TensorPrimitive::Float(ours))
+                    .into_data()
+                    .assert_approx_eq::<f32>(
+                        &x.grad(&grads).expect("a gradient").into_data(),
+                        Tolerance::rel_abs(1e-4, 1e-5),
+                    );
+            }
         }
     }
 

@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use memory_layers_zoo::{ModelKind, TransformerConfig, account};
+use memory_layers_zoo::{ATTENTION_CHUNK, ModelKind, TransformerConfig, account};
 use serde::Serialize;
 
 use memory_layers_data::TokenizerKind;
@@ -37,9 +37,9 @@ const SAVE_COPY: (u64, u64) = (7, 4);
 pub enum AttentionKernel {
     /// The CPU kernel (Flex): tiles of 64 query rows, a few MB while a tile runs.
     Tiled,
-    /// The GPU backends (wgpu, CUDA): chunks of 256 query rows from Burn's tensor operations,
-    /// whose scores, probabilities and their gradients (`[batch, heads, 256, len]`, five f32
-    /// tensors) live while a chunk of the backward pass runs.
+    /// The GPU backends (wgpu, CUDA): chunks of [`ATTENTION_CHUNK`] query rows from Burn's
+    /// tensor operations, whose scores, probabilities and their gradients (`[batch, heads,
+    /// chunk, len]`, five f32 tensors) live while a chunk of the backward pass runs.
     Chunked,
 }
 
@@ -48,7 +48,7 @@ impl AttentionKernel {
     fn scores_bytes(self, sequences: usize, heads: usize, len: usize) -> u64 {
         match self {
             Self::Tiled => 0,
-            Self::Chunked => (5 * 4 * sequences * heads * len.min(256) * len) as u64,
+            Self::Chunked => (5 * 4 * sequences * heads * len.min(ATTENTION_CHUNK) * len) as u64,
         }
     }
 }

@@ -52,7 +52,7 @@ pub mod value_name;
 pub use accounting::{Accounting, account};
 pub use attention::{Attention, AttentionConfig, KvCache};
 pub use block::{Block, BlockConfig};
-pub use causal::{CausalBackend, Heads, causal_attention};
+pub use causal::{ATTENTION_CHUNK, CausalBackend, Heads, causal_attention};
 pub use config::{MemoryConfig, ModelKind, TransformerConfig, llama_ffn_hidden};
 pub use error::ZooError;
 pub use ffn::{Ffn, FfnConfig};

@@ -7,12 +7,28 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Int, Tensor, TensorPrimitive};
+use burn::tensor::{Int, Tensor, TensorMetadata, TensorPrimitive};
 
 use super::Heads;
 
 /// Query rows per chunk.
-const CHUNK: usize = 256;
+pub const CHUNK: usize = 256;
+
+/// Whether `q [batch, len, heads·d]`, `k` and `v` `[batch, len, kv_heads·d]` make a call: not
+/// empty, whole heads, key/value heads dividing the query heads.
+pub(super) fn fits<B: Backend>(
+    q: &FloatTensor<B>,
+    k: &FloatTensor<B>,
+    v: &FloatTensor<B>,
+    heads: Heads,
+) -> bool {
+    let (h, kv) = (heads.heads, heads.kv_heads);
+    let [batch, len, width] = q.shape().dims::<3>();
+    let heads_fit = h > 0 && kv > 0 && h % kv == 0 && width % h == 0;
+    let kv_shape = [batch, len, width / h.max(1) * kv];
+    let shapes = k.shape().dims::<3>() == kv_shape && v.shape().dims::<3>() == kv_shape;
+    heads_fit && shapes && batch * len * width > 0
+}
 
 fn tensor<B: Backend, const D: usize>(primitive: FloatTensor<B>) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(primitive))

@@ -8,7 +8,7 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, TensorData, TensorMetadata};
 use rayon::prelude::*;
 
-use super::{CausalBackend, Heads};
+use super::{CausalBackend, Heads, chunked};
 use crate::host::f32s;
 
 /// A strided matrix in a buffer: element `(i, j)` at `offset + i·row_stride + j·col_stride`.
@@ -126,14 +126,10 @@ impl Shape {
     /// The shape of `q`, `k`, `v` (`[batch, len, heads·head_dim]`, `[batch, len,
     /// kv_heads·head_dim]` twice), or `None` where they do not make one.
     fn of(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, heads: Heads) -> Option<Self> {
-        let (h, kv) = (heads.heads, heads.kv_heads);
         let [batch, len, width] = q.shape().dims::<3>();
-        let valid = h > 0 && kv > 0 && h % kv == 0 && width % h == 0;
-        let kv_shape = [batch, len, width / h.max(1) * kv];
-        let shapes = k.shape().dims::<3>() == kv_shape && v.shape().dims::<3>() == kv_shape;
         let f32 = [q, k, v].iter().all(|t| t.dtype() == DType::F32);
-        let d = width / h.max(1);
-        (valid && shapes && f32 && batch * len * width > 0).then(|| Self {
+        let d = width / heads.heads.max(1);
+        (f32 && chunked::fits::<Flex>(q, k, v, heads)).then(|| Self {
             batch,
             len,
             d,
@@ -332,7 +328,11 @@ impl CausalBackend for Flex {
         v: FloatTensor<Self>,
         heads: Heads,
     ) -> Option<[FloatTensor<Self>; 2]> {
-        let s = Shape::of(&q, &k, &v, heads)?;
+        let Some(s) = Shape::of(&q, &k, &v, heads) else {
+            // Other float types (bf16) take the chunked path, which any dtype runs.
+            return chunked::fits::<Self>(&q, &k, &v, heads)
+                .then(|| chunked::forward::<Self>(q, k, v, heads));
+        };
         let (t, d, h) = (s.len, s.d, heads.heads);
         let (q, k, v) = (q.to_contiguous(), k.to_contiguous(), v.to_contiguous());
         let (q, k, v) = (f32s(&q), f32s(&k), f32s(&v));
@@ -377,7 +377,9 @@ impl CausalBackend for Flex {
         grad: FloatTensor<Self>,
         heads: Heads,
     ) -> [FloatTensor<Self>; 3] {
-        let s = Shape::of(&q, &k, &v, heads).expect("the shapes the forward pass accepted");
+        let Some(s) = Shape::of(&q, &k, &v, heads) else {
+            return chunked::backward::<Self>(q, k, v, lse, grad, heads);
+        };
         let (t, d, h, kv) = (s.len, s.d, heads.heads, heads.kv_heads);
         let group = h / kv;
         let [q, k, v, lse, grad] = [q, k, v, lse, grad].map(|t| t.to_contiguous());

@@ -46,8 +46,7 @@ pub trait CausalBackend: Backend {
         v: FloatTensor<Self>,
         heads: Heads,
     ) -> Option<[FloatTensor<Self>; 2]> {
-        let (h, kv) = (heads.heads, heads.kv_heads);
-        (h > 0 && kv > 0 && h % kv == 0).then(|| chunked::forward::<Self>(q, k, v, heads))
+        chunked::fits::<Self>(&q, &k, &v, heads).then(|| chunked::forward::<Self>(q, k, v, heads))
     }
 
     /// The gradients `[∂q, ∂k, ∂v]` of [`causal_attention`](Self::causal_attention) for the
@@ -131,6 +130,8 @@ impl<B: CausalBackend, C: CheckpointStrategy> CausalBackend for Autodiff<B, C> {
 
 mod chunked;
 mod flex;
+
+pub use chunked::CHUNK as ATTENTION_CHUNK;
 
 #[cfg(test)]
 mod tests {

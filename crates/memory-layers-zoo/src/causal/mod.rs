@@ -138,7 +138,7 @@ mod tests {
     use burn::backend::{Autodiff, Flex};
     use burn::tensor::module::attention;
     use burn::tensor::ops::AttentionModuleOptions;
-    use burn::tensor::{Distribution, Tolerance};
+    use burn::tensor::{Distribution, FloatDType, Tolerance};
 
     use super::*;
 
@@ -261,6 +261,18 @@ mod tests {
                     );
             }
         }
+    }
+
+    #[test]
+    fn flex_in_bf16_takes_the_chunked_path() {
+        let (heads, d, t) = CASES[1];
+        let [q, k, v] = inputs::<Flex>(heads, d, t);
+        let expected = burn_causal(q.clone(), k.clone(), v.clone(), heads);
+        let bf16 = |x: Tensor<Flex, 3>| x.cast(FloatDType::BF16);
+        let ours = causal_attention(bf16(q), bf16(k), bf16(v), heads).expect("the chunked path");
+        ours.cast(FloatDType::F32)
+            .into_data()
+            .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(0.1));
     }
 
     #[test]

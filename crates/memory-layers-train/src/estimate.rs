@@ -187,9 +187,7 @@ impl MemoryEstimate {
             ("runtime and data", self.runtime),
         ]
     }
-}
 
-impl MemoryEstimate {
     /// `Ok` when the estimate of `config` on `layout` fits in `available` bytes, else
     /// [`TrainError::DoesNotFit`] with the breakdown and the flags that would fit.
     pub fn check(

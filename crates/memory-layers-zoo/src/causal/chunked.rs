@@ -52,6 +52,17 @@ fn split<B: Backend>(x: FloatTensor<B>, n: usize, heads: usize) -> Tensor<B, 4> 
         .reshape([b, heads, t, d])
 }
 
+/// `q`, `k`, `v` as `[b, heads, t, d]`, the key/value heads repeated for the query heads they
+/// serve.
+fn split_heads<B: Backend>([q, k, v]: [FloatTensor<B>; 3], heads: Heads) -> [Tensor<B, 4>; 3] {
+    let (h, kv) = (heads.heads, heads.kv_heads);
+    [
+        split::<B>(q, h, h),
+        split::<B>(k, kv, h),
+        split::<B>(v, kv, h),
+    ]
+}
+
 /// `x [b, heads, t, d]` as `[b, t, n·d]`, the repeats of each of the `n` heads summed.
 fn merge<B: Backend>(x: Tensor<B, 4>, n: usize) -> FloatTensor<B> {
     let [b, heads, t, d] = x.dims();
@@ -100,12 +111,8 @@ pub(super) fn forward<B: Backend>(
     v: FloatTensor<B>,
     heads: Heads,
 ) -> [FloatTensor<B>; 2] {
-    let (h, kv) = (heads.heads, heads.kv_heads);
-    let (q, k, v) = (
-        split::<B>(q, h, h),
-        split::<B>(k, kv, h),
-        split::<B>(v, kv, h),
-    );
+    let h = heads.heads;
+    let [q, k, v] = split_heads::<B>([q, k, v], heads);
     let [b, _, t, d] = q.dims();
     let scale = (d as f64).powf(-0.5);
     let (mut outs, mut lses) = (Vec::new(), Vec::new());
@@ -133,11 +140,7 @@ pub(super) fn backward<B: Backend>(
     heads: Heads,
 ) -> [FloatTensor<B>; 3] {
     let (h, kv) = (heads.heads, heads.kv_heads);
-    let (q, k, v) = (
-        split::<B>(q, h, h),
-        split::<B>(k, kv, h),
-        split::<B>(v, kv, h),
-    );
+    let [q, k, v] = split_heads::<B>([q, k, v], heads);
     let grad = split::<B>(grad, h, h);
     let [b, _, t, d] = q.dims();
     let lse = tensor::<B, 3>(lse).reshape([b, h, t, 1]);

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::TrainConfig;
 use crate::knowledge::{Knowledge, knowledge};
 use crate::loss::sequence_losses;
+use crate::pool::on_pool;
 use crate::prepare::{RunData, prepare_data};
 use crate::probe::{first, qa_scores, recall_score};
 use crate::{LayerUsage, OpenRun, TrainError};
@@ -141,56 +142,58 @@ pub fn evaluate<B: ZooBackend>(
     device: &B::Device,
     progress: bool,
 ) -> Result<EvalReport, TrainError> {
-    let memory_size = config.model.product_keys.n_keys.pow(2);
-    let batch = config.optim.batch_size;
-    let budget = config.run.eval_sequences(config.optim.seq_len);
-    let say = |what| progress.then_some(what);
-    let (val, memory_layers) = validate(
-        model,
-        &data.batches,
-        batch,
-        budget,
-        memory_size,
-        device,
-        say("evaluating: validation loss"),
-    )?;
-    let text_val_loss = match &data.text_val {
-        Some(text) => Some(
-            validate(
-                model,
-                text,
-                batch,
-                budget,
-                memory_size,
-                device,
-                say("evaluating: text loss"),
-            )?
-            .0
-            .mean,
-        ),
-        None => None,
-    };
-    let questions = first(&data.qa, config.run.qa_limit);
-    let qa = qa_scores(model, &data.tokenizer, questions, device, progress)?;
-    let recall = first(&data.recall, config.run.recall_limit);
-    let fact_recall = recall_score(model, &data.tokenizer, recall, progress)?;
-    let knowledge = known_bits(model, data, device, progress)?;
-    Ok(EvalReport {
-        val_loss: val.mean,
-        val_ppl: val.mean.exp(),
-        val_loss_se: val.se,
-        val_tokens: val.tokens,
-        text_val_loss,
-        qa_exact_match: qa.exact_match,
-        qa_f1: qa.f1,
-        qa_answer_nll: qa.answer_nll,
-        qa_count: qa.count,
-        qa_total: data.qa.len(),
-        fact_recall,
-        recall_count: recall.len(),
-        recall_total: data.recall.len(),
-        knowledge,
-        memory_layers,
+    on_pool(|| {
+        let memory_size = config.model.product_keys.n_keys.pow(2);
+        let batch = config.optim.batch_size;
+        let budget = config.run.eval_sequences(config.optim.seq_len);
+        let say = |what| progress.then_some(what);
+        let (val, memory_layers) = validate(
+            model,
+            &data.batches,
+            batch,
+            budget,
+            memory_size,
+            device,
+            say("evaluating: validation loss"),
+        )?;
+        let text_val_loss = match &data.text_val {
+            Some(text) => Some(
+                validate(
+                    model,
+                    text,
+                    batch,
+                    budget,
+                    memory_size,
+                    device,
+                    say("evaluating: text loss"),
+                )?
+                .0
+                .mean,
+            ),
+            None => None,
+        };
+        let questions = first(&data.qa, config.run.qa_limit);
+        let qa = qa_scores(model, &data.tokenizer, questions, device, progress)?;
+        let recall = first(&data.recall, config.run.recall_limit);
+        let fact_recall = recall_score(model, &data.tokenizer, recall, progress)?;
+        let knowledge = known_bits(model, data, device, progress)?;
+        Ok(EvalReport {
+            val_loss: val.mean,
+            val_ppl: val.mean.exp(),
+            val_loss_se: val.se,
+            val_tokens: val.tokens,
+            text_val_loss,
+            qa_exact_match: qa.exact_match,
+            qa_f1: qa.f1,
+            qa_answer_nll: qa.answer_nll,
+            qa_count: qa.count,
+            qa_total: data.qa.len(),
+            fact_recall,
+            recall_count: recall.len(),
+            recall_total: data.recall.len(),
+            knowledge,
+            memory_layers,
+        })
     })
 }
 

@@ -38,6 +38,7 @@ mod metrics;
 mod open;
 mod optim;
 mod overrides;
+mod pool;
 mod prepare;
 mod probe;
 mod rank;

@@ -19,6 +19,7 @@ use crate::optim::{
     adamw, clip_factor, clip_global_norm, row_rule, row_squared_norms, scale_grads, scale_rows,
     value_param_ids, value_squared_norms,
 };
+use crate::pool::on_pool;
 use crate::{LayerUsage, Rank, TrainBackend, TrainError};
 
 mod record;
@@ -129,7 +130,7 @@ impl<B: TrainBackend> Stepper<B> {
         usage_of: Option<usize>,
         device: &B::Device,
     ) -> Result<StepReport, TrainError> {
-        self.step_with(micro_batches, multiplier, usage_of, device, None)
+        on_pool(|| self.step_with(micro_batches, multiplier, usage_of, device, None))
     }
 
     /// [`step`](Self::step) as one rank of a parallel run: `micro_batches` are this rank's

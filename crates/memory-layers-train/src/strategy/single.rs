@@ -1,5 +1,6 @@
 //! Training on one device.
 
+use crate::pool::on_pool;
 use crate::run::{Run, TrainOptions};
 use crate::train_loop::TrainSummary;
 use crate::{TrainBackend, TrainConfig, TrainError};
@@ -11,8 +12,10 @@ pub fn train<B: TrainBackend>(
     device: &B::Device,
     options: TrainOptions,
 ) -> Result<TrainSummary, TrainError> {
-    let run = Run::start::<B>(config, device, options)?;
-    let stepper = run.stepper::<B>(device)?;
-    let summary = run.train_loop(stepper, None, device)?;
-    Ok(summary.expect("a single-device run always writes, so it reports"))
+    on_pool(|| {
+        let run = Run::start::<B>(config, device, options)?;
+        let stepper = run.stepper::<B>(device)?;
+        let summary = run.train_loop(stepper, None, device)?;
+        Ok(summary.expect("a single-device run always writes, so it reports"))
+    })
 }

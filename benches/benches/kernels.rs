@@ -1,9 +1,11 @@
-//! Product-key retrieval, value lookup and the Memory+ layer on the CPU (Flex), at the quick
-//! size of the `cargo xtask bench` cases.
+//! Product-key retrieval (and its selection alone), value lookup and the Memory+ layer on the
+//! CPU (Flex), at the quick size of the `cargo xtask bench` cases.
 
 use burn::backend::{Autodiff, Flex};
+use burn::tensor::{Distribution, Tensor};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use memory_layers_benches::{LookupCase, MemoryPlusCase, RetrievalCase};
+use memory_layers_keys::RetrievalBackend;
 use memory_layers_values::{RowOptimizer, RowRule};
 
 /// Huge pages for large tensors, as in the xtask and memory-layers binaries.
@@ -21,6 +23,26 @@ fn retrieval(c: &mut Criterion) {
             r.indices.into_data()
         })
     });
+}
+
+/// The selection alone (`product_topk`) on random sub-key scores: at the experiments' pool
+/// (128 sub-keys per half, 16 of them kept) and at the paper's (512, 32); 3 layers of
+/// 4 heads × 512 tokens.
+fn selection(c: &mut Criterion) {
+    let device = Default::default();
+    let mut group = c.benchmark_group("pk_topk");
+    for (n_keys, knn) in [(128, 16), (512, 32)] {
+        let scores = Tensor::<Flex, 4>::random(
+            [4, 2, 3 * 512, n_keys],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let scores = scores.into_primitive().tensor();
+        group.bench_function(format!("4x1536/n_keys{n_keys}/knn{knn}"), |b| {
+            b.iter(|| Flex::product_topk(scores.clone(), knn))
+        });
+    }
+    group.finish();
 }
 
 fn lookup(c: &mut Criterion) {
@@ -93,5 +115,5 @@ fn memory_plus(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, retrieval, lookup, memory_plus);
+criterion_group!(benches, retrieval, selection, lookup, memory_plus);
 criterion_main!(benches);

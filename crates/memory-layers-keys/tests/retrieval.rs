@@ -27,7 +27,7 @@ fn check(
 
 fn case() -> impl Strategy<Value = (usize, usize, usize, usize, usize, u64)> {
     (
-        1usize..64,
+        1usize..160,
         1usize..=4,
         1usize..=16,
         1usize..=3,

@@ -231,7 +231,7 @@ def main(out, only, shapes):
     Path(out).write_text(json.dumps(result, indent=2))
     for case in cases:
         name, c = case["name"], dict(case["config"])
-        if only not in name or c.get("layers", 0) * c.get("dim", 0) == 0:
+        if not any(o in name for o in only.split(",")) or c.get("layers", 0) * c.get("dim", 0) == 0:
             continue
         config = {k: c[k] for k in ("model", "dim", "layers", "batch", "seq_len", "values")}
         if c["values"]:
@@ -261,7 +261,8 @@ def main(out, only, shapes):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Whole PyTorch train steps, as xtask bench --suite train.")
     parser.add_argument("out", nargs="?", default="target/bench/torch-train.json")
-    parser.add_argument("--only", default="", help="only the cases whose name contains this")
+    parser.add_argument("--only", default="",
+                        help="only the cases whose name contains one of these (comma-separated)")
     parser.add_argument("--shapes", default="target/bench/ours.json",
                         help="our results, whose train-step cases give the shapes timed")
     arguments = parser.parse_args()

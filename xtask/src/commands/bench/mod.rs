@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use super::corpus::CorpusCase;
 use crate::bench_result::{BenchFile, BenchResult};
-use steps::{experiment_cases, finetune_cases, size_cases, train_cases};
+use steps::{Only, experiment_cases, finetune_cases, size_cases, train_cases};
 
 mod steps;
 
@@ -26,9 +26,10 @@ pub struct BenchArgs {
     /// Which cases to time.
     #[arg(long, value_enum, default_value = "default")]
     suite: Suite,
-    /// Only the train-step cases whose name contains this (e.g. `dense`).
-    #[arg(long)]
-    only: Option<String>,
+    /// Only the train-step cases whose name contains one of these (e.g. `dense`, or
+    /// `tiny,_experiments,capacity`).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Bytes of text the corpus suite generates.
     #[arg(long, default_value = "2G", value_parser = memory_layers_cli::parse_count)]
     corpus_bytes: usize,
@@ -166,7 +167,7 @@ enum Suite {
 /// A suite, with its train steps narrowed by name.
 struct Cases {
     suite: Suite,
-    only: Option<String>,
+    only: Vec<String>,
     corpus_bytes: usize,
 }
 
@@ -194,7 +195,7 @@ impl Job for Cases {
             out.push(stream_triad());
             out.extend(kernel_cases::<B>(device)?);
         }
-        let only = only.as_deref().unwrap_or("");
+        let only = Only(&only);
         if train {
             let mut cases = size_cases(Size::Small);
             if suite != Suite::Gpu {

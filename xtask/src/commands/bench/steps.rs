@@ -86,14 +86,24 @@ pub(super) fn experiment_cases() -> anyhow::Result<Vec<TrainCase>> {
     Ok(cases)
 }
 
-/// Times one optimizer step of every case whose name contains `only`.
+/// The names `--only` keeps: those containing one of its patterns (all without one).
+#[derive(Clone, Copy)]
+pub(super) struct Only<'a>(pub &'a [String]);
+
+impl Only<'_> {
+    fn keeps(self, name: &str) -> bool {
+        self.0.is_empty() || self.0.iter().any(|pattern| name.contains(pattern.as_str()))
+    }
+}
+
+/// Times one optimizer step of every case that `only` keeps.
 pub(super) fn train_cases<B: TrainBackend>(
     device: &B::Device,
     mut cases: Vec<TrainCase>,
-    only: &str,
+    only: Only,
 ) -> anyhow::Result<Vec<BenchResult>> {
     let mut out = Vec::new();
-    cases.retain(|(name, _)| name.contains(only));
+    cases.retain(|(name, _)| only.keeps(name));
     for (name, config) in cases {
         let kind = config.model.kind;
         let (batch, seq) = (config.optim.batch_size, config.optim.seq_len);
@@ -173,7 +183,7 @@ fn step_result<B: TrainBackend>(
 /// counts drawn at random.
 pub(super) fn finetune_cases<B: TrainBackend>(
     device: &B::Device,
-    only: &str,
+    only: Only,
 ) -> anyhow::Result<Vec<BenchResult>> {
     let mut config = default_run(ModelKind::MemoryPlus);
     config.optim.value_optimizer = ValueOptimizer::Sgd;
@@ -196,7 +206,7 @@ pub(super) fn finetune_cases<B: TrainBackend>(
             Some((background, DEFAULT_TOP_T)),
         ),
     ] {
-        if !name.contains(only) {
+        if !only.keeps(name) {
             continue;
         }
         let case_config = serde_json::json!({

@@ -142,7 +142,7 @@ pub fn evaluate<B: ZooBackend>(
     device: &B::Device,
     progress: bool,
 ) -> Result<EvalReport, TrainError> {
-    on_pool(|| {
+    on_pool::<B, _>(|| {
         let memory_size = config.model.product_keys.n_keys.pow(2);
         let batch = config.optim.batch_size;
         let budget = config.run.eval_sequences(config.optim.seq_len);

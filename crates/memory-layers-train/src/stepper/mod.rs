@@ -130,7 +130,7 @@ impl<B: TrainBackend> Stepper<B> {
         usage_of: Option<usize>,
         device: &B::Device,
     ) -> Result<StepReport, TrainError> {
-        on_pool(|| self.step_with(micro_batches, multiplier, usage_of, device, None))
+        on_pool::<B, _>(|| self.step_with(micro_batches, multiplier, usage_of, device, None))
     }
 
     /// [`step`](Self::step) as one rank of a parallel run: `micro_batches` are this rank's

@@ -12,7 +12,7 @@ pub fn train<B: TrainBackend>(
     device: &B::Device,
     options: TrainOptions,
 ) -> Result<TrainSummary, TrainError> {
-    on_pool(|| {
+    on_pool::<B, _>(|| {
         let run = Run::start::<B>(config, device, options)?;
         let stepper = run.stepper::<B>(device)?;
         let summary = run.train_loop(stepper, None, device)?;

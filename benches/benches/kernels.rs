@@ -1,5 +1,6 @@
-//! Product-key retrieval (and its selection alone), value lookup and the Memory+ layer on the
-//! CPU (Flex), at the quick size of the `cargo xtask bench` cases.
+//! Product-key retrieval, value lookup and the Memory+ layer on the CPU (Flex), at the quick
+//! size of the `cargo xtask bench` cases; the retrieval's selection alone at the experiments'
+//! and the paper's pool sizes.
 
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{Distribution, Tensor};

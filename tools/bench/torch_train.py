@@ -231,7 +231,8 @@ def main(out, only, shapes):
     Path(out).write_text(json.dumps(result, indent=2))
     for case in cases:
         name, c = case["name"], dict(case["config"])
-        if not any(o in name for o in only.split(",")) or c.get("layers", 0) * c.get("dim", 0) == 0:
+        patterns = [o for o in only.split(",") if o]
+        if (patterns and not any(o in name for o in patterns)) or c.get("layers", 0) * c.get("dim", 0) == 0:
             continue
         config = {k: c[k] for k in ("model", "dim", "layers", "batch", "seq_len", "values")}
         if c["values"]:

@@ -260,7 +260,7 @@ fn top_positions(half: &[f32], k: usize, scratch: &mut Vec<u64>, out: &mut Vec<u
 const TRACKED: usize = 4;
 
 /// An ordered score that at least `k` scores of `half` reach (0, every score, where `k` is 0
-/// or above 64).
+/// or above 64, or where a lane would hold fewer than `r` scores).
 ///
 /// `half` is read as rows of `L ≥ ⌈k / r⌉` lanes (`r = min(k, 4)`, `L` a power of two for
 /// the registers): each lane, a strided group of scores, keeps its best `r`, and the smallest

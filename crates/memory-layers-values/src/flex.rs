@@ -481,7 +481,7 @@ fn rows_mut<'a>(mut data: &'a mut [f32], d: usize, ids: &[usize]) -> Vec<&'a mut
 }
 
 /// Hints the CPU to load a row into cache (every 64-byte line of it).
-#[inline]
+#[inline(always)]
 fn prefetch_row(row: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     for line in row.chunks(16) {
@@ -502,7 +502,7 @@ fn prefetch_row(row: &[f32]) {
 /// faults once (reading it first would map the shared zero page and fault again on the write,
 /// making the kernel flush every thread's TLB: measured, most of the time of `bag_rows` on
 /// 400 MB outputs).
-#[inline]
+#[inline(always)]
 fn add_scaled(y: &mut [f32], a: f32, x: &[f32], first: bool) {
     if first {
         for (y, x) in y.iter_mut().zip(x) {
@@ -516,7 +516,7 @@ fn add_scaled(y: &mut [f32], a: f32, x: &[f32], first: bool) {
 }
 
 /// `⟨a, b⟩` with 8 independent accumulators (vectorises).
-#[inline]
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));

@@ -86,13 +86,35 @@ pub(super) fn experiment_cases() -> anyhow::Result<Vec<TrainCase>> {
     Ok(cases)
 }
 
-/// The names `--only` keeps: those containing one of its patterns (all without one).
+/// The names `--only` keeps: those containing one of its patterns (all without one; an empty
+/// pattern, as from a trailing comma, is none).
 #[derive(Clone, Copy)]
 pub(super) struct Only<'a>(pub &'a [String]);
 
 impl Only<'_> {
     fn keeps(self, name: &str) -> bool {
-        self.0.is_empty() || self.0.iter().any(|pattern| name.contains(pattern.as_str()))
+        let mut patterns = self.0.iter().filter(|p| !p.is_empty()).peekable();
+        patterns.peek().is_none() || patterns.any(|p| name.contains(p.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Only;
+
+    #[test]
+    fn only_keeps_names_containing_one_of_its_patterns() {
+        let patterns = [
+            "tiny".to_string(),
+            "_experiments".to_string(),
+            String::new(),
+        ];
+        let only = Only(&patterns);
+        assert!(only.keeps("train_step_dense_tiny"));
+        assert!(only.keeps("finetune_step_memory_experiments"));
+        assert!(!only.keeps("train_step_dense_small"));
+        assert!(Only(&[]).keeps("train_step_dense_small"));
+        assert!(Only(&[String::new()]).keeps("train_step_dense_small"));
     }
 }
 

@@ -12,10 +12,10 @@ pub fn train<B: TrainBackend>(
     device: &B::Device,
     options: TrainOptions,
 ) -> Result<TrainSummary, TrainError> {
-    on_pool::<B, _>(|| {
-        let run = Run::start::<B>(config, device, options)?;
-        let stepper = run.stepper::<B>(device)?;
-        let summary = run.train_loop(stepper, None, device)?;
-        Ok(summary.expect("a single-device run always writes, so it reports"))
-    })
+    let run = Run::start::<B>(config, device, options)?;
+    let stepper = run.stepper::<B>(device)?;
+    // The loop on the pool (its bookkeeping between steps runs Flex operations too); the
+    // data preparation above stays on the calling thread and its larger stack.
+    let summary = on_pool::<B, _>(|| run.train_loop(stepper, None, device))?;
+    Ok(summary.expect("a single-device run always writes, so it reports"))
 }

@@ -98,26 +98,6 @@ impl Only<'_> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::Only;
-
-    #[test]
-    fn only_keeps_names_containing_one_of_its_patterns() {
-        let patterns = [
-            "tiny".to_string(),
-            "_experiments".to_string(),
-            String::new(),
-        ];
-        let only = Only(&patterns);
-        assert!(only.keeps("train_step_dense_tiny"));
-        assert!(only.keeps("finetune_step_memory_experiments"));
-        assert!(!only.keeps("train_step_dense_small"));
-        assert!(Only(&[]).keeps("train_step_dense_small"));
-        assert!(Only(&[String::new()]).keeps("train_step_dense_small"));
-    }
-}
-
 /// Times one optimizer step of every case that `only` keeps.
 pub(super) fn train_cases<B: TrainBackend>(
     device: &B::Device,
@@ -247,4 +227,24 @@ pub(super) fn finetune_cases<B: TrainBackend>(
         ));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Only;
+
+    #[test]
+    fn only_keeps_names_containing_one_of_its_patterns() {
+        let patterns = [
+            "tiny".to_string(),
+            "_experiments".to_string(),
+            String::new(),
+        ];
+        let only = Only(&patterns);
+        assert!(only.keeps("train_step_dense_tiny"));
+        assert!(only.keeps("finetune_step_memory_experiments"));
+        assert!(!only.keeps("train_step_dense_small"));
+        assert!(Only(&[]).keeps("train_step_dense_small"));
+        assert!(Only(&[String::new()]).keeps("train_step_dense_small"));
+    }
 }

@@ -256,17 +256,13 @@ mod tests {
 
     /// The documents of `text` written to a file, read `chunk` bytes at a time.
     fn split(text: &str, separator: DocSeparator, chunk: usize, max: usize) -> Vec<Document> {
-        let path = std::env::temp_dir().join(format!(
-            "data-text-{}-{}.txt",
-            std::process::id(),
-            text.len() ^ chunk ^ max
-        ));
+        let path = tempfile::NamedTempFile::new().unwrap().into_temp_path();
         std::fs::write(&path, text).unwrap();
         let splitting = Splitting {
             chunk,
             max_document: max,
         };
-        TextDocuments::new(path, separator, splitting)
+        TextDocuments::new(path.to_path_buf(), separator, splitting)
             .collect::<Result<_, _>>()
             .unwrap()
     }
@@ -339,16 +335,23 @@ mod tests {
 
     #[test]
     fn bad_bytes_and_empty_files_are_named() {
-        let path = std::env::temp_dir().join(format!("data-text-bad-{}.txt", std::process::id()));
+        let path = tempfile::NamedTempFile::new().unwrap().into_temp_path();
         std::fs::write(&path, b"fine\n\nstill fine\nbad \xff here\n").unwrap();
-        let mut docs =
-            TextDocuments::new(path.clone(), DocSeparator::BlankLine, Splitting::default());
+        let mut docs = TextDocuments::new(
+            path.to_path_buf(),
+            DocSeparator::BlankLine,
+            Splitting::default(),
+        );
         assert_eq!(docs.next().unwrap().unwrap().text, "fine");
         let err = docs.next().unwrap().unwrap_err().to_string();
         assert!(err.contains(":4: not UTF-8"), "{err}");
         assert!(docs.next().is_none(), "stops after its error");
         std::fs::write(&path, " \n\n").unwrap();
-        let mut docs = TextDocuments::new(path, DocSeparator::BlankLine, Splitting::default());
+        let mut docs = TextDocuments::new(
+            path.to_path_buf(),
+            DocSeparator::BlankLine,
+            Splitting::default(),
+        );
         assert!(
             docs.next()
                 .unwrap()

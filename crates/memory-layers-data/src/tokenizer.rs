@@ -208,8 +208,8 @@ mod tests {
         let ids = bpe.encode(text);
         assert!(ids.len() < text.len(), "merges shorten the text");
         assert_eq!(bpe.decode(&ids), text);
-        let dir = std::env::temp_dir().join(format!("trainer-tok-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         bpe.save(&dir.join(TOKENIZER_FILE)).unwrap();
         let loaded = Tokenizer::load(TokenizerKind::Bpe, &dir.join(TOKENIZER_FILE)).unwrap();
         assert_eq!(loaded.encode(text), ids);

@@ -2,13 +2,16 @@
 
 use std::path::{Path, PathBuf};
 
+use tempfile::TempDir;
+
 use memory_layers_data::{DataError, DocSeparator, Document, documents, load_qa};
 
-fn dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("data-inputs-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A scratch directory named after `name`, removed when dropped.
+fn dir(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("data-inputs-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn write(path: &Path, bytes: &[u8]) -> PathBuf {
@@ -31,7 +34,8 @@ fn data_error(result: Result<impl std::fmt::Debug, DataError>) -> (String, Optio
 
 #[test]
 fn text_inputs() {
-    let d = dir("text");
+    let tmp = dir("text");
+    let d = tmp.path();
     let (msg, _) = data_error(load_documents(&[d.join("missing.txt")], "text"));
     assert!(
         msg.contains("missing.txt") && msg.contains("no such file"),
@@ -80,7 +84,8 @@ fn gz(bytes: &[u8]) -> Vec<u8> {
 
 #[test]
 fn gzipped_jsonl_shards_with_another_field() {
-    let d = dir("shards");
+    let tmp = dir("shards");
+    let d = tmp.path();
     let shards = d.join("corpus");
     std::fs::create_dir_all(&shards).unwrap();
     write(
@@ -126,7 +131,8 @@ fn gzipped_jsonl_shards_with_another_field() {
 
 #[test]
 fn jsonl_inputs() {
-    let d = dir("jsonl");
+    let tmp = dir("jsonl");
+    let d = tmp.path();
     let ok = write(
         &d.join("ok.jsonl"),
         b"{\"text\": \"one\"}\n{\"text\": \"two\"}\n",
@@ -163,7 +169,8 @@ fn jsonl_inputs() {
 
 #[test]
 fn qa_inputs() {
-    let d = dir("qa");
+    let tmp = dir("qa");
+    let d = tmp.path();
     let ok = write(
         &d.join("qa.jsonl"),
         b"{\"question\": \"Who?\", \"answer\": \"Me\"}\n",
@@ -218,7 +225,8 @@ fn parquet_inputs() {
         msg.to_lowercase().contains("gzip"),
         "the codec named: {msg}"
     );
-    let d = dir("parquet");
+    let tmp = dir("parquet");
+    let d = tmp.path();
     let fake = write(&d.join("fake.parquet"), b"{\"text\": \"not parquet\"}\n");
     let (msg, _) = data_error(load_documents(&[fake], "text"));
     assert!(

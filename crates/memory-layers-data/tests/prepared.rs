@@ -4,15 +4,18 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use tempfile::TempDir;
+
 use memory_layers_data::{
     DocSeparator, Manifest, PrepareConfig, Split, TokenizerKind, prepare_corpus,
 };
 
-fn dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("data-prepared-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A scratch directory named after `name`, removed when dropped.
+fn dir(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("data-prepared-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// Document `i`: a line of text without blank lines (the byte tokenizer's separator).
@@ -74,7 +77,8 @@ fn bytes_of(root: &Path, count: usize) -> PrepareConfig {
 
 #[test]
 fn shards_hold_every_document_once_and_validation_whole_documents() {
-    let root = dir("exact");
+    let tmp = dir("exact");
+    let root = tmp.path();
     let count = 400;
     let config = PrepareConfig {
         val_fraction: 0.1,
@@ -142,7 +146,8 @@ fn whole_documents(out: &Path, manifest: &Manifest, count: usize) -> Vec<String>
 
 #[test]
 fn a_validation_split_too_small_takes_documents_from_the_end() {
-    let root = dir("top-up");
+    let tmp = dir("top-up");
+    let root = tmp.path();
     let count = 100;
     let config = PrepareConfig {
         val_fraction: 0.02,
@@ -181,7 +186,8 @@ fn a_validation_split_too_small_takes_documents_from_the_end() {
 
 #[test]
 fn a_large_last_document_is_split_not_held_out_whole() {
-    let root = dir("large-last");
+    let tmp = dir("large-last");
+    let root = tmp.path();
     let small = root.join("a.txt");
     std::fs::write(&small, "A short note.").unwrap();
     let large = root.join("b.txt");
@@ -202,7 +208,8 @@ fn a_large_last_document_is_split_not_held_out_whole() {
 
 #[test]
 fn one_document_gives_validation_its_end() {
-    let root = dir("one");
+    let tmp = dir("one");
+    let root = tmp.path();
     let file = root.join("book.txt");
     std::fs::write(
         &file,
@@ -224,7 +231,8 @@ fn one_document_gives_validation_its_end() {
 
 #[test]
 fn a_token_budget_holds_out_whole_documents_from_the_whole_corpus() {
-    let root = dir("val-tokens");
+    let tmp = dir("val-tokens");
+    let root = tmp.path();
     let count = 600;
     let config = PrepareConfig {
         val_tokens: Some(3000),
@@ -247,7 +255,8 @@ fn a_token_budget_holds_out_whole_documents_from_the_whole_corpus() {
 
 #[test]
 fn a_token_budget_larger_than_the_corpus_is_refused() {
-    let root = dir("val-tokens-all");
+    let tmp = dir("val-tokens-all");
+    let root = tmp.path();
     for (wanted, field) in [(10_000_000, "val_tokens"), (0, "val_tokens")] {
         let config = PrepareConfig {
             val_tokens: Some(wanted),
@@ -261,7 +270,8 @@ fn a_token_budget_larger_than_the_corpus_is_refused() {
 #[test]
 fn a_large_text_file_streams_into_its_separated_documents() {
     // 2.3 MB of documents separated by blank lines: more than the 1 MiB the reader holds.
-    let root = dir("streamed");
+    let tmp = dir("streamed");
+    let root = tmp.path();
     let count = 50_000;
     let text: String = (0..count)
         .map(|i| format!("Document {i}: one line,\nand another of it.\n\n"))
@@ -280,7 +290,8 @@ fn a_large_text_file_streams_into_its_separated_documents() {
 
 #[test]
 fn a_bpe_trained_on_a_sample_records_its_size() {
-    let root = dir("sample");
+    let tmp = dir("sample");
+    let root = tmp.path();
     let config = PrepareConfig {
         tokenizer: TokenizerKind::Bpe,
         vocab_size: 300,

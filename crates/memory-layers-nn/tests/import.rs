@@ -2,13 +2,13 @@
 //! implementation (their parameters only), and a typed error for every kind of broken file.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::backend::Flex;
 use memory_layers_nn::import::{
     ImportError, ReferenceFile, ReferenceLayer, ReferenceParam, load_reference,
 };
-use memory_layers_test_support::{Tensors, fixture, fixtures, rewrite_fixture};
+use memory_layers_test_support::{TempPath, Tensors, fixture, fixtures, rewrite_fixture};
 use safetensors::{Dtype, SafeTensors};
 
 /// The names of the layer parameters in a fixture (which also holds inputs and expected results).
@@ -28,7 +28,7 @@ fn layer_file(
     fixture: &Path,
     name: &str,
     edit: impl FnOnce(&mut Tensors, &mut HashMap<String, String>),
-) -> PathBuf {
+) -> TempPath {
     let params = param_names(fixture);
     rewrite_fixture(fixture, &format!("import-{name}"), |tensors, metadata| {
         tensors.retain(|n, _| params.contains(n));
@@ -37,7 +37,7 @@ fn layer_file(
 }
 
 /// The layer of the Memory+ fixture, with `edit` applied.
-fn edited(name: &str, edit: impl FnOnce(&mut Tensors, &mut HashMap<String, String>)) -> PathBuf {
+fn edited(name: &str, edit: impl FnOnce(&mut Tensors, &mut HashMap<String, String>)) -> TempPath {
     layer_file(&fixture("memory_plus_h2"), name, edit)
 }
 
@@ -186,6 +186,7 @@ fn bad_metadata_and_files_are_errors() {
             .to_string()
             .contains("not a safetensors file")
     );
+    std::fs::remove_file(&garbage).unwrap();
     let missing = Path::new("/nonexistent/fixture.safetensors");
     assert!(matches!(import_error(missing), ImportError::Io(_)));
 }

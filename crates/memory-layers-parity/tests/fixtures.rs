@@ -1,11 +1,11 @@
 //! The parity fixtures of an independent PyTorch implementation, and the errors of broken ones.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::backend::{Autodiff, Flex};
 use memory_layers_nn::import::ImportError;
 use memory_layers_parity::{F32_TOLERANCE, ParityError, check_fixture};
-use memory_layers_test_support::{fixture, fixtures, rewrite_fixture};
+use memory_layers_test_support::{TempPath, fixture, fixtures, rewrite_fixture};
 
 type A = Autodiff<Flex>;
 
@@ -37,7 +37,7 @@ fn every_committed_fixture_passes() {
 
 /// The Memory+ fixture rewritten with tensor `remove` left out and `add` (a copy of `input`)
 /// added.
-fn edited(name: &str, remove: &str, add: Option<&str>) -> PathBuf {
+fn edited(name: &str, remove: &str, add: Option<&str>) -> TempPath {
     rewrite_fixture(
         &fixture("memory_plus_h2"),
         &format!("parity-{name}"),

@@ -3,6 +3,7 @@ use std::path::{Path, PathBuf};
 
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
+use tempfile::TempPath;
 
 /// The tensors of a safetensors file, owned: name → (dtype, shape, little-endian bytes).
 pub type Tensors = HashMap<String, (Dtype, Vec<usize>, Vec<u8>)>;
@@ -29,13 +30,13 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 /// Writes a copy of the safetensors file `source`, with `edit` applied to its tensors and
-/// metadata, to a file of the temporary directory named after `name` (unique per test
-/// process), and returns its path.
+/// metadata, to a temporary file named after `name`, and returns its path (the file is removed
+/// when the path is dropped).
 pub fn rewrite_fixture(
     source: &Path,
     name: &str,
     edit: impl FnOnce(&mut Tensors, &mut HashMap<String, String>),
-) -> PathBuf {
+) -> TempPath {
     let bytes = std::fs::read(source).unwrap();
     let tensors = SafeTensors::deserialize(&bytes).unwrap();
     let (_, metadata) = SafeTensors::read_metadata(&bytes).unwrap();
@@ -50,10 +51,12 @@ pub fn rewrite_fixture(
         .iter()
         .map(|(n, (d, s, b))| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
         .collect();
-    let path = std::env::temp_dir().join(format!(
-        "test-support-{}-{name}.safetensors",
-        std::process::id()
-    ));
+    let path = tempfile::Builder::new()
+        .prefix(&format!("{name}-"))
+        .suffix(".safetensors")
+        .tempfile()
+        .unwrap()
+        .into_temp_path();
     safetensors::serialize_to_file(views, Some(metadata), &path).unwrap();
     path
 }

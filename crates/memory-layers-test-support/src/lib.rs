@@ -21,3 +21,5 @@ pub use fixtures::{Tensors, fixture, fixtures, rewrite_fixture};
 #[cfg(feature = "peers")]
 pub use peers::{run_peers, serial};
 pub use rng::{Lcg, pseudo_random, random_data};
+/// A temporary file's path, removed when dropped (what `rewrite_fixture` returns).
+pub use tempfile::TempPath;

@@ -168,7 +168,8 @@ mod tests {
 
     #[test]
     fn the_latest_checkpoints_are_kept() {
-        let out = std::env::temp_dir().join(format!("train-keep-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("run");
         let run = RunDir::new(&out);
         for keep in [1, 3] {
             let _ = std::fs::remove_dir_all(&out);

@@ -27,8 +27,8 @@ fn config_rules() {
     c.model.product_keys.knn = 99;
     assert!(c.validate().unwrap_err().to_string().contains("knn = 99"));
 
-    let d = std::env::temp_dir().join(format!("train-inputs-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
     let broken = d.join("broken.toml");
     std::fs::write(&broken, b"[model]\ndim = \"wide\"\n").unwrap();
     let err = TrainConfig::load(&broken).unwrap_err();

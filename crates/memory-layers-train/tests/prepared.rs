@@ -24,14 +24,17 @@ fn corpus(root: &Path, count: usize) -> PathBuf {
 
 #[test]
 fn a_run_trains_from_prepared_shards_and_damage_is_named() {
-    let root = std::env::temp_dir().join(format!("train-prepared-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let tmp = tempfile::Builder::new()
+        .prefix("train-prepared-")
+        .tempdir()
+        .unwrap();
+    let root = tmp.path();
     let config = PrepareConfig {
         tokenizer: TokenizerKind::Bpe,
         vocab_size: 300,
         val_fraction: 0.2,
         shard_tokens: 1000,
-        ..PrepareConfig::new(vec![corpus(&root, 300)], root.join("prepared"))
+        ..PrepareConfig::new(vec![corpus(root, 300)], root.join("prepared"))
     };
     let manifest = prepare_corpus(&config, &[], false).unwrap();
     assert_eq!(manifest.tokenizer, TokenizerKind::Bpe);
@@ -88,12 +91,15 @@ fn a_run_trains_from_prepared_shards_and_damage_is_named() {
 
 #[test]
 fn the_final_evaluation_scores_its_budget_of_a_larger_split_with_an_error_bar() {
-    let root = std::env::temp_dir().join(format!("train-eval-budget-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let tmp = tempfile::Builder::new()
+        .prefix("train-eval-budget-")
+        .tempdir()
+        .unwrap();
+    let root = tmp.path();
     let config = PrepareConfig {
         tokenizer: TokenizerKind::Byte,
         val_fraction: 0.5,
-        ..PrepareConfig::new(vec![corpus(&root, 300)], root.join("prepared"))
+        ..PrepareConfig::new(vec![corpus(root, 300)], root.join("prepared"))
     };
     let manifest = prepare_corpus(&config, &[], false).unwrap();
     let mut run = TrainConfig::new(ModelKind::Dense, Size::Tiny);
@@ -121,5 +127,4 @@ fn the_final_evaluation_scores_its_budget_of_a_larger_split_with_an_error_bar() 
     let se = saved["val_loss_se"].as_f64().unwrap();
     assert!(se > 0.0 && se < summary.eval.val_loss, "{se}");
     assert_eq!(summary.eval.val_tokens, 320);
-    let _ = std::fs::remove_dir_all(&root);
 }

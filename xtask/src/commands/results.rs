@@ -106,7 +106,8 @@ mod tests {
 
     #[test]
     fn marked_tables_are_replaced_and_the_rest_kept() {
-        let dir = std::env::temp_dir().join(format!("xtask-results-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         std::fs::create_dir_all(dir.join("a")).unwrap();
         std::fs::write(dir.join("a/summary.md"), "# a\n\n| x |\n|---|\n| 1 |\n").unwrap();
         let page = "intro\n<!-- table a -->\nold\n<!-- end table -->\nafter\n";

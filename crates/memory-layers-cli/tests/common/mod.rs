@@ -2,11 +2,14 @@
 // Each test file uses some of these helpers.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use memory_layers_train::RunDir;
+use tempfile::TempDir;
 
 /// The `memory-layers` binary built for these tests.
 pub fn memory_layers() -> Command {
@@ -72,12 +75,44 @@ pub fn losses(out: &Path) -> Vec<(u64, f64)> {
         .collect()
 }
 
-/// An empty run directory for this test process.
-pub fn fresh(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("memory-layers-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+/// A path named `name` that does not exist yet, for a run directory or an input, inside a
+/// scratch directory removed (with whatever was written there) when this is dropped.
+pub struct Fresh {
+    _scratch: TempDir,
+    path: PathBuf,
+}
+
+impl Deref for Fresh {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for Fresh {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<OsStr> for Fresh {
+    fn as_ref(&self) -> &OsStr {
+        self.path.as_os_str()
+    }
+}
+
+/// A fresh path named `name` (see [`Fresh`]).
+pub fn fresh(name: &str) -> Fresh {
+    let scratch = tempfile::Builder::new()
+        .prefix("memory-layers-test-")
+        .tempdir()
+        .unwrap();
+    let path = scratch.path().join(name);
+    Fresh {
+        _scratch: scratch,
+        path,
+    }
 }
 
 /// Starts `train`, which writes the run `out`, and kills it (SIGKILL) once its checkpoint has
@@ -113,11 +148,10 @@ pub fn resume(out: &Path, extra: &[&str]) -> bool {
 /// returns that stderr. It runs in a scratch directory, so that a command which wrongly
 /// succeeds writes its default `runs/` there, not into the crate.
 pub fn fails_with(args: &[&str], needle: &str) -> String {
-    let scratch = std::env::temp_dir().join(format!("memory-layers-fails-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
     let out = memory_layers()
         .args(args)
-        .current_dir(&scratch)
+        .current_dir(scratch.path())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();

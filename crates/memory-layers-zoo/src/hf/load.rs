@@ -295,8 +295,8 @@ mod tests {
     /// A config.json with Llama 3's RoPE scaling or another activation is refused by name.
     #[test]
     fn settings_this_model_lacks_are_refused() {
-        let dir = std::env::temp_dir().join(format!("trainer-hf-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let file = dir.join(MODEL_FILE);
         let config = preset(ModelKind::Dense, Size::Tiny, None);
         for (json, field) in [
@@ -348,7 +348,8 @@ mod tests {
     #[test]
     fn the_import_ties_the_head_refuses_extra_blocks_and_checks_the_config() {
         let device = Default::default();
-        let dir = std::env::temp_dir().join(format!("export-unit-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("export");
         let config = preset(ModelKind::Dense, Size::Tiny, None);
         let model = config.init::<Flex>(&device).unwrap();
         export_model(&model, &config, &dir).unwrap();
@@ -387,6 +388,5 @@ mod tests {
             err.contains("num_attention_heads is 2, this model's is 4"),
             "{err}"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -9,6 +9,8 @@ use memory_layers_zoo::ZooError;
 use memory_layers_zoo::hf::HfError;
 use thiserror::Error;
 
+use crate::estimate::{FitAdvice, MemoryEstimate, gib};
+
 /// Errors of training and evaluation.
 #[derive(Debug, Error)]
 pub enum TrainError {
@@ -50,17 +52,17 @@ pub enum TrainError {
     Parallel(String),
     /// The run's memory estimate exceeds what the device has.
     #[error(
-        "this run needs about {needed} on one device, which has {available}:\n{estimate}\n{advice}"
+        "this run needs about {} on one device, which has {}:\n{estimate}\n{advice}",
+        gib(estimate.total()),
+        gib(*available)
     )]
     DoesNotFit {
-        /// The estimate's total, in GiB.
-        needed: String,
-        /// The device's memory, in GiB.
-        available: String,
-        /// The estimate's breakdown.
-        estimate: String,
+        /// The estimate, by part.
+        estimate: Box<MemoryEstimate>,
+        /// The device's memory, in bytes.
+        available: u64,
         /// Flags that would fit, or why none do.
-        advice: String,
+        advice: FitAdvice,
     },
     /// A chart could not be drawn.
     #[error(transparent)]

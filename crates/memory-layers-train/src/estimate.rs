@@ -201,11 +201,63 @@ impl MemoryEstimate {
             return Ok(estimate);
         }
         Err(TrainError::DoesNotFit {
-            needed: gib(estimate.total()),
-            available: gib(available),
-            estimate: estimate.to_string(),
+            estimate: Box::new(estimate),
+            available,
             advice: advice(config, layout, attention, available),
         })
+    }
+}
+
+/// What [`MemoryEstimate::check`] suggests for a run that does not fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FitAdvice {
+    /// The run fits with these changes (`None`: the run's own setting kept).
+    Fits {
+        /// A smaller micro-batch and the accumulation that keeps the global batch:
+        /// `(batch_size, grad_accum)`.
+        batch: Option<(usize, usize)>,
+        /// Another value optimizer.
+        value_optimizer: Option<ValueOptimizer>,
+        /// The estimate's total with the changes, in bytes.
+        needed: u64,
+    },
+    /// No smaller micro-batch fits, nor (for a model with value tables) row-wise Adagrad.
+    NothingFits {
+        /// Whether the model has value tables (fewer keys or more devices would help).
+        value_tables: bool,
+    },
+}
+
+/// The flags that fit, or what else would.
+impl fmt::Display for FitAdvice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Fits {
+                batch,
+                value_optimizer,
+                needed,
+            } => {
+                write!(f, "it would fit ({}) with:", gib(needed))?;
+                if let Some((batch_size, grad_accum)) = batch {
+                    write!(f, " --batch-size {batch_size} --grad-accum {grad_accum}")?;
+                }
+                if let Some(optimizer) = value_optimizer {
+                    write!(f, " --value-optimizer {optimizer}")?;
+                }
+                Ok(())
+            }
+            Self::NothingFits {
+                value_tables: false,
+            } => f.write_str(
+                "no smaller micro-batch fits: take a shorter --seq-len, a smaller --size, or a \
+                 device with more memory",
+            ),
+            Self::NothingFits { value_tables: true } => f.write_str(
+                "no smaller micro-batch or value optimizer fits: take a shorter --seq-len, a \
+                 smaller --n-keys or --size, or more devices (--memory-parallel splits the \
+                 value tables)",
+            ),
+        }
     }
 }
 
@@ -216,7 +268,7 @@ fn advice(
     layout: Option<&Layout>,
     attention: AttentionKernel,
     available: u64,
-) -> String {
+) -> FitAdvice {
     let devices = layout.map_or(1, |l| l.devices.max(1));
     let optim = &config.optim;
     let global = optim.batch_size * optim.grad_accum;
@@ -247,27 +299,17 @@ fn advice(
             if needed > available {
                 continue;
             }
-            let mut flags = Vec::new();
-            if batch != optim.batch_size {
-                flags.push(format!(
-                    "--batch-size {batch} --grad-accum {}",
-                    global / batch
-                ));
-            }
-            if value_optimizer != optim.value_optimizer {
-                flags.push("--value-optimizer rowwise-adagrad".into());
-            }
-            return format!("it would fit ({}) with: {}", gib(needed), flags.join(" "));
+            return FitAdvice::Fits {
+                batch: (batch != optim.batch_size).then_some((batch, global / batch)),
+                value_optimizer: (value_optimizer != optim.value_optimizer)
+                    .then_some(value_optimizer),
+                needed,
+            };
         }
     }
-    if rows(&config.model) == 0 {
-        return "no smaller micro-batch fits: take a shorter --seq-len, a smaller --size, or a \
-                device with more memory"
-            .into();
+    FitAdvice::NothingFits {
+        value_tables: rows(&config.model) > 0,
     }
-    "no smaller micro-batch or value optimizer fits: take a shorter --seq-len, a smaller \
-     --n-keys or --size, or more devices (--memory-parallel splits the value tables)"
-        .into()
 }
 
 /// Memory the operating system can give this process now (`MemAvailable` of
@@ -480,6 +522,26 @@ mod tests {
         assert!(
             message.contains("--batch-size 16 --grad-accum 4"),
             "{message}"
+        );
+        let TrainError::DoesNotFit {
+            estimate,
+            available: offered,
+            advice,
+        } = err
+        else {
+            panic!("not DoesNotFit: {message}")
+        };
+        assert_eq!((*estimate, offered), (e, available));
+        assert!(
+            matches!(
+                advice,
+                FitAdvice::Fits {
+                    batch: Some((16, 4)),
+                    value_optimizer: None,
+                    needed,
+                } if needed <= available
+            ),
+            "{advice:?}"
         );
         assert!(MemoryEstimate::check(&config, None, AttentionKernel::Tiled, e.total()).is_ok());
     }

@@ -55,7 +55,7 @@ pub use config::{
     DataConfig, Decay, OptimConfig, Precision, RunConfig, TrainConfig, ValueOptimizer,
 };
 pub use error::TrainError;
-pub use estimate::{AttentionKernel, MemoryEstimate, available_ram, gib};
+pub use estimate::{AttentionKernel, FitAdvice, MemoryEstimate, available_ram, gib};
 pub use eval::{EvalOptions, EvalReport, evaluate, evaluate_run};
 pub use export::{CHECK_PROMPT, CHECK_TOKENS, ExportSummary, export_run};
 pub use finetune::{

@@ -85,7 +85,7 @@ fn shards_hold_every_document_once_and_validation_whole_documents() {
         seed: 3,
         shard_tokens: 4096,
         min_val_tokens: 0,
-        ..bytes_of(&root, count)
+        ..bytes_of(root, count)
     };
     let manifest = prepare_corpus(&config, &[], false).unwrap();
     let out = &config.out;
@@ -152,7 +152,7 @@ fn a_validation_split_too_small_takes_documents_from_the_end() {
     let config = PrepareConfig {
         val_fraction: 0.02,
         min_val_tokens: 2000,
-        ..bytes_of(&root, count)
+        ..bytes_of(root, count)
     };
     let manifest = prepare_corpus(&config, &[], false).unwrap();
     assert_eq!(
@@ -237,7 +237,7 @@ fn a_token_budget_holds_out_whole_documents_from_the_whole_corpus() {
     let config = PrepareConfig {
         val_tokens: Some(3000),
         min_val_tokens: 0,
-        ..bytes_of(&root, count)
+        ..bytes_of(root, count)
     };
     let manifest = prepare_corpus(&config, &[], false).unwrap();
     let longest = (0..count).map(|i| text(i).len() + 2).max().unwrap();
@@ -260,7 +260,7 @@ fn a_token_budget_larger_than_the_corpus_is_refused() {
     for (wanted, field) in [(10_000_000, "val_tokens"), (0, "val_tokens")] {
         let config = PrepareConfig {
             val_tokens: Some(wanted),
-            ..bytes_of(&root, 20)
+            ..bytes_of(root, 20)
         };
         let error = prepare_corpus(&config, &[], false).unwrap_err().to_string();
         assert!(error.contains(field), "{error}");
@@ -296,7 +296,7 @@ fn a_bpe_trained_on_a_sample_records_its_size() {
         tokenizer: TokenizerKind::Bpe,
         vocab_size: 300,
         tokenizer_sample: Some(4000),
-        ..bytes_of(&root, 300)
+        ..bytes_of(root, 300)
     };
     let manifest = prepare_corpus(&config, &[], false).unwrap();
     let sampled = manifest.tokenizer_sample.unwrap();

@@ -111,29 +111,29 @@ mod tests {
         std::fs::create_dir_all(dir.join("a")).unwrap();
         std::fs::write(dir.join("a/summary.md"), "# a\n\n| x |\n|---|\n| 1 |\n").unwrap();
         let page = "intro\n<!-- table a -->\nold\n<!-- end table -->\nafter\n";
-        let (new, missing) = splice(page, &dir).unwrap();
+        let (new, missing) = splice(page, dir).unwrap();
         assert_eq!(
             new,
             "intro\n<!-- table a -->\n| x |\n|---|\n| 1 |\n<!-- end table -->\nafter\n"
         );
         assert!(missing.is_empty());
-        assert_eq!(splice(&new, &dir).unwrap().0, new, "idempotent");
+        assert_eq!(splice(&new, dir).unwrap().0, new, "idempotent");
         let not_run = "<!-- table b -->\nkept\n<!-- end table -->";
         assert_eq!(
-            splice(not_run, &dir).unwrap(),
+            splice(not_run, dir).unwrap(),
             (not_run.to_string(), vec!["b".to_string()])
         );
         std::fs::write(dir.join("a/other.md"), "# other\n\n| y |\n").unwrap();
         let named = "<!-- table a/other -->\n<!-- end table -->";
         assert_eq!(
-            splice(named, &dir).unwrap().0,
+            splice(named, dir).unwrap().0,
             "<!-- table a/other -->\n| y |\n<!-- end table -->",
             "a named table of the suite"
         );
-        assert!(splice("<!-- table a -->\n", &dir).is_err());
+        assert!(splice("<!-- table a -->\n", dir).is_err());
         let unclosed = "<!-- table a -->\n<!-- table b -->\n<!-- end table -->";
         assert!(
-            splice(unclosed, &dir).is_err(),
+            splice(unclosed, dir).is_err(),
             "a close belongs to one table"
         );
     }

@@ -16,9 +16,10 @@ backend=${GPU_CHECK_BACKEND:-cuda}
 bin=target/gpu-check
 # CI's GPU build: one package selection and one feature set (CUDA and wgpu), so that the xtask
 # binary and the kernel tests share one build of Burn and CubeCL, and CI's artifacts serve.
-packages=(-p xtask -p memory-layers-keys -p memory-layers-values -p memory-layers-parallel)
+packages=(-p xtask -p memory-layers-keys -p memory-layers-values -p memory-layers-parallel
+    -p memory-layers-zoo)
 features=xtask/cuda,xtask/wgpu
-for crate in memory-layers-keys memory-layers-values memory-layers-parallel; do
+for crate in memory-layers-keys memory-layers-values memory-layers-parallel memory-layers-zoo; do
     features="$features,$crate/cuda,$crate/wgpu"
 done
 

@@ -2,6 +2,9 @@
 //! (with autodiff) and its devices, for every command of `memory-layers` and `cargo xtask`.
 
 use burn::backend::Autodiff;
+use burn::backend::autodiff::checkpoint::strategy::{
+    BalancedCheckpointing, CheckpointStrategy, NoCheckpointing,
+};
 use clap::ValueEnum;
 use memory_layers_train::TrainBackend;
 
@@ -33,16 +36,35 @@ pub trait Job {
 
 /// Runs `job` on `kind`; a backend not compiled in, or CUDA without a driver, is an error.
 pub fn dispatch<J: Job>(kind: BackendKind, job: J) -> anyhow::Result<J::Output> {
+    dispatch_with::<NoCheckpointing, J>(kind, job)
+}
+
+/// [`dispatch`] with activation checkpointing: Burn's autodiff recomputes the results of
+/// element-wise operations in the backward pass instead of keeping them (its balanced
+/// strategy). Only training calls it, so that other commands compile one autodiff backend
+/// per device kind, not two.
+pub fn dispatch_checkpointed<J: Job>(kind: BackendKind, job: J) -> anyhow::Result<J::Output> {
+    dispatch_with::<BalancedCheckpointing, J>(kind, job)
+}
+
+fn dispatch_with<C: CheckpointStrategy, J: Job>(
+    kind: BackendKind,
+    job: J,
+) -> anyhow::Result<J::Output> {
     let n = job.devices();
     match kind {
-        BackendKind::Flex => job.run::<Autodiff<burn::backend::Flex>>(&vec![Default::default(); n]),
+        BackendKind::Flex => {
+            job.run::<Autodiff<burn::backend::Flex, C>>(&vec![Default::default(); n])
+        }
         #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => job.run::<Autodiff<burn::backend::Wgpu>>(&vec![Default::default(); n]),
+        BackendKind::Wgpu => {
+            job.run::<Autodiff<burn::backend::Wgpu, C>>(&vec![Default::default(); n])
+        }
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => {
             probe_cuda_driver()?;
             let devices: Vec<_> = (0..n).map(burn::backend::cuda::CudaDevice::new).collect();
-            job.run::<Autodiff<burn::backend::Cuda>>(&devices)
+            job.run::<Autodiff<burn::backend::Cuda, C>>(&devices)
         }
         #[allow(unreachable_patterns)]
         other => {

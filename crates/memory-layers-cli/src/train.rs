@@ -14,7 +14,7 @@ use memory_layers_train::{
 };
 use memory_layers_zoo::{ModelKind, Size};
 
-use crate::backend::{BackendKind, Job, dispatch};
+use crate::backend::{BackendKind, Job, dispatch, dispatch_checkpointed};
 
 /// Arguments of `memory-layers train` (and `cargo xtask train`): the flags override the preset
 /// that `--model` and `--size` name, or the `--config` file.
@@ -157,6 +157,12 @@ pub struct TrainArgs {
     /// Train even where the memory estimate exceeds the device's memory.
     #[arg(long)]
     ignore_memory_estimate: bool,
+    /// Recompute the results of element-wise operations (norms, residual sums, activations)
+    /// in the backward pass instead of keeping them: Burn's balanced activation
+    /// checkpointing. Less memory (measured at 134m Memory+, one sequence of 4096 tokens:
+    /// 10.2 → 9.4 GiB), the same model; the memory estimate does not count the saving.
+    #[arg(long)]
+    checkpoint_activations: bool,
     /// Initialise the new model from a safetensors file with Hugging Face Llama names (what
     /// `export` writes, or a Llama checkpoint of the same shapes): embeddings, attention,
     /// norms, the FFNs of dense blocks and lm_head must be there; memory layers load where the
@@ -471,7 +477,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         mpi: args.mpi,
         mpi_world_groups: args.mpi_world_groups,
     };
-    if let Some(summary) = dispatch(args.backend, job)? {
+    let summary = if args.checkpoint_activations {
+        dispatch_checkpointed(args.backend, job)?
+    } else {
+        dispatch(args.backend, job)?
+    };
+    if let Some(summary) = summary {
         crate::summary::print_summary(&summary);
         crate::summary::print_reference(&summary.config);
     }

@@ -3,6 +3,7 @@
 use std::any::TypeId;
 use std::sync::{Mutex, OnceLock, TryLockError};
 
+use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::Backend;
 use rayon::{ThreadPool, ThreadPoolBuilder};
@@ -20,7 +21,11 @@ static POOL_JOB: Mutex<()> = Mutex::new(());
 /// itself and the other threads steal the rest. A GPU backend queues on the calling
 /// thread's stream, so its work stays where it was called.
 pub(crate) fn on_pool<B: Backend, R: Send>(work: impl FnOnce() -> R + Send) -> R {
-    let flex = [TypeId::of::<Flex>(), TypeId::of::<Autodiff<Flex>>()];
+    let flex = [
+        TypeId::of::<Flex>(),
+        TypeId::of::<Autodiff<Flex>>(),
+        TypeId::of::<Autodiff<Flex, BalancedCheckpointing>>(),
+    ];
     match training_pool() {
         Some(pool) if flex.contains(&TypeId::of::<B>()) => one_job_on_pool(pool, &POOL_JOB, work),
         _ => work(),

@@ -37,13 +37,15 @@ pub(crate) fn on_pool<B: Backend, R: Send>(work: impl FnOnce() -> R + Send) -> R
 /// pool) hands its operations to the global pool while it holds the autodiff graph's lock.
 /// Had the job queued on the global pool, a thread working on such an operation could take
 /// the job up while waiting for its share and block on that lock beneath the very work the
-/// lock's holder waits for (seen: two finetuning tests hung). `None` where no thread could
-/// be started; the work then stays on its caller.
+/// lock's holder waits for (seen: two finetuning tests hung). Its threads get a main thread's
+/// 8 MiB of stack (rayon's default is 2 MiB): the training loop runs on one of them. `None`
+/// where no thread could be started; the work then stays on its caller.
 fn training_pool() -> Option<&'static ThreadPool> {
     static POOL: OnceLock<Option<ThreadPool>> = OnceLock::new();
     POOL.get_or_init(|| {
         ThreadPoolBuilder::new()
             .thread_name(|i| format!("train-{i}"))
+            .stack_size(8 << 20)
             .build()
             .ok()
     })

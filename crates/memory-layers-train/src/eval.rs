@@ -242,15 +242,6 @@ pub struct EvalOptions {
     pub progress: bool,
 }
 
-/// A folder removed when dropped.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Evaluates a trained run (as [`evaluate`] does at the end of training) on its own data or
 /// on what `options` give.
 pub fn evaluate_run<B: ZooBackend>(
@@ -259,8 +250,11 @@ pub fn evaluate_run<B: ZooBackend>(
     device: &B::Device,
 ) -> Result<EvalReport, TrainError> {
     let mut config = run.config.clone();
-    let scratch =
-        Scratch(std::env::temp_dir().join(format!("memory-layers-eval-{}", std::process::id())));
+    // Unique per call (two evaluations in one process do not share it), removed when dropped.
+    let scratch = tempfile::Builder::new()
+        .prefix("memory-layers-eval-")
+        .tempdir()
+        .map_err(TrainError::io(std::env::temp_dir()))?;
     if !options.data.is_empty() {
         let tokenizer_file =
             (config.data.tokenizer == TokenizerKind::Bpe).then(|| run.dir.tokenizer());
@@ -269,12 +263,12 @@ pub fn evaluate_run<B: ZooBackend>(
             tokenizer: config.data.tokenizer,
             tokenizer_file,
             val_fraction: 1.0,
-            ..PrepareConfig::new(options.data.clone(), scratch.0.clone())
+            ..PrepareConfig::new(options.data.clone(), scratch.path().join("prepared"))
         };
         prepare_corpus(&prepare, &[], options.progress)?;
         config.data.paths.clear();
         config.data.tokenizer_file = None;
-        config.data.prepared = Some(scratch.0.clone());
+        config.data.prepared = Some(scratch.path().join("prepared"));
         config.data.facts = None;
     }
     if let Some(qa) = &options.qa {

@@ -274,8 +274,8 @@ mod tests {
 
     #[test]
     fn removing_a_run_removes_what_it_wrote_and_keeps_the_rest() {
-        let root = std::env::temp_dir().join(format!("run-dir-remove-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("run");
         let dir = RunDir::new(&root);
         dir.create().unwrap();
         let written = [

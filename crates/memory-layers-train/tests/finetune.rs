@@ -17,12 +17,12 @@ use memory_layers_zoo::{ModelKind, Size, Transformer};
 
 type B = Autodiff<Flex>;
 
-/// A fresh folder for one test.
-fn scratch(name: &str) -> PathBuf {
-    let root = std::env::temp_dir().join(format!("finetune-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root).unwrap();
-    root
+/// A fresh folder for one test, removed when dropped.
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("finetune-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// A tiny base of `kind` trained for a few steps on facts and a little of the plays, in `dir`.
@@ -137,8 +137,9 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 
 #[test]
 fn each_method_changes_only_what_it_trains_and_never_the_base() {
-    let root = scratch("methods");
-    let base_dir = base(ModelKind::MemoryPlus, &root);
+    let tmp = scratch("methods");
+    let root = tmp.path();
+    let base_dir = base(ModelKind::MemoryPlus, root);
     let before = snapshot(&base_dir);
     let device = Default::default();
     let base_model = open_run::<Flex>(&base_dir, &device).unwrap().model;
@@ -198,13 +199,13 @@ fn each_method_changes_only_what_it_trains_and_never_the_base() {
     assert!(changed(&base_model, &full).len() > 3);
 
     assert_eq!(snapshot(&base_dir), before, "the base run was written to");
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
 fn a_finetuning_run_resumes_exactly() {
-    let root = scratch("resume");
-    let base_dir = base(ModelKind::MemoryPlus, &root);
+    let tmp = scratch("resume");
+    let root = tmp.path();
+    let base_dir = base(ModelKind::MemoryPlus, root);
     let device = Default::default();
     for method in [FinetuneMethod::Lora, FinetuneMethod::SparseMemory] {
         let straight = finetune(
@@ -224,14 +225,14 @@ fn a_finetuning_run_resumes_exactly() {
         let resumed = open_run::<Flex>(&out, &device).unwrap().model;
         assert!(changed(&straight, &resumed).is_empty(), "{method}");
     }
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
 fn bad_finetuning_requests_are_named() {
-    let root = scratch("errors");
-    let dense = base(ModelKind::Dense, &root);
-    let memory = base(ModelKind::MemoryPlus, &root);
+    let tmp = scratch("errors");
+    let root = tmp.path();
+    let dense = base(ModelKind::Dense, root);
+    let memory = base(ModelKind::MemoryPlus, root);
     let device = Default::default();
     let err = |config: TrainConfig| -> String {
         let options = TrainOptions::default();
@@ -300,5 +301,4 @@ fn bad_finetuning_requests_are_named() {
         .err()
         .unwrap();
     assert!(matches!(e, TrainError::Checkpoint { .. }), "{e}");
-    let _ = std::fs::remove_dir_all(&root);
 }

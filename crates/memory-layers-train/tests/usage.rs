@@ -14,19 +14,20 @@ const HEALTHY_PCT: f64 = 40.0;
 
 /// Trains tiny Memory+ with `settings` applied and returns the mean used % of its layers.
 fn used_pct(name: &str, settings: impl Fn(&mut TrainConfig)) -> f64 {
-    let out = std::env::temp_dir().join(format!("usage-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("usage-{name}-"))
+        .tempdir()
+        .unwrap();
     let mut config = TrainConfig::new(ModelKind::MemoryPlus, Size::Tiny);
     config.model.product_keys.n_keys = 64;
     config.data.embedded_bytes = Some(300_000);
     config.optim.steps = 200;
     config.optim.warmup_steps = 10;
-    config.run.out = out.clone();
+    config.run.out = tmp.path().join("run");
     (config.run.qa_limit, config.run.recall_limit) = (1, 1);
     (config.run.eval_every, config.run.checkpoint_every) = (0, 200);
     settings(&mut config);
     let summary = train::<B>(config, &Default::default(), TrainOptions::default()).unwrap();
-    let _ = std::fs::remove_dir_all(&out);
     let layers = &summary.eval.memory_layers;
     layers.iter().map(|l| l.usage.used_pct).sum::<f64>() / layers.len() as f64
 }

@@ -70,7 +70,8 @@ fn adapters_start_at_the_base_and_merge_into_what_they_compute() {
         let merged = moved.merge(&model).valid();
         assert_ne!(applied, base, "{kind}: the adapters change the model");
         assert_eq!(logits(&merged), applied, "{kind}: merged = applied");
-        let dir = std::env::temp_dir().join(format!("lora-export-{kind}-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("export");
         export_model(&merged, &config, &dir).unwrap();
         let fresh = config.init::<Flex>(&device).unwrap();
         let (loaded, _) = load_hf(fresh, &config, &dir.join(MODEL_FILE)).unwrap();
@@ -81,7 +82,6 @@ fn adapters_start_at_the_base_and_merge_into_what_they_compute() {
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
         assert!(worst < 1e-4, "{kind}: exported merge differs by {worst}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 

@@ -98,8 +98,8 @@ mod tests {
                 steps: 0,
             },
         ];
-        let dir = std::env::temp_dir().join(format!("streamed-rows-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let (burns, ours) = (dir.join("burn"), dir.join("ours"));
         Recorder::default()
             .record(records.clone(), burns.clone())
@@ -111,6 +111,5 @@ mod tests {
         let m = back[0].m.clone().unwrap().into_data();
         m.assert_eq(&records[0].m.clone().unwrap().into_data(), true);
         assert_eq!((back[0].steps, back[1].steps), (12, 3));
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

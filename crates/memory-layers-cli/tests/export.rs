@@ -217,8 +217,6 @@ fn an_exported_run_has_llama_names_and_loads_back_to_the_same_logits() {
             changed, 0,
             "{model}: import(export(model)) changed {changed} logits"
         );
-        let _ = std::fs::remove_dir_all(&run);
-        let _ = std::fs::remove_dir_all(&out);
     }
 }
 
@@ -326,9 +324,6 @@ fn a_memory_model_starts_from_an_exported_dense_one() {
         ),
         "missing tensor model.layers.0.mlp.up_proj.weight",
     );
-    for dir in [dense, hf, plus, plus_hf, plain_run, plain_hf, small, dense2] {
-        let _ = std::fs::remove_dir_all(dir);
-    }
 }
 
 #[test]
@@ -337,5 +332,4 @@ fn moe_runs_are_not_exported() {
     train(&run, "moe", 1, &[]);
     let out = fresh("export-moe-hf");
     fails_with(&export_args(&run, &out), "moe models cannot be exported");
-    let _ = std::fs::remove_dir_all(&run);
 }

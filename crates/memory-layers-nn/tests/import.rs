@@ -176,17 +176,17 @@ fn bad_metadata_and_files_are_errors() {
     let err = import_error(&path);
     assert!(err.to_string().contains("knn = 50"), "{err}");
 
-    let garbage = std::env::temp_dir().join(format!(
-        "memory-layer-garbage-{}.safetensors",
-        std::process::id()
-    ));
+    let garbage = tempfile::Builder::new()
+        .suffix(".safetensors")
+        .tempfile()
+        .unwrap()
+        .into_temp_path();
     std::fs::write(&garbage, b"not a safetensors file").unwrap();
     assert!(
         import_error(&garbage)
             .to_string()
             .contains("not a safetensors file")
     );
-    std::fs::remove_file(&garbage).unwrap();
     let missing = Path::new("/nonexistent/fixture.safetensors");
     assert!(matches!(import_error(missing), ImportError::Io(_)));
 }

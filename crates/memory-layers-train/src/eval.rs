@@ -250,12 +250,16 @@ pub fn evaluate_run<B: ZooBackend>(
     device: &B::Device,
 ) -> Result<EvalReport, TrainError> {
     let mut config = run.config.clone();
-    // Unique per call (two evaluations in one process do not share it), removed when dropped.
-    let scratch = tempfile::Builder::new()
-        .prefix("memory-layers-eval-")
-        .tempdir()
-        .map_err(TrainError::io(std::env::temp_dir()))?;
+    // Where `data` is prepared: unique per call (two evaluations in one process do not share
+    // it), removed when dropped at the end of the evaluation.
+    let mut _scratch = None;
     if !options.data.is_empty() {
+        let scratch = tempfile::Builder::new()
+            .prefix("memory-layers-eval-")
+            .tempdir()
+            .map_err(TrainError::io(std::env::temp_dir()))?;
+        let prepared = scratch.path().join("prepared");
+        _scratch = Some(scratch);
         let tokenizer_file =
             (config.data.tokenizer == TokenizerKind::Bpe).then(|| run.dir.tokenizer());
         let prepare = PrepareConfig {
@@ -263,12 +267,12 @@ pub fn evaluate_run<B: ZooBackend>(
             tokenizer: config.data.tokenizer,
             tokenizer_file,
             val_fraction: 1.0,
-            ..PrepareConfig::new(options.data.clone(), scratch.path().join("prepared"))
+            ..PrepareConfig::new(options.data.clone(), prepared.clone())
         };
         prepare_corpus(&prepare, &[], options.progress)?;
         config.data.paths.clear();
         config.data.tokenizer_file = None;
-        config.data.prepared = Some(scratch.path().join("prepared"));
+        config.data.prepared = Some(prepared);
         config.data.facts = None;
     }
     if let Some(qa) = &options.qa {

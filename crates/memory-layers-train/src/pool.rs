@@ -21,15 +21,20 @@ static POOL_JOB: Mutex<()> = Mutex::new(());
 /// itself and the other threads steal the rest. A GPU backend queues on the calling
 /// thread's stream, so its work stays where it was called.
 pub(crate) fn on_pool<B: Backend, R: Send>(work: impl FnOnce() -> R + Send) -> R {
-    let flex = [
+    match is_flex::<B>().then(training_pool).flatten() {
+        Some(pool) => one_job_on_pool(pool, &POOL_JOB, work),
+        None => work(),
+    }
+}
+
+/// Whether `B` is Flex, with or without autodiff (either checkpointing strategy).
+fn is_flex<B: 'static>() -> bool {
+    [
         TypeId::of::<Flex>(),
         TypeId::of::<Autodiff<Flex>>(),
         TypeId::of::<Autodiff<Flex, BalancedCheckpointing>>(),
-    ];
-    match training_pool() {
-        Some(pool) if flex.contains(&TypeId::of::<B>()) => one_job_on_pool(pool, &POOL_JOB, work),
-        _ => work(),
-    }
+    ]
+    .contains(&TypeId::of::<B>())
 }
 
 /// A pool of rayon threads for training jobs, one per core like rayon's global pool, but not
@@ -38,8 +43,9 @@ pub(crate) fn on_pool<B: Backend, R: Send>(work: impl FnOnce() -> R + Send) -> R
 /// Had the job queued on the global pool, a thread working on such an operation could take
 /// the job up while waiting for its share and block on that lock beneath the very work the
 /// lock's holder waits for (seen: two finetuning tests hung). Its threads get a main thread's
-/// 8 MiB of stack (rayon's default is 2 MiB): the training loop runs on one of them. `None`
-/// where no thread could be started; the work then stays on its caller.
+/// 8 MiB of stack (rayon's default is 2 MiB) as a precaution, no overflow having been seen:
+/// the training loop runs on one of them. `None` where no thread could be started; the work
+/// then stays on its caller.
 fn training_pool() -> Option<&'static ThreadPool> {
     static POOL: OnceLock<Option<ThreadPool>> = OnceLock::new();
     POOL.get_or_init(|| {
@@ -78,6 +84,14 @@ fn one_job_on_pool<R: Send>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flex_runs_on_the_pool_with_and_without_autodiff_and_checkpointing() {
+        assert!(is_flex::<Flex>());
+        assert!(is_flex::<Autodiff<Flex>>());
+        assert!(is_flex::<Autodiff<Flex, BalancedCheckpointing>>());
+        assert!(!is_flex::<f32>());
+    }
 
     #[test]
     fn work_runs_on_the_pool_one_job_at_a_time() {

@@ -300,6 +300,5 @@ mod tests {
         for file in &kept {
             assert!(file.exists(), "{} removed", file.display());
         }
-        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -22,20 +22,25 @@ fn cases() -> [(Heads, usize, usize); 4] {
     ]
 }
 
-/// `q`, `k`, `v` and an output weighting `w`, for 2 sequences of `len` tokens.
+/// `q`, `k`, `v` and an output weighting `w`, for 2 sequences of `len` tokens: four different
+/// streams (with equal ones, a `k` read for `v` would pass).
 fn inputs(heads: Heads, d: usize, len: usize, seed: u64) -> [TensorData; 4] {
     let (q, kv) = (heads.heads * d, heads.kv_heads * d);
-    [q, kv, kv, q].map(|width| {
-        let data = random_data(vec![2, len, width], seed ^ width as u64, false);
+    let widths = [q, kv, kv, q];
+    std::array::from_fn(|j| {
+        let data = random_data(vec![2, len, widths[j]], 4 * seed + j as u64, false);
         // Scores of a few units: the softmax is neither uniform nor one-hot.
         let scaled: Vec<f32> = data.iter::<f32>().map(|x| 1.5 * x).collect();
-        TensorData::new(scaled, [2, len, width])
+        TensorData::new(scaled, [2, len, widths[j]])
     })
 }
 
 /// The output of `causal_attention(q, k, v)` and the gradients of `Σ output ⊙ w` with
 /// respect to `q`, `k` and `v`, on the autodiff backend `A`.
-fn attend<A: AutodiffBackend + CausalBackend>(inputs: &[TensorData; 4], heads: Heads) -> [TensorData; 4] {
+fn attend<A: AutodiffBackend + CausalBackend>(
+    inputs: &[TensorData; 4],
+    heads: Heads,
+) -> [TensorData; 4] {
     let device = Default::default();
     let [q, k, v, w] = inputs
         .clone()
@@ -53,7 +58,8 @@ fn the_chunked_attention_and_its_gradients_equal_flex() {
         let inputs = inputs(heads, d, len, i as u64);
         let ours = attend::<Autodiff<B>>(&inputs, heads);
         let flex = attend::<Autodiff<Flex>>(&inputs, heads);
-        for (name, (ours, flex)) in ["output", "∂q", "∂k", "∂v"].iter().zip(ours.iter().zip(&flex)) {
+        let names = ["output", "∂q", "∂k", "∂v"];
+        for (name, (ours, flex)) in names.iter().zip(ours.iter().zip(&flex)) {
             println!("{heads:?}, head dim {d}, {len} tokens: {name}");
             ours.assert_approx_eq::<f32>(flex, Tolerance::rel_abs(1e-4, 1e-5));
         }

@@ -252,14 +252,16 @@ pub fn evaluate_run<B: ZooBackend>(
     let mut config = run.config.clone();
     // Where `data` is prepared: unique per call (two evaluations in one process do not share
     // it), removed when dropped at the end of the evaluation.
-    let mut _scratch = None;
-    if !options.data.is_empty() {
-        let scratch = tempfile::Builder::new()
-            .prefix("memory-layers-eval-")
-            .tempdir()
-            .map_err(TrainError::io(std::env::temp_dir()))?;
+    let scratch = (!options.data.is_empty())
+        .then(|| {
+            tempfile::Builder::new()
+                .prefix("memory-layers-eval-")
+                .tempdir()
+        })
+        .transpose()
+        .map_err(TrainError::io(std::env::temp_dir()))?;
+    if let Some(scratch) = &scratch {
         let prepared = scratch.path().join("prepared");
-        _scratch = Some(scratch);
         let tokenizer_file =
             (config.data.tokenizer == TokenizerKind::Bpe).then(|| run.dir.tokenizer());
         let prepare = PrepareConfig {
